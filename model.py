@@ -1,0 +1,438 @@
+"""
+A small GPT for nanoanchor, read top to bottom: config, small parts, the whole model, generation.
+
+Architecture choices, and why:
+- RoPE (rotary position embeddings) instead of a learned position table: attention sees only
+  relative positions, and positions restart at 0 at every document start, so a story gives the
+  same logits packed in a row as alone, and left padding in batched generation costs nothing.
+- RMSNorm (pre-norm) instead of LayerNorm: no mean, no bias, same quality, a little cheaper.
+- No biases anywhere: they do not help at this scale and every weight is then a matrix.
+- ReLU^2 MLP (relu(x)**2, Primer, So et al. 2021; used by modded-nanogpt and nanochat): cheaper
+  than GELU (no erf/tanh) and trains at least as well on small GPTs.
+- Tied input/output embeddings: with a vocabulary of a few thousand and n_embd of 128-512 the
+  embedding table is a large share of all weights; tying halves it (as GPT-2 and nanoGPT do).
+- Document masking: when config.bos_id is set, a row is split into documents at <|bos|> and a
+  token attends only to earlier tokens of its own document, so the annotation of one packed
+  story cannot leak into the next.
+- Attention, one interface, three paths (config.attention):
+    'manual' explicit scores, mask and softmax in plain PyTorch: the version to read, the reference;
+    'sdpa'   F.scaled_dot_product_attention (default), is_causal=True when each row is one document;
+    'flex'   FlexAttention with a document-causal block mask (CUDA only; on CPU it has no backward,
+             so it warns once and uses 'sdpa'). Cached generation always uses sdpa (or manual).
+- Save the raw module: torch.compile wraps the model and prefixes its state dict keys with
+  "_orig_mod."; training code keeps the raw module for checkpoints (see unwrap()).
+"""
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+ATTENTION_PATHS = ("manual", "sdpa", "flex")
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 4096
+    block_size: int = 256     # longest row (in tokens) the model will ever see
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    attention: str = "sdpa"   # one of ATTENTION_PATHS
+    bos_id: int | None = None  # token that starts a document; None = one document per row
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if (self.n_embd // self.n_head) % 2 != 0:  # RoPE rotates pairs of channels
+            raise ValueError(f"n_embd // n_head = {self.n_embd // self.n_head} must be even for "
+                             f"rotary embeddings (n_embd={self.n_embd}, n_head={self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
+        if self.attention not in ATTENTION_PATHS:
+            raise ValueError(f"attention={self.attention!r} is not one of {ATTENTION_PATHS}")
+        if self.bos_id is not None and not 0 <= self.bos_id < self.vocab_size:
+            raise ValueError(f"bos_id={self.bos_id} is outside the vocabulary [0, {self.vocab_size})")
+
+
+def unwrap(model):
+    """The raw GPT inside torch.compile (._orig_mod) or DDP (.module): save this one's state_dict."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
+
+# -----------------------------------------------------------------------------
+# Documents: which tokens may see which
+
+
+def document_layout(starts):
+    """starts (B,T) bool, True where a document begins -> doc ids (B,T), positions in doc (B,T).
+    Tokens before the first start form document 0 (e.g. left padding) with positions from 0."""
+    t = torch.arange(starts.size(1), device=starts.device)
+    doc = starts.long().cumsum(1)
+    first = torch.where(starts, t, 0).cummax(1).values  # index where each token's document began
+    return doc, t - first
+
+
+def document_causal_mask(doc_q, doc_k, offset=0):
+    """(B,1,T,S) bool, True = may attend: same document, and key not in the future.
+    doc_q (B,T) are the queries' documents, doc_k (B,S) the keys'; query i sits at offset + i."""
+    T, S = doc_q.size(1), doc_k.size(1)
+    q = offset + torch.arange(T, device=doc_q.device)
+    k = torch.arange(S, device=doc_q.device)
+    causal = k[None, :] <= q[:, None]                          # (T,S)
+    same_doc = doc_q[:, :, None] == doc_k[:, None, :]          # (B,T,S)
+    return (same_doc & causal)[:, None]                        # broadcast over heads
+
+
+def flex_block_mask(doc):
+    """FlexAttention's BlockMask for document-causal attention (CUDA): it skips whole 128x128
+    tiles that are fully masked, so packed documents cost less than one long causal row."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def doc_causal(b, h, q, k):
+        return (doc[b, q] == doc[b, k]) & (q >= k)
+    B, T = doc.shape
+    return create_block_mask(doc_causal, B, None, T, T, device=doc.device)
+
+
+_flex_attention = None  # torch.compile(flex_attention), built on first use: eager flex is slow
+
+
+def flex_attention(q, k, v, block_mask):
+    global _flex_attention
+    if _flex_attention is None:
+        from torch.nn.attention.flex_attention import flex_attention as flex
+        _flex_attention = torch.compile(flex, dynamic=False)
+    return _flex_attention(q, k, v, block_mask=block_mask)
+
+# -----------------------------------------------------------------------------
+# Small parts
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight: LayerNorm without the mean and the bias."""
+
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+
+
+def rotary_tables(head_dim, max_len, base=10000.0):
+    """cos, sin of shape (max_len, head_dim/2): channel pair j turns by angle pos * base^(-2j/d)."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x, cos, sin):
+    """Rotate channel pairs (x1[j], x2[j]) of x (B,H,T,hd) by each token's angle; cos/sin (B,1,T,hd/2).
+    Then q.k depends only on the distance between the two positions."""
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
+
+
+def manual_attention(q, k, v, mask, dropout_p=0.0):
+    """The reference: q (B,H,T,hd), k, v (B,H,S,hd); mask (B,1,T,S) bool (True = attend) or
+    None for plain causal. Every query may see at least itself, so no row is all -inf."""
+    T, S = q.size(-2), k.size(-2)
+    if mask is None:
+        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+    att = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))   # (B,H,T,S)
+    att = att.masked_fill(~mask, float("-inf"))
+    att = F.softmax(att, dim=-1)
+    att = F.dropout(att, dropout_p)
+    return att @ v                                              # (B,H,T,hd)
+
+
+class CausalSelfAttention(nn.Module):
+
+    def __init__(self, config, layer_idx):
+        super().__init__()
+        self.n_head = config.n_head
+        self.layer_idx = layer_idx  # which slot of the KV cache is ours
+        self.manual = config.attention == "manual"
+        self.dropout = config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)  # q, k, v at once
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x, cos, sin, mask, cache=None):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        # (B,T,C) -> (B,H,T,hd): heads become a batch dimension
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is not None:  # generation: append to this layer's cache, attend over all of it
+            k, v = cache.update(self.layer_idx, k, v)
+        dropout_p = self.dropout if self.training else 0.0
+        if mask is not None and not isinstance(mask, torch.Tensor):  # a flex BlockMask
+            y = flex_attention(q, k, v, block_mask=mask)
+        elif self.manual:
+            y = manual_attention(q, k, v, mask, dropout_p)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                               is_causal=mask is None)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
+        return F.dropout(self.c_proj(y), self.dropout, self.training)
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
+        self.dropout = config.dropout
+
+    def forward(self, x):
+        x = F.relu(self.c_fc(x)).square()  # ReLU^2
+        return F.dropout(self.c_proj(x), self.dropout, self.training)
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config, layer_idx):
+        super().__init__()
+        self.norm_1 = RMSNorm(config.n_embd)
+        self.attn = CausalSelfAttention(config, layer_idx)
+        self.norm_2 = RMSNorm(config.n_embd)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cos, sin, mask, cache=None):
+        x = x + self.attn(self.norm_1(x), cos, sin, mask, cache)
+        return x + self.mlp(self.norm_2(x))
+
+
+class KVCache:
+    """Preallocated keys and values of every layer for batched generation: (L,B,H,max_len,hd).
+    All rows share one length because prompts are left padded to the same length."""
+
+    def __init__(self, config, batch_size, max_len, device, dtype):
+        shape = (config.n_layer, batch_size, config.n_head, max_len, config.n_embd // config.n_head)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.doc = torch.zeros(batch_size, max_len, dtype=torch.long, device=device)  # doc of each slot
+        self.len = 0  # slots filled so far (advanced by GPT after all layers ran)
+
+    def update(self, layer, k, v):
+        """Write k, v (B,H,T,hd) at slots [len, len+T); return all keys/values so far."""
+        end = self.len + k.size(2)
+        self.k[layer, :, :, self.len:end] = k
+        self.v[layer, :, :, self.len:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def keep(self, rows):
+        """Drop finished rows (rows: LongTensor of the rows to keep), so they stop costing work."""
+        self.k, self.v, self.doc = self.k[:, rows], self.v[:, rows], self.doc[rows]
+
+
+def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """logits (B,V) -> next token ids (B,). temperature 0 = greedy. Randomness only from generator."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k is not None:  # keep the k most likely tokens
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    if top_p is not None:  # keep the smallest set of most likely tokens whose mass reaches top_p
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        outside = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # mass before it already reached top_p
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p.masked_fill(outside, 0.0))
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+# -----------------------------------------------------------------------------
+# The whole model
+
+
+class GPT(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.blocks = nn.ModuleList([Block(config, i) for i in range(config.n_layer)])
+        self.norm_f = RMSNorm(config.n_embd)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied embeddings (see module docstring)
+        # rotary tables are derived, not learned: non-persistent, so not in the state dict
+        cos, sin = rotary_tables(config.n_embd // config.n_head, config.block_size)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self._warned_flex = False
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: residual projections scaled by depth
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding=True):
+        """Parameter count; non_embedding=True leaves out the token embedding table (which, tied,
+        is also the output layer), the N of the scaling-law papers."""
+        n = sum(p.numel() for p in self.parameters())  # a tied tensor is counted once
+        return n - self.wte.weight.numel() if non_embedding else n
+
+    def flops_per_token(self):
+        """Training FLOPs per token (forward + backward), nanoGPT/PaLM style: 6 per weight of every
+        matmul (the output layer included) + 12 * n_layer * n_embd * block_size for attention's
+        q@k and att@v, counted over the full block (the causal half is not subtracted)."""
+        c = self.config
+        return 6 * self.num_params(non_embedding=False) + 12 * c.n_layer * c.n_embd * c.block_size
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+        """AdamW; weight decay on 2D matrices (linear weights, embedding), none on norm gains."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas,
+                                 fused=device_type == "cuda")
+
+    # ---- forward passes
+
+    def _layout(self, idx):
+        """Positions (B|1,T) and attention mask for a training row (None = plain causal)."""
+        B, T = idx.shape
+        bos = self.config.bos_id
+        plain = bos is None
+        # fast path: no <|bos|> after position 0 means one document per row. The check reads the
+        # data, so it is skipped under torch.compile (no graph break): compiled runs always mask.
+        if not plain and not torch.compiler.is_compiling():
+            plain = not bool((idx[:, 1:] == bos).any())
+        if plain:
+            return torch.arange(T, device=idx.device)[None], None
+        doc, pos = document_layout(idx == bos)
+        if self.config.attention == "flex":
+            if idx.is_cuda:
+                return pos, flex_block_mask(doc)
+            if not self._warned_flex:
+                warnings.warn("attention='flex' needs CUDA (FlexAttention has no backward on CPU); "
+                              "using 'sdpa' with a document mask instead")
+                self._warned_flex = True
+        return pos, document_causal_mask(doc, doc)
+
+    def _hidden(self, idx, pos, mask, cache=None):
+        """Token ids (B,T) -> final normed hidden states (B,T,C)."""
+        x = self.wte(idx)
+        cos, sin = self.rope_cos[pos][:, None], self.rope_sin[pos][:, None]  # (B|1,1,T,hd/2)
+        for block in self.blocks:
+            x = block(x, cos, sin, mask, cache)
+        return self.norm_f(x)
+
+    def forward(self, idx, targets=None):
+        """idx (B,T) token ids; targets (B,T) with -1 = ignore. Returns (logits, loss): logits
+        (B,T,V) with targets, else (B,1,V) for the last position only (all generation needs)."""
+        T = idx.size(1)
+        if T > self.config.block_size:
+            raise ValueError(f"sequence length {T} exceeds block_size={self.config.block_size}")
+        x = self._hidden(idx, *self._layout(idx))
+        if targets is None:
+            return self.lm_head(x[:, [-1]]), None
+        logits = self.lm_head(x)
+        # float32 for the loss even under bf16 autocast; mean over the non-ignored targets
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1),
+                               ignore_index=-1)
+        return logits, loss
+
+    def _forward_cached(self, idx, doc, pos, cache):
+        """Run idx (B,T) (with its doc ids and positions) after the cache's slots; returns the
+        logits of the last position (B,V). Prefill (the whole prompt) and decode (one token)."""
+        start, end = cache.len, cache.len + idx.size(1)
+        cache.doc[:, start:end] = doc
+        mask = document_causal_mask(doc, cache.doc[:, :end], offset=start)
+        x = self._hidden(idx, pos, mask, cache)
+        cache.len = end
+        return self.lm_head(x[:, -1]).float()
+
+    def _forward_full(self, seq, pad):
+        """Reference for generation: recompute the whole left-padded seq (B,T) from scratch."""
+        t = torch.arange(seq.size(1), device=seq.device)
+        starts = t[None] == pad[:, None]  # the prompt starts a document even without <|bos|>
+        if self.config.bos_id is not None:
+            starts = starts | (seq == self.config.bos_id)
+        doc, pos = document_layout(starts)
+        x = self._hidden(seq, pos, document_causal_mask(doc, doc))
+        return self.lm_head(x[:, -1]).float()
+
+    # ---- generation
+
+    @torch.inference_mode()
+    def generate(self, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+                 stop_ids=(), generator=None, use_cache=True, pad_id=0):
+        """Sample continuations of a batch of prompts (lists of token ids, any lengths).
+        Returns the new tokens of each row, up to and including its first stop token.
+        Prompts are left padded; the padding is its own document, so it is never attended to and
+        the prompt's positions start at 0. With use_cache the prompt is prefilled in one pass and
+        each step feeds one token per row; rows that finish are dropped from the batch. use_cache=
+        False recomputes everything each step: the slow reference."""
+        c = self.config
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise ValueError("prompts must be a non-empty list of non-empty token lists")
+        P = max(len(p) for p in prompts)
+        if P + max_new_tokens > c.block_size:
+            raise ValueError(f"longest prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) = "
+                             f"{P + max_new_tokens} exceeds block_size={c.block_size}")
+        if temperature < 0 or (top_k is not None and top_k < 1) or \
+                (top_p is not None and not 0 < top_p <= 1):
+            raise ValueError(f"need temperature >= 0, top_k >= 1, 0 < top_p <= 1; got "
+                             f"temperature={temperature}, top_k={top_k}, top_p={top_p}")
+        was_training = self.training
+        self.eval()
+        device = self.wte.weight.device
+        B = len(prompts)
+        seq = torch.tensor([[pad_id] * (P - len(p)) + list(p) for p in prompts], device=device)
+        pad = torch.tensor([P - len(p) for p in prompts], device=device)  # left-pad lengths
+        stop = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
+        out = [[] for _ in range(B)]
+        rows = torch.arange(B, device=device)        # original row of each row still in the batch
+        alive = torch.ones(B, dtype=torch.bool, device=device)
+        if use_cache:
+            cache = KVCache(c, B, P + max_new_tokens, device, self.wte.weight.dtype)
+            t = torch.arange(P, device=device)
+            starts = t[None] == pad[:, None]
+            if c.bos_id is not None:
+                starts = starts | (seq == c.bos_id)
+            doc, pos = document_layout(starts)
+            logits = self._forward_cached(seq, doc, pos, cache)  # prefill: the whole prompt at once
+            doc, pos = doc[:, -1], pos[:, -1]                    # (B,) of each row's last token
+        else:
+            logits = self._forward_full(seq, pad)
+        for step in range(max_new_tokens):
+            # sample only the unfinished rows (same generator draws with and without the cache)
+            tok = torch.full((len(rows),), pad_id, dtype=torch.long, device=device)
+            tok[alive] = sample_next(logits[alive], temperature, top_k, top_p, generator)
+            for r, tk in zip(rows[alive].tolist(), tok[alive].tolist()):
+                out[r].append(tk)
+            alive &= ~torch.isin(tok, stop)
+            if step == max_new_tokens - 1 or not alive.any():
+                break
+            if not use_cache:
+                seq = torch.cat([seq, tok[:, None]], dim=1)
+                logits = self._forward_full(seq, pad)
+                continue
+            if 4 * (~alive).sum() >= len(rows):  # a quarter of the batch is done: compact it
+                keep = alive.nonzero().squeeze(1)
+                cache.keep(keep)
+                rows, alive, tok, doc, pos = rows[keep], alive[keep], tok[keep], doc[keep], pos[keep]
+            new_doc = tok == c.bos_id if c.bos_id is not None else torch.zeros_like(alive)
+            doc, pos = doc + new_doc, torch.where(new_doc, 0, pos + 1)  # a sampled <|bos|> restarts
+            logits = self._forward_cached(tok[:, None], doc[:, None], pos[:, None], cache)
+        self.train(was_training)
+        return out
