@@ -1,0 +1,289 @@
+"""Tests of model.py on CPU (seconds): attention paths agree, document masking is exact,
+cached generation equals the reference, sampling is reproducible, a tiny model can learn."""
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from model import (GPT, GPTConfig, document_causal_mask, document_layout, manual_attention,
+                   sample_next, unwrap)
+
+BOS = 1
+
+
+def tiny(attention="sdpa", bos_id=BOS, **kw):
+    cfg = dict(vocab_size=64, block_size=64, n_layer=2, n_head=2, n_embd=32,
+               attention=attention, bos_id=bos_id)
+    cfg.update(kw)
+    torch.manual_seed(0)
+    return GPT(GPTConfig(**cfg))
+
+
+def packed_rows(B=3, T=48, seed=0):
+    """Rows of several documents each (a <|bos|> at 0 and at a few places inside)."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(2, 64, (B, T), generator=g)
+    idx[:, 0] = BOS
+    idx[0, [7, 30]] = BOS
+    idx[1, 20] = BOS
+    idx[2, [1, 2, 40]] = BOS  # one-token documents too
+    return idx
+
+
+def chaotic(model, std=0.3):
+    """Re-draw the weights large so that greedy outputs vary (a fresh model repeats one token)."""
+    torch.manual_seed(1)
+    for p in model.parameters():
+        nn.init.normal_(p, std=std)
+    return model.eval()
+
+# -----------------------------------------------------------------------------
+# config
+
+
+@pytest.mark.parametrize("kw, field", [
+    (dict(n_embd=100, n_head=3), "n_embd"),
+    (dict(n_layer=0), "n_layer"),
+    (dict(vocab_size=-5), "vocab_size"),
+    (dict(block_size=0), "block_size"),
+    (dict(attention="flash"), "attention"),
+    (dict(bos_id=4096), "bos_id"),
+    (dict(bos_id=-1), "bos_id"),
+    (dict(dropout=1.5), "dropout"),
+])
+def test_bad_config_names_the_field(kw, field):
+    with pytest.raises(ValueError, match=field):
+        GPTConfig(**kw)
+
+
+def test_divisibility_message():
+    with pytest.raises(ValueError, match="n_embd=100 is not divisible by n_head=3"):
+        GPTConfig(n_embd=100, n_head=3)
+
+# -----------------------------------------------------------------------------
+# document layout and attention paths
+
+
+def test_document_layout():
+    idx = torch.tensor([[0, 0, BOS, 5, 6, BOS, 7]])  # two pad tokens, then two documents
+    doc, pos = document_layout(idx == BOS)
+    assert doc.tolist() == [[0, 0, 1, 1, 1, 2, 2]]
+    assert pos.tolist() == [[0, 1, 0, 1, 2, 0, 1]]
+
+
+@pytest.mark.parametrize("bos_id", [BOS, None])
+def test_attention_paths_agree(bos_id):
+    """'manual' (the reference) and 'sdpa' give the same logits and gradients, float32."""
+    idx, targets = packed_rows(), packed_rows(seed=1)
+    results = []
+    for attention in ("manual", "sdpa"):
+        model = tiny(attention, bos_id=bos_id)
+        logits, loss = model(idx, targets)
+        loss.backward()
+        results.append((logits, {n: p.grad for n, p in model.named_parameters()}))
+    (l1, g1), (l2, g2) = results
+    torch.testing.assert_close(l1, l2, atol=1e-5, rtol=1e-5)
+    for name in g1:
+        torch.testing.assert_close(g1[name], g2[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_flex_block_mask_forward_cpu():
+    """The flex mask_mod equals the reference mask. FlexAttention runs forward-only on CPU (eager,
+    no grad), which is enough to check the block mask; the model itself falls back to sdpa."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    idx = packed_rows()
+    doc, _ = document_layout(idx == BOS)
+
+    def doc_causal(b, h, q, k):
+        return (doc[b, q] == doc[b, k]) & (q >= k)
+    B, T = idx.shape
+    block_mask = create_block_mask(doc_causal, B, None, T, T, device="cpu")
+    q, k, v = torch.randn(3, B, 2, T, 16).unbind(0)
+    with torch.no_grad(), pytest.warns(UserWarning):  # "flex_attention called without compile"
+        y = flex_attention(q, k, v, block_mask=block_mask)
+    torch.testing.assert_close(y, manual_attention(q, k, v, document_causal_mask(doc, doc)),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_flex_falls_back_on_cpu():
+    idx = packed_rows()
+    flex = tiny("flex")
+    with pytest.warns(UserWarning, match="needs CUDA"):
+        logits, _ = flex(idx, idx)
+    torch.testing.assert_close(logits, tiny("sdpa")(idx, idx)[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="FlexAttention needs CUDA for the compiled kernel and its backward; "
+                           "this machine has no GPU")
+def test_flex_matches_manual_cuda():
+    idx, targets = packed_rows(T=256).cuda(), packed_rows(T=256, seed=1).cuda()
+    results = []
+    for attention in ("manual", "flex"):
+        model = tiny(attention, block_size=256).cuda()
+        logits, loss = model(idx, targets)
+        loss.backward()
+        results.append((logits, {n: p.grad for n, p in model.named_parameters()}))
+    (l1, g1), (l2, g2) = results
+    torch.testing.assert_close(l1, l2, atol=1e-4, rtol=1e-4)
+    for name in g1:
+        torch.testing.assert_close(g1[name], g2[name], atol=1e-4, rtol=1e-3, msg=name)
+
+
+@pytest.mark.parametrize("attention", ["manual", "sdpa"])
+def test_packed_row_equals_documents_alone(attention):
+    """Three documents packed in one row give, token by token, the logits of each one alone:
+    nothing leaks across <|bos|>, and positions restart at every document."""
+    model = tiny(attention)
+    g = torch.Generator().manual_seed(2)
+    docs = [torch.cat([torch.tensor([BOS]), torch.randint(2, 64, (n,), generator=g)])
+            for n in (9, 20, 14)]
+    row = torch.cat(docs)[None]
+    packed, _ = model(row, row)  # targets only to get logits at every position
+    start = 0
+    for d in docs:
+        alone, _ = model(d[None], d[None])
+        torch.testing.assert_close(packed[:, start:start + len(d)], alone, atol=1e-5, rtol=1e-5)
+        start += len(d)
+
+
+def test_single_document_fast_path_matches_mask():
+    """A row with one document takes SDPA's is_causal path; it must equal the masked path."""
+    model = tiny("sdpa")
+    idx = packed_rows()
+    idx[:, 1:][idx[:, 1:] == BOS] = 5  # now one document per row
+    fast, _ = model(idx, idx)
+    doc, pos = document_layout(idx == BOS)
+    x = model._hidden(idx, pos, document_causal_mask(doc, doc))
+    torch.testing.assert_close(fast, model.lm_head(x))
+
+# -----------------------------------------------------------------------------
+# generation
+
+
+PROMPTS = [[BOS, 5, 6, 7], [BOS, 9], [BOS, 3, 4, 5, 6, 7, 8, 9, 10], [BOS, 11, 12], [BOS, 13] * 3]
+
+
+def test_greedy_cache_equals_reference_with_stops():
+    model = chaotic(tiny(), std=0.5)
+    ref = model.generate(PROMPTS, 30, temperature=0, use_cache=False)
+    # stop tokens: two that some rows (not all) produce after their first few tokens
+    some = [t for t in sorted(set(sum(ref, []))) if 0 < sum(t in r for r in ref) < len(ref)
+            and all(r.index(t) > 2 for r in ref if t in r)]
+    stop_ids = tuple(some[:2])
+    ref = model.generate(PROMPTS, 30, temperature=0, stop_ids=stop_ids, use_cache=False)
+    out = model.generate(PROMPTS, 30, temperature=0, stop_ids=stop_ids)
+    assert out == ref
+    lengths = [len(r) for r in out]
+    assert min(lengths) < 30 and max(lengths) == 30, lengths  # some rows stop, others run on
+    for r in out:  # a row ends at its first stop token, or runs the full length
+        stops = [i for i, t in enumerate(r) if t in stop_ids]
+        assert (stops == [len(r) - 1]) if stops else len(r) == 30
+
+
+def test_left_padding_is_free():
+    """A prompt generated in a padded batch continues exactly as when generated alone."""
+    model = chaotic(tiny())
+    batch = model.generate(PROMPTS, 20, temperature=0, pad_id=7)
+    for p, b in zip(PROMPTS, batch):
+        assert model.generate([p], 20, temperature=0) == [b]
+
+
+def test_no_bos_prompts_generate_the_same():
+    """Without bos_id, padding is still masked: the prompt starts its own document."""
+    model = chaotic(tiny(bos_id=None))
+    prompts = [[5, 6, 7], [9], [3, 4, 5, 6, 7, 8]]
+    out = model.generate(prompts, 15, temperature=0)
+    assert out == model.generate(prompts, 15, temperature=0, use_cache=False)
+    assert out[1] == model.generate([prompts[1]], 15, temperature=0)[0]
+
+
+def test_sampling_is_seeded():
+    model = chaotic(tiny(), std=0.1)
+    kw = dict(max_new_tokens=25, temperature=1.0, top_k=40, top_p=0.95)
+    a = model.generate(PROMPTS, generator=torch.Generator().manual_seed(0), **kw)
+    b = model.generate(PROMPTS, generator=torch.Generator().manual_seed(0), **kw)
+    c = model.generate(PROMPTS, generator=torch.Generator().manual_seed(1), **kw)
+    d = model.generate(PROMPTS, generator=torch.Generator().manual_seed(0), use_cache=False, **kw)
+    assert a == b and a != c
+    assert a == d  # the reference draws the same random numbers
+
+
+def test_sample_next_filters():
+    logits = torch.tensor([[0.0, 1.0, 2.0, 3.0]]).repeat(500, 1)
+    g = torch.Generator().manual_seed(0)
+    assert sample_next(logits, temperature=0).eq(3).all()
+    assert set(sample_next(logits, top_k=2, generator=g).tolist()) == {2, 3}
+    # probabilities ~ .03 .09 .24 .64: top_p=0.7 keeps {3, 2}, top_p=0.5 keeps {3}
+    assert set(sample_next(logits, top_p=0.7, generator=g).tolist()) == {2, 3}
+    assert set(sample_next(logits, top_p=0.5, generator=g).tolist()) == {3}
+
+
+def test_generate_rejects_too_long():
+    model = tiny()
+    with pytest.raises(ValueError, match="block_size"):
+        model.generate([[BOS] * 10], max_new_tokens=60)
+
+# -----------------------------------------------------------------------------
+# training
+
+
+def test_tiny_model_overfits_a_batch():
+    """100 AdamW steps on one fixed batch of packed documents: loss from ln(64) = 4.2 to < 0.05.
+    The target right after each <|bos|> is ignored: its context is <|bos|> alone in every
+    document, so it cannot be memorised (with document masking working, it is irreducible)."""
+    model = tiny(n_layer=2, n_embd=64, n_head=4)
+    idx = packed_rows(B=4, T=49)
+    x, y = idx[:, :-1], idx[:, 1:].clone()
+    y[x == BOS] = -1
+    opt = model.configure_optimizers(0.0, 1e-2, (0.9, 0.95), "cpu")
+    for _ in range(100):
+        _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05, loss.item()
+
+
+def test_loss_ignores_minus_one():
+    model = tiny()
+    idx = packed_rows()
+    y = idx.clone()
+    y[:, ::2] = -1
+    logits, loss = model(idx, y)
+    keep = y != -1
+    expected = nn.functional.cross_entropy(logits[keep], y[keep])
+    torch.testing.assert_close(loss, expected)
+    assert model(idx)[0].shape == (3, 1, 64)
+
+
+def test_compile_fullgraph_and_state_dict():
+    """The training forward traces with no graph break (document mask included), and the state
+    dict saved through unwrap() has no "_orig_mod." prefix. The aot_eager backend traces forward
+    and backward like inductor but skips C++ code generation, which takes minutes on 2 cores."""
+    model = tiny()
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    idx = packed_rows()
+    logits, loss = compiled(idx, idx)
+    loss.backward()
+    torch.testing.assert_close(logits, model(idx, idx)[0])
+    assert unwrap(compiled) is model
+    assert not any(k.startswith("_orig_mod.") for k in unwrap(compiled).state_dict())
+    assert any(k.startswith("_orig_mod.") for k in compiled.state_dict())  # why unwrap exists
+
+
+def test_optimizer_groups_and_counts():
+    model = tiny()
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")
+    decay, no_decay = opt.param_groups
+    assert all(p.dim() == 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
+    assert all(p.dim() == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+    c = model.config
+    n = c.n_layer * 12 * c.n_embd ** 2 + (2 * c.n_layer + 1) * c.n_embd  # matrices + norm gains
+    assert model.num_params() == n
+    assert model.num_params(non_embedding=False) == n + c.vocab_size * c.n_embd
+    assert model.flops_per_token() == 6 * (n + c.vocab_size * c.n_embd) + \
+        12 * c.n_layer * c.n_embd * c.block_size
+    assert not any("rope" in k for k in model.state_dict())  # derived tables are not saved
