@@ -178,74 +178,109 @@ def parse_annotation(text):
 # {a_kind}, {adj}, {He}/{he}/{his}/{him}, {loc} ("in the hot desert"), {place} ("desert"),
 # {goal}, {obj}, {done}, {fail}, {theme}.
 
-INTRO_ADJS = ["little", "young", "small", "clever", "tiny", "quiet", "busy", "proud", "lively"]
+INTRO_ADJS = ["little", "young", "small", "clever", "tiny", "quiet", "busy", "proud", "lively", "gentle"]
 
+# "[a|b]" marks alternatives: each template expands (at import) into all its variants, which gives
+# surface variety at no cost per story. A template id names the base template, not the variant.
 OPEN_PREFIX = {
     "fairytale": ["Once upon a time", "Long, long ago, in an enchanted land", "Once upon a time, in a fairy land",
-                  "Long ago, when magic was everywhere"],
-    "adventure": ["On a bold and exciting morning", "At the start of a great adventure", "On a day full of adventure",
-                  "On a daring, exciting day"],
-    "funny": ["On a very silly morning", "On a funny, wobbly day", "In a silly little story",
-              "On a day when everything was funny"],
+                  "Long ago, when magic was [everywhere|in the air]"],
+    "adventure": ["On a bold and exciting [morning|day]", "At the start of a great adventure",
+                  "On a day full of adventure", "On a daring, exciting [day|morning]"],
+    "funny": ["On a very silly [morning|day]", "On a funny, wobbly [day|morning]", "In a silly little story",
+              "On a day when everything was [funny|silly]"],
     "bedtime": ["At the end of a long, sleepy day", "On a cozy evening, just before bed",
-                "When it was almost time for bed", "On a calm and cozy evening"],
-    "mystery": ["On a strange morning", "On a day full of mystery", "On a strange and puzzling morning",
-                "In a time of mystery"],
-    "spooky": ["On a dark and spooky evening", "When the shadows grew long", "On a creaky, windy night",
-               "On an eerie, spooky evening"],
+                "When it was almost time for bed", "On a calm and cozy [evening|night]"],
+    "mystery": ["On a strange [morning|day]", "On a day full of mystery", "On a strange and puzzling [morning|day]",
+                "In a time of [mystery|strange events]"],
+    "spooky": ["On a dark and spooky [evening|night]", "When the shadows grew long", "On a creaky, windy night",
+               "On an eerie, spooky [evening|night]"],
     "poetic": ["Softly, as the world began to shimmer", "Gently, as silver light touched the earth",
-               "Softly, under a silver sky", "As the morning shimmered softly"],
-    "cheerful": ["On a bright and sunny morning", "On a cheerful, sunny day", "On a merry morning",
-                 "On a bright and cheerful day"],
+               "Softly, under a silver sky", "As the [morning|evening] shimmered softly"],
+    "cheerful": ["On a bright and sunny [morning|day]", "On a cheerful, sunny day", "On a merry [morning|day]",
+                 "On a bright and cheerful [day|morning]"],
 }
 OPEN_BODY = [
     "there was {a_adj} {kind} named {Name}.",
     "there lived {a_kind} named {Name}.",
-    "{a_adj} {kind} named {Name} woke up early.",
+    "{a_adj} {kind} named {Name} woke up [early|with a big smile|before everyone else].",
     "{a_kind} named {Name} was looking for something to do.",
-    "there was {a_kind} named {Name} who loved to explore.",
+    "there was {a_kind} named {Name} who loved to [explore|play|help others|sing].",
     "{a_adj} {kind} named {Name} set out from home.",
+    "{a_kind} named {Name} opened {his} eyes and got up.",
+    "{a_adj} {kind} named {Name} [stretched|looked out of the window] and smiled.",
 ]
 
-SETTING_GENERIC = [
+# setting sentences with a hero slot and {loc}: the first one always refers to the hero by kind
+SETTING_HERO = [
     "{Hero} lived {loc}.",
     "{Hero} loved to play {loc}.",
     "Every morning, {hero} went for a walk {loc}.",
-    "Life {loc} was never boring.",
-    "It was a fine day {loc}.",
-    "{Hero} knew every corner of the {place}.",
-    "Nothing ever stayed the same {loc}.",
     "{Hero} had spent {his} whole life {loc}.",
     "Many animals lived {loc}, but {hero} was special.",
+    "{Hero} [made|built] a little home {loc}.",
+    "[Most days|Every day], {hero} could be found {loc}.",
+]
+SETTING_GENERIC = SETTING_HERO + [
+    "Life {loc} was never boring.",
+    "It was a [fine|warm|cool] day {loc}.",
+    "{Hero} knew every corner of the {place}.",
+    "Nothing ever stayed the same {loc}.",
     "The {place} was {Name}'s favorite place.",
+    "There was always something to see {loc}.",
 ]
 SETTING_SPECIFIC = {
-    "forest": ["Tall trees grew all over the forest.", "The forest smelled of pine and moss."],
-    "desert": ["The sand in the desert was warm and gold.", "Hardly any rain fell in the desert."],
-    "village": ["The village had a well and ten small houses.", "Everyone in the village knew each other."],
-    "castle": ["The castle had high towers and a big gate.", "Long halls ran through the castle."],
-    "beach": ["Waves rolled onto the beach all day.", "The beach was covered in warm sand."],
-    "jungle": ["Vines hung from every tree in the jungle.", "Parrots called loudly in the jungle."],
-    "city": ["The city was full of cars and tall buildings.", "Busy streets crossed the city."],
-    "island": ["The island was small and green.", "Water was all around the island."],
-    "mountain": ["Snow sat on top of the mountain.", "The path up the mountain was steep."],
-    "cave": ["Water dripped from the roof of the cave.", "The cave was cool and full of echoes."],
-    "garden": ["Rows of carrots grew in the garden.", "The garden was full of bees."],
-    "farm": ["Cows and sheep lived on the farm.", "The farm had a red barn."],
-    "lake": ["The water of the lake was calm and clear.", "Fish swam in the lake."],
-    "river": ["The river ran fast over the stones.", "A small path followed the river."],
-    "meadow": ["Tall grass waved in the meadow.", "The meadow was full of buzzing bees."],
-    "swamp": ["The swamp was wet and full of mud.", "Reeds grew tall in the swamp."],
-    "ocean": ["The ocean was wide and full of fish.", "Big waves moved across the ocean."],
-    "moon": ["The moon was grey and covered in dust.", "From the moon, the earth looked small and blue."],
-    "school": ["The school had a big yard and many desks.", "A bell rang at the school every hour."],
-    "library": ["The library was full of old books.", "Everyone had to be quiet in the library."],
-    "market": ["The market was full of fruit and bread.", "People sold hats and pots at the market."],
-    "harbor": ["Ships came and went in the harbor.", "The harbor smelled of salt and fish."],
-    "valley": ["The valley lay between two tall hills.", "A small stream ran through the valley."],
-    "volcano": ["Smoke rose from the top of the volcano.", "The ground near the volcano was warm."],
-    "park": ["The park had swings and a big slide.", "Benches stood all around the park."],
-    "orchard": ["Apples hung from every tree in the orchard.", "The orchard was full of fruit trees."],
+    "forest": ["[Tall|Old] trees grew all over the forest.", "The forest smelled of pine and moss.",
+               "Little paths ran between the trees of the forest."],
+    "desert": ["The sand in the desert was warm and gold.", "Hardly any rain fell in the desert.",
+               "A few cactus plants grew in the desert."],
+    "village": ["The village had a well and ten small houses.", "Everyone in the village knew each other.",
+                "Smoke rose from the chimneys of the village."],
+    "castle": ["The castle had high towers and a big gate.", "Long halls ran through the castle.",
+               "Flags waved on top of the castle."],
+    "beach": ["Waves rolled onto the beach all day.", "The beach was covered in warm sand.",
+              "Crabs ran sideways along the beach."],
+    "jungle": ["Vines hung from every tree in the jungle.", "Parrots called loudly in the jungle.",
+               "The jungle was hot and full of life."],
+    "city": ["The city was full of cars and tall buildings.", "Busy streets crossed the city.",
+             "The lights of the city never went out."],
+    "island": ["The island was small and green.", "Water was all around the island.",
+               "Palm trees grew on the island."],
+    "mountain": ["Snow sat on top of the mountain.", "The path up the mountain was steep.",
+                 "From the mountain, you could see very far."],
+    "cave": ["Water dripped from the roof of the cave.", "The cave was cool and full of echoes.",
+             "Shiny rocks lined the walls of the cave."],
+    "garden": ["Rows of carrots grew in the garden.", "The garden was full of bees.",
+               "Tomatoes and beans grew in the garden."],
+    "farm": ["Cows and sheep lived on the farm.", "The farm had a red barn.", "Hay was piled high on the farm."],
+    "lake": ["The water of the lake was calm and clear.", "Fish swam in the lake.",
+             "Reeds grew along the edge of the lake."],
+    "river": ["The river ran fast over the stones.", "A small path followed the river.",
+              "The river went all the way to the sea."],
+    "meadow": ["Tall grass waved in the meadow.", "The meadow was full of buzzing bees.",
+               "Butterflies flew across the meadow."],
+    "swamp": ["The swamp was wet and full of mud.", "Reeds grew tall in the swamp.",
+              "Bubbles rose from the water of the swamp."],
+    "ocean": ["The ocean was wide and full of fish.", "Big waves moved across the ocean.",
+              "The ocean was very deep and very blue."],
+    "moon": ["The moon was grey and covered in dust.", "From the moon, the earth looked small and blue.",
+             "There was no wind at all on the moon."],
+    "school": ["The school had a big yard and many desks.", "A bell rang at the school every hour.",
+               "Children learned to read at the school."],
+    "library": ["The library was full of old books.", "Everyone had to be quiet in the library.",
+                "Tall shelves filled the library."],
+    "market": ["The market was full of fruit and bread.", "People sold hats and pots at the market.",
+               "The market was loud and busy."],
+    "harbor": ["Ships came and went in the harbor.", "The harbor smelled of salt and fish.",
+               "Ropes and nets lay all over the harbor."],
+    "valley": ["The valley lay between two tall hills.", "A small stream ran through the valley.",
+               "The valley was green all year."],
+    "volcano": ["Smoke rose from the top of the volcano.", "The ground near the volcano was warm.",
+                "Black rocks lay all around the volcano."],
+    "park": ["The park had swings and a big slide.", "Benches stood all around the park.",
+             "Children played ball in the park."],
+    "orchard": ["Apples hung from every tree in the orchard.", "The orchard was full of fruit trees.",
+                "Pears and plums grew in the orchard."],
 }
 
 QUEST_INTRO = [
@@ -257,57 +292,72 @@ QUEST_INTRO = [
     "Today, {hero} would try to {goal}.",
     "{Hero} made up {his} mind to {goal}.",
     "It was time for {hero} to {goal}.",
+    "[That morning|That day], {hero} set off to {goal}.",
+    "{Hero} really wanted to {goal}.",
 ]
 QUEST_EXTRA = [
     "The {obj} was very important to {Name}.",
     "{Hero} could not stop talking about the {obj}.",
     "Nothing mattered more than the {obj}.",
     "{Hero} kept the {obj} in mind all day.",
-    "Getting the {obj} would not be easy.",
+    "It would not be easy, but the {obj} was worth it.",
     "Everyone had heard about the {obj}.",
+    "{Hero} [talked|sang] about the {obj} all the time.",
+    "The {obj} was all {Name} [cared|talked] about.",
 ]
 
 FILLERS = [
-    "{Hero} walked for a long time.", "{Hero} looked left and right.", "{Hero} took a deep breath.",
-    "{Hero} did not know what to do at first.", "{Hero} asked an old neighbor for help.",
-    "{Hero} tried again and again.", "{Hero} climbed over a big rock.", "{Hero} ran as fast as {he} could.",
-    "{Hero} stopped to rest for a while.", "{Hero} ate a snack and felt better.", "{Hero} counted to ten.",
-    "It was harder than {Name} had expected.", "Step by step, {hero} moved on.", "A little bird sang nearby.",
-    "{Hero} found a path and followed it.", "{Hero} waved to a passing neighbor.", "The hours went by slowly.",
-    "{Hero} felt a bit tired but kept going.", "{Hero} made a careful plan.", "{Hero} looked up at the sky.",
-    "A warm breeze blew by.", "{Hero} carried a small bag on {his} back.", "{Hero} took one more step.",
-    "An old neighbor came by to help.", "{Hero} and the neighbor worked side by side.",
-    "{Hero} packed some food for the trip.", "The road was long and full of turns.", "{Hero} listened carefully.",
-    "{Hero} jumped over a small puddle.", "{Hero} sat down to think.", "{Hero} asked many people for advice.",
-    "At noon, {hero} stopped for lunch.", "{Hero} wiped {his} face and went on.", "A small bug crawled past.",
-    "{Hero} looked behind a tall tree.", "The sky changed color as the day went on.",
-    "{Hero} learned something new that day.", "{Hero} did {his} very best.", "{Hero} felt proud for trying.",
-    "Little by little, things got better.",
+    "{Hero} [walked|wandered|traveled] for a long time.", "{Hero} looked left and right.",
+    "{Hero} took a deep breath.", "{Hero} did not know what to do at first.",
+    "{Hero} asked an old neighbor for help.", "{Hero} tried again and again.",
+    "{Hero} climbed over a [big|tall|round] rock.", "{Hero} ran as fast as {he} could.",
+    "{Hero} stopped to rest for a while.", "{Hero} ate a [snack|sandwich|pear] and felt better.",
+    "{Hero} counted to ten.", "It was harder than {Name} had expected.", "Step by step, {hero} moved on.",
+    "A little bird sang nearby.", "{Hero} found a path and followed it.", "{Hero} waved to a passing neighbor.",
+    "The hours went by slowly.", "{Hero} felt a bit tired but kept going.", "{Hero} made a careful plan.",
+    "{Hero} looked up at the sky.", "A warm breeze blew by.", "{Hero} carried a small bag on {his} back.",
+    "{Hero} took one more step.", "An old neighbor came by to help.",
+    "{Hero} and the neighbor worked side by side.", "{Hero} packed some food for the trip.",
+    "The road was long and full of turns.", "{Hero} listened carefully.", "{Hero} jumped over a small puddle.",
+    "{Hero} sat down to think.", "{Hero} asked many people for advice.", "At noon, {hero} stopped for lunch.",
+    "{Hero} wiped {his} face and went on.", "A small bug crawled past.", "{Hero} looked behind a tall tree.",
+    "The sky changed color as the day went on.", "{Hero} learned something new that day.",
+    "{Hero} did {his} very best.", "{Hero} felt proud for trying.", "Little by little, things got better.",
+    "{Hero} drank some cool water.", "{Hero} tied {his} shoes and got ready.",
+    "{Hero} followed a narrow [trail|path] for a while.", "{Hero} picked up a round stone.",
+    "{Hero} [hummed|whistled] a little tune.", "{Hero} checked {his} bag one more time.", "Time passed, and {hero} kept looking.",
+    "{Hero} felt [a little|very] nervous.", "{Hero} heard a noise and turned around.",
+    "A goat walked by and nodded.", "{Hero} made a list of things to do.", "{Hero} asked a passing goat for directions.",
+    "{Hero} found an old rope.", "{Hero} had to cross a wide ditch.", "{Hero} pushed a heavy log out of the way.",
+    "The clouds moved slowly across the sky.", "{Hero} put on a warm coat.", "{Hero} climbed up a small hill.",
+    "{Hero} felt the sun on {his} face.", "It took a long time, but {hero} did not stop.",
 ]
 
 STYLE_SENTENCES = {
     "fairytale": ["A fairy watched {hero} from far away.", "The air was full of magic.",
                   "{Hero} felt as if a magic spell was working.", "An enchanted wind carried {Name}'s wish.",
-                  "Somewhere, a fairy waved a tiny wand."],
+                  "Somewhere, a fairy waved a tiny wand.", "Magic [sparkled|glowed] in the air."],
     "adventure": ["It was the start of a bold adventure.", "{Hero} felt daring and ready to go.",
                   "Every step was exciting.", "{Name}'s heart beat fast with excitement.",
-                  "This adventure was only beginning."],
+                  "This adventure was only beginning.", "What an exciting [day|morning] it was."],
     "funny": ["{Hero} giggled so much that {he} fell over.", "Everything that day was a little silly.",
               "{Hero} tripped over a pebble and laughed.", "Even the clouds looked funny.",
-              "{Hero} made a silly face and giggled."],
+              "{Hero} made a silly face and giggled.", "A silly goat laughed at {Name}'s hat."],
     "bedtime": ["{Hero} yawned a big, long yawn.", "The evening felt cozy and calm.",
                 "{Hero} was getting a little sleepy.", "Soon it would be time for bed.",
-                "{Name} wished for a soft pillow and a warm blanket."],
+                "{Name} wished for a soft pillow and a warm blanket.", "Everything felt [slow|soft] and sleepy."],
     "mystery": ["Something strange was going on.", "{Hero} found a clue on the ground.", "It was a real mystery.",
-                "The puzzle grew bigger and bigger.", "{Hero} looked for clues everywhere."],
+                "The puzzle grew bigger and bigger.", "{Hero} looked for clues everywhere.",
+                "A strange mark was [on|near] the door."],
     "spooky": ["The shadows moved, and {hero} shivered.", "A creaky noise came from somewhere.",
                "Everything looked dark and spooky.", "An eerie wind blew past.",
-               "{Hero} shivered in the long shadows."],
+               "{Hero} shivered in the long shadows.", "It was [dark|spooky] and very quiet."],
     "poetic": ["The light began to shimmer softly.", "Silver drops fell gently to the ground.",
                "Softly, the hours drifted by.", "Everything was shimmering and still.",
-               "Gently, the wind moved the silver clouds."],
+               "Gently, the wind moved the silver clouds.", "The water shimmered in the light."],
     "cheerful": ["The sun was bright and warm.", "{Hero} felt cheerful and light.", "It was a merry, sunny day.",
-                 "Everyone nearby was cheerful.", "{Hero} hummed a merry tune."],
+                 "Everyone nearby was cheerful.", "{Hero} whistled a merry tune.",
+                 "The colors looked bright and cheerful."],
 }
 
 FEATURE_SENTENCES = {
@@ -315,27 +365,33 @@ FEATURE_SENTENCES = {
                  '"Let me help you," said an old neighbor.', '"Thank you so much," said {Name}.',
                  '"This is a big day," said {Name}.', '"Look over there!" shouted {Name}.',
                  '"We can do this," said {Name} with a smile.', '"Be careful," said an old neighbor.',
-                 '"I am ready," said the {kind}.', '"Follow me," called {Name}.'],
+                 '"I am ready," said the {kind}.', '"Follow me," called {Name}.',
+                 '"Do not worry," said an old neighbor.', '"Here I go," [said|whispered] the {kind}.'],
     "moral": ["The lesson of this story is about {theme}.", "And the moral is simple: {theme} matters.",
-              "That was a lesson {Name} would never forget.", "The moral of the story is clear."],
+              "That was a lesson {Name} would never forget.", "The moral of the story is clear.",
+              "{Name} learned an important lesson that day."],
     "twist": ["But then came a big surprise.", "Then something unexpected happened.",
-              "Here is the twist: nothing was as it seemed.", "To everyone's surprise, the old neighbor was a {kind} too."],
+              "Here is the twist: nothing was as it seemed.", "To everyone's surprise, the old neighbor was {a_kind} too.",
+              "What happened next was a [real|total] surprise."],
     "flashback": ["{Hero} remembered a day long before, when {he} was very small.",
                   "The memory of that day made {Name} smile.", "{Hero} remembered what {his} mother once said.",
-                  "An old memory came back to {Name}."],
+                  "An old memory came back to {Name}.", "{Hero} remembered {his} first day {loc}."],
     "thoughts": ["{Hero} thought, I can do this.", "{Hero} wondered what to do next.",
-                 "{Name} thought about the {obj} for a long time.", "{Hero} wondered if the plan would work."],
+                 "{Name} thought about the {obj} for a long time.", "{Hero} wondered if the plan would work.",
+                 "{Hero} thought hard about every step."],
     "sounds": ["Boom! Something fell nearby.", "Whoosh! A strong wind blew past.", "Splash! Water went everywhere.",
                "Crash! A pile of sticks fell down.", "Bang! A door shut.", "Pop! A little bubble burst."],
     "questions": ["Can you guess what {Name} did next?", "What would you do?", "Do you know what happened then?",
-                  "Have you ever wanted to {goal}?", "Would you be scared?"],
+                  "Have you ever wanted to {goal}?", "Would you be scared?", "Can you guess where {Name} went?"],
     "dream": ["That night, {Name} had a dream about the {obj}.", "In the dream, everything was possible.",
               "{Hero} dreamed of a faraway place.", "The dream felt very real.",
-              "{Hero} woke up from a dream with a new idea."],
+              "{Hero} woke up from a dream with a new idea.", "{Hero} dreamed about the {obj} again."],
 }
 
 THEME_GENERIC = ["This is a story about {theme}.", "{Name} learned a lot about {theme}.",
-                 "In the end, it was all about {theme}.", "{Hero} now understood {theme}."]
+                 "In the end, it was all about {theme}.", "{Hero} now understood {theme}.",
+                 "{Name} knew {theme} was important.",
+                 "It was a day of {theme}."]
 THEME_SPECIFIC = {
     "courage": ["{Hero} was brave, even when {he} was scared.", "It takes courage to try something new.",
                 "{Name} found {his} courage."],
@@ -374,22 +430,24 @@ THEME_SPECIFIC = {
 ENDING_SENTENCES = {
     "happy": (["In the end, {Name} {done}, and everyone cheered.",
                "At last, {Name} {done}, and {his} heart was full of joy.",
-               "{Name} {done}, and it was a happy day."],
+               "{Name} {done}, and it was a happy day.",
+               "Finally, {Name} {done} and jumped for joy."],
               ["From that day on, the {kind} lived happily.", "{Hero} smiled with joy.",
-               "Everyone cheered for the {kind}."]),
+               "Everyone cheered for the {kind}.", "The {kind} went home happy."]),
     "sad": (["Sadly, {Name} {fail}.", "In the end, {Name} {fail}, and it was a sad day.",
-             "But {Name} {fail}, and tears filled {his} eyes."],
+             "But {Name} {fail}, and tears filled {his} eyes.", "In the end, sadly, {Name} {fail}."],
             ["The {kind} went home with tears in {his} eyes.", "It was a sad day for the {kind}.",
-             "Sadly, some things cannot be undone."]),
+             "Sadly, some things cannot be undone.", "The {kind} felt sad for a long time."]),
     "open": (["Nobody knows if {Name} ever {done}.", "Perhaps {Name} will {goal} someday.",
-              "Maybe {Name} {done}, or maybe not."],
+              "Maybe {Name} {done}, or maybe not.", "Perhaps, one day, {Name} will {goal}."],
              ["Perhaps the story is not over yet.", "Nobody knows what happened next.",
-              "Maybe, someday, we will find out."]),
+              "Maybe, someday, we will find out.", "Perhaps the {kind} is still out there."]),
     "bittersweet": (["Although {Name} {fail}, {he} found something else to love.",
                      "In the end, it was bittersweet: {Name} {done}, but something was lost.",
-                     "Although {Name} {done}, {he} had to say goodbye to an old neighbor."],
+                     "Although {Name} {done}, {he} had to say goodbye to an old neighbor.",
+                     "It was bittersweet, because {Name} {done} but had to leave home."],
                     ["It was a bittersweet ending.", "Although it hurt a little, {Name} felt glad.",
-                     "The {kind} smiled a bittersweet smile."]),
+                     "The {kind} smiled a bittersweet smile.", "Although things changed, the {kind} went on."]),
 }
 
 # cue words: word -> (field, value). Dialogue and questions are counted from punctuation instead.
@@ -455,51 +513,96 @@ def _article(word):
     return ("an " if word[0] in "aeio" else "a ") + word
 
 
-def _story_context(ann, rng):
-    """Everything the templates need for one story; fixed for the whole story."""
-    kind, name = ann["character"], ann["name"]
-    she = kind in ("girl", "princess", "witch") or (kind not in ("boy", "wizard", "knight", "pirate")
-                                                     and name in _SHE)
-    prep, adjs = SETTINGS[ann["setting"]]
-    place = ann["setting"]
-    loc_a = f"{prep} the {place}"
-    loc_b = f"{prep} the {rng.choice(adjs)} {place}"
-    goals, done, fail = QUESTS[ann["quest"]]
-    adj = rng.choice(INTRO_ADJS)
-    ctx = {
-        "Name": name, "kind": kind, "a_kind": _article(kind), "a_adj": f"a {adj}", "adj": adj,
-        "He": "She" if she else "He", "he": "she" if she else "he", "his": "her" if she else "his",
-        "him": "her" if she else "him", "place": place, "loc": loc_a, "goal": rng.choice(goals),
-        "obj": ann["quest"], "done": done, "fail": fail, "theme": ann["theme"],
-        "Hero": name, "hero": name,
-    }
-    # ways to refer to the hero; the name is favoured so it is clearly dominant
-    ctx["_caps"] = [name, name, name, f"The {kind}", f"The {adj} {kind}", ctx["He"]]
-    ctx["_lows"] = [name, name, f"the {kind}", f"the {adj} {kind}"]
-    ctx["_locs"] = [loc_a, loc_b]
-    return ctx
+def _expand(template):
+    """'A [big|tall] rock.' -> ['A big rock.', 'A tall rock.']"""
+    parts = re.split(r"\[([^\]]*)\]", template)
+    out = [""]
+    for i, p in enumerate(parts):
+        out = [o + x for o in out for x in (p.split("|") if i % 2 else [p])]
+    return out
 
 
+def _pool(prefix, templates):
+    """A template pool: list of (template id, variants)."""
+    pool = [(f"{prefix}{i}", _expand(t)) for i, t in enumerate(templates)]
+    for tid, vs in pool:
+        for v in vs:
+            assert not v.startswith(("{hero}", "{he}", "{his}", "{him}", "{loc}")), f"{tid} starts lowercase"
+    return pool
+
+
+# precomputed pools, so a story costs a few random() calls and str.format_map per sentence
+P_OPEN = {s: _pool(f"open/{s}/", ps) for s, ps in OPEN_PREFIX.items()}
+P_BODY = _pool("body/", OPEN_BODY)
+P_SET_HERO = {s: _pool("set/g", SETTING_HERO) for s in SETTINGS}
+P_SET = {s: _pool("set/g", SETTING_GENERIC) + _pool(f"set/{s}", SETTING_SPECIFIC[s]) for s in SETTINGS}
+P_QUEST = _pool("quest/i", QUEST_INTRO)
+P_QUEST_X = _pool("quest/x", QUEST_EXTRA)
+P_FILL = _pool("fill/", FILLERS)
+P_STYLE = {s: _pool(f"style/{s}", ts) for s, ts in STYLE_SENTENCES.items()}
+P_FEAT = {f: _pool(f"feat/{f}", ts) for f, ts in FEATURE_SENTENCES.items()}
+P_THEME = {t: _pool("theme/g", THEME_GENERIC) + _pool(f"theme/{t}", THEME_SPECIFIC[t]) for t in THEMES}
+P_END = {e: (_pool(f"end/{e}o", o), _pool(f"end/{e}c", c)) for e, (o, c) in ENDING_SENTENCES.items()}
+# optional sentences drawn to reach the target length: (section, weight)
+OPTIONAL = (("set", 2), ("quest", 2), ("feat", 2), ("style", 2), ("theme", 1), ("coda", 2), ("fill", 6))
+_OPT_TABLE = [name for name, w in OPTIONAL for _ in range(w)]  # uniform index -> weighted section
 _SHE = set(SHE_NAMES)
 
 
-def _fill(tid, template, ctx, rng, record, kind_ref=False):
-    if record is not None:
-        record.append(tid)
-    if kind_ref:  # refer to the hero by kind ("the dragon") in this sentence
-        ctx["Hero"], ctx["hero"] = ctx["_caps"][3], ctx["_lows"][2]
-    else:
-        ctx["Hero"] = rng.choice(ctx["_caps"])
-        ctx["hero"] = rng.choice(ctx["_lows"])
-    ctx["loc"] = rng.choice(ctx["_locs"])
-    s = template.format_map(ctx)
-    return s[0].upper() + s[1:] if s[0].islower() else s
+def count_templates():
+    """Number of distinct sentence templates in the grammar (a variant of one template counts once)."""
+    pools = [P_BODY, P_QUEST, P_QUEST_X, P_FILL] + list(P_OPEN.values()) + list(P_STYLE.values()) + \
+        list(P_FEAT.values()) + [p for o, c in P_END.values() for p in (o, c)]
+    ids = {tid for p in pools for tid, _ in p} | {tid for p in P_SET.values() for tid, _ in p} | \
+        {tid for p in P_THEME.values() for tid, _ in p}
+    return len(ids)
 
 
-def _pick(rng, pool, k):
-    """k distinct (index, template) pairs from a list."""
-    idx = rng.sample(range(len(pool)), min(k, len(pool)))
-    return [(i, pool[i]) for i in idx]
+class _Story:
+    """Sentence picker for one story: remembers used templates so no sentence repeats."""
+
+    def __init__(self, ann, rng, record):
+        r = self.r = rng.random
+        kind, name = ann["character"], ann["name"]
+        she = kind in ("girl", "princess", "witch") or (kind not in ("boy", "wizard") and name in _SHE)
+        prep, adjs = SETTINGS[ann["setting"]]
+        place = ann["setting"]
+        goals, done, fail = QUESTS[ann["quest"]]
+        adj = INTRO_ADJS[int(r() * len(INTRO_ADJS))]
+        he = "she" if she else "he"
+        self.ctx = {
+            "Name": name, "kind": kind, "a_kind": _article(kind), "a_adj": f"a {adj}", "He": he.capitalize(),
+            "he": he, "his": "her" if she else "his", "him": "her" if she else "him", "place": place,
+            "goal": goals[int(r() * len(goals))], "obj": ann["quest"], "done": done, "fail": fail,
+            "theme": ann["theme"],
+        }
+        # ways to refer to the hero; the name is favoured so it stays the dominant cue
+        self.caps = [name, name, name, f"The {kind}", f"The {adj} {kind}", he.capitalize()]
+        self.lows = [name, name, f"the {kind}", f"the {adj} {kind}"]
+        self.locs = [f"{prep} the {place}", f"{prep} the {adjs[int(r() * len(adjs))]} {place}"]
+        self.used = set()
+        self.record = record
+
+    def say(self, pool, kind_ref=False):
+        """A sentence from an unused template of `pool`, or None if we keep hitting used ones."""
+        r, used = self.r, self.used
+        for _ in range(6):
+            tid, variants = pool[int(r() * len(pool))]
+            if tid not in used:
+                break
+        else:
+            return None
+        used.add(tid)
+        ctx = self.ctx
+        if kind_ref:  # refer to the hero by kind ("the dragon") in this sentence
+            ctx["Hero"], ctx["hero"] = self.caps[3], self.lows[2]
+        else:
+            ctx["Hero"] = self.caps[int(r() * 6)]
+            ctx["hero"] = self.lows[int(r() * 4)]
+        ctx["loc"] = self.locs[r() < 0.5]
+        if self.record is not None:
+            self.record.append(tid)
+        return variants[int(r() * len(variants))].format_map(ctx)
 
 
 def _nwords(s):
@@ -509,81 +612,70 @@ def _nwords(s):
 def render_story(ann, rng, record=None):
     """Turn an annotation into a story. Surface varies with rng; semantics are fixed by ann.
     If `record` is a list, the id of every sentence template used is appended to it."""
-    ctx = _story_context(ann, rng)
-    style, feature, ending, theme = ann["style"], ann["feature"], ann["ending"], ann["theme"]
+    st = _Story(ann, rng, record)
+    r, say = st.r, st.say
+    style, feature, ending = ann["style"], ann["feature"], ann["ending"]
     lo, hi = LENGTH_WORDS[ann["length"]]
-    F = lambda tid, t: _fill(tid, t, ctx, rng, record)  # noqa: E731
+    set_pool, feat_pool, end_out, end_coda = P_SET[ann["setting"]], P_FEAT[feature], *P_END[ending]
 
-    # required skeleton: opening (+intro), setting, quest, middle, theme, ending
-    pi, bi = rng.randrange(4), rng.randrange(len(OPEN_BODY))
-    opening = [F(f"open/{style}/{pi}/{bi}", OPEN_PREFIX[style][pi] + ", " + OPEN_BODY[bi])]
-    # the first setting sentence names the kind again so the kind word is never a one-off
-    set_pool = [(f"set/g{i}", t) for i, t in enumerate(SETTING_GENERIC)] + \
-               [(f"set/{ann['setting']}{i}", t) for i, t in enumerate(SETTING_SPECIFIC[ann["setting"]])]
-    rng.shuffle(set_pool)
-    g = next(k for k, (tid, t) in enumerate(set_pool) if "{loc}" in t and "ero}" in t)
-    setting = [_fill(*set_pool.pop(g), ctx, rng, record, kind_ref=True)]
-    qi = rng.randrange(len(QUEST_INTRO))
-    quest = [F(f"quest/i{qi}", QUEST_INTRO[qi])]
-    n_feat = 2 if feature == "dialogue" else 1
-    feat_pool = [(f"feat/{feature}{i}", t) for i, t in _pick(rng, FEATURE_SENTENCES[feature], 6)]
-    feats = [F(*feat_pool.pop()) for _ in range(n_feat)]
-    style_pool = [(f"style/{style}{i}", t) for i, t in _pick(rng, STYLE_SENTENCES[style], 5)]
-    middle = [F(*style_pool.pop())]
-    theme_pool = [(f"theme/g{i}", t) for i, t in enumerate(THEME_GENERIC)] + \
-                 [(f"theme/{theme}{i}", t) for i, t in enumerate(THEME_SPECIFIC[theme])]
-    rng.shuffle(theme_pool)
-    themes = [F(*theme_pool.pop())]
-    outs, codas = ENDING_SENTENCES[ending]
-    oi = rng.randrange(3)
-    ends = [F(f"end/{ending}o{oi}", outs[oi])]
-    moral = []
-    if feature == "moral":
-        moral, feats = feats, []
-
-    n = sum(_nwords(s) for s in opening + setting + quest + feats + middle + themes + ends + moral)
-    target = rng.randint(lo, hi)
-    # optional sentences, drawn until the target length is reached (never past hi)
-    quest_extra = [(f"quest/x{i}", t) for i, t in _pick(rng, QUEST_EXTRA, 3)]
-    fillers = [(f"fill/{i}", t) for i, t in _pick(rng, FILLERS, 30)]
-    coda = [(f"end/{ending}c{i}", t) for i, t in _pick(rng, codas, 1)]
-    pools = [("set", set_pool[:3], 2), ("quest", quest_extra, 2), ("feat", feat_pool, 2),
-             ("style", style_pool, 2), ("theme", theme_pool[:1], 1), ("coda", coda, 2), ("fill", fillers, 6)]
-    extra = {name: [] for name, _, _ in pools}
-    tries = 0
-    while n < target and tries < 60:
-        tries += 1
-        name, pool, _ = rng.choices(pools, weights=[w for _, _, w in pools])[0]
-        if not pool:
+    # the skeleton: opening + intro, setting (naming the kind again), quest, one style and one
+    # feature sentence (two lines of dialogue), a theme sentence, the ending outcome
+    o = P_OPEN[style][int(r() * 4)]
+    b = P_BODY[int(r() * len(P_BODY))]
+    st.used.update((o[0], b[0]))
+    if record is not None:
+        record += [o[0], b[0]]
+    ctx = st.ctx
+    opening = o[1][int(r() * len(o[1]))] + ", " + b[1][int(r() * len(b[1]))].format_map(ctx)
+    sec = {
+        "set": [say(P_SET_HERO[ann["setting"]], kind_ref=True)],
+        "quest": [say(P_QUEST)],
+        "feat": [say(feat_pool) for _ in range(2 if feature == "dialogue" else 1)],
+        "style": [say(P_STYLE[style])],
+        "theme": [say(P_THEME[ann["theme"]])],
+        "coda": [],
+        "fill": [],
+    }
+    ends = [say(end_out)]
+    n = _nwords(opening) + sum(_nwords(s) for ss in sec.values() for s in ss) + _nwords(ends[0])
+    target = lo + int(r() * (hi - lo + 1))
+    pools = {"set": set_pool, "quest": P_QUEST_X, "feat": feat_pool, "style": P_STYLE[style],
+             "theme": P_THEME[ann["theme"]], "coda": end_coda, "fill": P_FILL}
+    caps = {"set": 3, "quest": 3, "feat": 3, "style": 3, "theme": 2, "coda": 1, "fill": 40}
+    for _ in range(80):  # optional sentences until the target length (never past hi)
+        if n >= target:
+            break
+        name = _OPT_TABLE[int(r() * len(_OPT_TABLE))]
+        if len(sec[name]) >= caps[name]:
             continue
-        s = F(*pool[-1])
-        if n + _nwords(s) > hi:
-            if record is not None:
-                record.pop()
+        s = say(pools[name])
+        if s is None:
             continue
-        pool.pop()
-        extra[name].append(s)
-        n += _nwords(s)
+        w = s.count(" ") + 1
+        if n + w > hi:
+            continue
+        sec[name].append(s)
+        n += w
 
-    mid = middle + extra["style"] + extra["fill"] + extra["quest"][1:]
-    if feature == "moral":
-        moral += extra["feat"]
-    elif feature == "twist":
-        mid_tail = feats + extra["feat"]
-    else:
-        mid += feats + extra["feat"]
+    # order: opening, setting, quest, a shuffled middle, theme, (moral), ending
+    feats = sec["feat"]
+    mid = sec["style"] + sec["fill"] + sec["quest"][2:]
+    if feature not in ("moral", "twist"):
+        mid += feats
     rng.shuffle(mid)
     if feature == "twist":
-        mid += mid_tail
-    sents = (opening + setting + extra["set"] + quest + extra["quest"][:1] + mid + themes + extra["theme"]
-             + moral + ends + extra["coda"])
-    return _paragraphs(sents, ann["length"], rng)
+        mid += feats
+    sents = [opening] + sec["set"] + sec["quest"][:2] + mid + sec["theme"]
+    if feature == "moral":
+        sents += feats
+    sents += ends + sec["coda"]
+    return _paragraphs(sents, ann["length"], r)
 
 
-def _paragraphs(sents, length, rng):
-    k = {"short": rng.choice((1, 2)), "medium": rng.choice((2, 3)), "long": rng.choice((3, 4))}[length]
+def _paragraphs(sents, length, r):
+    k = {"short": 1, "medium": 2, "long": 3}[length] + (r() < 0.5)
     k = min(k, max(1, len(sents) // 3))
-    cuts = sorted(rng.sample(range(2, len(sents) - 1), k - 1)) if k > 1 else []
+    cuts = sorted({2 + int(r() * (len(sents) - 3)) for _ in range(k - 1)})
     paras, prev = [], 0
     for c in cuts + [len(sents)]:
         paras.append(" ".join(sents[prev:c]))
@@ -619,12 +711,18 @@ def split_response(text):
     return t
 
 
+# lower-case, and every ASCII non-letter becomes a space: then str.split gives the words (fast, all C)
+_WORDS_TABLE = str.maketrans({chr(c): " " for c in range(33, 128) if not chr(c).isalpha()})
+_CUE_WORDS = frozenset(CUES)
+
+
 def _cue_counts(body):
+    """(field, value) -> number of cue hits in the text."""
+    words = Counter(body.lower().translate(_WORDS_TABLE).split())
     counts = {}
-    for w, c in Counter(_WORD_RE.findall(body.lower())).items():
-        fv = CUES.get(w)
-        if fv is not None:
-            counts[fv] = counts.get(fv, 0) + c
+    for w in _CUE_WORDS.intersection(words):
+        fv = CUES[w]
+        counts[fv] = counts.get(fv, 0) + words[w]
     n_quotes = body.count('"') // 2
     if n_quotes:
         counts[("feature", "dialogue")] = n_quotes
