@@ -1,0 +1,658 @@
+"""
+Pretraining, and the one training loop of nanoanchor (sft.py imports it).
+
+    python pretrain.py                                    # tiny preset, annotated data, a few CPU minutes
+    python pretrain.py --no-annotations                   # the same budget on plain stories
+    python pretrain.py --preset gpu-6l256 --compile       # one rung of the GPU ladder
+    python pretrain.py --out_dir out/tiny-ann --resume --max_iters 2000   # continue a run, exactly
+    torchrun --nproc_per_node=4 pretrain.py --preset gpu-10l512            # DDP, one process per GPU
+
+The model reads rows of block_size tokens cut from one long stream of concatenated documents
+(data.py writes it). With --annotations every document is `<|bos|><|ann|>{annotation}<|story|>{story}`
+and the annotation tokens are trained on like any others, so the model learns the prior over
+annotations; with --no-annotations it is `<|bos|><|story|>{story}`. Both runs see the same number of
+tokens (max_iters x batch_size x grad_accum x processes x block_size, annotation tokens counted):
+the annotated run pays for its annotations with fewer stories.
+
+What a run leaves in --out_dir: ckpt.pt (written atomically at every eval and at the end; holds
+everything --resume needs), log.jsonl (one JSON object per logged step) and loss.png (drawn from it).
+"""
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import typing
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+import data
+from model import GPT, GPTConfig
+
+
+def opt(default, help, **extra):
+    """A config field with its --help text (extra: e.g. choices=...)."""
+    return field(default=default, metadata={"help": help, **extra})
+
+# -----------------------------------------------------------------------------
+# Configuration: a dataclass per script, turned into argparse flags (see parse_config).
+# Precedence: dataclass defaults < preset < flags given on the command line.
+
+
+@dataclass
+class LoopConfig:
+    """What the training loop needs; pretrain.py and sft.py add their own fields."""
+    out_dir: str = opt("", "where ckpt.pt, log.jsonl and loss.png go (empty: a name made from the run)")
+    data_dir: str = opt("data", "dataset made by data.py (tokenizer, token shards, SFT jsonl)")
+    preset: str = opt("tiny", "named set of defaults, see PRESETS")
+    resume: bool = opt(False, "continue the run in --out_dir from its ckpt.pt (its config, then your flags)")
+    max_iters: int = opt(300, "optimizer steps in total")
+    batch_size: int = opt(8, "rows per micro-batch per process")
+    grad_accum: int = opt(1, "micro-batches per optimizer step")
+    lr: float = opt(2e-3, "peak learning rate")
+    min_lr_frac: float = opt(0.1, "the cosine decays to lr * min_lr_frac at max_iters")
+    warmup_iters: int = opt(30, "linear warmup steps")
+    weight_decay: float = opt(0.1, "AdamW weight decay (matrices only)")
+    beta1: float = opt(0.9, "AdamW beta1")
+    beta2: float = opt(0.95, "AdamW beta2")
+    grad_clip: float = opt(1.0, "clip the gradient norm to this (0: no clipping)")
+    eval_interval: int = opt(100, "validate and save a checkpoint every this many steps (0: at the end only)")
+    eval_iters: int = opt(10, "validation batches per evaluation")
+    log_interval: int = opt(10, "write a log.jsonl record every this many steps")
+    device: str = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    compile: bool = opt(False, "torch.compile the model (faster on GPU; checkpoints stay plain)")
+    seed: int = opt(1337, "seeds the model init (and dropout); data order follows from the step")
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    annotations: bool = opt(True, "pretrain on `annotation || story` (else plain stories)")
+    n_layer: int = opt(4, "transformer blocks")
+    n_head: int = opt(4, "attention heads")
+    n_embd: int = opt(128, "width of the residual stream")
+    block_size: int = opt(512, "context length in tokens")
+    dropout: float = opt(0.0, "dropout rate")
+    attention: str = opt("sdpa", "attention implementation", choices=("manual", "sdpa", "flex"))
+
+
+MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "attention")
+
+# Named presets: plain data, applied over the dataclass defaults and under explicit flags.
+# Token budget of a run = max_iters * batch_size * grad_accum * block_size (x processes).
+# GPU ladder (SimpleStories sizes, context 512): each preset trains on >= 20 tokens per parameter,
+# counting ALL parameters (the tied embedding included), with 64 x 512 = 32,768 tokens per step:
+#   gpu-4l128  ~1.4M params x 20 =  28M tokens ->  1,000 steps =  33M tokens
+#   gpu-6l256  ~5.8M params x 20 = 117M tokens ->  4,000 steps = 131M tokens
+#   gpu-6l384 ~12.2M params x 20 = 244M tokens ->  8,000 steps = 262M tokens
+#   gpu-10l512 ~33.6M params x 20 = 672M tokens -> 22,000 steps = 721M tokens
+# (parameter counts for a 4,096-token vocabulary; pretrain.py prints the exact ratio at start.)
+PRESETS = {
+    # a laptop CPU in a few minutes: a model that already writes recognisable stories
+    "tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,
+                 batch_size=8, max_iters=300, lr=2e-3, warmup_iters=30, eval_interval=100),
+    # the two sizes of the 30-minute CPU reproduction (the lead tunes max_iters)
+    "cpu-s": dict(n_layer=2, n_head=2, n_embd=96, block_size=512,
+                  batch_size=8, max_iters=400, lr=3e-3, warmup_iters=40, eval_interval=200),
+    "cpu-m": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,
+                  batch_size=8, max_iters=400, lr=2e-3, warmup_iters=40, eval_interval=200),
+    # the GPU ladder: bf16 autocast; add --compile for speed
+    "gpu-4l128": dict(n_layer=4, n_head=4, n_embd=128, block_size=512, batch_size=64,
+                      max_iters=1000, lr=2e-3, warmup_iters=100, eval_interval=250, eval_iters=20),
+    "gpu-6l256": dict(n_layer=6, n_head=4, n_embd=256, block_size=512, batch_size=64,
+                      max_iters=4000, lr=1.5e-3, warmup_iters=200, eval_interval=500, eval_iters=20),
+    "gpu-6l384": dict(n_layer=6, n_head=6, n_embd=384, block_size=512, batch_size=64,
+                      max_iters=8000, lr=1e-3, warmup_iters=300, eval_interval=1000, eval_iters=20),
+    "gpu-10l512": dict(n_layer=10, n_head=8, n_embd=512, block_size=512, batch_size=64,
+                       max_iters=22000, lr=8e-4, warmup_iters=500, eval_interval=2000, eval_iters=20),
+}
+
+
+def build_parser(cls, presets, description):
+    """One flag per dataclass field. Defaults are SUPPRESSed so parse_args returns only the flags
+    the user typed: that is what lets a preset (or a resumed run's config) sit in between."""
+    parser = argparse.ArgumentParser(
+        description=description, allow_abbrev=False,  # --max_it is a typo, not --max_iters
+        epilog="presets: " + "; ".join(f"{name}: {' '.join(f'{k}={v}' for k, v in p.items())}"
+                                       for name, p in presets.items()))
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata.get('help', '')} (default: {f.default!r})")
+        kind = hints[f.name]
+        if kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction  # --compile / --no-compile
+        else:  # int, float, str, or Optional[...] of one of them
+            kw["type"] = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+        if f.name == "preset":
+            kw["choices"] = list(presets)
+        elif "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        parser.add_argument(f"--{f.name}", **kw)
+    return parser
+
+
+def make_config(cls, presets, explicit, saved=None):
+    """defaults < preset < explicit flags; on --resume: the saved run's config < explicit flags."""
+    if saved is not None:
+        known = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in saved.items() if k in known}, **explicit})
+    preset = explicit.get("preset", cls.preset)
+    return cls(**{**presets[preset], "preset": preset, **explicit})
+
+
+def check_loop_config(cfg):
+    """Clear one-line errors for values that would otherwise fail deep inside torch."""
+    for name in ("batch_size", "grad_accum", "eval_iters", "log_interval"):
+        if getattr(cfg, name) <= 0:
+            raise SystemExit(f"error: --{name}={getattr(cfg, name)} must be a positive integer")
+    for name in ("max_iters", "warmup_iters", "eval_interval"):
+        if getattr(cfg, name) < 0:
+            raise SystemExit(f"error: --{name}={getattr(cfg, name)} must be >= 0")
+    if not cfg.lr > 0:
+        raise SystemExit(f"error: --lr={cfg.lr} must be > 0")
+    if not 0 <= cfg.min_lr_frac <= 1:
+        raise SystemExit(f"error: --min_lr_frac={cfg.min_lr_frac} must be in [0, 1]")
+
+
+def check_train_config(cfg):
+    check_loop_config(cfg)
+    try:  # GPTConfig validates the model shape (vocab_size and bos_id come later, from the data)
+        GPTConfig(**{k: getattr(cfg, k) for k in MODEL_FIELDS})
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
+
+# -----------------------------------------------------------------------------
+# Devices and processes
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    local_rank: int = 0
+    world: int = 1
+    device: str = "cpu"
+
+    @property
+    def master(self):
+        return self.rank == 0
+
+
+def pick_device(name):
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def setup_distributed(device_name):
+    """One process: nothing to do. Under torchrun (RANK set): nccl on CUDA, gloo on CPU."""
+    device = pick_device(device_name)
+    if "RANK" not in os.environ:
+        return Dist(device=device)
+    rank, local, world = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+    if device.startswith("cuda"):
+        device = f"cuda:{local}"
+        torch.cuda.set_device(device)
+    elif device != "cpu":
+        raise SystemExit(f"error: torchrun needs --device cuda or cpu, not {device}")
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return Dist(rank, local, world, device)
+
+
+def autocast_for(device):
+    """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); fp32 on CPU and MPS."""
+    if device.startswith("cuda"):
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+# -----------------------------------------------------------------------------
+# Pretraining data: rows of a token stream, addressed by a global row number
+
+
+class TokenRows:
+    """Row i of the uint16 stream is tokens[i*T : i*T + T + 1]: inputs are its first T tokens,
+    targets its last T (the next token at each position), so every token is a target once per
+    epoch. Rows are addressed by a global row number (wrapping around the stream), which makes
+    the data position one integer: deterministic, resumable, and easy to split between processes.
+    A target that is <|bos|> (the first token of the next document) is set to -1: nothing in
+    a story predicts which story comes next."""
+
+    def __init__(self, path, block_size, bos_id):
+        if not Path(path).exists():
+            raise SystemExit(f"error: token shard {path} not found (make the data: python data.py)")
+        self.tokens = np.memmap(path, dtype=np.uint16, mode="r")
+        self.block_size, self.bos_id = block_size, bos_id
+        self.n_rows = (len(self.tokens) - 1) // block_size
+        if self.n_rows < 1:
+            raise SystemExit(f"error: {path} has {len(self.tokens)} tokens, fewer than one row "
+                             f"of block_size+1={block_size + 1}")
+
+    def get(self, start, n):
+        """Rows start..start+n-1 -> x, y (n, T) int64 tensors."""
+        T = self.block_size
+        rows = np.stack([self.tokens[i * T: i * T + T + 1] for i in
+                         (np.arange(start, start + n) % self.n_rows)]).astype(np.int64)
+        x, y = torch.from_numpy(rows[:, :-1]), torch.from_numpy(rows[:, 1:].copy())
+        y[y == self.bos_id] = -1
+        return x, y
+
+# -----------------------------------------------------------------------------
+# Checkpoints
+
+CKPT_KEYS = ("model_args", "model", "config", "step", "optimizer", "rng", "data_pos",
+             "tokenizer_hash", "data_dir", "fmt", "kind", "base_fmt")
+
+
+def save_checkpoint(path, ckpt):
+    """Write to a temporary file, flush it to disk, then rename: os.replace is atomic, so a run
+    killed at any moment leaves either the old checkpoint or the new one, never half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(ckpt, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, device="cpu"):
+    """path: a ckpt.pt or the run directory holding one. weights_only=True: a checkpoint is data
+    (tensors, numbers, strings), never code. Raises FileNotFoundError / ValueError naming the path."""
+    path = Path(path)
+    if path.is_dir() or not path.suffix:
+        path = path / "ckpt.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path} (train one with pretrain.py or sft.py "
+                                f"--out_dir {path.parent})")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # truncated zip, pickle error, not a torch file at all, ...
+        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
+    missing = [k for k in CKPT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise ValueError(f"{path} is not a nanoanchor checkpoint (missing {', '.join(missing)})")
+    return ckpt
+
+
+def check_tokenizer(ckpt, enc, data_dir):
+    """The token ids in a checkpoint only mean something with the tokenizer it was trained with."""
+    have = data.tokenizer_hash(enc)
+    if have != ckpt["tokenizer_hash"]:
+        raise ValueError(f"tokenizer mismatch: the checkpoint was trained with tokenizer "
+                         f"{ckpt['tokenizer_hash'][:12]} (data_dir {ckpt['data_dir']}) but "
+                         f"{data_dir} has {have[:12]}; use the checkpoint's data_dir")
+
+
+def load_model(out_dir, device="cpu", data_dir=None):
+    """-> (model in eval mode on device, ckpt dict without the optimizer state, tokenizer).
+    For sample.py and eval_diversity.py. data_dir overrides the checkpoint's (moved data);
+    the tokenizer found there must be the one the model was trained with."""
+    ckpt = load_checkpoint(out_dir, device)
+    ckpt.pop("optimizer")
+    data_dir = data_dir or ckpt["data_dir"]
+    try:
+        enc = data.load_tokenizer(data_dir)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"tokenizer of {out_dir} not found in {data_dir} ({e}); "
+                                f"pass data_dir=") from None
+    check_tokenizer(ckpt, enc, data_dir)
+    model = GPT(GPTConfig(**ckpt["model_args"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt, enc
+
+
+def rng_state(device):
+    state = {"torch": torch.get_rng_state()}
+    if device.startswith("cuda"):
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state, device):
+    torch.set_rng_state(state["torch"].cpu())
+    if device.startswith("cuda") and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+# -----------------------------------------------------------------------------
+# The training loop (pretraining and SFT)
+
+
+def lr_at(step, cfg):
+    """Linear warmup to cfg.lr, then a cosine down to cfg.lr * cfg.min_lr_frac at max_iters."""
+    if step < cfg.warmup_iters:
+        return cfg.lr * (step + 1) / cfg.warmup_iters
+    span = max(1, cfg.max_iters - cfg.warmup_iters)
+    progress = min(1.0, (step - cfg.warmup_iters) / span)
+    return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def evaluate(raw, rows, cfg, d):
+    """Mean loss over every target of the first eval_iters * batch_size validation rows (fewer
+    if the set is smaller). Batches are split between processes and the sums added up."""
+    raw.eval()
+    n_rows = min(cfg.eval_iters * cfg.batch_size, rows.n_rows)
+    sums = torch.zeros(2, dtype=torch.float64, device=d.device)  # sum of losses, number of targets
+    for i, start in enumerate(range(0, n_rows, cfg.batch_size)):
+        if i % d.world != d.rank:
+            continue
+        x, y = rows.get(start, min(cfg.batch_size, n_rows - start))
+        n = int((y != -1).sum())
+        if n == 0:
+            continue
+        with autocast_for(d.device):
+            _, loss = raw(x.to(d.device), y.to(d.device))
+        sums += torch.stack([loss.double() * n, torch.tensor(n, dtype=torch.float64, device=d.device)])
+    if d.world > 1:
+        dist.all_reduce(sums)
+    raw.train()
+    return (sums[0] / sums[1]).item()
+
+
+class StopFlag:
+    """Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the current step; it then saves a
+    checkpoint and exits cleanly. A second Ctrl-C stops at once (without saving)."""
+
+    def __init__(self):
+        self.requested = False
+        self.old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # signals only work there
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.old[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def handle(self, sig, frame):
+        if self.requested and sig == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\n{signal.Signals(sig).name}: stopping after this step and saving "
+              f"(Ctrl-C again to quit without saving)", file=sys.stderr)
+
+    def __exit__(self, *exc):
+        for sig, old in self.old.items():
+            signal.signal(sig, old)
+
+
+def append_log(path, record):
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def trim_log(path, step):
+    """On --resume, drop records past the checkpoint's step (they will be redone)."""
+    if Path(path).exists():
+        keep = [ln for ln in Path(path).read_text().splitlines() if json.loads(ln)["step"] <= step]
+        Path(path).write_text("".join(ln + "\n" for ln in keep))
+
+
+def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
+    """Train `model` (the raw GPT, already on d.device) for cfg.max_iters optimizer steps.
+
+    train_rows / val_rows: objects with .get(start, n) -> (x, y) and .n_rows (TokenRows here,
+    sft.PackedRows in sft.py). ckpt_meta: the checkpoint keys the caller owns (tokenizer_hash,
+    data_dir, fmt, kind, base_fmt). start: a checkpoint to resume (optimizer, step, data position,
+    RNG), or None. Only rank 0 writes files. Returns the last logged record."""
+    out_dir = Path(cfg.out_dir)
+    log_path, ckpt_path = out_dir / "log.jsonl", out_dir / "ckpt.pt"
+    raw = model
+    optimizer = raw.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2),
+                                         d.device.split(":")[0])
+    step, data_pos = 0, 0
+    if start is not None:
+        optimizer.load_state_dict(start["optimizer"])
+        step, data_pos = start["step"], start["data_pos"]
+        set_rng_state(start["rng"], d.device)
+        if d.master:
+            trim_log(log_path, step)
+    if cfg.compile:
+        model = torch.compile(model)
+    if d.world > 1:
+        model = DDP(model, device_ids=[d.local_rank] if d.device.startswith("cuda") else None)
+
+    B, A, W = cfg.batch_size, cfg.grad_accum, d.world
+    T = train_rows.get(0, 1)[0].size(1)
+    tokens_per_step = B * A * W * T
+
+    def checkpoint(val_loss=None):
+        if d.master:
+            save_checkpoint(ckpt_path, dict(
+                model_args=asdict(raw.config), model=raw.state_dict(), config=asdict(cfg),
+                step=step, optimizer=optimizer.state_dict(), rng=rng_state(d.device),
+                data_pos=data_pos, val_loss=val_loss, world_size=W, **ckpt_meta))
+
+    last_record = {}
+    if step == 0 and cfg.max_iters > 0:
+        last_record = {"step": 0, "val_loss": round(evaluate(raw, val_rows, cfg, d), 5)}
+        if d.master:
+            append_log(log_path, last_record)
+    bar = tqdm(total=cfg.max_iters, initial=step, disable=not d.master, dynamic_ncols=True,
+               desc=out_dir.name, unit="step")
+    t0, tokens_since = time.time(), 0
+    with StopFlag() as stop:
+        while step < cfg.max_iters:
+            # This process's micro-batches: the global batch of a step is rows data_pos ..
+            # data_pos + B*A*W - 1, rank r takes its own contiguous B*A of them.
+            first = data_pos + d.rank * B * A
+            batches = [train_rows.get(first + m * B, B) for m in range(A)]
+            # One all-reduce tells every process the number of targets in the whole global batch
+            # (so the loss is the mean over all of them, however they are split) and whether
+            # anyone was interrupted (so all processes stop at the same step).
+            n_targets = [int((y != -1).sum()) for _, y in batches]
+            counts = torch.tensor([sum(n_targets), int(stop.requested)], device=d.device)
+            if W > 1:
+                dist.all_reduce(counts)
+            n_global, stopping = counts.tolist()
+            if stopping:
+                break
+            if n_global == 0:
+                raise SystemExit(f"error: the batch of step {step} has no target tokens")
+            lr = lr_at(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss_sum = torch.zeros((), device=d.device)
+            for m, (x, y) in enumerate(batches):
+                x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
+                # DDP averages gradients over processes at every backward; only the last
+                # micro-step needs that, the others accumulate locally (no_sync).
+                sync = W == 1 or m == A - 1
+                with (nullcontext() if sync else model.no_sync()):
+                    with autocast_for(d.device):
+                        _, loss = model(x, y)
+                    # loss is the mean over this micro-batch's targets; weighting by its share of
+                    # the global batch's targets (x W, since DDP divides by W) makes the summed
+                    # gradient that of the mean over all targets of the step.
+                    loss = loss * (n_targets[m] * W / n_global)
+                    loss.backward()
+                loss_sum += loss.detach()
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                raw.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            if W > 1:
+                dist.all_reduce(loss_sum)
+            train_loss = loss_sum.item() / W
+            if not (math.isfinite(train_loss) and math.isfinite(grad_norm.item())):
+                bar.close()
+                good = f"the last good checkpoint is {ckpt_path}" if ckpt_path.exists() else \
+                    "no checkpoint was written yet"
+                raise SystemExit(f"error: loss is {train_loss} (gradient norm {grad_norm.item()}) "
+                                 f"at step {step}; stopped, {good}. Try a lower --lr.")
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            data_pos += B * A * W
+            tokens_since += tokens_per_step
+            bar.update(1)
+
+            last = step == cfg.max_iters
+            record = {"step": step}
+            if step % cfg.log_interval == 0 or last:
+                dt = time.time() - t0
+                record.update(loss=round(train_loss, 5), lr=lr, grad_norm=round(grad_norm.item(), 4),
+                              tokens=step * tokens_per_step, epoch=round(data_pos / train_rows.n_rows, 4),
+                              tokens_per_s=round(tokens_since / dt))
+                t0, tokens_since = time.time(), 0
+                bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{record['tokens_per_s']:,}")
+            if (cfg.eval_interval and step % cfg.eval_interval == 0) or last:
+                record["val_loss"] = round(evaluate(raw, val_rows, cfg, d), 5)
+                bar.write(f"step {step}: train loss {train_loss:.4f}, val loss {record['val_loss']:.4f}")
+                checkpoint(record["val_loss"])
+                t0 = time.time()  # tokens/s measures training, not evaluation
+            if len(record) > 1:
+                last_record = record
+                if d.master:
+                    append_log(log_path, record)
+    bar.close()
+    if step < cfg.max_iters:  # interrupted
+        checkpoint()
+        if d.master:
+            print(f"interrupted at step {step}: saved {ckpt_path}; continue with --resume "
+                  f"--out_dir {cfg.out_dir}")
+    if d.master:
+        plot_log(log_path, out_dir / "loss.png")
+    return last_record
+
+# -----------------------------------------------------------------------------
+# The loss curve
+
+
+def plot_log(log_path, png_path):
+    """Train and validation loss against tokens seen, from log.jsonl."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    records = [json.loads(ln) for ln in Path(log_path).read_text().splitlines()] \
+        if Path(log_path).exists() else []
+    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if train:
+        ax.plot(*zip(*train), label="train", lw=1)
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation", ms=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title(Path(log_path).parent.name)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+
+# -----------------------------------------------------------------------------
+# Pretraining: config -> data -> model -> train
+
+
+def fmt_of(cfg):
+    return "annotated" if cfg.annotations else "plain"
+
+
+def special_id(enc, name):
+    return enc.encode_single_token(name)
+
+
+def dataset_meta(data_dir):
+    """Read <data_dir>/meta.json, making the default dataset first if there is none."""
+    meta = Path(data_dir) / "meta.json"
+    if not meta.exists():
+        print(f"no dataset in {data_dir}: making the default one (data.ensure_dataset)")
+        return data.ensure_dataset(data_dir)
+    return json.loads(meta.read_text())
+
+
+def pretrain(cfg, d, start=None):
+    if d.master:
+        dataset_meta(cfg.data_dir)
+    if d.world > 1:
+        dist.barrier()  # the others wait for rank 0 to make the data
+    enc = data.load_tokenizer(cfg.data_dir)
+    if start is not None:
+        try:
+            check_tokenizer(start, enc, cfg.data_dir)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}")
+        if start["fmt"] != fmt_of(cfg):
+            raise SystemExit(f"error: {cfg.out_dir} was pretrained on {start['fmt']} data; "
+                             f"resume it with{'' if start['fmt'] == 'annotated' else ' --no'}-annotations")
+    bos = special_id(enc, "<|bos|>")
+    gcfg = GPTConfig(vocab_size=enc.n_vocab, bos_id=bos, **{k: getattr(cfg, k) for k in MODEL_FIELDS})
+    torch.manual_seed(cfg.seed + d.rank)  # same init everywhere (DDP broadcasts rank 0's anyway)
+    model = GPT(gcfg)
+    if start is not None:
+        model.load_state_dict(start["model"])
+    model.to(d.device)
+
+    shard = Path(cfg.data_dir) / f"pretrain_{fmt_of(cfg)}"
+    train_rows = TokenRows(f"{shard}_train.bin", cfg.block_size, bos)
+    val_rows = TokenRows(f"{shard}_val.bin", cfg.block_size, bos)
+    if d.master:
+        n_params = model.num_params(non_embedding=False)
+        budget = cfg.max_iters * cfg.batch_size * cfg.grad_accum * d.world * cfg.block_size
+        print(f"{fmt_of(cfg)} pretraining: {n_params:,} parameters "
+              f"({model.num_params():,} non-embedding), {d.world} process(es) on {d.device}; "
+              f"budget {budget:,} tokens = {budget / n_params:.3g} tokens/parameter, "
+              f"{budget / (train_rows.n_rows * cfg.block_size):.2f} epochs of {shard}_train.bin")
+        Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    meta = dict(tokenizer_hash=data.tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
+                fmt=fmt_of(cfg), kind="base", base_fmt=None)
+    return train(cfg, model, train_rows, val_rows, d, meta, start)
+
+
+def resume_or_fresh(cfg_cls, presets, explicit, out_dir_default, checker):
+    """The config of this run, and the checkpoint to resume from (None for a fresh run)."""
+    start = None
+    if explicit.get("resume"):
+        if "out_dir" not in explicit:
+            raise SystemExit("error: --resume needs the --out_dir of the run to continue")
+        try:
+            start = load_checkpoint(explicit["out_dir"])
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"error: cannot resume: {e}")
+        cfg = make_config(cfg_cls, presets, explicit, saved=start["config"])
+    else:
+        cfg = make_config(cfg_cls, presets, explicit)
+    checker(cfg)
+    if not cfg.out_dir:
+        cfg.out_dir = out_dir_default(cfg)
+    if start is None and (Path(cfg.out_dir) / "ckpt.pt").exists():
+        raise SystemExit(f"error: {cfg.out_dir} already holds a checkpoint; continue it with "
+                         f"--resume, or choose another --out_dir")
+    return cfg, start
+
+
+def main(argv=None):
+    parser = build_parser(TrainConfig, PRESETS, __doc__.strip().splitlines()[0])
+    explicit = vars(parser.parse_args(argv))
+    cfg, start = resume_or_fresh(TrainConfig, PRESETS, explicit,
+                                 lambda c: f"out/{c.preset}-{'ann' if c.annotations else 'plain'}",
+                                 check_train_config)
+    if start is not None:
+        changed = [k for k in MODEL_FIELDS if k in explicit and explicit[k] != start["config"][k]]
+        if changed:
+            raise SystemExit(f"error: cannot change {', '.join(changed)} when resuming")
+    d = setup_distributed(cfg.device)
+    try:
+        return pretrain(cfg, d, start)
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted; nothing saved since the last checkpoint") from None
+    finally:
+        if d.world > 1:
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""
+Post-training (SFT): the chapter about which tokens carry the loss.
+
+    python sft.py --init_from out/tiny-plain --mode standard     # prompt || response
+    python sft.py --init_from out/tiny-ann --mode anchored       # prompt || annotation || response
+    python sft.py --init_from out/tiny-ann --mode anchored_unmasked            # ablation
+    python sft.py --init_from out/tiny-plain --mode anchored --allow_plain_base  # ablation
+    python sft.py --init_from out/tiny-ann --mode anchored --narrowness 0.5    # controlled study
+
+Every example is built by data.encode_example(enc, example, mode), which returns the token ids and
+a loss mask; this file only turns "mask 0" into "target -1" (ignored by the loss). The three modes:
+
+    standard           <|bos|><|user|>{prompt}<|assistant|>{response}<|eos|>
+                       loss on: {response}<|eos|>
+    anchored           <|bos|><|user|>{prompt}<|assistant|><|ann|>{annotation}<|story|>{response}<|eos|>
+                       loss on: {response}<|eos|>
+    anchored_unmasked  same tokens as anchored
+                       loss on: <|ann|>{annotation}<|story|>{response}<|eos|>
+
+Standard SFT teaches the narrow response distribution directly, and the model's diversity
+collapses to it. Anchored SFT never trains the annotation tokens: the model keeps sampling its
+annotation after <|ann|> from the broad pretraining prior, and learns only how to write a (house
+format) response for a given annotation. Unmask the annotation and it collapses again.
+
+The training loop, checkpoints, logging and flags are pretrain.py's; only the data differs:
+examples are packed into rows of block_size + 1 tokens (each starts with <|bos|>, so the model's
+document masking keeps them apart), the rest of a row is <|pad|> with no loss.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+import data
+from model import GPT, GPTConfig
+from pretrain import (LoopConfig, build_parser, check_loop_config, check_tokenizer, load_checkpoint,
+                      make_config, opt, setup_distributed, special_id, train)
+
+MODES = ("standard", "anchored", "anchored_unmasked")  # names of data.encode_example formats
+
+
+@dataclass
+class SFTConfig(LoopConfig):
+    # the loop's fields, with post-training defaults (a smaller learning rate, fewer steps)
+    data_dir: str = opt("", "dataset with sft_{train,val}.jsonl (empty: the base checkpoint's data_dir)")
+    preset: str = opt("", "named defaults from SFT_PRESETS (empty: the base model's pretraining preset)")
+    max_iters: int = opt(200, "optimizer steps in total")
+    lr: float = opt(5e-4, "peak learning rate")
+    warmup_iters: int = opt(20, "linear warmup steps")
+    eval_interval: int = opt(50, "validate and save a checkpoint every this many steps (0: at the end only)")
+    # what to post-train, and how
+    init_from: str = opt("", "out_dir of the pretrained base model (required unless --resume)")
+    mode: str = opt("anchored", "which tokens carry the loss, see the module docstring", choices=MODES)
+    narrowness: float | None = opt(None, "make SFT examples in memory at this narrowness "
+                                   "(data.make_sft_examples) instead of reading sft_train.jsonl")
+    n_sft_examples: int = opt(0, "use this many SFT examples (0: all of sft_train.jsonl, or as many "
+                                 "as it has lines when generating)")
+    allow_plain_base: bool = opt(False, "allow an anchored mode on a base pretrained without "
+                                        "annotations (the paper's ablation)")
+
+
+# Post-training defaults per pretraining preset (picked from the base's preset unless --preset).
+SFT_PRESETS = {
+    "tiny": dict(batch_size=8, max_iters=200, lr=5e-4, warmup_iters=20, eval_interval=50),
+    "cpu-s": dict(batch_size=8, max_iters=150, lr=1e-3, warmup_iters=15, eval_interval=50),
+    "cpu-m": dict(batch_size=8, max_iters=150, lr=5e-4, warmup_iters=15, eval_interval=50),
+    "gpu-4l128": dict(batch_size=32, max_iters=600, lr=5e-4, warmup_iters=50, eval_interval=200),
+    "gpu-6l256": dict(batch_size=32, max_iters=600, lr=3e-4, warmup_iters=50, eval_interval=200),
+    "gpu-6l384": dict(batch_size=32, max_iters=600, lr=2e-4, warmup_iters=50, eval_interval=200),
+    "gpu-10l512": dict(batch_size=32, max_iters=600, lr=1.5e-4, warmup_iters=50, eval_interval=200),
+}
+
+# -----------------------------------------------------------------------------
+# Examples -> packed rows of (inputs, targets)
+
+
+def read_jsonl(path, n=0):
+    path = Path(path)
+    if not path.exists():
+        raise SystemExit(f"error: {path} not found (make the data: python data.py --out_dir {path.parent})")
+    lines = path.read_text().splitlines()
+    return [json.loads(ln) for ln in (lines[:n] if n else lines)]
+
+
+def load_examples(cfg):
+    """(train, val) lists of SFT example dicts: from the data dir, or made in memory."""
+    data_dir = Path(cfg.data_dir)
+    if cfg.narrowness is None:
+        train = read_jsonl(data_dir / "sft_train.jsonl", cfg.n_sft_examples)
+        if cfg.n_sft_examples and len(train) < cfg.n_sft_examples:
+            raise SystemExit(f"error: --n_sft_examples={cfg.n_sft_examples} but "
+                             f"{data_dir / 'sft_train.jsonl'} has only {len(train)}")
+        return train, read_jsonl(data_dir / "sft_val.jsonl")
+    n = cfg.n_sft_examples
+    if not n:
+        path = data_dir / "sft_train.jsonl"
+        n = sum(1 for _ in open(path)) if path.exists() else 2000
+    n_val = min(500, max(50, n // 10))
+    try:
+        return (data.make_sft_examples(n, cfg.narrowness, cfg.seed),
+                data.make_sft_examples(n_val, cfg.narrowness, cfg.seed + 1_000_003))  # other stories
+    except ValueError as e:
+        raise SystemExit(f"error: --narrowness={cfg.narrowness}: {e}")
+
+
+def example_targets(enc, example, mode):
+    """-> (x, y) for one example alone: inputs ids[:-1] and targets ids[1:], where a target is -1
+    unless data.encode_example's mask says that token is trained. The only place masks are read."""
+    ids, mask = data.encode_example(enc, example, mode)
+    return ids[:-1], [t if m else -1 for t, m in zip(ids[1:], mask[1:])]
+
+
+def pack_examples(enc, examples, mode, block_size):
+    """Greedy, in order: each example goes into the current row while it fits in block_size + 1
+    tokens, else starts a new one; a row's remaining slots are <|pad|>. Targets across an example
+    boundary are -1 on their own (<|bos|> is never in a mask). -> x, y (n_rows, block_size) int64."""
+    width = block_size + 1
+    pad = special_id(enc, "<|pad|>")
+    rows, ids_row, mask_row = [], [], []
+    for i, ex in enumerate(examples):
+        ids, mask = data.encode_example(enc, ex, mode)
+        if len(ids) > width:
+            raise SystemExit(f"error: SFT example {i} ({ex.get('prompt', '')[:40]!r}...) is {len(ids)} "
+                             f"tokens in mode {mode}, more than block_size + 1 = {width}; drop it "
+                             f"or pretrain with a larger --block_size")
+        if len(ids_row) + len(ids) > width:
+            rows.append((ids_row, mask_row))
+            ids_row, mask_row = [], []
+        ids_row, mask_row = ids_row + ids, mask_row + mask
+    if ids_row:
+        rows.append((ids_row, mask_row))
+    tokens = torch.full((len(rows), width), pad, dtype=torch.long)
+    masks = torch.zeros((len(rows), width), dtype=torch.bool)
+    for r, (ids, mask) in enumerate(rows):
+        tokens[r, :len(ids)] = torch.tensor(ids)
+        masks[r, :len(mask)] = torch.tensor(mask, dtype=torch.bool)
+    return tokens[:, :-1], torch.where(masks[:, 1:], tokens[:, 1:], -1)
+
+
+class PackedRows:
+    """Packed SFT rows addressed by a global row number, like pretrain.TokenRows: row i is row
+    perm_e[i mod n] of epoch e = i // n, a permutation seeded by (seed, e), so the data position
+    is one integer and --resume continues the same order."""
+
+    def __init__(self, x, y, seed, shuffle=True):
+        self.x, self.y, self.seed, self.shuffle = x, y, seed, shuffle
+        self.n_rows = len(x)
+        self._epoch, self._perm = None, None
+
+    def index(self, i):
+        epoch, j = divmod(i, self.n_rows)
+        if not self.shuffle:
+            return j
+        if epoch != self._epoch:
+            self._epoch, self._perm = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n_rows)
+        return int(self._perm[j])
+
+    def get(self, start, n):
+        idx = [self.index(i) for i in range(start, start + n)]
+        return self.x[idx], self.y[idx]
+
+# -----------------------------------------------------------------------------
+# Which base may be post-trained how
+
+
+def check_base(base, cfg):
+    where = cfg.init_from
+    if base["kind"] != "base":
+        raise SystemExit(f"error: {where} is an SFT checkpoint (kind='sft', mode {base['fmt']!r}); "
+                         f"--init_from needs a pretrained base model (an out_dir of pretrain.py)")
+    if cfg.mode.startswith("anchored") and base["fmt"] == "plain" and not cfg.allow_plain_base:
+        raise SystemExit(f"error: --mode {cfg.mode} needs a base pretrained with annotations, but "
+                         f"{where} saw plain stories only (its <|ann|> was never trained); pass "
+                         f"--allow_plain_base to run this ablation anyway")
+
+
+def sft(cfg, d, source, start=None):
+    """source: the checkpoint the weights come from (the base, or this run's own on --resume)."""
+    enc = data.load_tokenizer(cfg.data_dir)
+    try:
+        check_tokenizer(source, enc, cfg.data_dir)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
+    torch.manual_seed(cfg.seed + d.rank)
+    model = GPT(GPTConfig(**source["model_args"]))
+    model.load_state_dict(source["model"])
+    model.to(d.device)
+    block_size = model.config.block_size
+
+    train_ex, val_ex = load_examples(cfg)
+    x, y = pack_examples(enc, train_ex, cfg.mode, block_size)
+    train_rows = PackedRows(x, y, cfg.seed)
+    val_rows = PackedRows(*pack_examples(enc, val_ex, cfg.mode, block_size), cfg.seed, shuffle=False)
+    if d.master:
+        n_targets = int((y != -1).sum())
+        steps_per_epoch = len(x) / (cfg.batch_size * cfg.grad_accum * d.world)
+        print(f"SFT ({cfg.mode}) of {cfg.init_from} ({source['base_fmt'] or source['fmt']} base): "
+              f"{len(train_ex):,} examples in {len(x):,} rows of {block_size} "
+              f"({n_targets:,} target tokens, {(y != -1).float().mean():.0%} of the row slots); "
+              f"{cfg.max_iters / steps_per_epoch:.1f} epochs")
+        Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    meta = dict(tokenizer_hash=data.tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
+                fmt=cfg.mode, kind="sft", base_fmt=source["base_fmt"] or source["fmt"])
+    return train(cfg, model, train_rows, val_rows, d, meta, start)
+
+
+def load_or_exit(path):
+    try:
+        return load_checkpoint(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
+
+
+def make_sft_config(explicit):
+    """-> (cfg, source checkpoint, checkpoint to resume or None)."""
+    if explicit.get("resume"):
+        if "out_dir" not in explicit:
+            raise SystemExit("error: --resume needs the --out_dir of the SFT run to continue")
+        start = load_or_exit(explicit["out_dir"])
+        if start["kind"] != "sft":
+            raise SystemExit(f"error: {explicit['out_dir']} is a pretraining run; resume it with pretrain.py")
+        for k in ("mode", "init_from", "narrowness", "n_sft_examples"):
+            if k in explicit and explicit[k] != start["config"][k]:
+                raise SystemExit(f"error: cannot change --{k} when resuming")
+        return make_config(SFTConfig, SFT_PRESETS, explicit, saved=start["config"]), start, start
+    if not explicit.get("init_from"):
+        raise SystemExit("error: --init_from <out_dir of pretrain.py> is required")
+    base = load_or_exit(explicit["init_from"])
+    preset = explicit.get("preset") or base["config"].get("preset")
+    cfg = make_config(SFTConfig, SFT_PRESETS, {**explicit, "preset": preset if preset in SFT_PRESETS else "tiny"})
+    check_base(base, cfg)
+    cfg.data_dir = cfg.data_dir or base["data_dir"]
+    cfg.out_dir = cfg.out_dir or f"{cfg.init_from.rstrip('/')}-{cfg.mode}"
+    if (Path(cfg.out_dir) / "ckpt.pt").exists():
+        raise SystemExit(f"error: {cfg.out_dir} already holds a checkpoint; continue it with "
+                         f"--resume, or choose another --out_dir")
+    return cfg, base, None
+
+
+def main(argv=None):
+    parser = build_parser(SFTConfig, SFT_PRESETS, __doc__.strip().splitlines()[0])
+    cfg, source, start = make_sft_config(vars(parser.parse_args(argv)))
+    check_loop_config(cfg)
+    if cfg.n_sft_examples < 0:
+        raise SystemExit(f"error: --n_sft_examples={cfg.n_sft_examples} must be >= 0")
+    d = setup_distributed(cfg.device)
+    try:
+        return sft(cfg, d, source, start)
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted; nothing saved since the last checkpoint") from None
+    finally:
+        if d.world > 1:
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
