@@ -20,6 +20,7 @@ Everything is offline and deterministic for a given seed (rng is a random.Random
 
 import argparse
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -862,13 +863,21 @@ def sft_distribution(field, narrowness):
     return [narrowness * fav.get(v, 0.0) + (1 - narrowness) * p for v, p in zip(vals, PRIOR[field])]
 
 
+@functools.lru_cache(maxsize=None)
+def _sft_cum(field, narrowness):
+    c = list(np.cumsum(sft_distribution(field, narrowness)))
+    c[-1] = 1.0
+    return c
+
+
 def sample_sft_annotation(rng, narrowness, constraints=None):
+    """Draw an SFT annotation: pinned fields from `constraints`, the rest from the preferred distribution."""
     ann = {}
     for f, vals in FIELDS.items():
         if constraints and f in constraints:
             ann[f] = constraints[f]
         else:
-            ann[f] = rng.choices(vals, weights=sft_distribution(f, narrowness))[0]
+            ann[f] = rng.choices(vals, cum_weights=_sft_cum(f, narrowness))[0]
     return ann
 
 
@@ -933,24 +942,27 @@ def house_format(title, story):
     return f"{TITLE_PREFIX}{title}\n\n{story}\n\n{CLOSING}"
 
 
+def make_prompt(rng, kind):
+    """(prompt, constraints) of an SFT prompt: 'open' or 'constrained' on one or two fields."""
+    if kind == "open":
+        return rng.choice(OPEN_PROMPTS), {}
+    if kind != "constrained":
+        raise ValueError(f"kind={kind!r} must be 'open' or 'constrained'")
+    k = rng.choice((1, 2))
+    fields = []
+    while len(fields) < k:
+        f = rng.choices(list(CONSTRAINABLE), weights=list(CONSTRAINABLE.values()))[0]
+        if f not in fields:
+            fields.append(f)
+    # pinned values come from the broad prior so the model learns to follow any constraint
+    constraints = {f: rng.choices(FIELDS[f], cum_weights=_PRIOR_CUM[f])[0] for f in fields}
+    return _constraint_prompt(constraints, rng), constraints
+
+
 def make_sft_example(rng, narrowness, kind):
     """One SFT example: a prompt and a clean house-format response whose true annotation
     satisfies the prompt; free fields drawn from the narrow preferred distribution."""
-    if kind == "open":
-        constraints = {}
-        prompt = rng.choice(OPEN_PROMPTS)
-    elif kind == "constrained":
-        k = rng.choice((1, 2))
-        fields = []
-        while len(fields) < k:
-            f = rng.choices(list(CONSTRAINABLE), weights=list(CONSTRAINABLE.values()))[0]
-            if f not in fields:
-                fields.append(f)
-        # pinned values come from the broad prior so the model learns to follow any constraint
-        constraints = {f: rng.choices(FIELDS[f], cum_weights=_PRIOR_CUM[f])[0] for f in fields}
-        prompt = _constraint_prompt(constraints, rng)
-    else:
-        raise ValueError(f"kind={kind!r} must be 'open' or 'constrained'")
+    prompt, constraints = make_prompt(rng, kind)
     ann = sample_sft_annotation(rng, narrowness, constraints)
     response = house_format(make_title(ann, rng), render_story(ann, rng))
     return {"prompt": prompt, "annotation": ann, "response": response, "kind": kind, "constraints": constraints}
