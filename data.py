@@ -20,6 +20,7 @@ Everything is offline and deterministic for a given seed (rng is a random.Random
 
 import argparse
 import base64
+import bisect
 import functools
 import hashlib
 import json
@@ -136,9 +137,13 @@ for _c in _PRIOR_CUM.values():
     _c[-1] = 1.0  # guard against float round-off at the top
 
 
+_PRIOR_TABLE = [(f, FIELDS[f], _PRIOR_CUM[f]) for f in FIELDS]
+
+
 def sample_annotation(rng):
     """Draw one annotation (dict over all FIELDS) from the pretraining prior."""
-    return {f: rng.choices(v, cum_weights=_PRIOR_CUM[f])[0] for f, v in FIELDS.items()}
+    r = rng.random
+    return {f: vals[bisect.bisect(cum, r())] for f, vals, cum in _PRIOR_TABLE}
 
 
 def format_annotation(ann):
@@ -547,6 +552,7 @@ P_END = {e: (_pool(f"end/{e}o", o), _pool(f"end/{e}c", c)) for e, (o, c) in ENDI
 # optional sentences drawn to reach the target length: (section, weight)
 OPTIONAL = (("set", 2), ("quest", 2), ("feat", 2), ("style", 2), ("theme", 1), ("coda", 2), ("fill", 6))
 _OPT_TABLE = [name for name, w in OPTIONAL for _ in range(w)]  # uniform index -> weighted section
+_OPT_CAP = {"set": 3, "quest": 3, "feat": 3, "style": 3, "theme": 2, "coda": 1, "fill": 40}  # at most, per story
 _SHE = set(SHE_NAMES)
 
 
@@ -559,53 +565,6 @@ def count_templates():
     return len(ids)
 
 
-class _Story:
-    """Sentence picker for one story: remembers used templates so no sentence repeats."""
-
-    def __init__(self, ann, rng, record):
-        r = self.r = rng.random
-        kind, name = ann["character"], ann["name"]
-        she = kind in ("girl", "princess", "witch") or (kind not in ("boy", "wizard") and name in _SHE)
-        prep, adjs = SETTINGS[ann["setting"]]
-        place = ann["setting"]
-        goals, done, fail = QUESTS[ann["quest"]]
-        adj = INTRO_ADJS[int(r() * len(INTRO_ADJS))]
-        he = "she" if she else "he"
-        self.ctx = {
-            "Name": name, "kind": kind, "a_kind": _article(kind), "a_adj": f"a {adj}", "He": he.capitalize(),
-            "he": he, "his": "her" if she else "his", "him": "her" if she else "him", "place": place,
-            "goal": goals[int(r() * len(goals))], "obj": ann["quest"], "done": done, "fail": fail,
-            "theme": ann["theme"],
-        }
-        # ways to refer to the hero; the name is favoured so it stays the dominant cue
-        self.caps = [name, name, name, f"The {kind}", f"The {adj} {kind}", he.capitalize()]
-        self.lows = [name, name, f"the {kind}", f"the {adj} {kind}"]
-        self.locs = [f"{prep} the {place}", f"{prep} the {adjs[int(r() * len(adjs))]} {place}"]
-        self.used = set()
-        self.record = record
-
-    def say(self, pool, kind_ref=False):
-        """A sentence from an unused template of `pool`, or None if we keep hitting used ones."""
-        r, used = self.r, self.used
-        for _ in range(6):
-            tid, variants = pool[int(r() * len(pool))]
-            if tid not in used:
-                break
-        else:
-            return None
-        used.add(tid)
-        ctx = self.ctx
-        if kind_ref:  # refer to the hero by kind ("the dragon") in this sentence
-            ctx["Hero"], ctx["hero"] = self.caps[3], self.lows[2]
-        else:
-            ctx["Hero"] = self.caps[int(r() * 6)]
-            ctx["hero"] = self.lows[int(r() * 4)]
-        ctx["loc"] = self.locs[r() < 0.5]
-        if self.record is not None:
-            self.record.append(tid)
-        return variants[int(r() * len(variants))].format_map(ctx)
-
-
 def _nwords(s):
     return s.count(" ") + 1
 
@@ -613,49 +572,76 @@ def _nwords(s):
 def render_story(ann, rng, record=None):
     """Turn an annotation into a story. Surface varies with rng; semantics are fixed by ann.
     If `record` is a list, the id of every sentence template used is appended to it."""
-    st = _Story(ann, rng, record)
-    r, say = st.r, st.say
-    style, feature, ending = ann["style"], ann["feature"], ann["ending"]
-    lo, hi = LENGTH_WORDS[ann["length"]]
-    set_pool, feat_pool, end_out, end_coda = P_SET[ann["setting"]], P_FEAT[feature], *P_END[ending]
+    r = rng.random
+    kind, name, place, style, feature, ending = (ann["character"], ann["name"], ann["setting"], ann["style"],
+                                                  ann["feature"], ann["ending"])
+    she = kind in ("girl", "princess", "witch") or (kind not in ("boy", "wizard") and name in _SHE)
+    prep, adjs = SETTINGS[place]
+    goals, done, fail = QUESTS[ann["quest"]]
+    adj = INTRO_ADJS[int(r() * len(INTRO_ADJS))]
+    he = "she" if she else "he"
+    ctx = {"Name": name, "kind": kind, "a_kind": _article(kind), "a_adj": "a " + adj, "He": he.capitalize(),
+           "he": he, "his": "her" if she else "his", "him": "her" if she else "him", "place": place,
+           "goal": goals[r() < 0.5], "obj": ann["quest"], "done": done, "fail": fail, "theme": ann["theme"]}
+    # ways to refer to the hero; the name is favoured so it stays the dominant cue
+    caps = [name, name, name, "The " + kind, f"The {adj} {kind}", ctx["He"]]
+    lows = [name, name, "the " + kind, f"the {adj} {kind}"]
+    locs = [f"{prep} the {place}", f"{prep} the {adjs[int(r() * len(adjs))]} {place}"]
+    used = set()  # template ids already in this story: no sentence repeats
+
+    def say(pool, kind_ref=False):
+        """(template id, sentence) from an unused template of pool, or None after a few collisions."""
+        for _ in range(6):
+            tid, variants = pool[int(r() * len(pool))]
+            if tid not in used:
+                break
+        else:
+            return None
+        used.add(tid)
+        if kind_ref:  # refer to the hero by kind ("the dragon") in this sentence
+            ctx["Hero"], ctx["hero"] = caps[3], lows[2]
+        else:
+            ctx["Hero"], ctx["hero"] = caps[int(r() * 6)], lows[int(r() * 4)]
+        ctx["loc"] = locs[r() < 0.5]
+        return tid, variants[int(r() * len(variants))].format_map(ctx)
 
     # the skeleton: opening + intro, setting (naming the kind again), quest, one style and one
     # feature sentence (two lines of dialogue), a theme sentence, the ending outcome
     o = P_OPEN[style][int(r() * 4)]
     b = P_BODY[int(r() * len(P_BODY))]
-    st.used.update((o[0], b[0]))
-    if record is not None:
-        record += [o[0], b[0]]
-    ctx = st.ctx
-    opening = o[1][int(r() * len(o[1]))] + ", " + b[1][int(r() * len(b[1]))].format_map(ctx)
+    opening = (o[0], o[1][int(r() * len(o[1]))] + ", " + b[1][int(r() * len(b[1]))].format_map(ctx))
+    feat_pool, theme_pool = P_FEAT[feature], P_THEME[ann["theme"]]
+    end_out, end_coda = P_END[ending]
     sec = {
-        "set": [say(P_SET_HERO[ann["setting"]], kind_ref=True)],
+        "set": [say(P_SET_HERO[place], kind_ref=True)],
         "quest": [say(P_QUEST)],
-        "feat": [say(feat_pool) for _ in range(2 if feature == "dialogue" else 1)],
+        "feat": [say(feat_pool)] + ([say(feat_pool)] if feature == "dialogue" else []),
         "style": [say(P_STYLE[style])],
-        "theme": [say(P_THEME[ann["theme"]])],
+        "theme": [say(theme_pool)],
         "coda": [],
         "fill": [],
     }
     ends = [say(end_out)]
-    n = _nwords(opening) + sum(_nwords(s) for ss in sec.values() for s in ss) + _nwords(ends[0])
+    n = _nwords(opening[1]) + sum(_nwords(s) for ss in sec.values() for _, s in ss) + _nwords(ends[0][1])
+    lo, hi = LENGTH_WORDS[ann["length"]]
     target = lo + int(r() * (hi - lo + 1))
-    pools = {"set": set_pool, "quest": P_QUEST_X, "feat": feat_pool, "style": P_STYLE[style],
-             "theme": P_THEME[ann["theme"]], "coda": end_coda, "fill": P_FILL}
-    caps = {"set": 3, "quest": 3, "feat": 3, "style": 3, "theme": 2, "coda": 1, "fill": 40}
+    pools = {"set": P_SET[place], "quest": P_QUEST_X, "feat": feat_pool, "style": P_STYLE[style],
+             "theme": theme_pool, "coda": end_coda, "fill": P_FILL}
     for _ in range(80):  # optional sentences until the target length (never past hi)
         if n >= target:
             break
-        name = _OPT_TABLE[int(r() * len(_OPT_TABLE))]
-        if len(sec[name]) >= caps[name]:
+        sname = _OPT_TABLE[int(r() * len(_OPT_TABLE))]
+        ss = sec[sname]
+        if len(ss) >= _OPT_CAP[sname]:
             continue
-        s = say(pools[name])
-        if s is None:
+        x = say(pools[sname])
+        if x is None:
             continue
-        w = s.count(" ") + 1
+        w = x[1].count(" ") + 1
         if n + w > hi:
+            used.discard(x[0])
             continue
-        sec[name].append(s)
+        ss.append(x)
         n += w
 
     # order: opening, setting, quest, a shuffled middle, theme, (moral), ending
@@ -670,7 +656,9 @@ def render_story(ann, rng, record=None):
     if feature == "moral":
         sents += feats
     sents += ends + sec["coda"]
-    return _paragraphs(sents, ann["length"], r)
+    if record is not None:
+        record += [b[0]] + [tid for tid, _ in sents]
+    return _paragraphs([s for _, s in sents], ann["length"], r)
 
 
 def _paragraphs(sents, length, r):

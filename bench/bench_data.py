@@ -1,0 +1,63 @@
+"""
+Throughput of the synthetic world on one core: stories generated/s, annotated/s, quality-checked/s,
+tokenizer training time and tokens encoded/s (through data.encode_example, the path the dataset
+build uses). Best of --repeats runs, so a busy machine disturbs the figures less.
+
+    python bench/bench_data.py              # the README figures
+    python bench/bench_data.py --n 5000     # quicker
+"""
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import data  # noqa: E402
+
+
+def best_rate(fn, n, repeats):
+    """Items per CPU-second of this process (≈ per core: the machine is shared, so wall time would
+    also count other people's jobs), best of `repeats` runs."""
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.process_time()
+        fn()
+        best = max(best, n / max(time.process_time() - t0, 1e-9))
+    return best
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=20000, help="stories per timed run")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+
+    rng = random.Random(a.seed)
+    anns = [data.sample_annotation(rng) for _ in range(a.n)]
+    stories = [data.render_story(x, rng) for x in anns]
+    docs = [{"story": s, "annotation": x} for s, x in zip(stories, anns)]
+
+    res = {"n": a.n}
+    res["sample_annotation_per_s"] = best_rate(lambda: [data.sample_annotation(rng) for _ in range(a.n)], a.n, a.repeats)
+    res["stories_generated_per_s"] = best_rate(lambda: [data.render_story(x, rng) for x in anns], a.n, a.repeats)
+    res["stories_annotated_per_s"] = best_rate(lambda: [data.annotate(s) for s in stories], a.n, a.repeats)
+    res["stories_quality_checked_per_s"] = best_rate(lambda: [data.quality(s) for s in stories], a.n, a.repeats)
+
+    t0 = time.process_time()
+    enc = data.train_tokenizer(stories[:20000] + [data.format_annotation(x) for x in anns[:20000]], 2048)
+    res["tokenizer_train_cpu_s"] = time.process_time() - t0
+    n_tok = sum(len(data.encode_example(enc, d, "annotated")[0]) for d in docs)
+    res["tokens_per_story_annotated"] = n_tok / a.n
+    res["tokens_encoded_per_s"] = best_rate(lambda: [data.encode_example(enc, d, "annotated") for d in docs],
+                                            n_tok, a.repeats)
+    for k, v in res.items():
+        print(f"{k:32s} {v:>12,.1f}" if isinstance(v, float) else f"{k:32s} {v:>12,}")
+    print(json.dumps({k: round(v, 2) for k, v in res.items()}))
+
+
+if __name__ == "__main__":
+    main()
