@@ -36,7 +36,7 @@ import regex
 import tiktoken
 from tqdm import tqdm
 
-DATA_VERSION = 1  # bump when the grammar changes, so ensure_dataset never reuses stale data
+DATA_VERSION = 2  # bump when the grammar changes, so ensure_dataset never reuses stale data
 
 # -----------------------------------------------------------------------------
 # 1. Annotation schema and prior
@@ -1121,13 +1121,13 @@ def _ann_text(annotation):
     return annotation if isinstance(annotation, str) else format_annotation(annotation)
 
 
-def _layout(enc, fmt, prompt=None, annotation=None, body=None, anchor=True):
+def _layout(enc, fmt, prompt=None, annotation=None, body=None, anchor=True, encode=None):
     """Segments (ids, loss flag) of a format, in order. A `body` of None means: stop right where
     generation starts (the inference prefix). This is the single place the layouts live."""
     if fmt not in FORMATS:
         raise ValueError(f"fmt={fmt!r} is not one of {FORMATS}")
     S = lambda t: [_sp(enc, t)]  # noqa: E731
-    T = enc.encode_ordinary
+    T = encode or enc.encode_ordinary
     segs = [(S("<|bos|>"), 0)]
     if fmt == "plain":
         segs.append((S("<|story|>"), 1))
@@ -1151,14 +1151,15 @@ def _layout(enc, fmt, prompt=None, annotation=None, body=None, anchor=True):
     return segs
 
 
-def encode_example(enc, example, fmt):
+def encode_example(enc, example, fmt, encode=None):
     """(ids, loss_mask) of one example; loss_mask[i] == 1 means ids[i] is a training target.
-    plain/annotated take {'story', 'annotation'}; SFT formats take {'prompt', 'annotation', 'response'}."""
+    plain/annotated take {'story', 'annotation'}; SFT formats take {'prompt', 'annotation', 'response'}.
+    `encode` (text -> ids, default enc.encode_ordinary) lets the dataset build reuse a story's ids."""
     if fmt in ("plain", "annotated"):
-        segs = _layout(enc, fmt, annotation=example.get("annotation"), body=example["story"])
+        segs = _layout(enc, fmt, annotation=example.get("annotation"), body=example["story"], encode=encode)
     else:
         segs = _layout(enc, fmt, prompt=example["prompt"], annotation=example.get("annotation"),
-                       body=example["response"])
+                       body=example["response"], encode=encode)
     ids, mask = [], []
     for s, m in segs:
         ids += s
@@ -1199,18 +1200,40 @@ def generate_pretraining_docs(n, seed, noise, progress=True):
     return docs
 
 
-def _write_shard(enc, docs, fmt, path):
-    chunks = []
-    for story, ann, _ in docs:
-        ids, _ = encode_example(enc, {"story": story, "annotation": ann}, fmt)
-        chunks.append(np.asarray(ids, dtype=np.uint16))
-    arr = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint16)
-    arr.tofile(path + ".tmp")
-    os.replace(path + ".tmp", path)
-    return int(arr.size)
+def _write_shards(enc, docs, out_dir, split, progress=True):
+    """pretrain_{plain,annotated}_{split}.bin from the same docs, each story tokenized once."""
+    chunks = {"plain": [], "annotated": []}
+    for story, ann, _ in tqdm(docs, desc=f"tokenize {split}", disable=not progress, mininterval=1.0):
+        story_ids = enc.encode_ordinary(story)
+        encode = lambda t: story_ids if t is story else enc.encode_ordinary(t)  # noqa: E731
+        for fmt, ch in chunks.items():
+            ids, _ = encode_example(enc, {"story": story, "annotation": ann}, fmt, encode=encode)
+            ch.append(np.asarray(ids, dtype=np.uint16))
+    tokens = {}
+    for fmt, ch in chunks.items():
+        name = f"pretrain_{fmt}_{split}"
+        arr = np.concatenate(ch) if ch else np.zeros(0, dtype=np.uint16)
+        path = os.path.join(out_dir, name + ".bin")
+        arr.tofile(path + ".tmp")
+        os.replace(path + ".tmp", path)
+        tokens[name] = int(arr.size)
+    return tokens
+
+
+def _grammar_hash():
+    """Fingerprint of the world's tables, so a dataset built by an older grammar is never reused."""
+    tables = [FIELDS, PRIOR_ZIPF, SETTINGS, QUESTS, OPEN_PREFIX, OPEN_BODY, SETTING_GENERIC, SETTING_SPECIFIC,
+              QUEST_INTRO, QUEST_EXTRA, FILLERS, STYLE_SENTENCES, FEATURE_SENTENCES, THEME_GENERIC,
+              THEME_SPECIFIC, ENDING_SENTENCES, LENGTH_WORDS, FAVOURITES, FAV_WEIGHTS, OPEN_PROMPTS, LEADS,
+              CLAUSES, EVAL_PROMPTS, SPECIAL_TOKENS, PAT_STR, DATA_VERSION]
+    return hashlib.sha256(json.dumps(tables, sort_keys=True).encode()).hexdigest()[:12]
+
+
+DERIVED_OPTIONS = ("version", "grammar")  # recorded in meta.json options, not chosen by the caller
 
 
 def _resolve_options(options):
+    options = {k: v for k, v in options.items() if k not in DERIVED_OPTIONS}
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"unknown dataset option(s) {sorted(unknown)}; valid: {sorted(DEFAULTS)}")
@@ -1221,6 +1244,7 @@ def _resolve_options(options):
         raise ValueError(f"vocab_size={opts['vocab_size']} does not fit the uint16 token shards")
     sft_distribution("name", opts["narrowness"])  # validates narrowness
     opts["version"] = DATA_VERSION
+    opts["grammar"] = _grammar_hash()
     return opts
 
 
@@ -1243,11 +1267,8 @@ def build_dataset(out_dir, opts, progress=True):
     n_val = max(1, int(len(docs) * opts["val_frac"])) if docs else 0
     splits = {"train": docs[n_val:], "val": docs[:n_val]}
     tokens = {}
-    for fmt in ("plain", "annotated"):
-        for split, ds in splits.items():
-            name = f"pretrain_{fmt}_{split}"
-            tokens[name] = _write_shard(enc, tqdm(ds, desc=name, disable=not progress, mininterval=1.0), fmt,
-                                        os.path.join(out_dir, name + ".bin"))
+    for split, ds in splits.items():
+        tokens.update(_write_shards(enc, ds, out_dir, split, progress))
     for name, exs in (("sft_train", sft_train), ("sft_val", sft_val)):
         with open(os.path.join(out_dir, name + ".jsonl"), "w") as f:
             for e in exs:
