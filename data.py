@@ -592,18 +592,22 @@ def render_story(ann, rng, record=None):
     def say(pool, kind_ref=False):
         """(template id, sentence) from an unused template of pool, or None after a few collisions."""
         for _ in range(6):
-            tid, variants = pool[int(r() * len(pool))]
+            x = r() * len(pool)
+            tid, variants = pool[int(x)]
             if tid not in used:
                 break
         else:
             return None
         used.add(tid)
+        # one uniform draw picks the hero reference, the location phrase (48 combinations) ...
+        k = int(r() * 48)
         if kind_ref:  # refer to the hero by kind ("the dragon") in this sentence
             ctx["Hero"], ctx["hero"] = caps[3], lows[2]
         else:
-            ctx["Hero"], ctx["hero"] = caps[int(r() * 6)], lows[int(r() * 4)]
-        ctx["loc"] = locs[r() < 0.5]
-        return tid, variants[int(r() * len(variants))].format_map(ctx)
+            ctx["Hero"], ctx["hero"] = caps[k % 6], lows[(k // 6) % 4]
+        ctx["loc"] = locs[k >= 24]
+        # ... and the fractional part of x picks the variant
+        return tid, variants[int((x - int(x)) * len(variants))].format_map(ctx)
 
     # the skeleton: opening + intro, setting (naming the kind again), quest, one style and one
     # feature sentence (two lines of dialogue), a theme sentence, the ending outcome
@@ -649,7 +653,9 @@ def render_story(ann, rng, record=None):
     mid = sec["style"] + sec["fill"] + sec["quest"][2:]
     if feature not in ("moral", "twist"):
         mid += feats
-    rng.shuffle(mid)
+    for i in range(len(mid) - 1, 0, -1):  # Fisher-Yates on r(): cheaper than rng.shuffle
+        j = int(r() * (i + 1))
+        mid[i], mid[j] = mid[j], mid[i]
     if feature == "twist":
         mid += feats
     sents = [opening] + sec["set"] + sec["quest"][:2] + mid + sec["theme"]
@@ -792,6 +798,8 @@ def corrupt(story, ann, rng):
     sents = split_sentences(story)
     kind = rng.choice(CORRUPTIONS)
     n = len(sents)
+    if n < 6:  # too short to cut or splice sensibly
+        kind = "repeat"
     if kind == "truncate":
         k = rng.randint(max(2, n // 3), n - 3)
         if rng.random() < 0.5:  # cut mid-sentence

@@ -1,7 +1,9 @@
 """
 Throughput of the synthetic world on one core: stories generated/s, annotated/s, quality-checked/s,
 tokenizer training time and tokens encoded/s (through data.encode_example, the path the dataset
-build uses). Best of --repeats runs, so a busy machine disturbs the figures less.
+build uses). Best of --repeats runs, so a busy machine disturbs the figures less. Then the world's
+acceptance numbers on the same fresh stories: annotation round trip, quality accept/reject rates,
+SFT round trip, word types and sentence templates.
 
     python bench/bench_data.py              # the README figures
     python bench/bench_data.py --n 5000     # quicker
@@ -54,6 +56,24 @@ def main():
     res["tokens_per_story_annotated"] = n_tok / a.n
     res["tokens_encoded_per_s"] = best_rate(lambda: [data.encode_example(enc, d, "annotated") for d in docs],
                                             n_tok, a.repeats)
+    # the acceptance numbers of the world, on fresh stories
+    agree = {f: sum(data.annotate(s)[f] == x[f] for s, x in zip(stories[:5000], anns[:5000])) / 5000
+             for f in data.FIELDS}
+    res["round_trip_all_fields_pct"] = 100 * sum(agree.values()) / len(agree)
+    for f in ("character", "name", "setting"):
+        res[f"round_trip_{f}_pct"] = 100 * agree[f]
+    res["quality_accept_clean_pct"] = 100 * sum(map(data.quality, stories[:5000])) / 5000
+    crng = random.Random(a.seed + 1)
+    bad = [data.corrupt(s, x, crng)[0] for s, x in zip(stories[:5000], anns[:5000])]
+    res["quality_reject_corrupted_pct"] = 100 * sum(not data.quality(t) for t in bad) / 5000
+    sft = data.make_sft_examples(2000, data.DEFAULT_NARROWNESS, a.seed)
+    res["sft_round_trip_all_fields_pct"] = 100 * sum(data.annotate(e["response"])[f] == e["annotation"][f]
+                                                     for e in sft for f in data.FIELDS) / (2000 * len(data.FIELDS))
+    res["sft_quality_and_house_pct"] = 100 * sum(data.quality(e["response"]) and data.is_house_format(e["response"])
+                                                 for e in sft) / 2000
+    words = set(w for s in stories for w in s.lower().translate(data._WORDS_TABLE).split())
+    res["word_types"] = len(words)
+    res["sentence_templates"] = data.count_templates()
     for k, v in res.items():
         print(f"{k:32s} {v:>12,.1f}" if isinstance(v, float) else f"{k:32s} {v:>12,}")
     print(json.dumps({k: round(v, 2) for k, v in res.items()}))
