@@ -17,8 +17,9 @@ Architecture choices, and why:
 - Attention, one interface, three paths (config.attention):
     'manual' explicit scores, mask and softmax in plain PyTorch: the version to read, the reference;
     'sdpa'   F.scaled_dot_product_attention (default), is_causal=True when each row is one document;
-    'flex'   FlexAttention with a document-causal block mask (CUDA only; on CPU it has no backward,
-             so it warns once and uses 'sdpa'). Cached generation always uses sdpa (or manual).
+    'flex'   FlexAttention with a document-causal block mask, compiled (CUDA only; on CPU it has
+             no backward, so it warns once and uses 'sdpa'). It skips fully masked tiles, and has
+             no attention-weight dropout. Cached generation always uses sdpa (or manual).
 - Save the raw module: torch.compile wraps the model and prefixes its state dict keys with
   "_orig_mod."; training code keeps the raw module for checkpoints (see unwrap()).
 """
@@ -361,13 +362,19 @@ class GPT(nn.Module):
         cache.len = end
         return self.lm_head(x[:, -1]).float()
 
-    def _forward_full(self, seq, pad):
-        """Reference for generation: recompute the whole left-padded seq (B,T) from scratch."""
+    def _padded_layout(self, seq, pad):
+        """Doc ids and positions (B,T) of a batch left padded by pad (B,) tokens: the prompt
+        starts a document (even without <|bos|>, so the padding is never seen), as does every
+        <|bos|> in it."""
         t = torch.arange(seq.size(1), device=seq.device)
-        starts = t[None] == pad[:, None]  # the prompt starts a document even without <|bos|>
+        starts = t[None] == pad[:, None]
         if self.config.bos_id is not None:
             starts = starts | (seq == self.config.bos_id)
-        doc, pos = document_layout(starts)
+        return document_layout(starts)
+
+    def _forward_full(self, seq, pad):
+        """Reference for generation: recompute the whole left-padded seq (B,T) from scratch."""
+        doc, pos = self._padded_layout(seq, pad)
         x = self._hidden(seq, pos, document_causal_mask(doc, doc))
         return self.lm_head(x[:, -1]).float()
 
@@ -405,11 +412,7 @@ class GPT(nn.Module):
         alive = torch.ones(B, dtype=torch.bool, device=device)
         if use_cache:
             cache = KVCache(c, B, P + max_new_tokens, device, self.wte.weight.dtype)
-            t = torch.arange(P, device=device)
-            starts = t[None] == pad[:, None]
-            if c.bos_id is not None:
-                starts = starts | (seq == c.bos_id)
-            doc, pos = document_layout(starts)
+            doc, pos = self._padded_layout(seq, pad)
             logits = self._forward_cached(seq, doc, pos, cache)  # prefill: the whole prompt at once
             doc, pos = doc[:, -1], pos[:, -1]                    # (B,) of each row's last token
         else:
