@@ -1310,25 +1310,56 @@ def build_dataset(out_dir, opts, progress=True):
     return meta
 
 
+def _reusable(out_dir, opts):
+    """The meta of a complete build in out_dir made with exactly `opts`, else None."""
+    meta_path = os.path.join(out_dir, "meta.json")
+    if not os.path.exists(meta_path):
+        return None
+    with open(meta_path) as f:
+        meta = json.load(f)
+    if meta.get("options") == opts and all(os.path.exists(os.path.join(out_dir, n)) for n in OUTPUT_FILES):
+        return meta
+    return None
+
+
 def ensure_dataset(out_dir="data", progress=True, **options):
     """Build the dataset in out_dir unless an identical build (same options, all files) is there.
-    Different options never mix with old files: the old build is replaced (and we say so)."""
+    Different options never mix with old files: the old build is replaced (and we say so).
+    A lock file makes parallel callers (several training runs) wait for one builder."""
     opts = _resolve_options(options)
-    meta_path = os.path.join(out_dir, "meta.json")
-    if os.path.exists(meta_path):
-        with open(meta_path) as f:
-            meta = json.load(f)
-        have = all(os.path.exists(os.path.join(out_dir, n)) for n in OUTPUT_FILES)
-        if meta.get("options") == opts and have:
+    meta = _reusable(out_dir, opts)
+    if meta is not None:
+        return meta
+    os.makedirs(out_dir, exist_ok=True)
+    lock = os.path.join(out_dir, ".building")
+    while True:
+        try:
+            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            break
+        except FileExistsError:
+            try:
+                if time.time() - os.path.getmtime(lock) > 900:  # a builder that died long ago
+                    os.remove(lock)
+            except FileNotFoundError:
+                pass
+            time.sleep(1)
+    try:
+        meta = _reusable(out_dir, opts)  # the builder we waited for may have made just this
+        if meta is not None:
             return meta
-        old = meta.get("options", {})
-        diff = {k: (old.get(k), opts[k]) for k in opts if old.get(k) != opts[k]}
-        print(f"data: {out_dir} was built with different options {diff} (old, new) or is incomplete; rebuilding")
+        meta_path = os.path.join(out_dir, "meta.json")
+        if os.path.exists(meta_path):
+            with open(meta_path) as f:
+                old = json.load(f).get("options", {})
+            diff = {k: (old.get(k), opts[k]) for k in opts if old.get(k) != opts[k]}
+            print(f"data: {out_dir} was built with other options {diff} (old, new) or is incomplete; rebuilding")
         for n in OUTPUT_FILES:
             p = os.path.join(out_dir, n)
             if os.path.exists(p):
                 os.remove(p)
-    return build_dataset(out_dir, opts, progress)
+        return build_dataset(out_dir, opts, progress)
+    finally:
+        os.remove(lock)
 
 
 def show(n, seed):

@@ -393,3 +393,21 @@ def test_ensure_dataset_reuse_and_rebuild(tmp_path, capsys):
         assert json.load(f)["options"]["noise"] == 0.0
     with pytest.raises(ValueError, match="n_storys"):
         D.ensure_dataset(out, n_storys=5)
+
+
+def test_ensure_dataset_parallel_callers_build_once(tmp_path, capsys):
+    import threading
+    out = str(tmp_path / "p")
+    opts = dict(n_stories=100, n_sft=20, n_sft_val=5, vocab_size=500)
+    metas = []
+    threads = [threading.Thread(target=lambda: metas.append(D.ensure_dataset(out, progress=False, **opts)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(metas) == 2 and metas[0] == metas[1] and not os.path.exists(os.path.join(out, ".building"))
+    # an incomplete build is rebuilt, not reused
+    os.remove(os.path.join(out, "sft_val.jsonl"))
+    D.ensure_dataset(out, progress=False, **opts)
+    assert "rebuilding" in capsys.readouterr().out and os.path.exists(os.path.join(out, "sft_val.jsonl"))
