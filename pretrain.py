@@ -91,12 +91,14 @@ MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "attenti
 # Named presets: plain data, applied over the dataclass defaults and under explicit flags.
 # Token budget of a run = max_iters * batch_size * grad_accum * block_size (x processes).
 # GPU ladder (SimpleStories sizes, context 512): each preset trains on >= 20 tokens per parameter,
-# counting ALL parameters (the tied embedding included), with 64 x 512 = 32,768 tokens per step:
-#   gpu-4l128  ~1.4M params x 20 =  28M tokens ->  1,000 steps =  33M tokens
-#   gpu-6l256  ~5.8M params x 20 = 117M tokens ->  4,000 steps = 131M tokens
-#   gpu-6l384 ~12.2M params x 20 = 244M tokens ->  8,000 steps = 262M tokens
-#   gpu-10l512 ~33.6M params x 20 = 672M tokens -> 22,000 steps = 721M tokens
-# (parameter counts for a 4,096-token vocabulary; pretrain.py prints the exact ratio at start.)
+# counting ALL parameters (the tied embedding included; data.py's default vocabulary of 2,048),
+# with 64 x 512 = 32,768 tokens per step:
+#   gpu-4l128   1.05M params:    700 steps =  22.9M tokens = 21.9 tokens/param
+#   gpu-6l256   5.25M params:  4,000 steps =   131M tokens = 25.0 tokens/param
+#   gpu-6l384  11.4M params:   8,000 steps =   262M tokens = 23.0 tokens/param
+#   gpu-10l512 32.5M params:  22,000 steps =   721M tokens = 22.2 tokens/param
+# (pretrain.py prints the exact ratio and the number of epochs of the data at start; the default
+# dataset holds ~19M annotated tokens, so the larger rungs want a larger `python data.py --n_stories`.)
 PRESETS = {
     # a laptop CPU in a few minutes: a model that already writes recognisable stories
     "tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,
@@ -108,7 +110,7 @@ PRESETS = {
                   batch_size=8, max_iters=400, lr=2e-3, warmup_iters=40, eval_interval=200),
     # the GPU ladder: bf16 autocast; add --compile for speed
     "gpu-4l128": dict(n_layer=4, n_head=4, n_embd=128, block_size=512, batch_size=64,
-                      max_iters=1000, lr=2e-3, warmup_iters=100, eval_interval=250, eval_iters=20),
+                      max_iters=700, lr=2e-3, warmup_iters=70, eval_interval=175, eval_iters=20),
     "gpu-6l256": dict(n_layer=6, n_head=4, n_embd=256, block_size=512, batch_size=64,
                       max_iters=4000, lr=1.5e-3, warmup_iters=200, eval_interval=500, eval_iters=20),
     "gpu-6l384": dict(n_layer=6, n_head=6, n_embd=384, block_size=512, batch_size=64,
@@ -200,6 +202,8 @@ def pick_device(name):
 def setup_distributed(device_name):
     """One process: nothing to do. Under torchrun (RANK set): nccl on CUDA, gloo on CPU."""
     device = pick_device(device_name)
+    if device.startswith("cuda"):
+        torch.set_float32_matmul_precision("high")  # TF32 for what autocast leaves in fp32
     if "RANK" not in os.environ:
         return Dist(device=device)
     rank, local, world = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
@@ -290,11 +294,16 @@ def load_checkpoint(path, device="cpu"):
 
 def check_tokenizer(ckpt, enc, data_dir):
     """The token ids in a checkpoint only mean something with the tokenizer it was trained with."""
-    have = data.tokenizer_hash(enc)
-    if have != ckpt["tokenizer_hash"]:
-        raise ValueError(f"tokenizer mismatch: the checkpoint was trained with tokenizer "
-                         f"{ckpt['tokenizer_hash'][:12]} (data_dir {ckpt['data_dir']}) but "
-                         f"{data_dir} has {have[:12]}; use the checkpoint's data_dir")
+    have, want = data.tokenizer_hash(enc), ckpt["tokenizer_hash"]
+    if have == want:
+        return
+    if Path(data_dir).resolve() == Path(ckpt["data_dir"]).resolve():
+        raise ValueError(f"tokenizer mismatch: {data_dir} was rebuilt since this checkpoint was trained "
+                         f"(tokenizer {have[:12]} now, {want[:12]} then); retrain the model, or pass "
+                         f"the data_dir of a copy of the old dataset")
+    raise ValueError(f"tokenizer mismatch: the checkpoint was trained with tokenizer {want[:12]} "
+                     f"(data_dir {ckpt['data_dir']}) but {data_dir} has {have[:12]}; use the "
+                     f"checkpoint's data_dir")
 
 
 def load_model(out_dir, device="cpu", data_dir=None):
@@ -565,18 +574,19 @@ def special_id(enc, name):
     return enc.encode_single_token(name)
 
 
-def dataset_meta(data_dir):
-    """Read <data_dir>/meta.json, making the default dataset first if there is none."""
+def ensure_data(data_dir):
+    """Make the default dataset if data_dir has none. An existing one is checked with the options
+    it was built with (data.ensure_dataset rebuilds it if data.py's grammar changed since)."""
     meta = Path(data_dir) / "meta.json"
-    if not meta.exists():
+    options = json.loads(meta.read_text()).get("options", {}) if meta.exists() else {}
+    if not options:
         print(f"no dataset in {data_dir}: making the default one (data.ensure_dataset)")
-        return data.ensure_dataset(data_dir)
-    return json.loads(meta.read_text())
+    return data.ensure_dataset(data_dir, **{k: v for k, v in options.items() if k != "version"})
 
 
 def pretrain(cfg, d, start=None):
     if d.master:
-        dataset_meta(cfg.data_dir)
+        ensure_data(cfg.data_dir)
     if d.world > 1:
         dist.barrier()  # the others wait for rank 0 to make the data
     enc = data.load_tokenizer(cfg.data_dir)

@@ -1,0 +1,304 @@
+"""Tests of pretrain.py and sft.py on CPU: config and presets, exact resume, which tokens carry
+the SFT loss, DDP = one process, atomic checkpoints, clear errors, and the CLI end to end."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import data
+import model
+import pretrain
+import sft
+from pretrain import PRESETS, TrainConfig, build_parser, make_config
+from sft import SFT_PRESETS, SFTConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+SMALL = ["--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--block_size", "128", "--device", "cpu",
+         "--eval_iters", "2", "--log_interval", "1"]
+
+
+def log_of(out_dir):
+    return [json.loads(ln) for ln in (Path(out_dir) / "log.jsonl").read_text().splitlines()]
+
+
+def error_of(argv, main=pretrain.main):
+    """Run main(argv), which must stop with a SystemExit; return its message (or exit code)."""
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in argv])
+    return e.value.code
+
+# -----------------------------------------------------------------------------
+# Configuration
+
+
+def test_help_lists_every_field_and_typos_are_errors(capsys):
+    for cls, presets in ((TrainConfig, PRESETS), (SFTConfig, SFT_PRESETS)):
+        text = build_parser(cls, presets, "").format_help()
+        for f in cls.__dataclass_fields__.values():
+            assert f"--{f.name}" in text and f"(default: {f.default!r})" in " ".join(text.split())
+    parser = build_parser(TrainConfig, PRESETS, "")
+    assert vars(parser.parse_args(["--no-annotations", "--compile"])) == {"annotations": False, "compile": True}
+    for bad in (["--max_it", "3"], ["--lr", "fast"], ["--preset", "huge"]):  # abbreviation, type, choice
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+
+
+def test_precedence_defaults_preset_flags():
+    assert make_config(TrainConfig, PRESETS, {}) == TrainConfig()  # tiny preset = the defaults
+    cfg = make_config(TrainConfig, PRESETS, {"preset": "cpu-s", "lr": 0.1})
+    assert (cfg.n_embd, cfg.lr, cfg.weight_decay) == (96, 0.1, TrainConfig.weight_decay)
+    saved = {**vars(cfg), "max_iters": 7}  # --resume: the run's config, then the flags typed now
+    assert make_config(TrainConfig, PRESETS, {"max_iters": 9}, saved=saved).n_embd == 96
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_are_valid_and_gpu_budgets_reach_20_tokens_per_param(name):
+    cfg = make_config(TrainConfig, PRESETS, {"preset": name})
+    pretrain.check_train_config(cfg)
+    assert name in SFT_PRESETS
+    if name.startswith("gpu"):
+        gpt = model.GPT(model.GPTConfig(vocab_size=data.DEFAULTS["vocab_size"],
+                                        **{k: getattr(cfg, k) for k in pretrain.MODEL_FIELDS}))
+        tokens = cfg.max_iters * cfg.batch_size * cfg.grad_accum * cfg.block_size
+        assert cfg.block_size == 512 and tokens >= 20 * gpt.num_params(non_embedding=False)
+
+# -----------------------------------------------------------------------------
+# Exact resume
+
+
+def test_resume_is_exact(tiny_data_dir, tmp_path, one_thread):
+    # warmup longer than the run: the schedule depends on the step only, not on max_iters;
+    # dropout on: the RNG state must be restored too
+    common = ["--data_dir", tiny_data_dir, *SMALL, "--warmup_iters", "100", "--dropout", "0.1",
+              "--batch_size", "2", "--eval_interval", "2"]
+    pretrain.main([str(a) for a in [*common, "--out_dir", tmp_path / "a", "--max_iters", "6"]])
+    pretrain.main([str(a) for a in [*common, "--out_dir", tmp_path / "b", "--max_iters", "3"]])
+    pretrain.main([str(a) for a in ["--out_dir", tmp_path / "b", "--resume", "--max_iters", "6"]])
+    a, b = (pretrain.load_checkpoint(tmp_path / d) for d in "ab")
+    assert a["step"] == b["step"] == 6 and a["data_pos"] == b["data_pos"] == 12
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert [r["loss"] for r in log_of(tmp_path / "a") if "loss" in r] == \
+        [r["loss"] for r in log_of(tmp_path / "b") if "loss" in r]  # no step logged twice
+
+
+def test_sft_resume_is_exact(tiny_base_dirs, tmp_path, one_thread):
+    common = ["--init_from", tiny_base_dirs["annotated"], "--device", "cpu", "--batch_size", "2",
+              "--eval_iters", "1", "--eval_interval", "2", "--warmup_iters", "100"]
+    sft.main([str(a) for a in [*common, "--out_dir", tmp_path / "a", "--max_iters", "4"]])
+    sft.main([str(a) for a in [*common, "--out_dir", tmp_path / "b", "--max_iters", "2"]])
+    sft.main([str(a) for a in ["--out_dir", tmp_path / "b", "--resume", "--max_iters", "4"]])
+    a, b = (pretrain.load_checkpoint(tmp_path / d) for d in "ab")
+    assert a["step"] == b["step"] == 4 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_packed_rows_order_is_a_pure_function_of_the_row_number():
+    x = torch.arange(5)[:, None].repeat(1, 3)
+    rows = sft.PackedRows(x, x, seed=0)
+    first = rows.get(0, 15)[0][:, 0].tolist()
+    assert all(sorted(first[e * 5:(e + 1) * 5]) == list(range(5)) for e in range(3))  # each epoch: all rows once
+    assert first[:5] != first[5:10]  # reshuffled every epoch
+    assert sft.PackedRows(x, x, seed=0).get(7, 4)[0][:, 0].tolist() == first[7:11]  # resumable anywhere
+
+
+def test_ctrl_c_saves_and_resume_finishes(tiny_data_dir, tmp_path, monkeypatch, one_thread):
+    forward, calls = model.GPT.forward, []
+
+    def interrupted_forward(self, idx, targets=None):
+        if self.training:
+            calls.append(1)
+            if len(calls) == 3:  # Ctrl-C during the third step
+                os.kill(os.getpid(), signal.SIGINT)
+        return forward(self, idx, targets)
+    monkeypatch.setattr(model.GPT, "forward", interrupted_forward)
+    argv = ["--data_dir", tiny_data_dir, *SMALL, "--batch_size", "2", "--out_dir", tmp_path, "--max_iters", "8"]
+    pretrain.main([str(a) for a in argv])
+    assert pretrain.load_checkpoint(tmp_path)["step"] == 3  # the step in flight finished, then saved
+    pretrain.main([str(a) for a in ["--out_dir", tmp_path, "--resume"]])
+    assert pretrain.load_checkpoint(tmp_path)["step"] == 8
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data_dir, tmp_path, monkeypatch, one_thread):
+    forward, calls = model.GPT.forward, []
+
+    def nan_forward(self, idx, targets=None):
+        logits, loss = forward(self, idx, targets)
+        if self.training:
+            calls.append(1)
+            if len(calls) >= 5:
+                loss = loss * float("nan")
+        return logits, loss
+    monkeypatch.setattr(model.GPT, "forward", nan_forward)
+    argv = ["--data_dir", tiny_data_dir, *SMALL, "--batch_size", "2", "--out_dir", tmp_path,
+            "--max_iters", "8", "--eval_interval", "2"]
+    msg = error_of(argv)
+    assert "loss is nan" in msg and "step 4" in msg and "last good checkpoint" in msg
+    assert pretrain.load_checkpoint(tmp_path)["step"] == 4
+
+# -----------------------------------------------------------------------------
+# Which tokens carry the SFT loss
+
+
+def test_sft_targets_are_exactly_what_the_mode_says(tiny_data_dir):
+    enc = data.load_tokenizer(tiny_data_dir)
+    sp, text = enc.encode_single_token, enc.encode_ordinary
+    ann = {f: values[0] for f, values in data.FIELDS.items()}
+    ex = {"prompt": "Write a story.", "annotation": ann, "kind": "open", "constraints": {},
+          "response": "Title: The Test\n\nMia went to the sea. She was happy.\n\nThe End."}
+    # the layouts written out by hand: (tokens, trained?) per segment
+    head = [([sp("<|bos|>"), sp("<|user|>")] + text(ex["prompt"]) + [sp("<|assistant|>")], False)]
+    anchor = [sp("<|ann|>")] + text(data.format_annotation(ann)) + [sp("<|story|>")]
+    response = [(text(ex["response"]) + [sp("<|eos|>")], True)]
+    layouts = {"standard": head + response,
+               "anchored": head + [(anchor, False)] + response,
+               "anchored_unmasked": head + [(anchor, True)] + response}
+    for mode, segments in layouts.items():
+        ids = [t for seg, _ in segments for t in seg]
+        trained = [on for seg, on in segments for _ in seg]
+        x, y = sft.pack_examples(enc, [ex], mode, block_size=len(ids) - 1)  # exactly one full row
+        assert x.shape == (1, len(ids) - 1) and x[0].tolist() == ids[:-1], mode
+        expect = [t if on else -1 for t, on in zip(ids[1:], trained[1:])]
+        assert y[0].tolist() == expect, mode
+    # two examples in one row: the second starts with <|bos|>, nothing across the seam or in the
+    # padding is trained
+    ids, mask = data.encode_example(enc, ex, "anchored")
+    x, y = sft.pack_examples(enc, [ex, ex], "anchored", block_size=2 * len(ids) + 10)
+    assert x.shape[0] == 1 and x[0, len(ids)] == sp("<|bos|>")
+    assert (y[0, len(ids) - 1:len(ids) + 1] == -1).all() and (y[0, 2 * len(ids) - 1:] == -1).all()
+    assert int((y != -1).sum()) == 2 * sum(mask[1:])
+    with pytest.raises(SystemExit, match="SFT example 1 .* more than block_size"):
+        sft.pack_examples(enc, [{**ex, "response": "Hi."}, ex], "anchored", block_size=len(ids) - 2)
+
+
+def test_sft_checkpoint_records_mode_and_base(tiny_sft_dirs):
+    for mode, base_fmt in (("standard", "plain"), ("anchored", "annotated")):
+        gpt, ckpt, enc = pretrain.load_model(tiny_sft_dirs[mode])
+        assert (ckpt["kind"], ckpt["fmt"], ckpt["base_fmt"]) == ("sft", mode, base_fmt)
+        assert not gpt.training and "optimizer" not in ckpt
+
+# -----------------------------------------------------------------------------
+# Several processes = one process with the same global batch
+
+
+def test_ddp_and_grad_accum_match_one_process(tiny_data_dir, tmp_path, one_thread):
+    common = ["--data_dir", tiny_data_dir, *SMALL, "--max_iters", "3", "--eval_interval", "3"]
+    pretrain.main([str(a) for a in [*common, "--out_dir", tmp_path / "one", "--batch_size", "4"]])
+    pretrain.main([str(a) for a in [*common, "--out_dir", tmp_path / "acc", "--batch_size", "1",
+                                     "--grad_accum", "4"]])
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "pretrain.py",
+                    *map(str, common), "--out_dir", str(tmp_path / "ddp"), "--batch_size", "1",
+                    "--grad_accum", "2"], cwd=ROOT, env=ENV, check=True, capture_output=True)
+    ref = [r["loss"] for r in log_of(tmp_path / "one") if "loss" in r]
+    params = pretrain.load_checkpoint(tmp_path / "one")["model"]
+    for run in ("acc", "ddp"):
+        assert [r["loss"] for r in log_of(tmp_path / run) if "loss" in r] == pytest.approx(ref, abs=3e-5)  # log rounds to 1e-5
+        other = pretrain.load_checkpoint(tmp_path / run)
+        assert other["data_pos"] == 12
+        for k in params:
+            assert torch.allclose(params[k], other["model"][k], atol=1e-6), (run, k)
+
+# -----------------------------------------------------------------------------
+# Checkpoints survive being killed mid-write
+
+
+def test_failed_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    pretrain.save_checkpoint(path, {"step": 1})
+
+    def killed(*args):
+        raise KeyboardInterrupt  # the process dies between writing the tmp file and renaming it
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain.save_checkpoint(path, {"step": 2})
+    assert torch.load(path, weights_only=True) == {"step": 1}
+
+
+def test_sigkill_mid_write_leaves_a_loadable_checkpoint(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    writer = (f"import itertools, torch, pretrain\n"
+              f"for i in itertools.count():\n"
+              f"    ck = {{k: i for k in pretrain.CKPT_KEYS}}\n"
+              f"    ck['model'] = {{'w': torch.full((2_000_000,), float(i))}}\n"
+              f"    pretrain.save_checkpoint({str(path)!r}, ck)\n"
+              f"    print(i, flush=True)\n")
+    p = subprocess.Popen([sys.executable, "-c", writer], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
+    for _ in range(3):  # a few complete writes, then SIGKILL somewhere inside the next ones
+        p.stdout.readline()
+    time.sleep(0.007)
+    p.kill()
+    p.wait()
+    ckpt = pretrain.load_checkpoint(path)
+    assert ckpt["step"] >= 2 and torch.all(ckpt["model"]["w"] == ckpt["step"])
+
+
+def test_corrupt_or_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        pretrain.load_model(tmp_path)
+    (tmp_path / "ckpt.pt").write_bytes(b"PK\x03\x04 half a zip file")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        pretrain.load_model(tmp_path)
+
+# -----------------------------------------------------------------------------
+# Bad input: one line, non-zero exit, no traceback
+
+
+def test_bad_inputs_give_clear_errors(tiny_data_dir, tiny_base_dirs, tiny_sft_dirs, tmp_path):
+    ann, plain = tiny_base_dirs["annotated"], tiny_base_dirs["plain"]
+    cases = [
+        (pretrain.main, ["--n_embd", 100, "--n_head", 3], "n_embd=100 is not divisible by n_head=3"),
+        (pretrain.main, ["--batch_size", 0], "--batch_size=0 must be a positive integer"),
+        (pretrain.main, ["--resume", "--out_dir", tmp_path / "nothing"], "no checkpoint at"),
+        (pretrain.main, ["--out_dir", ann, "--data_dir", tiny_data_dir], "already holds a checkpoint"),
+        (sft.main, ["--init_from", tmp_path / "nothing"], "no checkpoint at"),
+        (sft.main, ["--init_from", tiny_sft_dirs["anchored"]], "is an SFT checkpoint"),
+        (sft.main, ["--init_from", plain, "--mode", "anchored", "--out_dir", tmp_path / "x"],
+         "--allow_plain_base"),
+        (sft.main, ["--init_from", ann, "--batch_size", -1, "--out_dir", tmp_path / "x"], "--batch_size=-1"),
+    ]
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "ckpt.pt").write_bytes(b"\x00" * 100)
+    cases.append((sft.main, ["--init_from", tmp_path / "corrupt"], "not a readable checkpoint"))
+    other = tmp_path / "other_data"  # a dataset with a different tokenizer
+    data.ensure_dataset(str(other), progress=False, n_stories=200, n_sft=10, n_sft_val=5,
+                        vocab_size=600, tokenizer_docs=200)
+    cases.append((sft.main, ["--init_from", ann, "--data_dir", other, "--out_dir", tmp_path / "x"],
+                  "tokenizer mismatch"))
+    for main, argv, expect in cases:
+        msg = error_of(argv, main)
+        assert isinstance(msg, str) and msg.startswith("error:") and expect in msg and "\n" not in msg, (argv, msg)
+    # argparse: misspelt choice -> usage + one error line, exit 2
+    assert error_of(["--init_from", ann, "--mode", "anchord"], sft.main) == 2
+    # and from the command line: non-zero exit, one line, no traceback
+    r = subprocess.run([sys.executable, "sft.py", "--init_from", str(tiny_sft_dirs["standard"])],
+                       cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+
+# -----------------------------------------------------------------------------
+# The commands of the README, end to end
+
+
+def test_cli_tiny_preset_pretrain_then_sft(tiny_data_dir, tmp_path):
+    # The README's commands with the tiny preset; smaller batches keep the test fast on 2 shared
+    # cores (the full commands: see .work/readme_train.md for their timing).
+    base, tuned = tmp_path / "base", tmp_path / "sft"
+    fast = ["--batch_size", "2", "--eval_iters", "2"]
+    subprocess.run([sys.executable, "pretrain.py", "--preset", "tiny", "--annotations", "--max_iters", "30",
+                    "--out_dir", str(base), "--data_dir", str(tiny_data_dir), *fast],
+                   cwd=ROOT, env=ENV, check=True, capture_output=True)
+    subprocess.run([sys.executable, "sft.py", "--init_from", str(base), "--mode", "anchored",
+                    "--max_iters", "20", "--out_dir", str(tuned), *fast], cwd=ROOT, env=ENV, check=True,
+                   capture_output=True)
+    for out, steps in ((base, 30), (tuned, 20)):
+        assert {"ckpt.pt", "log.jsonl", "loss.png"} <= {p.name for p in out.iterdir()}
+        log = log_of(out)
+        assert log[-1]["step"] == steps and log[-1]["loss"] < log[0]["val_loss"]  # it learned something
+    ckpt = pretrain.load_checkpoint(tuned)
+    assert ckpt["config"]["preset"] == "tiny" and ckpt["model_args"]["n_layer"] == PRESETS["tiny"]["n_layer"]
