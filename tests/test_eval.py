@@ -59,6 +59,9 @@ def test_bootstrap_ci():
     # two independently resampled groups
     lo, hi = ev.bootstrap_ci(lambda a, b: a.mean() - b.mean(), [np.ones(20), np.zeros(10)], n_boot=20)
     assert (lo, hi) == (1.0, 1.0)
+    # basic interval = [2*est - q_hi, 2*est - q_lo]: min of a resample of [0, 1] is 1 a quarter of the
+    # time, so q_lo = 0, q_hi = 1, est = 0 -> (-1, 0)
+    assert ev.bootstrap_ci(np.min, [np.array([0.0, 1.0])], n_boot=400, seed=0) == (-1.0, 0.0)
 
 def test_parse_arm():
     a = ev.parse_arm("anchored_off=out/anchored:anchor=off", [1.0])
@@ -72,30 +75,17 @@ def test_parse_arm():
             ev.parse_arm(bad, [1.0])
 
 # -----------------------------------------------------------------------------
-# end to end on tiny checkpoints: a few training steps through pretrain.py / sft.py, then sampling
-
-TINY = ["--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--block_size", "512", "--batch_size", "4",
-        "--eval_interval", "0", "--eval_iters", "1", "--log_interval", "5", "--device", "cpu"]
+# end to end on tiny checkpoints: the shared session fixtures of tests/conftest.py (a few training
+# steps through pretrain.py / sft.py; the models are noise, so these tests check plumbing)
 
 @pytest.fixture(scope="module")
-def ckpts(tmp_path_factory):
-    """{'base', 'base_plain', 'sft', 'anchored'} -> checkpoint dirs of 1-layer models, a few steps each."""
+def ckpts(tiny_base_dirs, tiny_sft_dirs):
     import torch
-    import data
-    import pretrain
-    import sft
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("eval_ckpts")
-    d = str(root / "data")
-    data.ensure_dataset(d, progress=False, n_stories=600, n_sft=200, n_sft_val=20, tokenizer_docs=300, vocab_size=1024)
-    out = {k: str(root / k) for k in ("base", "base_plain", "sft", "anchored")}
-    pretrain.main(["--data_dir", d, "--out_dir", out["base"], "--max_iters", "12"] + TINY)
-    pretrain.main(["--data_dir", d, "--out_dir", out["base_plain"], "--no-annotations", "--max_iters", "12"] + TINY)
-    sft.main(["--init_from", out["base_plain"], "--mode", "standard", "--out_dir", out["sft"], "--max_iters", "4",
-              "--eval_interval", "0", "--eval_iters", "1", "--device", "cpu", "--batch_size", "2"])
-    sft.main(["--init_from", out["base"], "--mode", "anchored", "--out_dir", out["anchored"], "--max_iters", "4",
-              "--eval_interval", "0", "--eval_iters", "1", "--device", "cpu", "--batch_size", "2"])
-    return out
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared 2-core machine
+    yield {"base": str(tiny_base_dirs["annotated"]), "base_plain": str(tiny_base_dirs["plain"]),
+            "sft": str(tiny_sft_dirs["standard"]), "anchored": str(tiny_sft_dirs["anchored"])}
+    torch.set_num_threads(n)
 
 def _load(path):
     from pretrain import load_model
