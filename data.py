@@ -590,14 +590,20 @@ def render_story(ann, rng, record=None):
     used = set()  # template ids already in this story: no sentence repeats
 
     def say(pool, kind_ref=False):
-        """(template id, sentence) from an unused template of pool, or None after a few collisions."""
-        for _ in range(6):
+        """(template id, sentence) from an unused template of pool; None if all are used."""
+        for _ in range(4):
             x = r() * len(pool)
             tid, variants = pool[int(x)]
             if tid not in used:
                 break
-        else:
-            return None
+        else:  # unlucky draws: take the first unused template after the last draw, if any
+            i = int(x)
+            for j in range(1, len(pool) + 1):
+                tid, variants = pool[(i + j) % len(pool)]
+                if tid not in used:
+                    break
+            else:
+                return None
         used.add(tid)
         # one uniform draw picks the hero reference, the location phrase (48 combinations) ...
         k = int(r() * 48)
@@ -788,9 +794,6 @@ def quality(text):
 
 CORRUPTIONS = ("truncate", "repeat", "shuffle", "rename", "drift")
 
-
-def _join(sents, rng):
-    return " ".join(sents)
 
 
 def corrupt(story, ann, rng):

@@ -83,6 +83,27 @@ def test_story_lengths(corpus):
         assert lo <= len(s.split()) <= hi
 
 
+class _ConstRandom(random.Random):
+    """Adversarial draws: random() always returns the same number (every pick collides)."""
+
+    def __init__(self, x):
+        super().__init__(0)
+        self.x = x
+
+    def random(self):
+        return self.x
+
+
+def test_render_survives_unlucky_draws():
+    base = D.sample_annotation(random.Random(0))
+    for x in (0.0, 0.37, 0.999999):
+        for feature in D.FEATURES:
+            for length in D.LENGTHS:
+                a = dict(base, feature=feature, length=length)
+                s = D.render_story(a, _ConstRandom(x))
+                assert D.annotate(s)["feature"] == feature and D.quality(s)
+
+
 def test_annotate_garbage_and_noise():
     assert all(v is None for v in D.annotate("").values())
     assert all(v is None for v in D.annotate("the of and a to it was then went on over").values())
