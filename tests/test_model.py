@@ -225,6 +225,18 @@ def test_sample_next_filters():
     assert set(sample_next(logits, top_p=0.5, generator=g).tolist()) == {3}
 
 
+def test_sample_next_matches_softmax():
+    """Drawn token frequencies follow softmax(logits / temperature); impossible tokens never come."""
+    logits = torch.tensor([[0.0, float("-inf"), 1.0, 2.0, float("-inf")]])
+    g = torch.Generator().manual_seed(0)
+    n = 40_000
+    draws = sample_next(logits.expand(n, -1), temperature=0.8, generator=g)
+    freq = torch.bincount(draws, minlength=5) / n
+    expected = torch.softmax(logits / 0.8, dim=-1)[0]
+    assert freq[1] == 0 and freq[4] == 0
+    torch.testing.assert_close(freq, expected, atol=0.01, rtol=0)  # ~4 standard errors
+
+
 def test_generate_rejects_too_long():
     model = tiny()
     with pytest.raises(ValueError, match="block_size"):
@@ -235,7 +247,7 @@ def test_generate_rejects_too_long():
 
 
 def test_tiny_model_overfits_a_batch():
-    """100 AdamW steps on one fixed batch of packed documents: loss from ln(64) = 4.2 to < 0.05.
+    """60 AdamW steps on one fixed batch of packed documents: loss from ln(64) = 4.2 to < 0.01.
     The target right after each <|bos|> is ignored: its context is <|bos|> alone in every
     document, so it cannot be memorised (with document masking working, it is irreducible)."""
     model = tiny(n_layer=2, n_embd=64, n_head=4)
@@ -243,12 +255,12 @@ def test_tiny_model_overfits_a_batch():
     x, y = idx[:, :-1], idx[:, 1:].clone()
     y[x == BOS] = -1
     opt = model.configure_optimizers(0.0, 1e-2, (0.9, 0.95), "cpu")
-    for _ in range(100):
+    for _ in range(60):
         _, loss = model(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    assert loss.item() < 0.05, loss.item()
+    assert loss.item() < 0.01, loss.item()  # ~0.001 reached
 
 
 def test_loss_ignores_minus_one():
