@@ -102,6 +102,26 @@ def label_samples(samples):
         s["words"] = len(s["text"].split())
     return samples
 
+def annotation_fields(text) -> dict:
+    """Lenient parse of a sampled annotation 'character: fox | name: Mia | ...' -> {field: value}
+    (unlike data.parse_annotation it keeps going past values that are not in FIELDS)."""
+    out = {}
+    for part in (text or "").split("|"):
+        key, sep, value = part.partition(":")
+        if sep and key.strip() in data.FIELDS:
+            out.setdefault(key.strip(), value.strip())
+    return out
+
+def annotation_agreement(samples):
+    """Share of fields where the story's label equals what its own sampled annotation asked for
+    (does the response follow its anchor?); None for samples without an annotation."""
+    scores = []
+    for s in samples:
+        if s.get("annotation"):
+            ann = annotation_fields(s["annotation"])
+            scores.append(sum(f in ann and ann[f] == s["labels"][f] for f in data.FIELDS) / len(data.FIELDS))
+    return float(np.mean(scores)) if scores else None
+
 def prompt_metrics(samples, constraints) -> dict:
     """Every per-prompt number, from labelled samples; entropy over the fields the prompt leaves free."""
     free = data.free_fields(constraints)
@@ -109,6 +129,7 @@ def prompt_metrics(samples, constraints) -> dict:
     per_field = {f: entropy_bits([s["labels"][f] for s in samples]) for f in free}
     unknown = {f: sum(s["labels"][f] is None for s in samples) / k for f in free}
     follows = [all(s["labels"][f] == v for f, v in constraints.items()) for s in samples]
+    n_distinct = distinct(tuple(s["labels"][f] for f in free) for s in samples)
     return {
         "K": k,
         "free_fields": free,
@@ -116,21 +137,22 @@ def prompt_metrics(samples, constraints) -> dict:
         "entropy": per_field,
         "unknown_share": float(np.mean(list(unknown.values()))),
         "unknown_by_field": unknown,
-        "distinct": distinct(tuple(s["labels"][f] for f in free) for s in samples),
-        "distinct_frac": distinct(tuple(s["labels"][f] for f in free) for s in samples) / k,
+        "distinct": n_distinct,
+        "distinct_frac": n_distinct / k,
         "quality": sum(s["quality"] for s in samples) / k,
         "house_format": sum(s["house"] for s in samples) / k,
         "quality_and_house": sum(s["quality"] and s["house"] for s in samples) / k,
         "instruction_following": (sum(follows) / k) if constraints else None,
         "words": sum(s["words"] for s in samples) / k,
         "finished": sum(s.get("finished", True) for s in samples) / k,
+        "annotation_agreement": annotation_agreement(samples),
     }
 
 def kind_metrics(per_prompt: list) -> dict:
     """Average per-prompt metrics over the prompts of one kind (open or constrained)."""
     out = {"n_prompts": len(per_prompt)}
     for key in ("D", "unknown_share", "distinct_frac", "quality", "house_format", "quality_and_house",
-                "instruction_following", "words", "finished"):
+                "instruction_following", "words", "finished", "annotation_agreement"):
         vals = [m[key] for m in per_prompt if m[key] is not None]
         out[key] = float(np.mean(vals)) if vals else None
     fields = [f for f in data.FIELDS if any(f in m["entropy"] for m in per_prompt)]
@@ -410,8 +432,8 @@ def summary_markdown(summary) -> str:
             continue
         coll = (summary["derived"].get(kind) or {}).get("collapse", {})
         lines.append(f"**{kind} prompts**\n")
-        head = "| row | fmt | T | D (bits) | collapse [95% CI] | distinct/K | quality | house fmt | unknown |"
-        sep = "|---|---|---|---|---|---|---|---|---|"
+        head = "| row | fmt | T | D (bits) | collapse [95% CI] | distinct/K | quality | house fmt | unknown | follows own ann. |"
+        sep = "|---|---|---|---|---|---|---|---|---|---|"
         if kind == "constrained":
             head, sep = head + " instr. follow |", sep + "---|"
         lines += [head, sep]
@@ -422,10 +444,20 @@ def summary_markdown(summary) -> str:
             t = "-" if r["temperature"] is None else f"{r['temperature']:g}"
             line = (f"| {r['row']} | {r.get('fmt', '-')} | {t} "
                     f"| {_fmt(m['D'])} | {cs} | {_fmt(m['distinct_frac'])} | {_fmt(m['quality'])} "
-                    f"| {_fmt(m['house_format'])} | {_fmt(m['unknown_share'])} |")
+                    f"| {_fmt(m['house_format'])} | {_fmt(m['unknown_share'])} | {_fmt(m['annotation_agreement'])} |")
             if kind == "constrained":
                 line += f" {_fmt(m['instruction_following'])} |"
             lines.append(line)
+        lines.append("")
+    rows = [r for r in summary["rows"] if "open" in r["by_kind"]]
+    if rows:
+        fields = list(data.FIELDS)
+        lines.append("**per-field entropy (bits), open prompts**\n")
+        lines.append("| row | " + " | ".join(fields) + " |")
+        lines.append("|---|" + "---|" * len(fields))
+        for r in rows:
+            ent = r["by_kind"]["open"]["entropy"]
+            lines.append(f"| {r['row']} | " + " | ".join(_fmt(ent.get(f)) for f in fields) + " |")
         lines.append("")
     for kind in KINDS:
         d = summary["derived"].get(kind)
@@ -435,11 +467,12 @@ def summary_markdown(summary) -> str:
                          f"= {_fmt(cr['value'])} [95% CI {_fmt(cr['ci95'][0])}, {_fmt(cr['ci95'][1])}]; "
                          f"gap closed = {_fmt(gc['value'])} [95% CI {_fmt(gc['ci95'][0])}, {_fmt(gc['ci95'][1])}]")
     ex = summary["exact"]
-    opens = [e for e in ex["by_prompt"] if e["kind"] == "open"]
-    if opens:
-        lines.append(f"- exact D on open prompts: pretraining prior {_fmt(opens[0]['D_prior'])} bits, "
-                     f"SFT data (narrowness {ex['narrowness']}) {_fmt(opens[0]['D_sft_data'])} bits "
-                     f"(the K-sample plug-in estimate is biased low; compare rows with the *_data reference rows)")
+    for kind in KINDS:
+        es = [e for e in ex["by_prompt"] if e["kind"] == kind]
+        if es:
+            lines.append(f"- exact D, {kind} prompts: pretraining prior {_fmt(np.mean([e['D_prior'] for e in es]))} bits, "
+                         f"SFT data (narrowness {ex['narrowness']}) {_fmt(np.mean([e['D_sft_data'] for e in es]))} bits "
+                         f"(a K-sample plug-in estimate is biased low: compare rows with the *_data rows, same K)")
     return "\n".join(lines) + "\n"
 
 def plot_field_entropy(summary, path, kind="open"):

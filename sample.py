@@ -182,6 +182,8 @@ def main():
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
+    if args.num_samples < 1:
+        p.error(f"--num_samples {args.num_samples}: need at least 1")
     try:
         if not os.path.exists(os.path.join(args.ckpt, "ckpt.pt")):
             raise FileNotFoundError(f"no checkpoint at {os.path.join(args.ckpt, 'ckpt.pt')}; train one with pretrain.py / sft.py")

@@ -63,6 +63,14 @@ def test_bootstrap_ci():
     # time, so q_lo = 0, q_hi = 1, est = 0 -> (-1, 0)
     assert ev.bootstrap_ci(np.min, [np.array([0.0, 1.0])], n_boot=400, seed=0) == (-1.0, 0.0)
 
+def test_annotation_agreement():
+    labels = {f: None for f in ev.data.FIELDS}
+    labels.update(character="fox", name="Mia")
+    s = {"annotation": "character: fox | name: Leo | setting: q!x", "labels": labels}
+    assert ev.annotation_fields(s["annotation"]) == {"character": "fox", "name": "Leo", "setting": "q!x"}
+    assert ev.annotation_agreement([s]) == 1 / len(ev.data.FIELDS)
+    assert ev.annotation_agreement([{"annotation": None, "labels": labels}]) is None
+
 def test_parse_arm():
     a = ev.parse_arm("anchored_off=out/anchored:anchor=off", [1.0])
     assert (a["name"], a["path"], a["anchor"], a["temperatures"]) == ("anchored_off", "out/anchored", "off", [1.0])
