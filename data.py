@@ -36,7 +36,7 @@ import regex
 import tiktoken
 from tqdm import tqdm
 
-DATA_VERSION = 2  # bump when the grammar changes, so ensure_dataset never reuses stale data
+DATA_VERSION = 2  # bump when the generator code changes (edits to the template tables are caught by _grammar_hash)
 
 # -----------------------------------------------------------------------------
 # 1. Annotation schema and prior
@@ -705,9 +705,9 @@ def split_response(text):
     if t.startswith(TITLE_PREFIX):
         nl = t.find("\n")
         t = t[nl + 1:].lstrip() if nl >= 0 else ""
-    if t.endswith(CLOSING):
+    if t.endswith(CLOSING):  # also when a sample puts it on the story's last line
         head = t[: -len(CLOSING)]
-        if not head or head.endswith("\n"):
+        if not head or head[-1].isspace():
             t = head.rstrip()
     return t
 
@@ -793,7 +793,6 @@ def quality(text):
 # 4. Corruption: the low-quality fraction of pretraining docs
 
 CORRUPTIONS = ("truncate", "repeat", "shuffle", "rename", "drift")
-
 
 
 def corrupt(story, ann, rng):
@@ -898,7 +897,7 @@ CLAUSES = {
     "character": [" about {art}", " with {art} as the main character", " where the hero is {art}", " starring {art}"],
     "name": [" about someone named {v}", " where the hero is called {v}", " with a main character named {v}"],
     "setting": [" set {loc}", " that takes place {loc}", " about a day {loc}"],
-    "theme": [" about {v}", " with a theme of {v}", " that teaches {v}"],
+    "theme": [" about {v}", " with a theme of {v}", " that teaches about {v}"],
     "ending": [" with {art} ending", " that has {art} ending"],
     "style": [" in a {sw} style"],
     "length": [],
@@ -911,22 +910,17 @@ CONSTRAINABLE = {"character": 4, "setting": 3, "name": 2, "theme": 2, "style": 2
 
 
 def _constraint_prompt(constraints, rng):
-    adj = None
-    clauses = []
+    """'Write a short story about a dragon.': adjectives (length, style) before 'story', clauses after."""
+    adjs, clauses = [], []
     for f, v in constraints.items():
-        if f == "length" or (f == "style" and rng.random() < 0.6):
-            adj = LENGTH_WORDS_PROMPT[v] if f == "length" else STYLE_WORDS[v]
-            continue
-        t = rng.choice(CLAUSES[f])
-        prep = SETTINGS[v][0] if f == "setting" else ""
-        clauses.append(t.format(v=v, art=_article(v), loc=f"{prep} the {v}", sw=STYLE_WORDS.get(v, v)))
-    if adj is not None and any(f in ("length", "style") for f in constraints) and \
-            sum(f in ("length", "style") for f in constraints) == 2:
-        # both adjectives: "a short, funny story"
-        a = _article(LENGTH_WORDS_PROMPT[constraints["length"]] + ", " + STYLE_WORDS[constraints["style"]])
-        clauses = []
-    else:
-        a = _article(adj) if adj else "a"
+        if f == "length":
+            adjs.insert(0, LENGTH_WORDS_PROMPT[v])  # "a short, funny story"
+        elif f == "style" and rng.random() < 0.6:
+            adjs.append(STYLE_WORDS[v])
+        else:
+            loc = f"{SETTINGS[v][0]} the {v}" if f == "setting" else ""
+            clauses.append(rng.choice(CLAUSES[f]).format(v=v, art=_article(v), loc=loc, sw=STYLE_WORDS.get(v, v)))
+    a = _article(", ".join(adjs)) if adjs else "a"
     return rng.choice(LEADS).format(a=a, c="".join(clauses))
 
 

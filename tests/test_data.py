@@ -178,6 +178,10 @@ def test_house_format():
     for s, _, _ in D.generate_pretraining_docs(500, seed=3, noise=0.2, progress=False):
         assert not D.is_house_format(s) and "Title:" not in s and "The End." not in s
     assert not D.is_house_format("Title: x\n\n\nThe End")
+    # a sample that puts the closing on the story's last line is still a story (but not house format)
+    body = D.split_response(exs[0]["response"])
+    assert D.split_response(body + " The End.") == body and D.quality(body + " The End.")
+    assert not D.is_house_format("Title: T\n\n" + body + " The End.")
 
 
 # --- SFT data ----------------------------------------------------------------------------------
