@@ -529,11 +529,12 @@ def _expand(template):
 
 
 def _pool(prefix, templates):
-    """A template pool: list of (template id, variants)."""
-    pool = [(f"{prefix}{i}", _expand(t)) for i, t in enumerate(templates)]
-    for tid, vs in pool:
-        for v in vs:
-            assert not v.startswith(("{hero}", "{he}", "{his}", "{him}", "{loc}")), f"{tid} starts lowercase"
+    """A template pool, flat over variants: [(template id, variant text, uses hero/loc slots?)]."""
+    pool = []
+    for i, t in enumerate(templates):
+        for v in _expand(t):
+            assert not v.startswith(("{hero}", "{he}", "{his}", "{him}", "{loc}")), f"{prefix}{i} starts lowercase"
+            pool.append((f"{prefix}{i}", v, "ero}" in v or "{loc}" in v))
     return pool
 
 
@@ -560,8 +561,8 @@ def count_templates():
     """Number of distinct sentence templates in the grammar (a variant of one template counts once)."""
     pools = [P_BODY, P_QUEST, P_QUEST_X, P_FILL] + list(P_OPEN.values()) + list(P_STYLE.values()) + \
         list(P_FEAT.values()) + [p for o, c in P_END.values() for p in (o, c)]
-    ids = {tid for p in pools for tid, _ in p} | {tid for p in P_SET.values() for tid, _ in p} | \
-        {tid for p in P_THEME.values() for tid, _ in p}
+    ids = {e[0] for p in pools for e in p} | {e[0] for p in P_SET.values() for e in p} | \
+        {e[0] for p in P_THEME.values() for e in p}
     return len(ids)
 
 
@@ -592,34 +593,30 @@ def render_story(ann, rng, record=None):
     def say(pool, kind_ref=False):
         """(template id, sentence) from an unused template of pool; None if all are used."""
         for _ in range(4):
-            x = r() * len(pool)
-            tid, variants = pool[int(x)]
+            i = int(r() * len(pool))
+            tid, text, slots = pool[i]
             if tid not in used:
                 break
         else:  # unlucky draws: take the first unused template after the last draw, if any
-            i = int(x)
             for j in range(1, len(pool) + 1):
-                tid, variants = pool[(i + j) % len(pool)]
+                tid, text, slots = pool[(i + j) % len(pool)]
                 if tid not in used:
                     break
             else:
                 return None
         used.add(tid)
-        # one uniform draw picks the hero reference, the location phrase (48 combinations) ...
-        k = int(r() * 48)
         if kind_ref:  # refer to the hero by kind ("the dragon") in this sentence
-            ctx["Hero"], ctx["hero"] = caps[3], lows[2]
-        else:
-            ctx["Hero"], ctx["hero"] = caps[k % 6], lows[(k // 6) % 4]
-        ctx["loc"] = locs[k >= 24]
-        # ... and the fractional part of x picks the variant
-        return tid, variants[int((x - int(x)) * len(variants))].format_map(ctx)
+            ctx["Hero"], ctx["hero"], ctx["loc"] = caps[3], lows[2], locs[r() < 0.5]
+        elif slots:  # one uniform draw picks the hero reference and the location phrase (48 combinations)
+            k = int(r() * 48)
+            ctx["Hero"], ctx["hero"], ctx["loc"] = caps[k % 6], lows[(k // 6) % 4], locs[k >= 24]
+        return tid, text.format_map(ctx)
 
     # the skeleton: opening + intro, setting (naming the kind again), quest, one style and one
     # feature sentence (two lines of dialogue), a theme sentence, the ending outcome
-    o = P_OPEN[style][int(r() * 4)]
+    o = P_OPEN[style][int(r() * len(P_OPEN[style]))]
     b = P_BODY[int(r() * len(P_BODY))]
-    opening = (o[0], o[1][int(r() * len(o[1]))] + ", " + b[1][int(r() * len(b[1]))].format_map(ctx))
+    opening = (o[0], o[1] + ", " + b[1].format_map(ctx))
     feat_pool, theme_pool = P_FEAT[feature], P_THEME[ann["theme"]]
     end_out, end_coda = P_END[ending]
     sec = {
