@@ -36,7 +36,7 @@ import regex
 import tiktoken
 from tqdm import tqdm
 
-DATA_VERSION = 2  # bump when the generator code changes (edits to the template tables are caught by _grammar_hash)
+DATA_VERSION = 3  # bump when the generator code changes (edits to the template tables are caught by _grammar_hash)
 
 # -----------------------------------------------------------------------------
 # 1. Annotation schema and prior
@@ -551,9 +551,9 @@ P_FEAT = {f: _pool(f"feat/{f}", ts) for f, ts in FEATURE_SENTENCES.items()}
 P_THEME = {t: _pool("theme/g", THEME_GENERIC) + _pool(f"theme/{t}", THEME_SPECIFIC[t]) for t in THEMES}
 P_END = {e: (_pool(f"end/{e}o", o), _pool(f"end/{e}c", c)) for e, (o, c) in ENDING_SENTENCES.items()}
 # optional sentences drawn to reach the target length: (section, weight)
-OPTIONAL = (("set", 2), ("quest", 2), ("feat", 2), ("style", 2), ("theme", 1), ("coda", 2), ("fill", 6))
+OPTIONAL = (("set", 2), ("quest", 2), ("feat", 3), ("style", 2), ("theme", 1), ("coda", 3), ("fill", 5))
 _OPT_TABLE = [name for name, w in OPTIONAL for _ in range(w)]  # uniform index -> weighted section
-_OPT_CAP = {"set": 3, "quest": 3, "feat": 3, "style": 3, "theme": 2, "coda": 1, "fill": 40}  # at most, per story
+_OPT_CAP = {"set": 3, "quest": 3, "feat": 3, "style": 3, "theme": 3, "coda": 1, "fill": 40}  # at most, per story
 _SHE = set(SHE_NAMES)
 
 
@@ -632,6 +632,15 @@ def render_story(ann, rng, record=None):
     n = _nwords(opening[1]) + sum(_nwords(s) for ss in sec.values() for _, s in ss) + _nwords(ends[0][1])
     lo, hi = LENGTH_WORDS[ann["length"]]
     target = lo + int(r() * (hi - lo + 1))
+    # a second setting, theme and ending sentence whenever they fit (nearly always): two cues per
+    # field survive a sloppy model sample better than one
+    for name, pool in (("set", P_SET[place]), ("theme", theme_pool), ("coda", end_coda)):
+        x = say(pool)
+        if x is not None and n + x[1].count(" ") + 1 <= hi:
+            sec[name].append(x)
+            n += x[1].count(" ") + 1
+        elif x is not None:
+            used.discard(x[0])
     pools = {"set": P_SET[place], "quest": P_QUEST_X, "feat": feat_pool, "style": P_STYLE[style],
              "theme": theme_pool, "coda": end_coda, "fill": P_FILL}
     for _ in range(80):  # optional sentences until the target length (never past hi)

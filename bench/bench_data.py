@@ -62,6 +62,17 @@ def main():
     res["round_trip_all_fields_pct"] = 100 * sum(agree.values()) / len(agree)
     for f in ("character", "name", "setting"):
         res[f"round_trip_{f}_pct"] = 100 * agree[f]
+    # a sloppy "model sample": 15% of the words dropped, 5% of adjacent pairs swapped
+    nrng = random.Random(a.seed + 2)
+    noisy_agree = 0
+    for s, x in zip(stories[:5000], anns[:5000]):
+        w = [t for t in s.split() if nrng.random() > 0.15]
+        for i in range(len(w) - 1):
+            if nrng.random() < 0.05:
+                w[i], w[i + 1] = w[i + 1], w[i]
+        got = data.annotate(" ".join(w))
+        noisy_agree += sum(got[f] == x[f] for f in data.FIELDS if f != "length")
+    res["noisy_round_trip_pct_no_length"] = 100 * noisy_agree / (5000 * (len(data.FIELDS) - 1))
     res["quality_accept_clean_pct"] = 100 * sum(map(data.quality, stories[:5000])) / 5000
     crng = random.Random(a.seed + 1)
     bad = [data.corrupt(s, x, crng)[0] for s, x in zip(stories[:5000], anns[:5000])]
