@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -306,18 +307,27 @@ def check_tokenizer(ckpt, enc, data_dir):
                      f"checkpoint's data_dir")
 
 
+TOKENIZER_FILE = "tokenizer.tiktoken"
+
+
+def keep_tokenizer(data_dir, out_dir):
+    """Copy the tokenizer next to the checkpoint: a run stays usable if data/ is rebuilt or moved."""
+    shutil.copyfile(Path(data_dir) / TOKENIZER_FILE, Path(out_dir) / TOKENIZER_FILE)
+
+
 def load_model(out_dir, device="cpu", data_dir=None):
     """-> (model in eval mode on device, ckpt dict without the optimizer state, tokenizer).
-    For sample.py and eval_diversity.py. data_dir overrides the checkpoint's (moved data);
-    the tokenizer found there must be the one the model was trained with."""
+    For sample.py and eval_diversity.py. The tokenizer comes from data_dir if given, else the copy
+    in out_dir, else the checkpoint's data_dir; it must be the one the model was trained with."""
     ckpt = load_checkpoint(out_dir, device)
     ckpt.pop("optimizer")
-    data_dir = data_dir or ckpt["data_dir"]
+    if data_dir is None:
+        run_dir = Path(out_dir) if Path(out_dir).is_dir() else Path(out_dir).parent
+        data_dir = run_dir if (run_dir / TOKENIZER_FILE).exists() else ckpt["data_dir"]
     try:
-        enc = data.load_tokenizer(data_dir)
+        enc = data.load_tokenizer(str(data_dir))
     except FileNotFoundError as e:
-        raise FileNotFoundError(f"tokenizer of {out_dir} not found in {data_dir} ({e}); "
-                                f"pass data_dir=") from None
+        raise FileNotFoundError(f"tokenizer of {out_dir} not found ({e}); pass data_dir=") from None
     check_tokenizer(ckpt, enc, data_dir)
     model = GPT(GPTConfig(**ckpt["model_args"]))
     model.load_state_dict(ckpt["model"])
@@ -406,8 +416,13 @@ def append_log(path, record):
 def trim_log(path, step):
     """On --resume, drop records past the checkpoint's step (they will be redone)."""
     if Path(path).exists():
-        keep = [ln for ln in Path(path).read_text().splitlines() if json.loads(ln)["step"] <= step]
-        Path(path).write_text("".join(ln + "\n" for ln in keep))
+        records = []
+        for ln in Path(path).read_text().splitlines():
+            try:
+                records.append(json.loads(ln))
+            except json.JSONDecodeError:  # a line cut short when the run was killed
+                pass
+        Path(path).write_text("".join(json.dumps(r) + "\n" for r in records if r["step"] <= step))
 
 
 def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
@@ -512,7 +527,7 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
             if step % cfg.log_interval == 0 or last:
                 dt = time.time() - t0
                 record.update(loss=round(train_loss, 5), lr=lr, grad_norm=round(grad_norm.item(), 4),
-                              tokens=step * tokens_per_step, epoch=round(data_pos / train_rows.n_rows, 4),
+                              tokens=data_pos * T, epoch=round(data_pos / train_rows.n_rows, 4),
                               tokens_per_s=round(tokens_since / dt))
                 t0, tokens_since = time.time(), 0
                 bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{record['tokens_per_s']:,}")
@@ -540,7 +555,7 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
 
 
 def plot_log(log_path, png_path):
-    """Train and validation loss against tokens seen, from log.jsonl."""
+    """Train and validation loss against the step, from log.jsonl."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -617,6 +632,7 @@ def pretrain(cfg, d, start=None):
               f"budget {budget:,} tokens = {budget / n_params:.3g} tokens/parameter, "
               f"{budget / (train_rows.n_rows * cfg.block_size):.2f} epochs of {shard}_train.bin")
         Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+        keep_tokenizer(cfg.data_dir, cfg.out_dir)
     meta = dict(tokenizer_hash=data.tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
                 fmt=fmt_of(cfg), kind="base", base_fmt=None)
     return train(cfg, model, train_rows, val_rows, d, meta, start)

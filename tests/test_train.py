@@ -183,6 +183,7 @@ def test_sft_checkpoint_records_mode_and_base(tiny_sft_dirs):
         gpt, ckpt, enc = pretrain.load_model(tiny_sft_dirs[mode])
         assert (ckpt["kind"], ckpt["fmt"], ckpt["base_fmt"]) == ("sft", mode, base_fmt)
         assert not gpt.training and "optimizer" not in ckpt
+        assert (tiny_sft_dirs[mode] / "tokenizer.tiktoken").exists()  # the run carries its tokenizer
 
 # -----------------------------------------------------------------------------
 # Several processes = one process with the same global batch
@@ -289,7 +290,7 @@ def test_cli_tiny_preset_pretrain_then_sft(tiny_data_dir, tmp_path):
     # The README's commands with the tiny preset; smaller batches keep the test fast on 2 shared
     # cores (the full commands: see .work/readme_train.md for their timing).
     base, tuned = tmp_path / "base", tmp_path / "sft"
-    fast = ["--batch_size", "2", "--eval_iters", "2"]
+    fast = ["--batch_size", "1", "--eval_iters", "1"]
     subprocess.run([sys.executable, "pretrain.py", "--preset", "tiny", "--annotations", "--max_iters", "30",
                     "--out_dir", str(base), "--data_dir", str(tiny_data_dir), *fast],
                    cwd=ROOT, env=ENV, check=True, capture_output=True)
