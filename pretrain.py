@@ -600,7 +600,7 @@ def ensure_data(data_dir):
 
 
 def pretrain(cfg, d, start=None):
-    if d.master:
+    if d.master and start is None:  # (a resumed run must not trigger a rebuild of its data)
         ensure_data(cfg.data_dir)
     if d.world > 1:
         dist.barrier()  # the others wait for rank 0 to make the data
@@ -667,6 +667,8 @@ def main(argv=None):
                                  lambda c: f"out/{c.preset}-{'ann' if c.annotations else 'plain'}",
                                  check_train_config)
     if start is not None:
+        if start["kind"] != "base":
+            raise SystemExit(f"error: {cfg.out_dir} is an SFT run; resume it with sft.py --resume")
         changed = [k for k in MODEL_FIELDS if k in explicit and explicit[k] != start["config"][k]]
         if changed:
             raise SystemExit(f"error: cannot change {', '.join(changed)} when resuming")

@@ -258,6 +258,7 @@ def test_bad_inputs_give_clear_errors(tiny_data_dir, tiny_base_dirs, tiny_sft_di
         (pretrain.main, ["--batch_size", 0], "--batch_size=0 must be a positive integer"),
         (pretrain.main, ["--resume", "--out_dir", tmp_path / "nothing"], "no checkpoint at"),
         (pretrain.main, ["--out_dir", ann, "--data_dir", tiny_data_dir], "already holds a checkpoint"),
+        (pretrain.main, ["--resume", "--out_dir", tiny_sft_dirs["anchored"]], "is an SFT run"),
         (sft.main, ["--init_from", tmp_path / "nothing"], "no checkpoint at"),
         (sft.main, ["--init_from", tiny_sft_dirs["anchored"]], "is an SFT checkpoint"),
         (sft.main, ["--init_from", plain, "--mode", "anchored", "--out_dir", tmp_path / "x"],
