@@ -11,6 +11,7 @@ Benchmark of model.py on this machine (one process; prints figures and ratios, n
     python bench/bench_model.py            # full run (a few minutes on 2 cores)
     python bench/bench_model.py --quick    # smaller run (under a minute), coarser figures
     python bench/bench_model.py --compile  # also time the training step under torch.compile
+    python bench/bench_model.py --skip_train --new_tokens 120   # generation only, shorter
 """
 
 import argparse
@@ -88,6 +89,10 @@ def main():
     p.add_argument("--compile", action="store_true", help="also time the compiled training step")
     p.add_argument("--steps", type=int, default=None, help="training steps per timing")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--new_tokens", type=int, default=None,
+                   help="tokens generated per row (default 240, --quick 60); the speedup of the "
+                        "cache grows with it")
+    p.add_argument("--skip_train", action="store_true", help="only the generation figures")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,7 +103,7 @@ def main():
           f"load average {os.getloadavg()[0]:.2f} (1 min)")
 
     peak = matmul_peak(n=1024 if args.quick else 2048, repeats=repeats + 2)
-    print(f"fp32 matmul peak            {peak:8.1f} GFLOP/s")
+    print(f"fp32 matmul peak            {peak:8.1f} GFLOP/s", flush=True)
 
     cfg = GPTConfig(vocab_size=4096, block_size=256, n_layer=4, n_head=4, n_embd=256, bos_id=BOS)
     model = GPT(cfg)
@@ -111,21 +116,22 @@ def main():
     x_plain, y_plain = x_packed.clone(), y_packed.clone()
     x_plain[:, 1:][x_plain[:, 1:] == BOS] = 2  # one document per row: the is_causal fast path
     modes = [("eager", False)] + ([("compiled", True)] if args.compile else [])
+    modes = [] if args.skip_train else modes
     for name, compile in modes:
         t_plain = train_step_time(model, x_plain, y_plain, steps, repeats, compile)
         t_doc = train_step_time(model, x_packed, y_packed, steps, repeats, compile)
         for label, t in (("causal", t_plain), ("doc-masked", t_doc)):
             tps = B * T / t
             print(f"train step {name:8s} {label:10s} {t * 1e3:7.1f} ms  {tps:8.0f} tok/s  "
-                  f"MFU {tps * flops / (peak * 1e9):5.1%} of measured peak")
+                  f"MFU {tps * flops / (peak * 1e9):5.1%} of measured peak", flush=True)
         print(f"document masking cost ({name})  {t_doc / t_plain - 1:+.1%} step time vs causal")
 
     model.eval()
-    gB, gP, gN = (32, 16, 60) if args.quick else (32, 16, 240)
+    gB, gP, gN = 32, 16, args.new_tokens or (60 if args.quick else 240)
+    print(f"generate batch {gB}, prompt {gP}, {gN} new tokens:", flush=True)
     t_cache = generation_time(model, gB, gP, gN, True, repeats)
+    print(f"  KV cache     {gB * gN / t_cache:8.0f} tok/s ({t_cache:6.2f} s)", flush=True)
     t_full = generation_time(model, gB, gP, gN, False, 1)  # slow: one run is enough
-    print(f"generate batch {gB}, prompt {gP}, {gN} new tokens:")
-    print(f"  KV cache     {gB * gN / t_cache:8.0f} tok/s ({t_cache:6.2f} s)")
     print(f"  no cache     {gB * gN / t_full:8.0f} tok/s ({t_full:6.2f} s)")
     print(f"  speedup      {t_full / t_cache:8.1f}x")
     print(f"load average at the end {os.getloadavg()[0]:.2f} (1 min)")
