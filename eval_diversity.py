@@ -122,6 +122,14 @@ def annotation_agreement(samples):
             scores.append(sum(f in ann and ann[f] == s["labels"][f] for f in data.FIELDS) / len(data.FIELDS))
     return float(np.mean(scores)) if scores else None
 
+def annotation_valid(samples):
+    """Share of sampled annotations that are well formed: every field once, each value in FIELDS
+    (SFT can damage a model's annotation writing even with the annotation loss masked)."""
+    anns = [s["annotation"] for s in samples if s.get("annotation")]
+    ok = lambda a: (len(a.split("|")) == len(data.FIELDS) and
+                    all(annotation_fields(a).get(f) in data.FIELDS[f] for f in data.FIELDS))
+    return sum(ok(a) for a in anns) / len(anns) if anns else None
+
 def prompt_metrics(samples, constraints) -> dict:
     """Every per-prompt number, from labelled samples; entropy over the fields the prompt leaves free."""
     free = data.free_fields(constraints)
@@ -146,13 +154,14 @@ def prompt_metrics(samples, constraints) -> dict:
         "words": sum(s["words"] for s in samples) / k,
         "finished": sum(s.get("finished", True) for s in samples) / k,
         "annotation_agreement": annotation_agreement(samples),
+        "annotation_valid": annotation_valid(samples),
     }
 
 def kind_metrics(per_prompt: list) -> dict:
     """Average per-prompt metrics over the prompts of one kind (open or constrained)."""
     out = {"n_prompts": len(per_prompt)}
     for key in ("D", "unknown_share", "distinct_frac", "quality", "house_format", "quality_and_house",
-                "instruction_following", "words", "finished", "annotation_agreement"):
+                "instruction_following", "words", "finished", "annotation_agreement", "annotation_valid"):
         vals = [m[key] for m in per_prompt if m[key] is not None]
         out[key] = float(np.mean(vals)) if vals else None
     fields = [f for f in data.FIELDS if any(f in m["entropy"] for m in per_prompt)]
@@ -202,7 +211,7 @@ def find_narrowness(ckpts: list) -> float:
 # -----------------------------------------------------------------------------
 # arms: "name=path[:key=value...]"
 
-ARM_OPTIONS = {"anchor": str, "temperature": str, "top_k": int, "top_p": float}
+ARM_OPTIONS = {"anchor": str, "temperature": str, "top_k": int, "top_p": float, "ann": str}
 
 def parse_arm(spec: str, temperatures) -> dict:
     """'anchored_off=out/anchored:anchor=off' -> dict(name, path, anchor, temperatures, top_k, top_p).
@@ -211,7 +220,8 @@ def parse_arm(spec: str, temperatures) -> dict:
         raise ValueError(f"arm spec {spec!r} must look like name=ckpt_dir[:anchor=off][:temperature=0.6,1.0]")
     name, rest = spec.split("=", 1)
     path, *opts = rest.split(":")
-    arm = {"name": name, "path": path, "anchor": "auto", "temperatures": list(temperatures), "top_k": None, "top_p": None}
+    arm = {"name": name, "path": path, "anchor": "auto", "temperatures": list(temperatures), "top_k": None,
+           "top_p": None, "ann": "free"}
     for opt in opts:
         key, _, val = opt.partition("=")
         if key not in ARM_OPTIONS or not val:
@@ -222,6 +232,11 @@ def parse_arm(spec: str, temperatures) -> dict:
             if val not in ("auto", "on", "off"):
                 raise ValueError(f"arm {name}: anchor={val!r}; valid: auto, on, off")
             arm["anchor"] = val
+        elif key == "ann":
+            if val not in ("free", "by_field"):
+                raise ValueError(f"arm {name}: ann={val!r}; valid: free (the model writes the annotation), "
+                                 f"by_field (keys forced, values sampled)")
+            arm["ann"] = val
         else:
             arm[key] = ARM_OPTIONS[key](val)
     if not name or not path:
@@ -266,11 +281,11 @@ def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_to
         samples = sample_stories(model, enc, ckpt["fmt"], None if pi is None else prompts[pi]["prompt"],
                                  num_samples, temperature=t, top_k=arm["top_k"], top_p=arm["top_p"],
                                  seed=seed + 7919 * (0 if pi is None else pi + 1), max_new_tokens=max_new_tokens,
-                                 anchor=anchor, batch_size=batch_size)
+                                 anchor=anchor, batch_size=batch_size, ann_by_field=arm["ann"] == "by_field")
         bar.update(len(samples))
         row = rows.setdefault(name, {"row": name, "arm": arm["name"], "role": "base" if is_base else "sft",
                                      "ckpt": arm["path"], "fmt": ckpt["fmt"], "temperature": t, "anchor": arm["anchor"],
-                                     "top_k": arm["top_k"], "top_p": arm["top_p"], "samples": {}})
+                                     "ann": arm["ann"], "top_k": arm["top_k"], "top_p": arm["top_p"], "samples": {}})
         row["samples"][pi] = label_samples(samples)
     bar.close()
     return rows
@@ -432,8 +447,8 @@ def summary_markdown(summary) -> str:
             continue
         coll = (summary["derived"].get(kind) or {}).get("collapse", {})
         lines.append(f"**{kind} prompts**\n")
-        head = "| row | fmt | T | D (bits) | collapse [95% CI] | distinct/K | quality | house fmt | unknown | follows own ann. |"
-        sep = "|---|---|---|---|---|---|---|---|---|---|"
+        head = "| row | fmt | T | D (bits) | collapse [95% CI] | distinct/K | quality | house fmt | unknown | ann. valid | follows own ann. |"
+        sep = "|---|---|---|---|---|---|---|---|---|---|---|"
         if kind == "constrained":
             head, sep = head + " instr. follow |", sep + "---|"
         lines += [head, sep]
@@ -444,7 +459,7 @@ def summary_markdown(summary) -> str:
             t = "-" if r["temperature"] is None else f"{r['temperature']:g}"
             line = (f"| {r['row']} | {r.get('fmt', '-')} | {t} "
                     f"| {_fmt(m['D'])} | {cs} | {_fmt(m['distinct_frac'])} | {_fmt(m['quality'])} "
-                    f"| {_fmt(m['house_format'])} | {_fmt(m['unknown_share'])} | {_fmt(m['annotation_agreement'])} |")
+                    f"| {_fmt(m['house_format'])} | {_fmt(m['unknown_share'])} | {_fmt(m['annotation_valid'])} | {_fmt(m['annotation_agreement'])} |")
             if kind == "constrained":
                 line += f" {_fmt(m['instruction_following'])} |"
             lines.append(line)
@@ -573,7 +588,7 @@ def write_outputs(summary, rows, out_dir):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpts", nargs="+", required=True,
-                   help="arms as name=ckpt_dir[:anchor=auto|on|off][:temperature=0.6,1.0][:top_k=N][:top_p=P]")
+                   help="arms as name=ckpt_dir[:anchor=auto|on|off][:temperature=0.6,1.0][:top_k=N][:top_p=P][:ann=free|by_field]")
     p.add_argument("--num_samples", type=int, default=128, help="K samples per prompt (same K for every arm)")
     p.add_argument("--temperature", type=float, nargs="+", default=[1.0],
                    help="response temperature(s); several = a sweep, rows named arm@T0.8")

@@ -92,13 +92,14 @@ def _generate(model, prompts, max_new, stop_ids, generator, temperature=1.0, top
 def _strip_stop(ids, stops):
     return ids[:-1] if ids and ids[-1] in stops else ids
 
-def sample_annotations(model, enc, prefixes, pinned, generator) -> list:
+def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False) -> list:
     """Annotation ids (without the closing <|story|>) for each prefix ending in <|ann|>.
-    No pins: the model writes the whole annotation and stops at <|story|>. Pins: built field by
-    field in FIELDS order, batched over rows: pinned fields forced, free fields sampled after 'key:'."""
+    No pins (and not by_field): the model writes the whole annotation and stops at <|story|>.
+    Pins or by_field: built field by field in FIELDS order, batched over rows: pinned fields forced,
+    free fields sampled by the model after a forced 'key:' (so the layout is always well formed)."""
     story, eos, bos = (special(enc, t) for t in ("<|story|>", "<|eos|>", "<|bos|>"))
     pad = special(enc, "<|pad|>")
-    if not pinned:
+    if not pinned and not by_field:
         outs = _generate(model, prefixes, ANN_MAX_TOKENS, (story, eos, bos), generator, ANN_TEMPERATURE, pad_id=pad)
         return [_strip_stop(o, {story, eos, bos}) for o in outs]
     sep = enc.encode_ordinary(" |")
@@ -120,11 +121,12 @@ def sample_annotations(model, enc, prefixes, pinned, generator) -> list:
 
 @torch.inference_mode()
 def sample_stories(model, enc, fmt, prompt, n, *, temperature=1.0, top_k=None, top_p=None, seed=0,
-                   max_new_tokens=None, anchor=True, pinned=None, batch_size=64) -> list:
+                   max_new_tokens=None, anchor=True, pinned=None, batch_size=64, ann_by_field=False) -> list:
     """n samples as [{"annotation": str|None, "text": str, "finished": bool}].
     fmt: the checkpoint's format. prompt: the instruction (ignored by base formats). anchor=False
     skips the annotation (the ablation). pinned: {field: value} forced into the annotation.
-    max_new_tokens: response budget (None = fill the context). Same seed => same samples."""
+    max_new_tokens: response budget (None = fill the context). ann_by_field: force the annotation's
+    keys and separators and let the model sample only the values (as with pins). Same seed => same samples."""
     use_ann = anchor and fmt in ANNOTATED_FMTS
     pinned = dict(pinned or {})
     if pinned and not use_ann:
@@ -155,7 +157,7 @@ def sample_stories(model, enc, fmt, prompt, n, *, temperature=1.0, top_k=None, t
         prefixes = [list(prefix) for _ in range(m)]
         anns = [None] * m
         if use_ann:
-            anns = sample_annotations(model, enc, prefixes, pinned, gen)
+            anns = sample_annotations(model, enc, prefixes, pinned, gen, by_field=ann_by_field)
             prefixes = [p + a + [story] for p, a in zip(prefixes, anns)]
         outs = _generate(model, prefixes, max_new, (eos, bos), gen, temperature, top_k, top_p, pad_id=pad)
         for a, o in zip(anns, outs):
@@ -178,6 +180,8 @@ def main():
     p.add_argument("--max_new_tokens", type=int, default=None, help="story token budget (default: fill the context)")
     p.add_argument("--anchor", default="auto", choices=["auto", "on", "off"],
                    help="sample the annotation first: auto = if the checkpoint was trained with one; off = the ablation")
+    p.add_argument("--ann_by_field", action="store_true",
+                   help="force the annotation's keys and separators; the model samples only the values")
     p.add_argument("--annotation", default=None, help='pin fields, e.g. "name: Mia | setting: desert"; the model samples the rest')
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--device", default="cpu")
@@ -203,7 +207,8 @@ def main():
             print(f"note: {args.ckpt} is a base checkpoint (fmt {fmt}): prompted in its own document format, --prompt ignored")
         samples = sample_stories(model, enc, fmt, args.prompt, args.num_samples, temperature=args.temperature,
                                  top_k=args.top_k, top_p=args.top_p, seed=args.seed, max_new_tokens=args.max_new_tokens,
-                                 anchor=use_ann, pinned=pinned, batch_size=args.batch_size)
+                                 anchor=use_ann, pinned=pinned, batch_size=args.batch_size,
+                                 ann_by_field=args.ann_by_field)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"sample.py: error: {e}")
     for i, s in enumerate(samples):

@@ -70,15 +70,18 @@ def test_annotation_agreement():
     assert ev.annotation_fields(s["annotation"]) == {"character": "fox", "name": "Leo", "setting": "q!x"}
     assert ev.annotation_agreement([s]) == 1 / len(ev.data.FIELDS)
     assert ev.annotation_agreement([{"annotation": None, "labels": labels}]) is None
+    good = ev.data.format_annotation({f: v[0] for f, v in ev.data.FIELDS.items()})
+    assert ev.annotation_valid([{"annotation": good}, s, {"annotation": None}]) == 0.5
 
 def test_parse_arm():
     a = ev.parse_arm("anchored_off=out/anchored:anchor=off", [1.0])
     assert (a["name"], a["path"], a["anchor"], a["temperatures"]) == ("anchored_off", "out/anchored", "off", [1.0])
     a = ev.parse_arm("sft=out/sft:temperature=0.6,1.2:top_k=50", [1.0])
     assert a["temperatures"] == [0.6, 1.2] and a["top_k"] == 50
+    assert ev.parse_arm("s=out/a:ann=by_field", [1.0])["ann"] == "by_field"
     assert ev.row_name(a, 0.6) == "sft@T0.6"
     assert ev.row_name(ev.parse_arm("sft=out/sft", [1.0]), 1.0) == "sft"
-    for bad in ("out/sft", "x=out:anchor=maybe", "x=out:colour=red"):
+    for bad in ("out/sft", "x=out:anchor=maybe", "x=out:colour=red", "x=out:ann=fixed"):
         with pytest.raises(ValueError):
             ev.parse_arm(bad, [1.0])
 
@@ -138,6 +141,10 @@ def test_pinned_fields_are_forced(ckpts):
         # every field key is present, in FIELDS order (free ones sampled after the forced "key:")
         pos = [s["annotation"].find(f"{f}:") for f in data.FIELDS]
         assert -1 not in pos and pos == sorted(pos)
+    out = sample.sample_stories(model, enc, "anchored", "Write a story.", 3, seed=0, max_new_tokens=4, ann_by_field=True)
+    for s in out:
+        pos = [s["annotation"].find(f"{f}:") for f in data.FIELDS]
+        assert -1 not in pos and pos == sorted(pos) and s["annotation"].count(" |") >= len(data.FIELDS) - 1
     everything = data.sample_annotation(__import__("random").Random(1))
     out = sample.sample_stories(model, enc, "anchored", "Write a story.", 2, seed=0, max_new_tokens=4, pinned=everything)
     assert all(s["annotation"] == data.format_annotation(everything) for s in out)
