@@ -58,17 +58,17 @@ class LoopConfig:
     data_dir: str = opt("data", "dataset made by data.py (tokenizer, token shards, SFT jsonl)")
     preset: str = opt("tiny", "named set of defaults, see PRESETS")
     resume: bool = opt(False, "continue the run in --out_dir from its ckpt.pt (its config, then your flags)")
-    max_iters: int = opt(300, "optimizer steps in total")
-    batch_size: int = opt(8, "rows per micro-batch per process")
+    max_iters: int = opt(600, "optimizer steps in total")
+    batch_size: int = opt(4, "rows per micro-batch per process")
     grad_accum: int = opt(1, "micro-batches per optimizer step")
-    lr: float = opt(2e-3, "peak learning rate")
+    lr: float = opt(3e-3, "peak learning rate")
     min_lr_frac: float = opt(0.1, "the cosine decays to lr * min_lr_frac at max_iters")
     warmup_iters: int = opt(30, "linear warmup steps")
     weight_decay: float = opt(0.1, "AdamW weight decay (matrices only)")
     beta1: float = opt(0.9, "AdamW beta1")
     beta2: float = opt(0.95, "AdamW beta2")
     grad_clip: float = opt(1.0, "clip the gradient norm to this (0: no clipping)")
-    eval_interval: int = opt(100, "validate and save a checkpoint every this many steps (0: at the end only)")
+    eval_interval: int = opt(200, "validate and save a checkpoint every this many steps (0: at the end only)")
     eval_iters: int = opt(10, "validation batches per evaluation")
     log_interval: int = opt(10, "write a log.jsonl record every this many steps")
     device: str = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
@@ -93,8 +93,9 @@ MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "attenti
 # Token budget of a run = max_iters * batch_size * grad_accum * block_size (x processes).
 # GPU ladder (SimpleStories sizes, context 512): each preset trains on >= 20 tokens per parameter,
 # counting ALL parameters (the tied embedding included; data.py's default vocabulary of 2,048),
-# with 64 x 512 = 32,768 tokens per step:
-#   gpu-4l128   1.05M params:    700 steps =  22.9M tokens = 21.9 tokens/param
+# with 64 x 512 = 32,768 tokens per step (32 x 512 for the smallest: small models learn more per
+# token from more, smaller steps, as the tiny preset showed on CPU):
+#   gpu-4l128   1.05M params:  1,400 steps =  22.9M tokens = 21.9 tokens/param
 #   gpu-6l256   5.25M params:  4,000 steps =   131M tokens = 25.0 tokens/param
 #   gpu-6l384  11.4M params:   8,000 steps =   262M tokens = 23.0 tokens/param
 #   gpu-10l512 32.5M params:  22,000 steps =   721M tokens = 22.2 tokens/param
@@ -103,15 +104,15 @@ MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "attenti
 PRESETS = {
     # a laptop CPU in a few minutes: a model that already writes recognisable stories
     "tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,
-                 batch_size=8, max_iters=300, lr=2e-3, warmup_iters=30, eval_interval=100),
+                 batch_size=4, max_iters=600, lr=3e-3, warmup_iters=30, eval_interval=200),
     # the two sizes of the 30-minute CPU reproduction (the lead tunes max_iters)
     "cpu-s": dict(n_layer=2, n_head=2, n_embd=96, block_size=512,
-                  batch_size=8, max_iters=400, lr=3e-3, warmup_iters=40, eval_interval=200),
+                  batch_size=4, max_iters=800, lr=4e-3, warmup_iters=40, eval_interval=200),
     "cpu-m": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,
-                  batch_size=8, max_iters=400, lr=2e-3, warmup_iters=40, eval_interval=200),
+                  batch_size=4, max_iters=800, lr=3e-3, warmup_iters=40, eval_interval=200),
     # the GPU ladder: bf16 autocast; add --compile for speed
-    "gpu-4l128": dict(n_layer=4, n_head=4, n_embd=128, block_size=512, batch_size=64,
-                      max_iters=700, lr=2e-3, warmup_iters=70, eval_interval=175, eval_iters=20),
+    "gpu-4l128": dict(n_layer=4, n_head=4, n_embd=128, block_size=512, batch_size=32,
+                      max_iters=1400, lr=3e-3, warmup_iters=100, eval_interval=350, eval_iters=40),
     "gpu-6l256": dict(n_layer=6, n_head=4, n_embd=256, block_size=512, batch_size=64,
                       max_iters=4000, lr=1.5e-3, warmup_iters=200, eval_interval=500, eval_iters=20),
     "gpu-6l384": dict(n_layer=6, n_head=6, n_embd=384, block_size=512, batch_size=64,
