@@ -1121,7 +1121,16 @@ def tokenizer_hash(enc):
 # -----------------------------------------------------------------------------
 # 8. THE format function: token ids and loss mask of a training example, and inference prefixes
 
-FORMATS = ("plain", "annotated", "standard", "anchored", "anchored_unmasked")
+FORMATS = ("plain", "annotated", "standard", "anchored", "anchored_strict", "anchored_unmasked")
+# The three anchored SFT formats share one token layout and differ only in which annotation
+# tokens carry loss (the response and <|eos|> always do):
+#   anchored           every annotation token except the values of the fields the prompt left free
+#                      (the format and the pinned values are determined by the prompt; the free
+#                      values are the model's own choices, and get no gradient)
+#   anchored_strict    no annotation token: the paper's recipe taken literally (see README: at toy
+#                      scale the model never learns to write an annotation after a prompt)
+#   anchored_unmasked  every annotation token (the ablation: the annotation collapses too)
+ANCHORED_FORMATS = ("anchored", "anchored_strict", "anchored_unmasked")
 
 
 def _sp(enc, tok):
@@ -1132,7 +1141,18 @@ def _ann_text(annotation):
     return annotation if isinstance(annotation, str) else format_annotation(annotation)
 
 
-def _layout(enc, fmt, prompt=None, annotation=None, body=None, anchor=True, encode=None):
+def _annotation_segments(T, annotation, pinned):
+    """The annotation cut at word boundaries (so the ids equal T(format_annotation(annotation))):
+    every token carries loss except the value of a field the prompt left free. Those values are
+    the model's own choices; their distribution must stay the one pretraining taught."""
+    segs = []
+    for i, (f, v) in enumerate((f, annotation[f]) for f in FIELDS if f in annotation):
+        segs.append((T((" | " if i else "") + f + ":"), 1))
+        segs.append((T(" " + v), 1 if pinned.get(f) == v else 0))
+    return segs
+
+
+def _layout(enc, fmt, prompt=None, annotation=None, body=None, anchor=True, encode=None, pinned=None):
     """Segments (ids, loss flag) of a format, in order. A `body` of None means: stop right where
     generation starts (the inference prefix). This is the single place the layouts live."""
     if fmt not in FORMATS:
@@ -1149,12 +1169,18 @@ def _layout(enc, fmt, prompt=None, annotation=None, body=None, anchor=True, enco
         segs += [(T(_ann_text(annotation)), 1), (S("<|story|>"), 1)]
     else:
         segs += [(S("<|user|>"), 0), (T(prompt), 0), (S("<|assistant|>"), 0)]
-        if fmt in ("anchored", "anchored_unmasked") and anchor:
-            a = 1 if fmt == "anchored_unmasked" else 0
+        if fmt in ANCHORED_FORMATS and anchor:
+            # which annotation tokens carry loss: all (unmasked), none (strict), or all but the
+            # free choices (anchored: the format and the values the prompt pins, see ANCHORED_FORMATS)
+            a = 0 if fmt == "anchored_strict" else 1
             segs.append((S("<|ann|>"), a))
             if body is None and annotation is None:
                 return segs
-            segs += [(T(_ann_text(annotation)), a), (S("<|story|>"), a)]
+            if fmt == "anchored" and body is not None and not isinstance(annotation, str):
+                segs += _annotation_segments(T, annotation, pinned or {})
+            else:
+                segs.append((T(_ann_text(annotation)), a))
+            segs.append((S("<|story|>"), a))
         elif fmt != "standard":  # anchor=False: the "no annotation first" ablation
             segs.append((S("<|story|>"), 0))
     if body is not None:
@@ -1170,7 +1196,7 @@ def encode_example(enc, example, fmt, encode=None):
         segs = _layout(enc, fmt, annotation=example.get("annotation"), body=example["story"], encode=encode)
     else:
         segs = _layout(enc, fmt, prompt=example["prompt"], annotation=example.get("annotation"),
-                       body=example["response"], encode=encode)
+                       body=example["response"], encode=encode, pinned=example.get("constraints"))
     ids, mask = [], []
     for s, m in segs:
         ids += s
@@ -1180,7 +1206,7 @@ def encode_example(enc, example, fmt, encode=None):
 
 def prompt_ids(enc, fmt, prompt=None, annotation=None, anchor=True):
     """The inference prefix of a format (same code as encode_example, cut where generation starts)."""
-    if fmt in ("standard", "anchored", "anchored_unmasked") and prompt is None:
+    if fmt in ("standard", *ANCHORED_FORMATS) and prompt is None:
         raise ValueError(f"fmt={fmt!r} needs a prompt")
     ids = []
     for s, _ in _layout(enc, fmt, prompt=prompt, annotation=annotation, anchor=anchor):

@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from data import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT files (the main arms)
+
 # -----------------------------------------------------------------------------
 # Presets: plain data. sizes are pretrain.py presets; iters are optimizer steps.
 
@@ -37,9 +39,10 @@ PRESETS = {
         num_samples=16, temperatures=[0.6, 1.2], study_narrowness=[0.5, 0.95], study_size="cpu-s",
         extra_pretrain=["--batch_size", "4"], extra_sft=["--batch_size", "4"], extra_eval=[]),
     "cpu": dict(
-        data_flags=[], sizes=["cpu-s", "cpu-m"], pretrain_iters={"cpu-s": 600, "cpu-m": 600},
-        sft_iters=150, num_samples=100, temperatures=[0.6, 0.8, 1.2],
-        study_narrowness=[0.0, 0.5, 0.8, 0.95], study_size="cpu-m", extra_pretrain=[], extra_sft=[], extra_eval=[]),
+        data_flags=[], sizes=["cpu-s", "cpu-m"], pretrain_iters={"cpu-s": 500, "cpu-m": 700},
+        sft_iters=200, num_samples=96, temperatures=[0.6, 0.8, 1.2],
+        study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-m",
+        extra_pretrain=["--batch_size", "8"], extra_sft=["--batch_size", "8"], extra_eval=["--threads", "1"]),
     "gpu": dict(
         data_flags=["--n_stories", "2000000"], sizes=["gpu-4l128", "gpu-6l256", "gpu-6l384", "gpu-10l512"],
         pretrain_iters={},  # the presets' own budgets (>= 20 tokens per parameter, see pretrain.py)
@@ -115,6 +118,7 @@ def run_size(size, out, cfg, data_dir, timings):
     sft_anc_plain = sft(f"sft {size} anchored on plain base", base_plain, "anchored", d / "sft_anchored_plainbase",
                         cfg, timings, extra=["--allow_plain_base"])
     sft_unmasked = sft(f"sft {size} anchored_unmasked", base_ann, "anchored_unmasked", d / "sft_unmasked", cfg, timings)
+    sft_strict = sft(f"sft {size} anchored_strict", base_ann, "anchored_strict", d / "sft_strict", cfg, timings)
     temps = ",".join(str(t) for t in [*cfg["temperatures"], 1.0])
     arms = {
         "base": base_plain,
@@ -124,6 +128,7 @@ def run_size(size, out, cfg, data_dir, timings):
         "anchored_no_annotation": f"{sft_anc}:anchor=off",
         "anchored_plain_base": sft_anc_plain,
         "anchored_unmasked": sft_unmasked,
+        "anchored_strict": sft_strict,
     }
     return evaluate(f"eval {size}", arms, d / "eval", cfg, timings)
 
@@ -135,9 +140,12 @@ def run_controlled_study(out, cfg, timings):
     base_plain, base_ann = out / size / "base_plain", out / size / "base_ann"
     results = []
     for nu in cfg["study_narrowness"]:
-        flag = ["--narrowness", str(nu)]
-        std = sft(f"study {size} standard nu={nu}", base_plain, "standard", d / f"standard_nu{nu}", cfg, timings, flag)
-        anc = sft(f"study {size} anchored nu={nu}", base_ann, "anchored", d / f"anchored_nu{nu}", cfg, timings, flag)
+        if nu == DEFAULT_NARROWNESS:  # the main arms were trained on exactly this data
+            std, anc = out / size / "sft_standard", out / size / "sft_anchored"
+        else:
+            flag = ["--narrowness", str(nu)]
+            std = sft(f"study {size} standard nu={nu}", base_plain, "standard", d / f"standard_nu{nu}", cfg, timings, flag)
+            anc = sft(f"study {size} anchored nu={nu}", base_ann, "anchored", d / f"anchored_nu{nu}", cfg, timings, flag)
         summary = evaluate(f"eval study nu={nu}", {"base": base_plain, "sft": std, "anchored": anc},
                            d / f"eval_nu{nu}", cfg, timings, extra=["--narrowness", str(nu)])
         results.append((nu, summary))
@@ -166,7 +174,7 @@ def plot_scaling(size_results, path):
     import matplotlib.pyplot as plt
     sizes = [s for s, _ in size_results]
     rows = ["base", "base_annotated", "sft", "anchored", "anchored_no_annotation", "anchored_plain_base",
-            "anchored_unmasked", "pretrain_data", "sft_data"]
+            "anchored_unmasked", "anchored_strict", "pretrain_data", "sft_data"]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for row in rows:
         ys = [summary["derived"]["open"]["D"].get(row) for _, summary in size_results]

@@ -18,7 +18,7 @@ import torch
 
 import data
 
-ANNOTATED_FMTS = ("annotated", "anchored", "anchored_unmasked")  # formats with an <|ann|> segment
+ANNOTATED_FMTS = ("annotated", *data.ANCHORED_FORMATS)  # formats with an <|ann|> segment
 BASE_FMTS = ("plain", "annotated")
 ANN_TEMPERATURE = 1.0   # the annotation is sampled at temperature 1, whatever --temperature says
 ANN_MAX_TOKENS = 96     # a full annotation is ~40 tokens; a model that never closes it is cut here

@@ -316,6 +316,7 @@ def test_encode_round_trip_all_formats(tiny_data):
         "annotated": f"<|bos|><|ann|>{ann}<|story|>{ex['story']}<|eos|>",
         "standard": f"<|bos|><|user|>{ex['prompt']}<|assistant|>{ex['response']}<|eos|>",
         "anchored": f"<|bos|><|user|>{ex['prompt']}<|assistant|><|ann|>{ann}<|story|>{ex['response']}<|eos|>",
+        "anchored_strict": f"<|bos|><|user|>{ex['prompt']}<|assistant|><|ann|>{ann}<|story|>{ex['response']}<|eos|>",
         "anchored_unmasked": f"<|bos|><|user|>{ex['prompt']}<|assistant|><|ann|>{ann}<|story|>{ex['response']}<|eos|>",
     }
     for fmt in D.FORMATS:
@@ -344,7 +345,7 @@ def test_loss_masks_by_hand(tiny_data):
     assert ids == head + R + [sp["<|eos|>"]]
     assert mask == [0] * len(head) + [1] * (len(R) + 1)
 
-    ids, mask = D.encode_example(enc, ex, "anchored")
+    ids, mask = D.encode_example(enc, ex, "anchored_strict")
     seg = [sp["<|ann|>"]] + A + [sp["<|story|>"]]
     assert ids == head + seg + R + [sp["<|eos|>"]]
     assert mask == [0] * (len(head) + len(seg)) + [1] * (len(R) + 1)
@@ -355,6 +356,35 @@ def test_loss_masks_by_hand(tiny_data):
     ids2, mask2 = D.encode_example(enc, ex, "anchored_unmasked")
     assert ids2 == ids
     assert mask2 == [0] * len(head) + [1] * (len(seg) + len(R) + 1)
+
+    # anchored: the free values (dragon, Mia: an open prompt pins nothing) carry no loss, every
+    # other annotation token (the format) does
+    dragon, mia = enc.encode_ordinary(" dragon"), enc.encode_ordinary(" Mia")
+    ids3, mask3 = D.encode_example(enc, ex, "anchored")
+    assert ids3 == ids
+    ann_mask = mask3[len(head):len(head) + len(seg)]
+    free = [i for i, t in enumerate(seg) if [t] in (dragon, mia)]
+    assert len(free) == 2 and all(ann_mask[i] == 0 for i in free)
+    assert all(m == 1 for i, m in enumerate(ann_mask) if i not in free)
+    assert mask3[len(head) + len(seg):] == [1] * (len(R) + 1)
+    # a prompt that pins the character: its value is determined by the prompt, so it is trained
+    _, mask4 = D.encode_example(enc, {**ex, "constraints": {"character": "dragon"}}, "anchored")
+    ann_mask4 = mask4[len(head):len(head) + len(seg)]
+    assert [ann_mask4[i] for i in free] == [1, 0]
+
+
+def test_anchored_masks_on_generated_examples(tiny_data):
+    """On real SFT examples: the three anchored formats share their ids; in `anchored` exactly the
+    free fields' values carry no loss."""
+    _, _, enc = tiny_data
+    rng = __import__("random").Random(3)
+    for i in range(200):
+        ex = D.make_sft_example(rng, D.DEFAULT_NARROWNESS, "constrained" if i % 2 else "open")
+        ids, mask = D.encode_example(enc, ex, "anchored")
+        assert ids == D.encode_example(enc, ex, "anchored_strict")[0] == D.encode_example(enc, ex, "anchored_unmasked")[0]
+        untrained = enc.decode([t for t, m in zip(ids, mask) if not m]).split("<|assistant|>")[1]
+        free = [ex["annotation"][f] for f in D.free_fields(ex["constraints"])]
+        assert untrained.split() == free
 
 
 def test_prompt_ids(tiny_data):
@@ -368,7 +398,7 @@ def test_prompt_ids(tiny_data):
         [sp["<|bos|>"], sp["<|ann|>"]] + A + [sp["<|story|>"]]
     head = [sp["<|bos|>"], sp["<|user|>"]] + P + [sp["<|assistant|>"]]
     assert D.prompt_ids(enc, "standard", ex["prompt"]) == head
-    for fmt in ("anchored", "anchored_unmasked"):
+    for fmt in D.ANCHORED_FORMATS:
         assert D.prompt_ids(enc, fmt, ex["prompt"]) == head + [sp["<|ann|>"]]
         assert D.prompt_ids(enc, fmt, ex["prompt"], annotation="character: dragon") == \
             head + [sp["<|ann|>"]] + A + [sp["<|story|>"]]

@@ -37,7 +37,7 @@ def test_recipe_end_to_end(tmp_path):
     summary = json.loads((res / "tiny" / "summary.json").read_text())
     rows = {r["row"] for r in summary["rows"]}
     for row in ("base", "base_annotated", "sft@T0.6", "sft@T1", "anchored", "anchored_no_annotation",
-                "anchored_plain_base", "anchored_unmasked", "pretrain_data", "sft_data"):
+                "anchored_plain_base", "anchored_unmasked", "anchored_strict", "pretrain_data", "sft_data"):
         assert row in rows, row
     assert "| tiny |" in (res / "results.md").read_text()
     assert set(run["stage_seconds"]) >= {"data", "pretrain tiny plain", "eval tiny", "eval study nu=0.5"}
