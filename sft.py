@@ -40,7 +40,7 @@ from model import GPT, GPTConfig
 from pretrain import (LoopConfig, build_parser, check_loop_config, check_tokenizer, keep_tokenizer,
                       load_checkpoint, make_config, opt, setup_distributed, special_id, train)
 
-MODES = ("standard", "anchored", "anchored_unmasked")  # names of data.encode_example formats
+MODES = ("standard", *data.ANCHORED_FORMATS)  # names of data.encode_example formats
 
 
 @dataclass
