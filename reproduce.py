@@ -39,10 +39,10 @@ PRESETS = {
         num_samples=16, temperatures=[0.6, 1.2], study_narrowness=[0.5, 0.95], study_size="cpu-s",
         extra_pretrain=["--batch_size", "4"], extra_sft=["--batch_size", "4"], extra_eval=[]),
     "cpu": dict(
-        data_flags=[], sizes=["cpu-s", "cpu-m"], pretrain_iters={"cpu-s": 500, "cpu-m": 700},
+        data_flags=[], sizes=["cpu-s", "cpu-m"], pretrain_iters={"cpu-s": 1000, "cpu-m": 1400},
         sft_iters=200, num_samples=96, temperatures=[0.6, 0.8, 1.2],
         study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-m",
-        extra_pretrain=["--batch_size", "8"], extra_sft=["--batch_size", "8"], extra_eval=["--threads", "1"]),
+        extra_pretrain=[], extra_sft=["--batch_size", "8"], extra_eval=["--threads", "1"]),
     "gpu": dict(
         data_flags=["--n_stories", "2000000"], sizes=["gpu-4l128", "gpu-6l256", "gpu-6l384", "gpu-10l512"],
         pretrain_iters={},  # the presets' own budgets (>= 20 tokens per parameter, see pretrain.py)
