@@ -29,6 +29,13 @@ def log_of(out_dir):
     return [json.loads(ln) for ln in (Path(out_dir) / "log.jsonl").read_text().splitlines()]
 
 
+def run_script(*args):
+    """python *args in the repo root; on failure show what the script said."""
+    r = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-3000:]}"
+    return r
+
+
 def error_of(argv, main=pretrain.main):
     """Run main(argv), which must stop with a SystemExit; return its message (or exit code)."""
     with pytest.raises(SystemExit) as e:
@@ -153,20 +160,29 @@ def test_sft_targets_are_exactly_what_the_mode_says(tiny_data_dir):
     ann = {f: values[0] for f, values in data.FIELDS.items()}
     ex = {"prompt": "Write a story.", "annotation": ann, "kind": "open", "constraints": {},
           "response": "Title: The Test\n\nMia went to the sea. She was happy.\n\nThe End."}
-    # the layouts written out by hand: (tokens, trained?) per segment
-    head = [([sp("<|bos|>"), sp("<|user|>")] + text(ex["prompt"]) + [sp("<|assistant|>")], False)]
+    # the layouts written out by hand: prompt, annotation segment, response
+    prompt = [sp("<|bos|>"), sp("<|user|>")] + text(ex["prompt"]) + [sp("<|assistant|>")]
     anchor = [sp("<|ann|>")] + text(data.format_annotation(ann)) + [sp("<|story|>")]
-    response = [(text(ex["response"]) + [sp("<|eos|>")], True)]
-    layouts = {"standard": head + response,
-               "anchored": head + [(anchor, False)] + response,
-               "anchored_unmasked": head + [(anchor, True)] + response}
-    for mode, segments in layouts.items():
-        ids = [t for seg, _ in segments for t in seg]
-        trained = [on for seg, on in segments for _ in seg]
+    response = text(ex["response"]) + [sp("<|eos|>")]
+    assert set(sft.MODES) >= {"standard", "anchored", "anchored_unmasked"}
+    for mode in sft.MODES:
+        ids = prompt + (response if mode == "standard" else anchor + response)
         x, y = sft.pack_examples(enc, [ex], mode, block_size=len(ids) - 1)  # exactly one full row
         assert x.shape == (1, len(ids) - 1) and x[0].tolist() == ids[:-1], mode
-        expect = [t if on else -1 for t, on in zip(ids[1:], trained[1:])]
-        assert y[0].tolist() == expect, mode
+        # the targets are exactly the tokens data.encode_example's mask marks, nothing else
+        _, mask = data.encode_example(enc, ex, mode)
+        assert y[0].tolist() == [t if m else -1 for t, m in zip(ids[1:], mask[1:])], mode
+        trained = [False] + [t != -1 for t in y[0].tolist()]  # trained[i]: is ids[i] a target
+        n_p, n_a = len(prompt), (0 if mode == "standard" else len(anchor))
+        assert not any(trained[:n_p]), mode                    # never the prompt
+        assert all(trained[n_p + n_a:]), mode                  # always the response and <|eos|>
+        on_annotation = sum(trained[n_p:n_p + n_a])
+        if mode == "anchored_unmasked":                        # the ablation: the whole annotation
+            assert on_annotation == n_a
+        elif mode == "anchored_strict":                        # the paper's mask, literally
+            assert on_annotation == 0
+        elif mode == "anchored":                               # never the values it chooses freely
+            assert on_annotation <= n_a - len(data.FIELDS), mode
     # two examples in one row: the second starts with <|bos|>, nothing across the seam or in the
     # padding is trained
     ids, mask = data.encode_example(enc, ex, "anchored")
@@ -194,9 +210,8 @@ def test_ddp_and_grad_accum_match_one_process(tiny_data_dir, tmp_path, one_threa
     pretrain.main([str(a) for a in [*common, "--out_dir", tmp_path / "one", "--batch_size", "4"]])
     pretrain.main([str(a) for a in [*common, "--out_dir", tmp_path / "acc", "--batch_size", "1",
                                      "--grad_accum", "4"]])
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "pretrain.py",
-                    *map(str, common), "--out_dir", str(tmp_path / "ddp"), "--batch_size", "1",
-                    "--grad_accum", "2"], cwd=ROOT, env=ENV, check=True, capture_output=True)
+    run_script("-m", "torch.distributed.run", "--nproc_per_node=2", "pretrain.py", *common,
+               "--out_dir", tmp_path / "ddp", "--batch_size", "1", "--grad_accum", "2")
     ref = [r["loss"] for r in log_of(tmp_path / "one") if "loss" in r]
     params = pretrain.load_checkpoint(tmp_path / "one")["model"]
     for run in ("acc", "ddp"):
@@ -292,12 +307,9 @@ def test_cli_tiny_preset_pretrain_then_sft(tiny_data_dir, tmp_path):
     # cores (the full commands: see .work/readme_train.md for their timing).
     base, tuned = tmp_path / "base", tmp_path / "sft"
     fast = ["--batch_size", "1", "--eval_iters", "1"]
-    subprocess.run([sys.executable, "pretrain.py", "--preset", "tiny", "--annotations", "--max_iters", "30",
-                    "--out_dir", str(base), "--data_dir", str(tiny_data_dir), *fast],
-                   cwd=ROOT, env=ENV, check=True, capture_output=True)
-    subprocess.run([sys.executable, "sft.py", "--init_from", str(base), "--mode", "anchored",
-                    "--max_iters", "20", "--out_dir", str(tuned), *fast], cwd=ROOT, env=ENV, check=True,
-                   capture_output=True)
+    run_script("pretrain.py", "--preset", "tiny", "--annotations", "--max_iters", "30", "--out_dir", base,
+               "--data_dir", tiny_data_dir, *fast)
+    run_script("sft.py", "--init_from", base, "--mode", "anchored", "--max_iters", "20", "--out_dir", tuned, *fast)
     for out, steps in ((base, 30), (tuned, 20)):
         assert {"ckpt.pt", "log.jsonl", "loss.png"} <= {p.name for p in out.iterdir()}
         log = log_of(out)
