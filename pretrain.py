@@ -676,7 +676,10 @@ def main(argv=None):
             raise SystemExit(f"error: cannot change {', '.join(changed)} when resuming")
     d = setup_distributed(cfg.device)
     try:
-        return pretrain(cfg, d, start)
+        result = pretrain(cfg, d, start)
+        if d.world > 1:
+            dist.barrier()  # leave together: rank 0 may still be writing its files
+        return result
     except KeyboardInterrupt:
         raise SystemExit("interrupted; nothing saved since the last checkpoint") from None
     finally:

@@ -250,7 +250,10 @@ def main(argv=None):
         raise SystemExit(f"error: --n_sft_examples={cfg.n_sft_examples} must be >= 0")
     d = setup_distributed(cfg.device)
     try:
-        return sft(cfg, d, source, start)
+        result = sft(cfg, d, source, start)
+        if d.world > 1:
+            dist.barrier()  # leave together: rank 0 may still be writing its files
+        return result
     except KeyboardInterrupt:
         raise SystemExit("interrupted; nothing saved since the last checkpoint") from None
     finally:

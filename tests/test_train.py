@@ -61,9 +61,9 @@ def test_help_lists_every_field_and_typos_are_errors(capsys):
 def test_precedence_defaults_preset_flags():
     assert make_config(TrainConfig, PRESETS, {}) == TrainConfig()  # tiny preset = the defaults
     cfg = make_config(TrainConfig, PRESETS, {"preset": "cpu-s", "lr": 0.1})
-    assert (cfg.n_embd, cfg.lr, cfg.weight_decay) == (96, 0.1, TrainConfig.weight_decay)
-    saved = {**vars(cfg), "max_iters": 7}  # --resume: the run's config, then the flags typed now
-    assert make_config(TrainConfig, PRESETS, {"max_iters": 9}, saved=saved).n_embd == 96
+    assert (cfg.n_layer, cfg.lr, cfg.weight_decay) == (PRESETS["cpu-s"]["n_layer"], 0.1, TrainConfig.weight_decay)
+    saved = {**vars(cfg), "n_layer": 7}  # --resume: the run's config, then the flags typed now
+    assert make_config(TrainConfig, PRESETS, {"max_iters": 9}, saved=saved).n_layer == 7
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
