@@ -47,7 +47,7 @@ def opt(default, help, **extra):
     return field(default=default, metadata={"help": help, **extra})
 
 # -----------------------------------------------------------------------------
-# Configuration: a dataclass per script, turned into argparse flags (see parse_config).
+# Configuration: a dataclass per script, turned into argparse flags (build_parser, make_config).
 # Precedence: dataclass defaults < preset < flags given on the command line.
 
 

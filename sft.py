@@ -3,24 +3,26 @@ Post-training (SFT): the chapter about which tokens carry the loss.
 
     python sft.py --init_from out/tiny-plain --mode standard     # prompt || response
     python sft.py --init_from out/tiny-ann --mode anchored       # prompt || annotation || response
+    python sft.py --init_from out/tiny-ann --mode anchored_strict              # the literal paper mask
     python sft.py --init_from out/tiny-ann --mode anchored_unmasked            # ablation
     python sft.py --init_from out/tiny-plain --mode anchored --allow_plain_base  # ablation
     python sft.py --init_from out/tiny-ann --mode anchored --narrowness 0.5    # controlled study
 
 Every example is built by data.encode_example(enc, example, mode), which returns the token ids and
-a loss mask; this file only turns "mask 0" into "target -1" (ignored by the loss). The three modes:
+a loss mask; this file only turns "mask 0" into "target -1" (ignored by the loss). The modes:
 
     standard           <|bos|><|user|>{prompt}<|assistant|>{response}<|eos|>
                        loss on: {response}<|eos|>
-    anchored           <|bos|><|user|>{prompt}<|assistant|><|ann|>{annotation}<|story|>{response}<|eos|>
+    anchored_strict    <|bos|><|user|>{prompt}<|assistant|><|ann|>{annotation}<|story|>{response}<|eos|>
                        loss on: {response}<|eos|>
-    anchored_unmasked  same tokens as anchored
-                       loss on: <|ann|>{annotation}<|story|>{response}<|eos|>
+    anchored           same tokens; loss on the response, <|eos|>, the annotation's format and the
+                       values the prompt pins, never the values of the fields it leaves free
+    anchored_unmasked  same tokens; loss on <|ann|>{annotation}<|story|>{response}<|eos|>
 
 Standard SFT teaches the narrow response distribution directly, and the model's diversity
-collapses to it. Anchored SFT never trains the annotation tokens: the model keeps sampling its
-annotation after <|ann|> from the broad pretraining prior, and learns only how to write a (house
-format) response for a given annotation. Unmask the annotation and it collapses again.
+collapses to it. Anchored SFT never trains the annotation's free choices: the model keeps sampling
+them after <|ann|> from the broad pretraining prior, and learns only how to write a (house format)
+response for a given annotation. Unmask the whole annotation and it collapses again.
 
 The training loop, checkpoints, logging and flags are pretrain.py's; only the data differs:
 examples are packed into rows of block_size + 1 tokens (each starts with <|bos|>, so the model's
