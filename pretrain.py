@@ -674,9 +674,15 @@ def main(argv=None):
         changed = [k for k in MODEL_FIELDS if k in explicit and explicit[k] != start["config"][k]]
         if changed:
             raise SystemExit(f"error: cannot change {', '.join(changed)} when resuming")
+    return run_distributed(pretrain, cfg, start)
+
+
+def run_distributed(run, cfg, *args):
+    """run(cfg, d, *args) inside the process group torchrun asked for (none for one process);
+    sft.py's main ends the same way."""
     d = setup_distributed(cfg.device)
     try:
-        result = pretrain(cfg, d, start)
+        result = run(cfg, d, *args)
         if d.world > 1:
             dist.barrier()  # leave together: rank 0 may still be writing its files
         return result

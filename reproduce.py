@@ -225,7 +225,7 @@ def results_markdown(size_results, study, cfg, command):
              "| size | D base | D SFT | D anchored | collapse ratio (95% CI) | gap closed (95% CI) | quality SFT / anchored | house format SFT / anchored | instr. following SFT / anchored |",
              "|---|---|---|---|---|---|---|---|---|"]
     for size, s in size_results:
-        o, c = s["derived"]["open"], s["derived"].get("constrained", {})
+        o = s["derived"]["open"]
         cr, gc = o["collapse_ratio"], o["gap_closed"]
         sft_row, anc_row = s["derived"]["sft_row"], s["derived"]["anchored_row"]
         q = "/".join(fmt(row_metric(s, r, "open", "quality_and_house")) for r in (sft_row, anc_row))

@@ -35,12 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 import data
 from model import GPT, GPTConfig
 from pretrain import (LoopConfig, build_parser, check_loop_config, check_tokenizer, keep_tokenizer,
-                      load_checkpoint, make_config, opt, setup_distributed, special_id, train)
+                      load_checkpoint, make_config, opt, run_distributed, special_id, train)
 
 MODES = ("standard", *data.ANCHORED_FORMATS)  # names of data.encode_example formats
 
@@ -250,17 +249,7 @@ def main(argv=None):
     check_loop_config(cfg)
     if cfg.n_sft_examples < 0:
         raise SystemExit(f"error: --n_sft_examples={cfg.n_sft_examples} must be >= 0")
-    d = setup_distributed(cfg.device)
-    try:
-        result = sft(cfg, d, source, start)
-        if d.world > 1:
-            dist.barrier()  # leave together: rank 0 may still be writing its files
-        return result
-    except KeyboardInterrupt:
-        raise SystemExit("interrupted; nothing saved since the last checkpoint") from None
-    finally:
-        if d.world > 1:
-            dist.destroy_process_group()
+    return run_distributed(sft, cfg, source, start)
 
 
 if __name__ == "__main__":
