@@ -167,7 +167,6 @@ def test_noise_fraction():
 
 def test_house_format():
     exs = D.make_sft_examples(400, D.DEFAULT_NARROWNESS, seed=2)
-    rng = random.Random(0)
     for e in exs:
         r = e["response"]
         assert D.is_house_format(r) and D.quality(r)

@@ -1,8 +1,6 @@
 """Tests of model.py on CPU (seconds): attention paths agree, document masking is exact,
 cached generation equals the reference, sampling is reproducible, a tiny model can learn."""
 
-import math
-
 import pytest
 import torch
 import torch.nn as nn
