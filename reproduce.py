@@ -177,7 +177,9 @@ def plot_scaling(size_results, path):
             "anchored_unmasked", "anchored_strict", "pretrain_data", "sft_data"]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for row in rows:
-        ys = [summary["derived"]["open"]["D"].get(row) for _, summary in size_results]
+        # "sft" is swept over temperatures: its row at T = 1 is the one derive() named sft_row
+        ys = [summary["derived"]["open"]["D"].get(summary["derived"]["sft_row"] if row == "sft" else row)
+              for _, summary in size_results]
         axes[0].plot(sizes, ys, marker="o", label=row, linestyle="--" if row.endswith("_data") else "-")
     axes[0].set_ylabel("semantic diversity D (bits, open prompts)")
     axes[0].legend(fontsize=7)
