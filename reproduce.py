@@ -1,7 +1,7 @@
 """
 The whole experiment of the paper, at toy scale, as one readable recipe.
 
-    python reproduce.py --preset cpu      # 2 model sizes on 2 CPU cores, about 30 minutes
+    python reproduce.py --preset cpu      # 2 model sizes on 2 CPU cores, 54 minutes measured
     python reproduce.py --preset gpu      # the 4-size ladder on one GPU, hours
     python reproduce.py --preset smoke    # the same recipe in a few minutes (a check, not a result)
 
