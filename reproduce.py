@@ -65,9 +65,10 @@ def run_stage(name, cmd, out_dir, timings):
     """Run cmd unless out_dir/.stage.json says this exact command already finished there."""
     marker = Path(out_dir) / ".stage.json"
     h = stage_hash(cmd)
-    if marker.exists() and json.loads(marker.read_text()).get("hash") == h:
+    done = json.loads(marker.read_text()) if marker.exists() else {}
+    if done.get("hash") == h:
         print(f"[skip] {name}: done already ({out_dir})")
-        timings.setdefault(name, json.loads(marker.read_text()).get("seconds"))
+        timings.setdefault(name, done.get("seconds"))
         return
     print(f"\n[run] {name}\n  $ {shlex.join(cmd)}", flush=True)
     t0 = time.time()
