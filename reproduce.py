@@ -160,9 +160,11 @@ def post_training(size, runs, cfg, ablations):
     # the paper's two arms
     stages = [sft_stage(f"sft {size} standard", plain, "standard", d / "sft_standard", cfg),
               sft_stage(f"sft {size} anchored", ann, "anchored", d / "sft_anchored", cfg)]
+    # both swept over the story temperature; the anchored model samples its annotation at T = 1
+    # whatever the story temperature, so its diversity need not cost it the form a low T gives
     arms = {"base": plain, "base_annotated": ann,
             "sft": f"{d / 'sft_standard'}:temperature={temps}",
-            "anchored": d / "sft_anchored"}
+            "anchored": f"{d / 'sft_anchored'}:temperature={temps}"}
     if ablations:
         # anchoring without annotated pretraining; the annotation tokens trained on (two ways)
         stages += [sft_stage(f"sft {size} anchored on plain base", plain, "anchored", d / "sft_anchored_plainbase",
@@ -231,7 +233,7 @@ def plot_scaling(size_results, path):
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for row in rows:
         # "sft" is swept over temperatures: its row at T = 1 is the one derive() named sft_row
-        ys = [summary["derived"]["open"]["D"].get(summary["derived"]["sft_row"] if row == "sft" else row, math.nan)
+        ys = [summary["derived"]["open"]["D"].get(summary["derived"].get(f"{row}_row", row), math.nan)
               for _, summary in size_results]  # nan: an arm not run at this size (a gap in the line)
         axes[0].plot(sizes, ys, marker="o", label=row, linestyle="--" if row.endswith("_data") else "-")
     axes[0].set_ylabel("semantic diversity D (bits, open prompts)")

@@ -72,7 +72,7 @@ def test_recipe_end_to_end(tmp_path):
         assert (res / name).exists(), name
     summary = json.loads((res / "tiny" / "summary.json").read_text())
     rows = {r["row"] for r in summary["rows"]}
-    for row in ("base", "base_annotated", "sft@T0.6", "sft@T1", "anchored", "anchored_no_annotation",
+    for row in ("base", "base_annotated", "sft@T0.6", "sft@T1", "anchored@T0.6", "anchored@T1", "anchored_no_annotation",
                 "anchored_plain_base", "anchored_unmasked", "anchored_strict", "pretrain_data", "sft_data"):
         assert row in rows, row
     results_md = (res / "results.md").read_text()
