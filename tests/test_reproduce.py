@@ -3,6 +3,7 @@ end on a tiny configuration (tiny data, 1-layer models, a few steps, K = 4), wri
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,29 @@ def test_recipe_end_to_end(tmp_path):
     # a second invocation finds every stage done and only redraws the results
     again = reproduce.reproduce(TINY, tmp_path / "results", tmp_path / "runs", "python reproduce.py --test")
     assert again["wall_seconds_this_invocation"] < run["wall_seconds_this_invocation"]
+
+
+@pytest.mark.parametrize("preset", list(reproduce.PRESETS))
+def test_every_preset_plans_commands_the_scripts_accept(preset, tmp_path):
+    """The gpu preset cannot run in CI: at least its every command must parse, with presets that exist."""
+    import eval_diversity
+    import pretrain
+    import sft
+    cfg = reproduce.PRESETS[preset]
+    waves = reproduce.plan(cfg, tmp_path)
+    assert [len(w) for w in waves[:2]] == [1, 2 * len(cfg["sizes"])]
+    for stage in (s for wave in waves for s in wave):
+        script, args = stage.cmd[1], stage.cmd[2:]
+        if script == "pretrain.py":
+            explicit = vars(pretrain.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
+            pretrain.check_train_config(pretrain.make_config(pretrain.TrainConfig, pretrain.PRESETS, explicit))
+        elif script == "sft.py":
+            explicit = vars(sft.build_parser(sft.SFTConfig, sft.SFT_PRESETS, "").parse_args(args))
+            size = Path(explicit["init_from"]).parent.name  # runs/<size>/base_*: its SFT defaults exist
+            assert size in sft.SFT_PRESETS and explicit["mode"] in sft.MODES
+        elif script == "eval_diversity.py":
+            specs = args[args.index("--ckpts") + 1:args.index("--num_samples")]
+            arms = [eval_diversity.parse_arm(spec, [1.0]) for spec in specs]
+            assert "base" in [a["name"] for a in arms]
+        else:
+            assert script == "data.py"
