@@ -771,29 +771,46 @@ def split_sentences(body):
     return [s for s in _SENT_RE.split(body.replace("\n", " ").strip()) if s]
 
 
-def quality(text):
-    """Is this a well-formed story? Checks what the corruptions break: ending present and last,
-    no repeated sentence, one hero (one name, one kind, introduced by 'named' in the first
-    sentence), one setting, sane length. House title/closing lines are stripped first."""
+def quality_problem(text):
+    """What makes this text not a well-formed story (a few words), or None if it is one. Checks what
+    the corruptions break: ending present and last, no repeated sentence, one hero (one name, one
+    kind, introduced by 'named' in the first sentence), one setting, sane length. House title and
+    closing lines are stripped first."""
     body = split_response(text)
     n_words = len(body.split())
-    if n_words < 40 or n_words > 300 or body[-1:] not in ('.', '!', '"'):
-        return False
+    if n_words < 40 or n_words > 300:
+        return "length"
+    if body[-1:] not in ('.', '!', '"'):
+        return "unfinished"
     sents = split_sentences(body)
-    if len(sents) < 4 or len(set(sents)) != len(sents):
-        return False
+    if len(sents) < 4:
+        return "too few sentences"
+    if len(set(sents)) != len(sents):
+        return "repeated sentence"
     counts = _cue_counts(body)
     per_field = Counter(f for f, v in counts)
-    if per_field["name"] != 1 or per_field["character"] != 1 or per_field["setting"] > 1:
-        return False
+    if per_field["name"] != 1:
+        return "not one name"
+    if per_field["character"] != 1:
+        return "not one kind of hero"
+    if per_field["setting"] > 1:
+        return "two settings"
     if per_field["ending"] == 0 or per_field["quest"] == 0:
-        return False
+        return "no quest or no ending"
     name = next(v for f, v in counts if f == "name")
     if f"named {name}" not in sents[0] or re.search(r"\b%s\b" % name, body).start() != body.find("named " + name) + 6:
-        return False
+        return "hero not introduced first"
     # ending cues must sit in the last two sentences, and the very last sentence must carry one
     ends = [any(CUES.get(w, ("",))[0] == "ending" for w in _WORD_RE.findall(s.lower())) for s in sents]
-    return ends[-1] and not any(ends[:-2])
+    if not ends[-1] or any(ends[:-2]):
+        return "ending out of place"
+    return None
+
+
+def quality(text):
+    """Is this a well-formed story? (quality_problem says why not.)"""
+    return quality_problem(text) is None
+
 
 # -----------------------------------------------------------------------------
 # 4. Corruption: the low-quality fraction of pretraining docs

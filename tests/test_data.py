@@ -158,6 +158,21 @@ def test_quality_accepts_clean_rejects_corrupted(corpus):
         assert bad[k] / kinds[k] >= 0.9, (k, bad[k] / kinds[k])
 
 
+def test_quality_problem_names_the_corruption(corpus):
+    """quality_problem says why a text fails: a repeated sentence or a renamed hero is called that."""
+    anns, stories = corpus
+    assert all(D.quality_problem(s) is None for s in stories[:200] if D.quality(s))
+    rng = random.Random(12)
+    seen = {}
+    for a, s in zip(anns[:1000], stories[:1000]):
+        text, kind = D.corrupt(s, a, rng)
+        seen.setdefault(kind, Counter())[D.quality_problem(text)] += 1
+        assert (D.quality_problem(text) is None) == D.quality(text)
+    assert seen["repeat"].most_common(1)[0][0] == "repeated sentence"
+    assert seen["rename"].most_common(1)[0][0] == "not one name"
+    assert seen["truncate"][None] == 0
+
+
 def test_noise_fraction():
     docs = D.generate_pretraining_docs(2000, seed=1, noise=0.2, progress=False)
     frac = np.mean([k is not None for _, _, k in docs])
