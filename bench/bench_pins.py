@@ -2,6 +2,7 @@
 How often does a story follow a pinned annotation field? (controllable generation, sample.py --annotation)
 
     python bench/bench_pins.py runs/cpu/cpu-m/base_ann 48
+    python bench/bench_pins.py runs/cpu/cpu-m/sft_anchored 48   # after anchored SFT ("Write a story.")
 
 For a few single-field pins, K samples with the field pinned and K without; prints the share of
 stories in which data.annotate finds the pinned value. The gap between the two columns is how
@@ -22,14 +23,16 @@ PINS = ({"setting": "desert"}, {"character": "dragon"}, {"name": "Mia"}, {"endin
 
 def main():
     if len(sys.argv) != 3:
-        raise SystemExit("usage: python bench/bench_pins.py <checkpoint dir with annotations> <K>")
+        raise SystemExit("usage: python bench/bench_pins.py <annotated base or anchored SFT checkpoint dir> <K>")
     torch.set_num_threads(1)  # small batched decoding: one thread is faster on a shared CPU
     model, ckpt, enc = load_model(sys.argv[1])
     k = int(sys.argv[2])
+    # a base model sees no prompt; an anchored SFT model gets the plainest open instruction
+    prompt = None if ckpt["fmt"] in ("plain", "annotated") else "Write a story."
     for pins in PINS:
         (field, value), = pins.items()
-        pinned = sample.sample_stories(model, enc, ckpt["fmt"], None, k, seed=1, pinned=pins, batch_size=k)
-        free = sample.sample_stories(model, enc, ckpt["fmt"], None, k, seed=2, batch_size=k)
+        pinned = sample.sample_stories(model, enc, ckpt["fmt"], prompt, k, seed=1, pinned=pins, batch_size=k)
+        free = sample.sample_stories(model, enc, ckpt["fmt"], prompt, k, seed=2, batch_size=k)
         rate = lambda samples: sum(data.annotate(s["text"])[field] == value for s in samples) / k  # noqa: E731
         print(f"{field}: {value:8s} pinned {rate(pinned):.2f}   unpinned {rate(free):.2f}   (K={k})")
 
