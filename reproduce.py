@@ -47,6 +47,12 @@ PRESETS = {
         sft_iters=200, num_samples=100, temperatures=[0.6, 0.8, 1.2],
         study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-m", ablation_sizes=["cpu-m"],
         extra_pretrain=[], extra_sft=["--batch_size", "4"], extra_eval=["--threads", "1"], jobs=2),
+    # one question the cpu preset raises: is the anchored model's cost in form a matter of training?
+    # (cpu-m pretrained twice as long; no ablations, no study)
+    "cpu-long": dict(
+        data_flags=[], sizes=["cpu-m"], pretrain_iters={"cpu-m": 2800}, sft_iters=200, num_samples=100,
+        temperatures=[0.6, 0.8, 1.2], study_narrowness=[], study_size="cpu-m", ablation_sizes=[],
+        extra_pretrain=[], extra_sft=["--batch_size", "4"], extra_eval=["--threads", "1"], jobs=2),
     "gpu": dict(
         data_flags=["--n_stories", "2000000"], sizes=["gpu-4l128", "gpu-6l256", "gpu-6l384", "gpu-10l512"],
         pretrain_iters={},  # the presets' own budgets (>= 20 tokens per parameter, see pretrain.py)
@@ -326,7 +332,7 @@ def plan(cfg, runs, skip_study=False):
 
     # 2. post-training: standard and anchored SFT per size, the ablations where the preset asks
     #    (the largest size by default), and the controlled study's other narrowness settings
-    ablation_sizes = cfg.get("ablation_sizes") or sizes[-1:]
+    ablation_sizes = cfg.get("ablation_sizes", sizes[-1:])
     post, arms = [], {}
     for size in reversed(sizes):
         stages, arms[size] = post_training(size, runs, cfg, ablations=size in ablation_sizes)
