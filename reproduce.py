@@ -5,11 +5,14 @@ The whole experiment of the paper, at toy scale, as one readable recipe.
     python reproduce.py --preset gpu      # the 4-size ladder on one GPU, hours
     python reproduce.py --preset smoke    # the same recipe in a few minutes (a check, not a result)
 
+    python reproduce.py --preset cpu --plan   # print every stage's command and stop
+
 Every stage is an ordinary command a student could type (printed as it runs): make the data,
 pretrain a plain and an annotated base per size, post-train them (standard SFT, anchored SFT and
 the ablations), sample and measure diversity, then draw the scaling and controlled-study plots.
 A stage whose output already exists with the same command is skipped, so a stopped run continues
-where it stopped (the command is the stage's "config hash").
+where it stopped (the command is the stage's "config hash"); the stages of one wave are
+independent, so --jobs 2 runs two at a time.
 
 Results land in --out (default results/<preset>): per size an eval folder (summary.json/md and
 plots from eval_diversity.py), the controlled study, scaling.png, results.md and run.json (the
@@ -238,7 +241,7 @@ def plot_scaling(size_results, path):
             "anchored_unmasked", "anchored_strict", "pretrain_data", "sft_data"]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for row in rows:
-        # "sft" is swept over temperatures: its row at T = 1 is the one derive() named sft_row
+        # "sft" and "anchored" are swept over temperatures: their T = 1 rows are derived["sft_row"] etc.
         ys = [summary["derived"]["open"]["D"].get(summary["derived"].get(f"{row}_row", row), math.nan)
               for _, summary in size_results]  # nan: an arm not run at this size (a gap in the line)
         axes[0].plot(sizes, ys, marker="o", label=row, linestyle="--" if row.endswith("_data") else "-")
