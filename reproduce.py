@@ -104,7 +104,7 @@ def run_stage(stage, timings, threads=None):
         shutil.rmtree(out_dir)  # another command's (or a broken) output: start clean
     out_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"hash": h, "cmd": shlex.join(stage.cmd)}))
-    print(f"\n[run] {stage.name}\n  $ {shlex.join(cmd)}", flush=True)
+    print(f"\n[run] {stage.name}\n  $ {shlex.join(['python', *cmd[1:]])}", flush=True)
     t0 = time.time()
     if threads is None:
         subprocess.run(cmd, check=True)
@@ -400,6 +400,8 @@ def main():
                    help="stages run side by side, sharing the CPU threads (default: the preset's)")
     p.add_argument("--plan", action="store_true", help="print every stage's command, wave by wave, and stop")
     args = p.parse_args()
+    if args.jobs is not None and args.jobs < 1:
+        p.error(f"--jobs {args.jobs}: need at least 1")
     cfg = PRESETS[args.preset]
     jobs = args.jobs or cfg["jobs"]
     runs = args.runs or f"runs/{args.preset}"
