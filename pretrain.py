@@ -432,9 +432,13 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
     train_rows / val_rows: objects with .get(start, n) -> (x, y) and .n_rows (TokenRows here,
     sft.PackedRows in sft.py). ckpt_meta: the checkpoint keys the caller owns (tokenizer_hash,
     data_dir, fmt, kind, base_fmt). start: a checkpoint to resume (optimizer, step, data position,
-    RNG), or None. Only rank 0 writes files. Returns the last logged record."""
+    RNG), or None. Only rank 0 writes files: it makes cfg.out_dir and copies the tokenizer of
+    cfg.data_dir there first. Returns the last logged record."""
     out_dir = Path(cfg.out_dir)
     log_path, ckpt_path = out_dir / "log.jsonl", out_dir / "ckpt.pt"
+    if d.master:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        keep_tokenizer(cfg.data_dir, out_dir)
     raw = model
     optimizer = raw.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2),
                                          d.device.split(":")[0])
@@ -633,8 +637,6 @@ def pretrain(cfg, d, start=None):
               f"({model.num_params():,} non-embedding), {d.world} process(es) on {d.device}; "
               f"budget {budget:,} tokens = {budget / n_params:.3g} tokens/parameter, "
               f"{budget / (train_rows.n_rows * cfg.block_size):.2f} epochs of {shard}_train.bin")
-        Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-        keep_tokenizer(cfg.data_dir, cfg.out_dir)
     meta = dict(tokenizer_hash=data.tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
                 fmt=fmt_of(cfg), kind="base", base_fmt=None)
     return train(cfg, model, train_rows, val_rows, d, meta, start)

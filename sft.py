@@ -38,7 +38,7 @@ import torch
 
 import data
 from model import GPT, GPTConfig
-from pretrain import (LoopConfig, build_parser, check_loop_config, check_tokenizer, keep_tokenizer,
+from pretrain import (LoopConfig, build_parser, check_loop_config, check_tokenizer,
                       load_checkpoint, make_config, opt, run_distributed, special_id, train)
 
 MODES = ("standard", *data.ANCHORED_FORMATS)  # names of data.encode_example formats
@@ -203,8 +203,6 @@ def sft(cfg, d, source, start=None):
               f"{len(train_ex):,} examples in {len(x):,} rows of {block_size} "
               f"({n_targets:,} target tokens, {(y != -1).float().mean():.0%} of the row slots); "
               f"{cfg.max_iters / steps_per_epoch:.1f} epochs")
-        Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-        keep_tokenizer(cfg.data_dir, cfg.out_dir)
     meta = dict(tokenizer_hash=data.tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
                 fmt=cfg.mode, kind="sft", base_fmt=source["base_fmt"] or source["fmt"])
     return train(cfg, model, train_rows, val_rows, d, meta, start)
