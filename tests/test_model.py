@@ -71,17 +71,19 @@ def test_document_layout():
     assert pos.tolist() == [[0, 1, 0, 1, 2, 0, 1]]
 
 
+def logits_and_grads(model, idx, targets):
+    """One forward and backward pass: the logits and every parameter's gradient by name."""
+    logits, loss = model(idx, targets)
+    loss.backward()
+    return logits, {n: p.grad for n, p in model.named_parameters()}
+
+
 @pytest.mark.parametrize("bos_id", [BOS, None])
 def test_attention_paths_agree(bos_id):
     """'manual' (the reference) and 'sdpa' give the same logits and gradients, float32."""
     idx, targets = packed_rows(), packed_rows(seed=1)
-    results = []
-    for attention in ("manual", "sdpa"):
-        model = tiny(attention, bos_id=bos_id)
-        logits, loss = model(idx, targets)
-        loss.backward()
-        results.append((logits, {n: p.grad for n, p in model.named_parameters()}))
-    (l1, g1), (l2, g2) = results
+    (l1, g1), (l2, g2) = (logits_and_grads(tiny(attention, bos_id=bos_id), idx, targets)
+                          for attention in ("manual", "sdpa"))
     torch.testing.assert_close(l1, l2, atol=1e-5, rtol=1e-5)
     for name in g1:
         torch.testing.assert_close(g1[name], g2[name], atol=1e-5, rtol=1e-4, msg=name)
@@ -118,13 +120,8 @@ def test_flex_falls_back_on_cpu():
                            "this machine has no GPU")
 def test_flex_matches_manual_cuda():
     idx, targets = packed_rows(T=256).cuda(), packed_rows(T=256, seed=1).cuda()
-    results = []
-    for attention in ("manual", "flex"):
-        model = tiny(attention, block_size=256).cuda()
-        logits, loss = model(idx, targets)
-        loss.backward()
-        results.append((logits, {n: p.grad for n, p in model.named_parameters()}))
-    (l1, g1), (l2, g2) = results
+    (l1, g1), (l2, g2) = (logits_and_grads(tiny(attention, block_size=256).cuda(), idx, targets)
+                          for attention in ("manual", "flex"))
     torch.testing.assert_close(l1, l2, atol=1e-4, rtol=1e-4)
     for name in g1:
         torch.testing.assert_close(g1[name], g2[name], atol=1e-4, rtol=1e-3, msg=name)
