@@ -252,6 +252,8 @@ def prompt_metrics(samples, constraints) -> dict:
         "instruction_following": (sum(ok) / k) if constraints else None,
         "words": sum(s["words"] for s in samples) / k,
         "finished": sum(s.get("finished", True) for s in samples) / k,
+        # share of stories that ended at <|eos|>, not at another special token (None: reference rows)
+        "eos_stop": (sum(s["stop"] == "<|eos|>" for s in samples) / k) if all("stop" in s for s in samples) else None,
         "annotation_agreement": agreement_min(agreement),  # the smallest field's share (see row["gate"])
         "annotation_valid": annotation_valid(samples),
     }
@@ -264,7 +266,7 @@ def kind_metrics(per_prompt: list) -> dict:
     """Average per-prompt metrics over the prompts of one kind (open or constrained)."""
     out = {"n_prompts": len(per_prompt)}
     for key in ("D", "D_known", "D_compliant", "unknown_share", "distinct_frac", "quality", "house_format", "quality_and_house",
-                "instruction_following", "words", "finished", "annotation_agreement", "annotation_valid"):
+                "instruction_following", "words", "finished", "eos_stop", "annotation_agreement", "annotation_valid"):
         vals = [m[key] for m in per_prompt if m[key] is not None]
         out[key] = float(np.mean(vals)) if vals else None
     fields = [f for f in data.FIELDS if any(f in m["entropy"] for m in per_prompt)]
@@ -550,6 +552,8 @@ def derive(rows, prompts, base_arm, sft_arm, anchored_arm, n_boot, seed, seed_in
     if base is None:
         out["note"] = f"no row named {base_arm!r} (--base_arm): no collapse numbers"
         return out
+    # this seed's rows and the rows every seed shares (an arm with one checkpoint)
+    rows = {n: r for n, r in rows.items() if r.get("seed_index") in (None, seed_index)}
     mats = {r["row"]: {k: _codes(v) for k, v in r["samples"].items()} for r in rows.values()}
     for kind in KINDS:
         if not any(p["kind"] == kind for p in prompts):
@@ -680,7 +684,9 @@ def summary_markdown(summary) -> str:
         rows = [r for r in summary["rows"] if kind in r["by_kind"]]
         if not rows:
             continue
-        coll = (summary["derived"].get(kind) or {}).get("collapse", {})
+        coll = {}  # every seed's collapse numbers (seed 0's at the top level)
+        for d in summary["derived"].get("per_seed", [summary["derived"]]):
+            coll.update((d.get(kind) or {}).get("collapse", {}))
         lines.append(f"**{kind} prompts**\n")
         head = ("| row | fmt | T | D (bits) | D known | collapse [95% CI] | distinct/K | quality | house fmt | unknown "
                 "| ann. valid | gate min |")

@@ -183,7 +183,9 @@ def sample_stories(model, enc, fmt, prompt, n, *, temperature=1.0, top_k=None, t
         for a, o in zip(anns, outs):
             out.append({"annotation": None if a is None else enc.decode(a).strip(),
                         "text": enc.decode(_strip_stop(o, stops)).strip(),
-                        "finished": bool(o) and o[-1] in stops})
+                        "finished": bool(o) and o[-1] in stops,
+                        # which special token ended it: <|eos|> is the clean end; any other is a story cut short
+                        "stop": enc.decode([o[-1]]) if o and o[-1] in stops else None})
     return out
 
 # -----------------------------------------------------------------------------

@@ -349,6 +349,7 @@ def test_eval_diversity_seeds(ckpts, tmp_path):
     assert rows["sft#s0"]["prompts"] != rows["sft#s1"]["prompts"]          # other samples
     assert [d["sft_row"] for d in s["derived"]["per_seed"]] == ["sft#s0", "sft#s1"]
     assert [d["base_row"] for d in s["derived"]["per_seed"]] == ["base", "base"]   # one base, shared
+    assert "sft#s1" not in s["derived"]["open"]["D"] and "sft#s1" in s["derived"]["per_seed"][1]["open"]["D"]
     o = s["over_seeds"]
     assert o["n_seeds"] == 2 and len(o["gap_closed"]["per_seed"]) == 2 and len(o["base_agreement_min"]["per_seed"]) == 2
     assert "ci95" in o["gap_closed"] and o["gap_closed"]["median"] == pytest.approx(
@@ -389,3 +390,4 @@ def test_stories_stop_at_every_special_token(ckpts, monkeypatch):
     specials = sample.special_ids(enc)
     assert len(specials) == len(ev.data.SPECIAL_TOKENS) and stops[-1] == specials
     assert all("<|" not in s["text"] and "<|" not in s["annotation"] for s in out)
+    assert all(s["stop"] in (None, *ev.data.SPECIAL_TOKENS) and s["finished"] == (s["stop"] is not None) for s in out)
