@@ -391,3 +391,17 @@ def test_stories_stop_at_every_special_token(ckpts, monkeypatch):
     assert len(specials) == len(ev.data.SPECIAL_TOKENS) and stops[-1] == specials
     assert all("<|" not in s["text"] and "<|" not in s["annotation"] for s in out)
     assert all(s["stop"] in (None, *ev.data.SPECIAL_TOKENS) and s["finished"] == (s["stop"] is not None) for s in out)
+
+def test_gate_and_prior_on_the_data_itself():
+    """The pretraining data's stories follow their annotations (the judge agrees on >= 99% of fields),
+    so its gate is near 1 on every field; its annotation values follow the exact prior."""
+    samples = ev.label_samples(ev.pretrain_reference(2000, seed=0))
+    gate = ev.annotation_agreement(samples)
+    assert ev.agreement_min(gate) >= 0.95, gate
+    prior, exact = ev.annotation_prior({f: samples for f in ev.data.FIELDS}), ev.exact_annotation_prior()
+    for f in ev.data.FIELDS:
+        assert abs(prior[f]["fav_share"] - exact[f]["fav_share"]) < 0.05, f
+        assert prior[f]["invalid"] == 0.0
+    # the SFT data leans on the favourites: a drift of most of the narrowness
+    sft = ev.label_samples(ev.sft_reference(500, ev.data.DEFAULT_NARROWNESS, ev.data.EVAL_PROMPTS[0], seed=0))
+    assert ev.prior_drift_max(ev.annotation_prior({f: sft for f in ev.data.FIELDS}), prior) > 0.6
