@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 import data
-from sample import BASE_FMTS, cut_at_special, pick_device, resolve_anchor, sample_stories
+from sample import BASE_FMTS, cut_at_special, pick_device, resolve_anchor, sample_many
 
 UNKNOWN = "?"  # the annotator says None when it cannot tell; that counts as its own label
 KINDS = ("open", "constrained")
@@ -396,27 +396,26 @@ def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_to
                 raise ValueError(f"arm {arm['name']} ({path}): {e}") from None
             is_base = ckpt.get("kind") == "base" or ckpt["fmt"] in BASE_FMTS
             for t in arm["temperatures"]:
-                for pi in ([None] if is_base else range(len(prompts))):
-                    jobs.append((arm, si, path, t, pi, is_base, anchor))
+                jobs.append((arm, si, path, t, [None] if is_base else list(range(len(prompts))), is_base, anchor))
     rows = {}
-    bar = tqdm(total=len(jobs) * num_samples, desc="sampling", unit="sample", disable=not progress)
-    for arm, si, path, t, pi, is_base, anchor in jobs:
+    bar = tqdm(total=sum(len(j[4]) for j in jobs) * num_samples, desc="sampling", unit="sample", disable=not progress)
+    for arm, si, path, t, pis, is_base, anchor in jobs:
         model, ckpt, enc = models[path]
         name = row_name(arm, t, si)
-        bar.set_postfix_str(f"{name} {'(no prompt)' if pi is None else f'prompt {pi}'}")
-        # the same seed per prompt for every arm: arms differ by their model, not by their luck;
-        # another seed of the evaluation draws other samples too
-        samples = sample_stories(model, enc, ckpt["fmt"], None if pi is None else prompts[pi]["prompt"],
+        bar.set_postfix_str(f"{name} {'(no prompt)' if is_base else f'{len(pis)} prompts'}")
+        # every prompt of a row in shared generate calls (batch_size rows each); the same seed for
+        # every arm: arms differ by their model, not by their luck; another seed index draws other samples
+        per_prompt = sample_many(model, enc, ckpt["fmt"], [None if pi is None else prompts[pi]["prompt"] for pi in pis],
                                  num_samples, temperature=t, top_k=arm["top_k"], top_p=arm["top_p"],
-                                 seed=seed + 7919 * (0 if pi is None else pi + 1) + 104729 * si,
-                                 max_new_tokens=max_new_tokens, anchor=anchor, batch_size=batch_size,
-                                 ann_by_field=arm["ann"] == "by_field")
-        bar.update(len(samples))
+                                 seed=seed + 104729 * si, max_new_tokens=max_new_tokens, anchor=anchor,
+                                 batch_size=batch_size, ann_by_field=arm["ann"] == "by_field")
+        bar.update(len(pis) * num_samples)
         row = rows.setdefault(name, {"row": name, "arm": arm["name"], "role": "base" if is_base else "sft",
                                      "ckpt": path, "seed_index": si if len(arm["paths"]) > 1 else None,
                                      "fmt": ckpt["fmt"], "temperature": t, "anchor": arm["anchor"],
                                      "ann": arm["ann"], "top_k": arm["top_k"], "top_p": arm["top_p"], "samples": {}})
-        row["samples"][pi] = label_samples(samples)
+        for pi, samples in zip(pis, per_prompt):
+            row["samples"][pi] = label_samples(samples)
     bar.close()
     return rows
 
@@ -916,7 +915,9 @@ def main():
     p.add_argument("--temperature", type=float, nargs="+", default=[1.0],
                    help="response temperature(s); several = a sweep, rows named arm@T0.8")
     p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--batch_size", type=int, default=128, help="samples per generate call")
+    p.add_argument("--batch_size", type=int, default=None,
+                   help="rows per generate call, shared by the prompts of a row (default: 128 on CPU, where a "
+                        "larger batch is no faster; 512 on a GPU)")
     p.add_argument("--max_new_tokens", type=int, default=None, help="response token budget (default: fill the context)")
     p.add_argument("--narrowness", type=float, default=None, help="SFT data narrowness of the floor row (default: from the SFT checkpoint)")
     p.add_argument("--base_arm", default="base")
@@ -939,7 +940,8 @@ def main():
         names = [a["name"] for a in arms]
         if len(set(names)) != len(names):
             raise ValueError(f"arm names must be unique, got {names}")
-        summary, rows = evaluate(arms, num_samples=args.num_samples, seed=args.seed, batch_size=args.batch_size,
+        batch_size = args.batch_size or (128 if pick_device(args.device) == "cpu" else 512)
+        summary, rows = evaluate(arms, num_samples=args.num_samples, seed=args.seed, batch_size=batch_size,
                                               max_new_tokens=args.max_new_tokens, narrowness=args.narrowness,
                                               base_arm=args.base_arm, sft_arm=args.sft_arm,
                                               anchored_arm=args.anchored_arm, n_boot=args.n_boot,

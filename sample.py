@@ -138,14 +138,27 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False) 
                 a += sep  # the canonical separator, whatever token ended the value
     return anns
 
+def inference_prefix(enc, fmt, prompt, use_ann, block) -> list:
+    """The ids generation starts from, built by data.py's one format function. A base format sees
+    no prompt (its own document start); an SFT format needs one."""
+    if fmt not in data.FORMATS:
+        raise ValueError(f"unknown checkpoint format {fmt!r}; valid: {data.FORMATS}")
+    if fmt in BASE_FMTS:
+        prefix = data.prompt_ids(enc, fmt) if use_ann or fmt == "plain" else data.prompt_ids(enc, "plain")
+    else:
+        if not prompt or not prompt.strip():
+            raise ValueError("empty prompt: an SFT checkpoint needs an instruction, e.g. --prompt 'Write a story.'")
+        prefix = data.prompt_ids(enc, fmt, prompt, anchor=use_ann)
+    if len(prefix) >= block:
+        raise ValueError(f"prompt is {len(prefix)} tokens, too long for the context of {block} tokens; shorten it")
+    return prefix
+
 @torch.inference_mode()
-def sample_stories(model, enc, fmt, prompt, n, *, temperature=1.0, top_k=None, top_p=None, seed=0,
-                   max_new_tokens=None, anchor=True, pinned=None, batch_size=64, ann_by_field=False) -> list:
-    """n samples as [{"annotation": str|None, "text": str, "finished": bool}].
-    fmt: the checkpoint's format. prompt: the instruction (ignored by base formats). anchor=False
-    skips the annotation (the ablation). pinned: {field: value} forced into the annotation.
-    max_new_tokens: response budget (None = fill the context). ann_by_field: force the annotation's
-    keys and separators and let the model sample only the values (as with pins). Same seed => same samples."""
+def sample_many(model, enc, fmt, prompts, n, *, temperature=1.0, top_k=None, top_p=None, seed=0,
+                max_new_tokens=None, anchor=True, pinned=None, batch_size=64, ann_by_field=False) -> list:
+    """n samples for each of several prompts, [[sample of prompt 0, ...], ...], drawn in shared
+    batches of batch_size rows (prompt 0's n rows, then prompt 1's, ...): one generate call can hold
+    several prompts, which a GPU runs about as fast as one. See sample_stories for the rest."""
     use_ann = anchor and fmt in ANNOTATED_FMTS
     pinned = dict(pinned or {})
     if pinned and not use_ann:
@@ -155,38 +168,37 @@ def sample_stories(model, enc, fmt, prompt, n, *, temperature=1.0, top_k=None, t
     for f, v in pinned.items():
         if f not in data.FIELDS or v not in data.FIELDS[f]:
             raise ValueError(f"pinned {f}={v!r} is not a field value; fields: {', '.join(data.FIELDS)}")
-    if fmt not in data.FORMATS:
-        raise ValueError(f"unknown checkpoint format {fmt!r}; valid: {data.FORMATS}")
-    # the inference prefix, built by data.py's one format function
-    if fmt in BASE_FMTS:
-        prefix = data.prompt_ids(enc, fmt) if use_ann or fmt == "plain" else data.prompt_ids(enc, "plain")
-    else:
-        if not prompt or not prompt.strip():
-            raise ValueError("empty prompt: an SFT checkpoint needs an instruction, e.g. --prompt 'Write a story.'")
-        prefix = data.prompt_ids(enc, fmt, prompt, anchor=use_ann)
     block = model.config.block_size
-    if len(prefix) >= block:
-        raise ValueError(f"prompt is {len(prefix)} tokens, too long for the context of {block} tokens; shorten it")
+    jobs = [(j, inference_prefix(enc, fmt, p, use_ann, block)) for j, p in enumerate(prompts) for _ in range(n)]
     story, pad, stops = special(enc, "<|story|>"), special(enc, "<|pad|>"), special_ids(enc)
     max_new = max_new_tokens if max_new_tokens is not None else block
     gen = make_generator(model, seed)
-    out = []
-    for start in range(0, n, batch_size):
-        m = min(batch_size, n - start)
-        prefixes = [list(prefix) for _ in range(m)]
-        anns = [None] * m
+    out = [[] for _ in prompts]
+    for start in range(0, len(jobs), batch_size):
+        batch = jobs[start:start + batch_size]
+        prefixes = [list(prefix) for _, prefix in batch]
+        anns = [None] * len(batch)
         if use_ann:
             anns = sample_annotations(model, enc, prefixes, pinned, gen, by_field=ann_by_field)
             prefixes = [p + a + [story] for p, a in zip(prefixes, anns)]
         # every special token ends the story (not only <|eos|>): the judge reads the story alone
         outs = _generate(model, prefixes, max_new, stops, gen, temperature, top_k, top_p, pad_id=pad)
-        for a, o in zip(anns, outs):
-            out.append({"annotation": None if a is None else enc.decode(a).strip(),
-                        "text": enc.decode(_strip_stop(o, stops)).strip(),
-                        "finished": bool(o) and o[-1] in stops,
-                        # which special token ended it: <|eos|> is the clean end; any other is a story cut short
-                        "stop": enc.decode([o[-1]]) if o and o[-1] in stops else None})
+        for (j, _), a, o in zip(batch, anns, outs):
+            out[j].append({"annotation": None if a is None else enc.decode(a).strip(),
+                           "text": enc.decode(_strip_stop(o, stops)).strip(),
+                           "finished": bool(o) and o[-1] in stops,
+                           # which special token ended it: <|eos|> is the clean end; any other cut it short
+                           "stop": enc.decode([o[-1]]) if o and o[-1] in stops else None})
     return out
+
+def sample_stories(model, enc, fmt, prompt, n, **kw) -> list:
+    """n samples as [{"annotation": str|None, "text": str, "finished": bool, "stop": str|None}].
+    fmt: the checkpoint's format. prompt: the instruction (ignored by base formats). anchor=False
+    skips the annotation (the ablation). pinned: {field: value} forced into the annotation.
+    max_new_tokens: response budget (None = fill the context). ann_by_field: force the annotation's
+    keys and separators and let the model sample only the values (as with pins). Same seed => same
+    samples. Keywords as sample_many."""
+    return sample_many(model, enc, fmt, [prompt], n, **kw)[0]
 
 # -----------------------------------------------------------------------------
 

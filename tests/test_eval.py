@@ -405,3 +405,15 @@ def test_gate_and_prior_on_the_data_itself():
     # the SFT data leans on the favourites: a drift of most of the narrowness
     sft = ev.label_samples(ev.sft_reference(500, ev.data.DEFAULT_NARROWNESS, ev.data.EVAL_PROMPTS[0], seed=0))
     assert ev.prior_drift_max(ev.annotation_prior({f: sft for f in ev.data.FIELDS}), prior) > 0.6
+
+def test_sample_many_shares_batches_across_prompts(ckpts):
+    import sample
+    model, _, enc = _load(ckpts["anchored"])
+    kw = dict(seed=5, max_new_tokens=6, batch_size=4)
+    many = sample.sample_many(model, enc, "anchored", ["Write a story.", "Write a story about a dragon."], 3, **kw)
+    assert [len(x) for x in many] == [3, 3]
+    assert many == sample.sample_many(model, enc, "anchored", ["Write a story.", "Write a story about a dragon."], 3, **kw)
+    assert sample.sample_many(model, enc, "anchored", ["Write a story."], 3, **kw)[0] == \
+        sample.sample_stories(model, enc, "anchored", "Write a story.", 3, **kw)
+    with pytest.raises(ValueError, match="empty prompt"):
+        sample.sample_many(model, enc, "anchored", ["Write a story.", " "], 1, **kw)
