@@ -114,13 +114,16 @@ def seed_bootstrap_ci(per_seed, n_boot=1000, alpha=0.05, seed=0):
     within-seed bootstrap. Returns (median, (lo, hi))."""
     rng = np.random.default_rng(seed)
     per_seed = [(stat, [np.asarray(g) for g in groups]) for stat, groups in per_seed]
-    ests = [stat(*groups) for stat, groups in per_seed]
-    est = float(np.median(ests))
+    ests = np.asarray([stat(*groups) for stat, groups in per_seed], dtype=float)
+    if not np.isfinite(ests).any():
+        return math.nan, (math.nan, math.nan)
+    est = float(np.nanmedian(ests))  # a seed whose statistic is undefined (0/0) is left out
     vals = []
     for _ in range(n_boot):
         drawn = rng.integers(0, len(per_seed), len(per_seed))
         v = [per_seed[i][0](*[g[rng.integers(0, len(g), len(g))] for g in per_seed[i][1]]) for i in drawn]
-        vals.append(np.median(v))
+        v = np.asarray(v, dtype=float)
+        vals.append(np.median(v[np.isfinite(v)]) if np.isfinite(v).any() else math.nan)
     vals = np.asarray(vals, dtype=float)
     vals = vals[np.isfinite(vals)]
     if len(vals) == 0 or not math.isfinite(est):
