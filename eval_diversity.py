@@ -14,8 +14,8 @@ Several checkpoints per arm (name=dir_s0,dir_s1,dir_s2) are seeds: every headlin
 reported per seed and as the median over seeds, with an interval that includes seed variance.
 
 Writes summary.json (every number), summary.md (a table for the README), headline.json (the
-headline numbers), samples.jsonl.gz (every sample with its labels) and PNG plots. The metric functions at the top are pure, so the tests can
-check them on hand-made inputs with exact answers.
+headline numbers), samples.jsonl.gz (every sample with its labels) and PNG plots. The metric
+functions at the top are pure, so the tests can check them on hand-made inputs with exact answers.
 """
 import argparse
 import json
