@@ -10,9 +10,12 @@ anchored SFT (annotation first, then the response) collapses it much less than s
     python eval_diversity.py --ckpts base=out/base sft=out/sft anchored=out/anchored \
         anchored_off=out/anchored:anchor=off --num_samples 128 --out results/cpu
 
-Writes summary.json (every number), summary.md (a table for the README), samples.jsonl (every
-sample with its labels) and PNG plots. The metric functions at the top are pure, so the tests can
-check them on hand-made inputs with exact answers.
+Several checkpoints per arm (name=dir_s0,dir_s1,dir_s2) are seeds: every headline number is then
+reported per seed and as the median over seeds, with an interval that includes seed variance.
+
+Writes summary.json (every number), summary.md (a table for the README), headline.json (the
+headline numbers), samples.jsonl.gz (every sample with its labels) and PNG plots. The metric
+functions at the top are pure, so the tests can check them on hand-made inputs with exact answers.
 """
 import argparse
 import json
@@ -27,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 import data
-from sample import BASE_FMTS, resolve_anchor, sample_stories
+from sample import BASE_FMTS, cut_at_special, pick_device, resolve_anchor, sample_many
 
 UNKNOWN = "?"  # the annotator says None when it cannot tell; that counts as its own label
 KINDS = ("open", "constrained")
@@ -35,9 +38,15 @@ KINDS = ("open", "constrained")
 # -----------------------------------------------------------------------------
 # pure metric functions
 
-def entropy_bits(labels) -> float:
-    """Plug-in (empirical) entropy in bits of a list of labels; None counts as the label '?'."""
+def entropy_bits(labels, drop_unknown=False) -> float:
+    """Plug-in (empirical) entropy in bits of a list of labels; None counts as the label '?'.
+    drop_unknown: leave the unknown labels out instead (an unknown mixed with a collapsed label
+    adds entropy the model did not write; report both). Nothing left to count gives nan."""
     counts = Counter(UNKNOWN if x is None else x for x in labels)
+    if drop_unknown:
+        counts.pop(UNKNOWN, None)
+        if not counts:
+            return math.nan
     n = sum(counts.values())
     if n == 0:
         raise ValueError("entropy_bits: no labels (need at least one sample)")
@@ -84,18 +93,58 @@ def bootstrap_ci(statistic, groups, n_boot=1000, alpha=0.05, seed=0):
     lo, hi = np.percentile(vals, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return (float(2 * est - hi), float(2 * est - lo))
 
-def _entropy_codes(codes) -> float:
-    """entropy_bits for integer-coded labels (fast path used inside the bootstrap)."""
+def _entropy_codes(codes, drop_unknown=False) -> float:
+    """entropy_bits for integer-coded labels (fast path used inside the bootstrap); code 0 is the
+    unknown label (see _codes), left out with drop_unknown."""
     counts = np.bincount(codes)
-    p = counts[counts > 0] / len(codes)
+    if drop_unknown:
+        counts = counts[1:]
+    n = counts.sum()
+    if n == 0:
+        return math.nan
+    p = counts[counts > 0] / n
     return float(0.0 - (p * np.log2(p)).sum())
+
+def seed_bootstrap_ci(per_seed, n_boot=1000, alpha=0.05, seed=0):
+    """Interval of the median over seeds that includes seed variance: a two-level bootstrap.
+    per_seed = [(statistic, groups)], one per seed (as bootstrap_ci takes them). Each replicate
+    draws as many seeds as there are, with replacement, resamples the groups of each drawn seed
+    within it, and takes the median of the drawn seeds' statistics. Basic interval around the
+    median of the per-seed estimates, as bootstrap_ci (same reason). With one seed it is the
+    within-seed bootstrap. Returns (median, (lo, hi))."""
+    rng = np.random.default_rng(seed)
+    per_seed = [(stat, [np.asarray(g) for g in groups]) for stat, groups in per_seed]
+    ests = np.asarray([stat(*groups) for stat, groups in per_seed], dtype=float)
+    if not np.isfinite(ests).any():
+        return math.nan, (math.nan, math.nan)
+    est = float(np.nanmedian(ests))  # a seed whose statistic is undefined (0/0) is left out
+    vals = []
+    for _ in range(n_boot):
+        drawn = rng.integers(0, len(per_seed), len(per_seed))
+        v = [per_seed[i][0](*[g[rng.integers(0, len(g), len(g))] for g in per_seed[i][1]]) for i in drawn]
+        v = np.asarray(v, dtype=float)
+        vals.append(np.median(v[np.isfinite(v)]) if np.isfinite(v).any() else math.nan)
+    vals = np.asarray(vals, dtype=float)
+    vals = vals[np.isfinite(vals)]
+    if len(vals) == 0 or not math.isfinite(est):
+        return est, (math.nan, math.nan)
+    lo, hi = np.percentile(vals, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return est, (float(2 * est - hi), float(2 * est - lo))
+
+def over_seeds(values) -> dict:
+    """A headline statistic over seeds: the median, each seed's value, min and max (None = missing)."""
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    return {"median": float(np.median(vals)) if vals else None, "per_seed": list(values),
+            "min": min(vals) if vals else None, "max": max(vals) if vals else None}
 
 # -----------------------------------------------------------------------------
 # metrics of one set of samples (K samples of one arm on one prompt)
 
 def label_samples(samples):
-    """Add the judge's verdicts to every sample dict (in place): labels, quality, house format, words."""
+    """Add the judge's verdicts to every sample dict (in place): labels, quality, house format, words.
+    The judge reads the story only: the text is cut at the first special token."""
     for s in samples:
+        s["text"] = cut_at_special(s["text"])
         s["labels"] = data.annotate(s["text"])
         s["quality"] = bool(data.quality(s["text"]))
         s["house"] = bool(data.is_house_format(s["text"]))
@@ -112,15 +161,58 @@ def annotation_fields(text) -> dict:
             out.setdefault(key.strip(), value.strip())
     return out
 
-def annotation_agreement(samples):
-    """Share of fields where the story's label equals what its own sampled annotation asked for
-    (does the response follow its anchor?); None for samples without an annotation."""
-    scores = []
-    for s in samples:
-        if s.get("annotation"):
-            ann = annotation_fields(s["annotation"])
-            scores.append(sum(f in ann and ann[f] == s["labels"][f] for f in data.FIELDS) / len(data.FIELDS))
-    return float(np.mean(scores)) if scores else None
+def annotation_agreement(samples) -> dict:
+    """The gate before SFT, per field: {field: {"share", "n"}}. Over the samples whose own sampled
+    annotation gives that field a valid value OUTSIDE the SFT favourites (n of them), the share
+    whose story label (the judge's) equals that value: does the story read its annotation? The
+    favourites are left out because an SFT model writes them whatever the annotation says. share
+    is None where n = 0 (length: every value is a favourite; rows without annotations)."""
+    out = {}
+    for f in data.FIELDS:
+        hits = n = 0
+        for s in samples:
+            v = annotation_fields(s.get("annotation")).get(f)
+            if v in data.FIELDS[f] and v not in data.FAVOURITES[f]:
+                n += 1
+                hits += s["labels"][f] == v
+        out[f] = {"share": hits / n if n else None, "n": n}
+    return out
+
+def agreement_min(agreement: dict):
+    """The smallest per-field agreement (the gate value): None when no field was measurable."""
+    shares = [a["share"] for a in agreement.values() if a["share"] is not None]
+    return min(shares) if shares else None
+
+def annotation_prior(samples_by_field: dict) -> dict:
+    """What the sampled annotations say, per field: {field: {"fav_share", "entropy", "n", "invalid"}}.
+    samples_by_field = {field: the samples where that field is free (the prompt does not pin it)}.
+    fav_share: share of the valid values that are SFT favourites; entropy (bits) of the valid values;
+    invalid: share of samples whose annotation has no valid value for the field (left out above)."""
+    out = {}
+    for f, samples in samples_by_field.items():
+        vals = [annotation_fields(s.get("annotation")).get(f) for s in samples if s.get("annotation")]
+        valid = [v for v in vals if v in data.FIELDS[f]]
+        out[f] = {"fav_share": sum(v in data.FAVOURITES[f] for v in valid) / len(valid) if valid else None,
+                  "entropy": entropy_bits(valid) if valid else None, "n": len(valid),
+                  "invalid": 1 - len(valid) / len(vals) if vals else None}
+    return out
+
+def exact_annotation_prior() -> dict:
+    """The same two numbers for the pretraining prior itself, exactly: {field: {"fav_share", "entropy"}}."""
+    ent = data.prior_entropy()
+    return {f: {"fav_share": float(sum(p for v, p in zip(data.FIELDS[f], data.PRIOR[f]) if v in data.FAVOURITES[f])),
+                "entropy": ent[f]} for f in data.FIELDS}
+
+def prior_drift_max(anchored: dict, base: dict):
+    """Largest rise of the favourite share of any field, anchored vs annotated base (annotation_prior
+    dicts): did SFT pull the masked annotation values toward the favourites? None if not measurable."""
+    rises = [anchored[f]["fav_share"] - base[f]["fav_share"] for f in anchored
+             if f in base and anchored[f]["fav_share"] is not None and base[f]["fav_share"] is not None]
+    return max(rises) if rises else None
+
+def follows(sample, constraints) -> bool:
+    """Does the story satisfy every field the prompt pins (as the judge reads it)?"""
+    return all(sample["labels"][f] == v for f, v in constraints.items())
 
 def annotation_valid(samples):
     """Share of sampled annotations that are well formed: every field once, each value in FIELDS
@@ -135,14 +227,24 @@ def prompt_metrics(samples, constraints) -> dict:
     free = data.free_fields(constraints)
     k = len(samples)
     per_field = {f: entropy_bits([s["labels"][f] for s in samples]) for f in free}
+    known = {f: entropy_bits([s["labels"][f] for s in samples], drop_unknown=True) for f in free}
     unknown = {f: sum(s["labels"][f] is None for s in samples) / k for f in free}
-    follows = [all(s["labels"][f] == v for f, v in constraints.items()) for s in samples]
+    ok = [follows(s, constraints) for s in samples]
+    compliant = [s for s, o in zip(samples, ok) if o]
     n_distinct = distinct(tuple(s["labels"][f] for f in free) for s in samples)
+    agreement = annotation_agreement(samples)
     return {
         "K": k,
         "free_fields": free,
         "D": float(np.mean(list(per_field.values()))),
+        # unknown labels dropped (fields with no known label left out of the mean)
+        "D_known": _nanmean(known.values()),
+        # constrained prompts: D over the samples that obey the prompt only (None under 2 of them)
+        "D_compliant": (float(np.mean([entropy_bits([s["labels"][f] for s in compliant]) for f in free]))
+                        if constraints and len(compliant) >= 2 else None),
+        "n_compliant": len(compliant) if constraints else None,
         "entropy": per_field,
+        "entropy_known": known,
         "unknown_share": float(np.mean(list(unknown.values()))),
         "unknown_by_field": unknown,
         "distinct": n_distinct,
@@ -150,18 +252,24 @@ def prompt_metrics(samples, constraints) -> dict:
         "quality": sum(s["quality"] for s in samples) / k,
         "house_format": sum(s["house"] for s in samples) / k,
         "quality_and_house": sum(s["quality"] and s["house"] for s in samples) / k,
-        "instruction_following": (sum(follows) / k) if constraints else None,
+        "instruction_following": (sum(ok) / k) if constraints else None,
         "words": sum(s["words"] for s in samples) / k,
         "finished": sum(s.get("finished", True) for s in samples) / k,
-        "annotation_agreement": annotation_agreement(samples),
+        # share of stories that ended at <|eos|>, not at another special token (None: reference rows)
+        "eos_stop": (sum(s["stop"] == "<|eos|>" for s in samples) / k) if all("stop" in s for s in samples) else None,
+        "annotation_agreement": agreement_min(agreement),  # the smallest field's share (see row["gate"])
         "annotation_valid": annotation_valid(samples),
     }
+
+def _nanmean(values):
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(vals)) if vals else None
 
 def kind_metrics(per_prompt: list) -> dict:
     """Average per-prompt metrics over the prompts of one kind (open or constrained)."""
     out = {"n_prompts": len(per_prompt)}
-    for key in ("D", "unknown_share", "distinct_frac", "quality", "house_format", "quality_and_house",
-                "instruction_following", "words", "finished", "annotation_agreement", "annotation_valid"):
+    for key in ("D", "D_known", "D_compliant", "unknown_share", "distinct_frac", "quality", "house_format", "quality_and_house",
+                "instruction_following", "words", "finished", "eos_stop", "annotation_agreement", "annotation_valid"):
         vals = [m[key] for m in per_prompt if m[key] is not None]
         out[key] = float(np.mean(vals)) if vals else None
     fields = [f for f in data.FIELDS if any(f in m["entropy"] for m in per_prompt)]
@@ -209,19 +317,28 @@ def find_narrowness(ckpts: list) -> float:
     return float(data.DEFAULT_NARROWNESS)
 
 # -----------------------------------------------------------------------------
-# arms: "name=path[:key=value...]"
+# arms: "name=path[,path...][:key=value...]"
+#
+# Several comma-separated checkpoint dirs are the seeds of one arm (e.g. three SFT runs that differ
+# by their seed): seed i of the evaluation uses each arm's i-th checkpoint, or its only one (a base
+# shared by every SFT seed is sampled once). Every headline number is then reported per seed and as
+# the median over seeds.
 
 ARM_OPTIONS = {"anchor": str, "temperature": str, "top_k": int, "top_p": float, "ann": str}
 
 def parse_arm(spec: str, temperatures) -> dict:
-    """'anchored_off=out/anchored:anchor=off' -> dict(name, path, anchor, temperatures, top_k, top_p).
-    temperature=0.6,0.8 in the spec overrides --temperature for this arm."""
+    """'anchored_off=out/anchored:anchor=off' -> dict(name, path, paths, anchor, temperatures, top_k, top_p).
+    temperature=0.6,0.8 in the spec overrides --temperature for this arm. 'sft=runs/s0,runs/s1' gives
+    paths ['runs/s0', 'runs/s1'] (one per seed); path is the first."""
     if "=" not in spec:
-        raise ValueError(f"arm spec {spec!r} must look like name=ckpt_dir[:anchor=off][:temperature=0.6,1.0]")
+        raise ValueError(f"arm spec {spec!r} must look like name=ckpt_dir[,ckpt_dir_seed2...][:anchor=off][:temperature=0.6,1.0]")
     name, rest = spec.split("=", 1)
     path, *opts = rest.split(":")
-    arm = {"name": name, "path": path, "anchor": "auto", "temperatures": list(temperatures), "top_k": None,
-           "top_p": None, "ann": "free"}
+    paths = path.split(",")
+    if any(not p for p in paths):
+        raise ValueError(f"arm {name}: empty checkpoint dir in {path!r}; write name=dir_seed0,dir_seed1")
+    arm = {"name": name, "path": paths[0], "paths": paths, "anchor": "auto", "temperatures": list(temperatures),
+           "top_k": None, "top_p": None, "ann": "free"}
     for opt in opts:
         key, _, val = opt.partition("=")
         if key not in ARM_OPTIONS or not val:
@@ -243,15 +360,27 @@ def parse_arm(spec: str, temperatures) -> dict:
         raise ValueError(f"arm spec {spec!r} needs both a name and a checkpoint dir")
     return arm
 
-def row_name(arm: dict, t: float) -> str:
-    # one row per arm x temperature; an arm sampled at one temperature keeps its bare name
-    return arm["name"] if len(arm["temperatures"]) == 1 else f"{arm['name']}@T{t:g}"
+def row_name(arm: dict, t: float, seed_index: int = 0) -> str:
+    # one row per arm x temperature x seed; an arm sampled at one temperature keeps its bare name,
+    # an arm with one checkpoint has no seed suffix
+    name = arm["name"] if len(arm["temperatures"]) == 1 else f"{arm['name']}@T{t:g}"
+    return name if len(arm.get("paths", [arm["path"]])) == 1 else f"{name}#s{seed_index}"
 
-def resolve_row(rows: dict, name: str):
-    """A derived-metric arm name: the row of that name, else that arm's row closest to T=1."""
+def num_seeds(arms) -> int:
+    """Seeds of the evaluation: the most checkpoints any arm has; every arm has that many or one."""
+    n = max(len(a["paths"]) for a in arms)
+    bad = [f"{a['name']} ({len(a['paths'])})" for a in arms if len(a["paths"]) not in (1, n)]
+    if bad:
+        raise ValueError(f"arms with {n} seeds and arms with another count: {', '.join(bad)}; "
+                         f"give every arm {n} checkpoints or one")
+    return n
+
+def resolve_row(rows: dict, name: str, seed_index: int = 0):
+    """A derived-metric arm name: the row of that name, else that arm's row of this seed (or its
+    only one) closest to T=1."""
     if name in rows:
         return rows[name]
-    cands = [r for r in rows.values() if r["arm"] == name]
+    cands = [r for r in rows.values() if r["arm"] == name and r.get("seed_index") in (None, seed_index)]
     return min(cands, key=lambda r: abs(r["temperature"] - 1.0)) if cands else None
 
 # -----------------------------------------------------------------------------
@@ -262,31 +391,34 @@ def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_to
     prompt (it is sampled in its own document format), so its one sample set sits under the key None."""
     jobs = []
     for arm in arms:
-        _, ckpt, _ = models[arm["path"]]
-        try:
-            anchor = resolve_anchor(ckpt["fmt"], arm["anchor"])
-        except ValueError as e:
-            raise ValueError(f"arm {arm['name']} ({arm['path']}): {e}") from None
-        is_base = ckpt.get("kind") == "base" or ckpt["fmt"] in BASE_FMTS
-        for t in arm["temperatures"]:
-            for pi in ([None] if is_base else range(len(prompts))):
-                jobs.append((arm, t, pi, is_base, anchor))
+        for si, path in enumerate(arm["paths"]):
+            _, ckpt, _ = models[path]
+            try:
+                anchor = resolve_anchor(ckpt["fmt"], arm["anchor"])
+            except ValueError as e:
+                raise ValueError(f"arm {arm['name']} ({path}): {e}") from None
+            is_base = ckpt.get("kind") == "base" or ckpt["fmt"] in BASE_FMTS
+            for t in arm["temperatures"]:
+                jobs.append((arm, si, path, t, [None] if is_base else list(range(len(prompts))), is_base, anchor))
     rows = {}
-    bar = tqdm(total=len(jobs) * num_samples, desc="sampling", unit="sample", disable=not progress)
-    for arm, t, pi, is_base, anchor in jobs:
-        model, ckpt, enc = models[arm["path"]]
-        name = row_name(arm, t)
-        bar.set_postfix_str(f"{name} {'(no prompt)' if pi is None else f'prompt {pi}'}")
-        # the same seed per prompt for every arm: arms differ by their model, not by their luck
-        samples = sample_stories(model, enc, ckpt["fmt"], None if pi is None else prompts[pi]["prompt"],
+    bar = tqdm(total=sum(len(j[4]) for j in jobs) * num_samples, desc="sampling", unit="sample", disable=not progress)
+    for arm, si, path, t, pis, is_base, anchor in jobs:
+        model, ckpt, enc = models[path]
+        name = row_name(arm, t, si)
+        bar.set_postfix_str(f"{name} {'(no prompt)' if is_base else f'{len(pis)} prompts'}")
+        # every prompt of a row in shared generate calls (batch_size rows each); the same seed for
+        # every arm: arms differ by their model, not by their luck; another seed index draws other samples
+        per_prompt = sample_many(model, enc, ckpt["fmt"], [None if pi is None else prompts[pi]["prompt"] for pi in pis],
                                  num_samples, temperature=t, top_k=arm["top_k"], top_p=arm["top_p"],
-                                 seed=seed + 7919 * (0 if pi is None else pi + 1), max_new_tokens=max_new_tokens,
-                                 anchor=anchor, batch_size=batch_size, ann_by_field=arm["ann"] == "by_field")
-        bar.update(len(samples))
+                                 seed=seed + 104729 * si, max_new_tokens=max_new_tokens, anchor=anchor,
+                                 batch_size=batch_size, ann_by_field=arm["ann"] == "by_field")
+        bar.update(len(pis) * num_samples)
         row = rows.setdefault(name, {"row": name, "arm": arm["name"], "role": "base" if is_base else "sft",
-                                     "ckpt": arm["path"], "fmt": ckpt["fmt"], "temperature": t, "anchor": arm["anchor"],
+                                     "ckpt": path, "seed_index": si if len(arm["paths"]) > 1 else None,
+                                     "fmt": ckpt["fmt"], "temperature": t, "anchor": arm["anchor"],
                                      "ann": arm["ann"], "top_k": arm["top_k"], "top_p": arm["top_p"], "samples": {}})
-        row["samples"][pi] = label_samples(samples)
+        for pi, samples in zip(pis, per_prompt):
+            row["samples"][pi] = label_samples(samples)
     bar.close()
     return rows
 
@@ -313,6 +445,8 @@ def measure_rows(rows, prompts):
                                    "held_out": p.get("held_out", False), **m})
         row["by_kind"] = {k: kind_metrics([m for m in row["prompts"] if m["kind"] == k])
                           for k in KINDS if any(m["kind"] == k for m in row["prompts"])}
+        row["gate"] = row_gate(row)
+        row["annotation_prior"] = row_annotation_prior(row, prompts)
 
 def exact_entropies(prompts, narrowness) -> dict:
     """The exact entropies data.py computes: the prior (ceiling) and the SFT data (floor), per prompt."""
@@ -327,15 +461,19 @@ def exact_entropies(prompts, narrowness) -> dict:
 
 def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max_new_tokens=None,
              narrowness=None, base_arm="base", sft_arm="sft", anchored_arm="anchored", n_boot=1000,
-             device="cpu", progress=True) -> tuple:
-    """Sample every arm (list of parse_arm() dicts) on every prompt, label, measure.
+             device="cpu", progress=True, annotated_base_arm=None) -> tuple:
+    """Sample every arm (list of parse_arm() dicts) on every prompt, label, measure; on `device`
+    (auto = cuda > mps > cpu). Several checkpoints per arm are seeds (see parse_arm).
     Returns (summary dict: every number, rows: {name: row with its labelled samples})."""
     from pretrain import load_model  # the training chapter owns the checkpoint format
     prompts = prompts if prompts is not None else data.EVAL_PROMPTS
+    n_seeds = num_seeds(arms)
+    device = pick_device(device)
     models = {}
     for arm in arms:
-        if arm["path"] not in models:
-            models[arm["path"]] = load_model(arm["path"], device=device)
+        for path in arm["paths"]:
+            if path not in models:
+                models[path] = load_model(path, device=device)
     if narrowness is None:
         narrowness = find_narrowness([ckpt for _, ckpt, _ in models.values()])
     t0 = time.time()
@@ -344,15 +482,25 @@ def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max
     n_sampled = sum(len(s) for r in rows.values() for s in r["samples"].values())
     rows.update(reference_rows(prompts, num_samples, narrowness, seed))
     measure_rows(rows, prompts)
+    per_seed = [derive(rows, prompts, base_arm, sft_arm, anchored_arm, n_boot, seed, i) for i in range(n_seeds)]
+    derived = dict(per_seed[0])  # seed 0 at the top level, as with one seed
+    if n_seeds > 1:
+        derived["per_seed"] = per_seed
+    names = {"base": base_arm, "sft": sft_arm, "anchored": anchored_arm, "annotated_base": annotated_base_arm}
+    abase = annotated_base_row(rows, annotated_base_arm)
     summary = {
         "config": {"num_samples": num_samples, "seed": seed, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
                    "narrowness": narrowness, "base_arm": base_arm, "sft_arm": sft_arm, "anchored_arm": anchored_arm,
-                   "n_boot": n_boot, "arms": arms, "prompts": prompts, "unknown_label": UNKNOWN},
+                   "annotated_base_arm": annotated_base_arm, "n_boot": n_boot, "arms": arms, "prompts": prompts,
+                   "unknown_label": UNKNOWN, "device": device, "n_seeds": n_seeds},
         "rows": [{k: v for k, v in r.items() if k != "samples"} for r in rows.values()],
         "exact": exact_entropies(prompts, narrowness),
-        "derived": derive(rows, prompts, base_arm, sft_arm, anchored_arm, n_boot, seed),
+        "exact_annotation_prior": exact_annotation_prior(),
+        "annotated_base_row": abase and abase["row"],
+        "derived": derived,
+        "over_seeds": seed_summary(rows, prompts, names, n_seeds, per_seed, n_boot, seed),
         "speed": {"samples": n_sampled, "seconds": elapsed, "samples_per_s": n_sampled / max(elapsed, 1e-9),
-                  "threads": torch.get_num_threads()},
+                  "threads": torch.get_num_threads(), "device": device},
     }
     return summary, rows
 
@@ -360,10 +508,11 @@ def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max
 # derived numbers with bootstrap confidence intervals
 
 def _codes(samples) -> np.ndarray:
-    """(K, n_fields) integer matrix of labels, one column per field of data.FIELDS (unknown = its own code)."""
+    """(K, n_fields) integer matrix of labels, one column per field of data.FIELDS; code 0 is the
+    unknown label, the field's values are 1..n (a label outside them gets a new code)."""
     cols = []
     for f in data.FIELDS:
-        vocab = {v: i for i, v in enumerate(list(data.FIELDS[f]) + [UNKNOWN])}
+        vocab = {v: i for i, v in enumerate([UNKNOWN] + list(data.FIELDS[f]))}
         cols.append([vocab.setdefault(UNKNOWN if s["labels"][f] is None else s["labels"][f], len(vocab)) for s in samples])
     return np.asarray(cols, dtype=np.int64).T
 
@@ -374,49 +523,141 @@ def _kind_plan(row, prompts, kind):
     return [(key(pi), [names.index(f) for f in data.free_fields(p["constraints"])])
             for pi, p in enumerate(prompts) if p["kind"] == kind]
 
-def _diversity(mats: dict, plan) -> float:
-    # D of a kind: mean over its prompts of the mean free-field entropy
-    return float(np.mean([np.mean([_entropy_codes(mats[k][:, c]) for c in cols]) for k, cols in plan]))
+def _diversity(mats: dict, plan, known=False) -> float:
+    # D of a kind: mean over its prompts of the mean free-field entropy (known: unknown labels
+    # dropped, and a field with no known label left out of the mean)
+    per_prompt = [[_entropy_codes(mats[k][:, c], known) for c in cols] for k, cols in plan]
+    vals = [np.mean([e for e in es if math.isfinite(e)]) if any(math.isfinite(e) for e in es) else math.nan
+            for es in per_prompt]
+    return float(np.mean(vals))
 
-def derive(rows, prompts, base_arm, sft_arm, anchored_arm, n_boot, seed) -> dict:
-    """Collapse of every row vs the base arm; collapse ratio and gap closed of sft vs anchored. CIs
-    resample the samples of each (row, prompt) set, a base row's one set shared by all prompts."""
-    base, sft, anch = (resolve_row(rows, n) for n in (base_arm, sft_arm, anchored_arm))
+def _stat_groups(mats, plans, names, fn, known=False):
+    """fn of the named rows' D as a bootstrap statistic: (statistic(*groups), groups), the groups
+    being the sample sets of the named rows flattened in a fixed order."""
+    keys = [(n, k) for n in names for k in sorted(mats[n], key=lambda x: -1 if x is None else x)]
+    def stat(*groups):
+        m = {}
+        for (n, k), g in zip(keys, groups):
+            m.setdefault(n, {})[k] = g
+        return fn(*[_diversity(m[n], plans[n], known) for n in names])
+    return stat, [mats[n][k] for n, k in keys]
+
+HEADLINE_D = (("gap_closed", gap_closed, False), ("gap_closed_known", gap_closed, True),
+              ("collapse_ratio", collapse_ratio, False), ("collapse_ratio_known", collapse_ratio, True))
+
+def derive(rows, prompts, base_arm, sft_arm, anchored_arm, n_boot, seed, seed_index=0) -> dict:
+    """Collapse of every row vs the base arm; collapse ratio and gap closed of sft vs anchored, with
+    unknown labels as a label and dropped (_known). CIs resample the samples of each (row, prompt)
+    set, a base row's one set shared by all prompts. seed_index: which seed's rows of each arm."""
+    base, sft, anch = (resolve_row(rows, n, seed_index) for n in (base_arm, sft_arm, anchored_arm))
     out = {"base_row": base and base["row"], "sft_row": sft and sft["row"], "anchored_row": anch and anch["row"]}
     if base is None:
         out["note"] = f"no row named {base_arm!r} (--base_arm): no collapse numbers"
         return out
+    # this seed's rows and the rows every seed shares (an arm with one checkpoint)
+    rows = {n: r for n, r in rows.items() if r.get("seed_index") in (None, seed_index)}
     mats = {r["row"]: {k: _codes(v) for k, v in r["samples"].items()} for r in rows.values()}
     for kind in KINDS:
         if not any(p["kind"] == kind for p in prompts):
             continue
         plans = {name: _kind_plan(r, prompts, kind) for name, r in rows.items()}
-
-        def stat_fn(names, fn):
-            # flatten the sample sets of the named rows into bootstrap groups, and back
-            keys = [(n, k) for n in names for k in sorted(mats[n], key=lambda x: -1 if x is None else x)]
-            def stat(*groups):
-                m = {}
-                for (n, k), g in zip(keys, groups):
-                    m.setdefault(n, {})[k] = g
-                return fn(*[_diversity(m[n], plans[n]) for n in names])
-            return stat, [mats[n][k] for n, k in keys]
-
         d = {name: _diversity(mats[name], plans[name]) for name in rows}
-        res = {"D": d, "collapse": {}}
+        res = {"D": d, "D_known": {name: _diversity(mats[name], plans[name], True) for name in rows}, "collapse": {}}
         for i, name in enumerate(rows):
             if name == base["row"]:
                 continue
-            stat, groups = stat_fn([base["row"], name], collapse)
+            stat, groups = _stat_groups(mats, plans, [base["row"], name], collapse)
             res["collapse"][name] = {"value": collapse(d[base["row"]], d[name]),
                                      "ci95": bootstrap_ci(stat, groups, n_boot, seed=seed + i)}
         if sft is not None and anch is not None:
             names = [base["row"], sft["row"], anch["row"]]
-            for j, fn in enumerate((collapse_ratio, gap_closed)):
-                stat, groups = stat_fn(names, fn)
-                res[fn.__name__] = {"value": fn(*[d[n] for n in names]),
-                                    "ci95": bootstrap_ci(stat, groups, n_boot, seed=seed + 1000 + j)}
+            for j, (key, fn, known) in enumerate(HEADLINE_D):
+                stat, groups = _stat_groups(mats, plans, names, fn, known)
+                res[key] = {"value": fn(*[(res["D_known"] if known else d)[n] for n in names]),
+                            "ci95": bootstrap_ci(stat, groups, n_boot, seed=seed + 1000 + j)}
         out[kind] = res
+    return out
+
+# -----------------------------------------------------------------------------
+# the gate, the annotation prior, and the numbers over seeds
+
+def row_gate(row):
+    """A row's annotation agreement per field, pooled over all its samples (None: no annotations)."""
+    samples = [s for ss in row["samples"].values() for s in ss]
+    return annotation_agreement(samples) if any(s.get("annotation") for s in samples) else None
+
+def row_annotation_prior(row, prompts):
+    """annotation_prior of a row: for each field, the samples of the prompts that leave it free
+    (a base row's one sample set for every field). None: the row samples no annotation."""
+    if not any(s.get("annotation") for ss in row["samples"].values() for s in ss):
+        return None
+    if None in row["samples"]:
+        return annotation_prior({f: row["samples"][None] for f in data.FIELDS})
+    by_field = {f: [s for pi, p in enumerate(prompts) if f in data.free_fields(p["constraints"])
+                    for s in row["samples"][pi]] for f in data.FIELDS}
+    return annotation_prior({f: ss for f, ss in by_field.items() if ss})
+
+def annotated_base_row(rows, name, seed_index=0):
+    """The annotated base: the row/arm named (--annotated_base_arm), else the first base row of fmt
+    'annotated' sampled with its annotation."""
+    if name:
+        return resolve_row(rows, name, seed_index)
+    cands = [r for r in rows.values() if r.get("fmt") == "annotated" and r.get("anchor") != "off"
+             and r.get("seed_index") in (None, seed_index)]
+    return cands[0] if cands else None
+
+def seed_numbers(rows, names, seed_index) -> dict:
+    """The headline numbers of one seed: {name: value or None}. names = dict(base, sft, anchored,
+    annotated_base) arm names; rows already measured (measure_rows) and derived for this seed."""
+    sft, anch = (resolve_row(rows, names[k], seed_index) for k in ("sft", "anchored"))
+    abase = annotated_base_row(rows, names.get("annotated_base"), seed_index)
+    get = lambda r, kind, key: (r or {}).get("by_kind", {}).get(kind, {}).get(key)
+    drift = None
+    if anch is not None and abase is not None and anch.get("annotation_prior") and abase.get("annotation_prior"):
+        drift = prior_drift_max(anch["annotation_prior"], abase["annotation_prior"])
+    return {"quality_sft": get(sft, "open", "quality_and_house"),
+            "quality_anchored": get(anch, "open", "quality_and_house"),
+            "instruction_sft": get(sft, "constrained", "instruction_following"),
+            "instruction_anchored": get(anch, "constrained", "instruction_following"),
+            "prior_drift_max": drift,
+            "base_agreement_min": agreement_min(abase["gate"]) if abase and abase.get("gate") else None}
+
+def seed_summary(rows, prompts, names, n_seeds, derived_per_seed, n_boot, seed, kind="open") -> dict:
+    """Every headline statistic over seeds (over_seeds: median, per seed, min, max). The D-based ones
+    (gap closed, collapse ratio, as-label and known) also get ci95 from seed_bootstrap_ci: seeds
+    resampled, then samples within each seed (so the interval includes seed variance)."""
+    out = {}
+    mats = {r["row"]: {k: _codes(v) for k, v in r["samples"].items()} for r in rows.values()}
+    plans = {name: _kind_plan(r, prompts, kind) for name, r in rows.items()}
+    for j, (key, fn, known) in enumerate(HEADLINE_D):
+        vals = [(d.get(kind) or {}).get(key, {}).get("value") for d in derived_per_seed]
+        out[key] = over_seeds(vals)
+        per_seed = [_stat_groups(mats, plans, [d["base_row"], d["sft_row"], d["anchored_row"]], fn, known)
+                    for d in derived_per_seed if d.get(kind) and key in d[kind]]
+        if per_seed:
+            _, out[key]["ci95"] = seed_bootstrap_ci(per_seed, n_boot, seed=seed + 3000 + j)
+    nums = [seed_numbers(rows, names, i) for i in range(n_seeds)]
+    for key in nums[0]:
+        out[key] = over_seeds([n[key] for n in nums])
+    out["kind"], out["n_seeds"] = kind, n_seeds
+    out["ci_method"] = ("two-level bootstrap: seeds resampled with replacement, then samples within each "
+                        "drawn seed; basic interval around the median over seeds")
+    return out
+
+def headline(summary, size=None, wall_seconds=None) -> dict:
+    """The headline numbers of one evaluation (results/<preset>/headline.json): each statistic as its
+    median over seeds with its per-seed values (gap closed also with its interval). wall_seconds is
+    the preset's, which reproduce.py knows and passes (None here)."""
+    o = summary["over_seeds"]
+    pick = lambda k, extra=(): {"median": o[k]["median"], "per_seed": o[k]["per_seed"],
+                                **{e: o[k].get(e) for e in extra}}
+    out = {"size": size, "seeds": o["n_seeds"], "prompts": o["kind"],
+           "gap_closed": pick("gap_closed", ("ci95", "min", "max")),
+           "gap_closed_known": pick("gap_closed_known", ("ci95", "min", "max"))}
+    for k in ("collapse_ratio", "quality_sft", "quality_anchored", "instruction_sft", "instruction_anchored",
+              "prior_drift_max", "base_agreement_min"):
+        out[k] = pick(k)
+    out["wall_seconds"] = wall_seconds
     return out
 
 # -----------------------------------------------------------------------------
@@ -445,23 +686,27 @@ def summary_markdown(summary) -> str:
         rows = [r for r in summary["rows"] if kind in r["by_kind"]]
         if not rows:
             continue
-        coll = (summary["derived"].get(kind) or {}).get("collapse", {})
+        coll = {}  # every seed's collapse numbers (seed 0's at the top level)
+        for d in summary["derived"].get("per_seed", [summary["derived"]]):
+            coll.update((d.get(kind) or {}).get("collapse", {}))
         lines.append(f"**{kind} prompts**\n")
-        head = "| row | fmt | T | D (bits) | collapse [95% CI] | distinct/K | quality | house fmt | unknown | ann. valid | follows own ann. |"
-        sep = "|---|---|---|---|---|---|---|---|---|---|---|"
+        head = ("| row | fmt | T | D (bits) | D known | collapse [95% CI] | distinct/K | quality | house fmt | unknown "
+                "| ann. valid | gate min |")
+        sep = "|---|---|---|---|---|---|---|---|---|---|---|---|"
         if kind == "constrained":
-            head, sep = head + " instr. follow |", sep + "---|"
+            head, sep = head + " instr. follow | D compliant |", sep + "---|---|"
         lines += [head, sep]
         for r in rows:
             m = r["by_kind"][kind]
             c = coll.get(r["row"])
             cs = f"{_fmt(c['value'])} [{_fmt(c['ci95'][0])}, {_fmt(c['ci95'][1])}]" if c else "-"
             t = "-" if r["temperature"] is None else f"{r['temperature']:g}"
+            gate = agreement_min(r["gate"]) if r.get("gate") else None
             line = (f"| {r['row']} | {r.get('fmt', '-')} | {t} "
-                    f"| {_fmt(m['D'])} | {cs} | {_fmt(m['distinct_frac'])} | {_fmt(m['quality'])} "
-                    f"| {_fmt(m['house_format'])} | {_fmt(m['unknown_share'])} | {_fmt(m['annotation_valid'])} | {_fmt(m['annotation_agreement'])} |")
+                    f"| {_fmt(m['D'])} | {_fmt(m.get('D_known'))} | {cs} | {_fmt(m['distinct_frac'])} | {_fmt(m['quality'])} "
+                    f"| {_fmt(m['house_format'])} | {_fmt(m['unknown_share'])} | {_fmt(m['annotation_valid'])} | {_fmt(gate)} |")
             if kind == "constrained":
-                line += f" {_fmt(m['instruction_following'])} |"
+                line += f" {_fmt(m['instruction_following'])} | {_fmt(m.get('D_compliant'))} |"
             lines.append(line)
         lines.append("")
     rows = [r for r in summary["rows"] if "open" in r["by_kind"]]
@@ -481,6 +726,7 @@ def summary_markdown(summary) -> str:
             lines.append(f"- {kind}: collapse ratio ({summary['derived']['sft_row']} / {summary['derived']['anchored_row']}) "
                          f"= {_fmt(cr['value'])} [95% CI {_fmt(cr['ci95'][0])}, {_fmt(cr['ci95'][1])}]; "
                          f"gap closed = {_fmt(gc['value'])} [95% CI {_fmt(gc['ci95'][0])}, {_fmt(gc['ci95'][1])}]")
+    lines += gate_markdown(summary) + prior_markdown(summary) + seeds_markdown(summary)
     ex = summary["exact"]
     for kind in KINDS:
         es = [e for e in ex["by_prompt"] if e["kind"] == kind]
@@ -489,6 +735,75 @@ def summary_markdown(summary) -> str:
                          f"SFT data (narrowness {ex['narrowness']}) {_fmt(np.mean([e['D_sft_data'] for e in es]))} bits "
                          f"(a K-sample plug-in estimate is biased low: compare rows with the *_data rows, same K)")
     return "\n".join(lines) + "\n"
+
+def gate_markdown(summary) -> list:
+    """The gate before SFT: per field, does the story follow a non-favourite annotation value?"""
+    rows = [r for r in summary["rows"] if r.get("gate")]
+    if not rows:
+        return []
+    fields = [f for f in data.FIELDS if any(r["gate"][f]["n"] for r in rows)]
+    out = ["\n**gate: annotation agreement** (share of samples whose story label equals their own annotation's "
+           "value, over values outside the SFT favourites; n in brackets; target >= 0.8 on every field)\n",
+           "| row | " + " | ".join(fields) + " | min |", "|---|" + "---|" * (len(fields) + 1)]
+    for r in rows:
+        g = r["gate"]
+        out.append(f"| {r['row']} | " + " | ".join(f"{_fmt(g[f]['share'])} ({g[f]['n']})" for f in fields)
+                   + f" | {_fmt(agreement_min(g))} |")
+    return out + [""]
+
+def prior_markdown(summary) -> list:
+    """Prior drift: favourite share / entropy of the sampled annotation values, per field."""
+    rows = [r for r in summary["rows"] if r.get("annotation_prior")]
+    if not rows:
+        return []
+    exact = summary["exact_annotation_prior"]
+    fields = [f for f in data.FIELDS if set(data.FIELDS[f]) - set(data.FAVOURITES[f])]  # length: all favourites
+    out = ["**annotation prior: favourite share / entropy (bits) of the sampled annotation values** "
+           "(fields the prompt leaves free)\n",
+           "| row | " + " | ".join(fields) + " |", "|---|" + "---|" * len(fields),
+           "| exact prior | " + " | ".join(f"{_fmt(exact[f]['fav_share'])} / {_fmt(exact[f]['entropy'])}" for f in fields) + " |"]
+    for r in rows:
+        a = r["annotation_prior"]
+        out.append(f"| {r['row']} | " + " | ".join(
+            f"{_fmt(a[f]['fav_share'])} / {_fmt(a[f]['entropy'])}" if f in a else "-" for f in fields) + " |")
+    return out + [""]
+
+def seeds_markdown(summary) -> list:
+    o = summary.get("over_seeds")
+    if not o:
+        return []
+    out = [f"**headline over {o['n_seeds']} seed(s)** ({o['kind']} prompts; interval: {o['ci_method']})\n",
+           "| statistic | median | per seed | min | max | 95% interval |", "|---|---|---|---|---|---|"]
+    for k, v in o.items():
+        if isinstance(v, dict):
+            ci = v.get("ci95")
+            out.append(f"| {k} | {_fmt(v['median'])} | {', '.join(_fmt(x) for x in v['per_seed'])} | {_fmt(v['min'])} "
+                       f"| {_fmt(v['max'])} | {f'[{_fmt(ci[0])}, {_fmt(ci[1])}]' if ci else '-'} |")
+    return out + [""]
+
+def plot_prior_drift(summary, path):
+    """Per field: favourite share and entropy of the sampled annotation values, exact prior vs the
+    annotated base vs every anchored row (is p(annotation) kept through SFT?)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fields = [f for f in data.FIELDS if set(data.FIELDS[f]) - set(data.FAVOURITES[f])]
+    series = [("exact prior", summary["exact_annotation_prior"])]
+    series += [(r["row"], r["annotation_prior"]) for r in summary["rows"] if r.get("annotation_prior")]
+    fig, axes = plt.subplots(1, 2, figsize=(max(10, 1.6 * len(fields)), 4.5))
+    w = 0.8 / len(series)
+    for ax, key, label in ((axes[0], "fav_share", "favourite share"), (axes[1], "entropy", "entropy (bits)")):
+        for i, (name, stats) in enumerate(series):
+            ys = [(stats.get(f) or {}).get(key) for f in fields]
+            ax.bar(np.arange(len(fields)) + i * w - 0.4 + w / 2, [np.nan if y is None else y for y in ys], w,
+                   label=name, color="k" if i == 0 else f"C{i - 1}")
+        ax.set_xticks(np.arange(len(fields)), fields, rotation=30)
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("sampled annotation values: prior vs annotated base vs anchored (python eval_diversity.py)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 def plot_field_entropy(summary, path, kind="open"):
     import matplotlib
@@ -563,20 +878,29 @@ def plot_quality_diversity(summary, path, kind="open"):
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
-def write_outputs(summary, rows, out_dir):
-    """summary.json, summary.md, samples.jsonl and the three plots into out_dir."""
+def sample_records(rows, prompts):
+    """Every sample of every row as one flat dict: row, prompt, annotation text, story text, labels..."""
+    for r in rows.values():
+        for pi, samples in r["samples"].items():
+            for s in samples:
+                yield {"row": r["row"], "prompt_index": pi, "prompt": None if pi is None else prompts[pi]["prompt"], **s}
+
+def write_outputs(summary, rows, out_dir, size=None):
+    """summary.json, summary.md, headline.json, samples.jsonl.gz and the plots into out_dir."""
+    import gzip
     os.makedirs(out_dir, exist_ok=True)
     prompts = summary["config"]["prompts"]
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(_finite(summary), f, indent=1)
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write(summary_markdown(summary))
-    with open(os.path.join(out_dir, "samples.jsonl"), "w") as f:
-        for r in rows.values():
-            for pi, samples in r["samples"].items():
-                for s in samples:
-                    f.write(json.dumps({"row": r["row"], "prompt_index": pi,
-                                        "prompt": None if pi is None else prompts[pi]["prompt"], **s}) + "\n")
+    with open(os.path.join(out_dir, "headline.json"), "w") as f:
+        json.dump(_finite(headline(summary, size)), f, indent=1)
+    # mtime=0: the same samples give the same bytes (a committed file changes only when they do)
+    with gzip.GzipFile(os.path.join(out_dir, "samples.jsonl.gz"), "wb", mtime=0) as f:
+        for rec in sample_records(rows, prompts):
+            f.write((json.dumps(rec) + "\n").encode())
+    plot_prior_drift(summary, os.path.join(out_dir, "prior_drift.png"))
     d = summary["derived"]
     plot_field_entropy(summary, os.path.join(out_dir, "field_entropy.png"))
     plot_label_histograms(rows, prompts, [d.get("base_row"), d.get("sft_row"), d.get("anchored_row")],
@@ -588,17 +912,24 @@ def write_outputs(summary, rows, out_dir):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpts", nargs="+", required=True,
-                   help="arms as name=ckpt_dir[:anchor=auto|on|off][:temperature=0.6,1.0][:top_k=N][:top_p=P][:ann=free|by_field]")
+                   help="arms as name=ckpt_dir[,ckpt_dir_seed1,...][:anchor=auto|on|off][:temperature=0.6,1.0]"
+                        "[:top_k=N][:top_p=P][:ann=free|by_field]; several dirs = the seeds of one arm")
     p.add_argument("--num_samples", type=int, default=128, help="K samples per prompt (same K for every arm)")
     p.add_argument("--temperature", type=float, nargs="+", default=[1.0],
                    help="response temperature(s); several = a sweep, rows named arm@T0.8")
     p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--batch_size", type=int, default=128, help="samples per generate call")
+    p.add_argument("--batch_size", type=int, default=None,
+                   help="rows per generate call, shared by the prompts of a row (default: 128 on CPU, where a "
+                        "larger batch is no faster; 512 on a GPU)")
     p.add_argument("--max_new_tokens", type=int, default=None, help="response token budget (default: fill the context)")
     p.add_argument("--narrowness", type=float, default=None, help="SFT data narrowness of the floor row (default: from the SFT checkpoint)")
     p.add_argument("--base_arm", default="base")
     p.add_argument("--sft_arm", default="sft")
     p.add_argument("--anchored_arm", default="anchored")
+    p.add_argument("--annotated_base_arm", default=None,
+                   help="the annotated base, for the gate and the prior drift (default: the base row of fmt annotated)")
+    p.add_argument("--device", default="auto", help="where to sample: auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
+    p.add_argument("--size", default=None, help="model size to record in headline.json (e.g. cpu-m)")
     p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples for the confidence intervals")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", required=True, help="output directory")
@@ -612,13 +943,15 @@ def main():
         names = [a["name"] for a in arms]
         if len(set(names)) != len(names):
             raise ValueError(f"arm names must be unique, got {names}")
-        summary, rows = evaluate(arms, num_samples=args.num_samples, seed=args.seed, batch_size=args.batch_size,
+        batch_size = args.batch_size or (128 if pick_device(args.device) == "cpu" else 512)
+        summary, rows = evaluate(arms, num_samples=args.num_samples, seed=args.seed, batch_size=batch_size,
                                               max_new_tokens=args.max_new_tokens, narrowness=args.narrowness,
                                               base_arm=args.base_arm, sft_arm=args.sft_arm,
-                                              anchored_arm=args.anchored_arm, n_boot=args.n_boot)
+                                              anchored_arm=args.anchored_arm, n_boot=args.n_boot,
+                                              device=args.device, annotated_base_arm=args.annotated_base_arm)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"eval_diversity.py: error: {e}")
-    write_outputs(summary, rows, args.out)
+    write_outputs(summary, rows, args.out, size=args.size)
     print(summary_markdown(summary))
     sp = summary["speed"]
     print(f"{sp['samples']} samples in {sp['seconds']:.1f}s = {sp['samples_per_s']:.1f} samples/s; wrote {args.out}/")

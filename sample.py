@@ -30,6 +30,25 @@ FIELD_MAX_TOKENS = 12   # tokens for one free field's value when building a pinn
 def special(enc, name: str) -> int:
     return enc.encode_single_token(name)
 
+def special_ids(enc) -> set:
+    """Every special token's id. Each one stops a story: a story has no special token inside it, so
+    whatever the model writes after one (a new <|ann|> segment, a <|user|> turn) is not the story."""
+    return {special(enc, t) for t in enc.special_tokens_set}
+
+def cut_at_special(text: str) -> str:
+    """Text up to the first special token's text ('<|...|>'): the part the judge may read.
+    (Sampling already stops there; this guards text from elsewhere, e.g. an old samples file.)"""
+    cut = min((i for i in (text.find(t) for t in data.SPECIAL_TOKENS) if i >= 0), default=len(text))
+    return text[:cut]
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+def make_generator(model, seed: int) -> torch.Generator:
+    """A seeded generator on the model's device: sampling draws its random numbers where the logits
+    live, and PyTorch rejects a CPU generator for a CUDA or MPS tensor."""
+    return torch.Generator(device=model_device(model)).manual_seed(seed)
+
 def resolve_anchor(fmt: str, mode: str) -> bool:
     """--anchor auto|on|off -> whether to sample an annotation before the story."""
     if mode not in ("auto", "on", "off"):
@@ -97,13 +116,13 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False) 
     No pins (and not by_field): the model writes the whole annotation and stops at <|story|>.
     Pins or by_field: built field by field in FIELDS order, batched over rows: pinned fields forced,
     free fields sampled by the model after a forced 'key:' (so the layout is always well formed)."""
-    story, eos, bos = (special(enc, t) for t in ("<|story|>", "<|eos|>", "<|bos|>"))
-    pad = special(enc, "<|pad|>")
+    pad, specials = special(enc, "<|pad|>"), special_ids(enc)
     if not pinned and not by_field:
-        outs = _generate(model, prefixes, ANN_MAX_TOKENS, (story, eos, bos), generator, ANN_TEMPERATURE, pad_id=pad)
-        return [_strip_stop(o, {story, eos, bos}) for o in outs]
+        # the annotation ends at <|story|>, or at any other special token (then it is cut there)
+        outs = _generate(model, prefixes, ANN_MAX_TOKENS, specials, generator, ANN_TEMPERATURE, pad_id=pad)
+        return [_strip_stop(o, specials) for o in outs]
     sep = enc.encode_ordinary(" |")
-    stops = separator_ids(enc) | {story, eos, bos}
+    stops = separator_ids(enc) | specials
     anns = [[] for _ in prefixes]
     segs = annotation_segments(enc, pinned)
     for i, (f, forced, free) in enumerate(segs):
@@ -119,14 +138,27 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False) 
                 a += sep  # the canonical separator, whatever token ended the value
     return anns
 
+def inference_prefix(enc, fmt, prompt, use_ann, block) -> list:
+    """The ids generation starts from, built by data.py's one format function. A base format sees
+    no prompt (its own document start); an SFT format needs one."""
+    if fmt not in data.FORMATS:
+        raise ValueError(f"unknown checkpoint format {fmt!r}; valid: {data.FORMATS}")
+    if fmt in BASE_FMTS:
+        prefix = data.prompt_ids(enc, fmt) if use_ann or fmt == "plain" else data.prompt_ids(enc, "plain")
+    else:
+        if not prompt or not prompt.strip():
+            raise ValueError("empty prompt: an SFT checkpoint needs an instruction, e.g. --prompt 'Write a story.'")
+        prefix = data.prompt_ids(enc, fmt, prompt, anchor=use_ann)
+    if len(prefix) >= block:
+        raise ValueError(f"prompt is {len(prefix)} tokens, too long for the context of {block} tokens; shorten it")
+    return prefix
+
 @torch.inference_mode()
-def sample_stories(model, enc, fmt, prompt, n, *, temperature=1.0, top_k=None, top_p=None, seed=0,
-                   max_new_tokens=None, anchor=True, pinned=None, batch_size=64, ann_by_field=False) -> list:
-    """n samples as [{"annotation": str|None, "text": str, "finished": bool}].
-    fmt: the checkpoint's format. prompt: the instruction (ignored by base formats). anchor=False
-    skips the annotation (the ablation). pinned: {field: value} forced into the annotation.
-    max_new_tokens: response budget (None = fill the context). ann_by_field: force the annotation's
-    keys and separators and let the model sample only the values (as with pins). Same seed => same samples."""
+def sample_many(model, enc, fmt, prompts, n, *, temperature=1.0, top_k=None, top_p=None, seed=0,
+                max_new_tokens=None, anchor=True, pinned=None, batch_size=64, ann_by_field=False) -> list:
+    """n samples for each of several prompts, [[sample of prompt 0, ...], ...], drawn in shared
+    batches of batch_size rows (prompt 0's n rows, then prompt 1's, ...): one generate call can hold
+    several prompts, which a GPU runs about as fast as one. See sample_stories for the rest."""
     use_ann = anchor and fmt in ANNOTATED_FMTS
     pinned = dict(pinned or {})
     if pinned and not use_ann:
@@ -136,37 +168,56 @@ def sample_stories(model, enc, fmt, prompt, n, *, temperature=1.0, top_k=None, t
     for f, v in pinned.items():
         if f not in data.FIELDS or v not in data.FIELDS[f]:
             raise ValueError(f"pinned {f}={v!r} is not a field value; fields: {', '.join(data.FIELDS)}")
-    if fmt not in data.FORMATS:
-        raise ValueError(f"unknown checkpoint format {fmt!r}; valid: {data.FORMATS}")
-    # the inference prefix, built by data.py's one format function
-    if fmt in BASE_FMTS:
-        prefix = data.prompt_ids(enc, fmt) if use_ann or fmt == "plain" else data.prompt_ids(enc, "plain")
-    else:
-        if not prompt or not prompt.strip():
-            raise ValueError("empty prompt: an SFT checkpoint needs an instruction, e.g. --prompt 'Write a story.'")
-        prefix = data.prompt_ids(enc, fmt, prompt, anchor=use_ann)
     block = model.config.block_size
-    if len(prefix) >= block:
-        raise ValueError(f"prompt is {len(prefix)} tokens, too long for the context of {block} tokens; shorten it")
-    story, eos, bos, pad = (special(enc, t) for t in ("<|story|>", "<|eos|>", "<|bos|>", "<|pad|>"))
+    jobs = [(j, inference_prefix(enc, fmt, p, use_ann, block)) for j, p in enumerate(prompts) for _ in range(n)]
+    story, pad, stops = special(enc, "<|story|>"), special(enc, "<|pad|>"), special_ids(enc)
     max_new = max_new_tokens if max_new_tokens is not None else block
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    out = []
-    for start in range(0, n, batch_size):
-        m = min(batch_size, n - start)
-        prefixes = [list(prefix) for _ in range(m)]
-        anns = [None] * m
+    gen = make_generator(model, seed)
+    out = [[] for _ in prompts]
+    for start in range(0, len(jobs), batch_size):
+        batch = jobs[start:start + batch_size]
+        prefixes = [list(prefix) for _, prefix in batch]
+        anns = [None] * len(batch)
         if use_ann:
             anns = sample_annotations(model, enc, prefixes, pinned, gen, by_field=ann_by_field)
             prefixes = [p + a + [story] for p, a in zip(prefixes, anns)]
-        outs = _generate(model, prefixes, max_new, (eos, bos), gen, temperature, top_k, top_p, pad_id=pad)
-        for a, o in zip(anns, outs):
-            out.append({"annotation": None if a is None else enc.decode(a).strip(),
-                        "text": enc.decode(_strip_stop(o, {eos, bos})).strip(),
-                        "finished": bool(o) and o[-1] in (eos, bos)})
+        # every special token ends the story (not only <|eos|>): the judge reads the story alone
+        outs = _generate(model, prefixes, max_new, stops, gen, temperature, top_k, top_p, pad_id=pad)
+        for (j, _), a, o in zip(batch, anns, outs):
+            out[j].append({"annotation": None if a is None else enc.decode(a).strip(),
+                           "text": enc.decode(_strip_stop(o, stops)).strip(),
+                           "finished": bool(o) and o[-1] in stops,
+                           # which special token ended it: <|eos|> is the clean end; any other cut it short
+                           "stop": enc.decode([o[-1]]) if o and o[-1] in stops else None})
     return out
 
+def sample_stories(model, enc, fmt, prompt, n, **kw) -> list:
+    """n samples as [{"annotation": str|None, "text": str, "finished": bool, "stop": str|None}].
+    fmt: the checkpoint's format. prompt: the instruction (ignored by base formats). anchor=False
+    skips the annotation (the ablation). pinned: {field: value} forced into the annotation.
+    max_new_tokens: response budget (None = fill the context). ann_by_field: force the annotation's
+    keys and separators and let the model sample only the values (as with pins). Same seed => same
+    samples. Keywords as sample_many."""
+    return sample_many(model, enc, fmt, [prompt], n, **kw)[0]
+
 # -----------------------------------------------------------------------------
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+def pick_device(name: str) -> str:
+    """--device auto -> cuda > mps > cpu; an explicit device must exist here."""
+    if name.split(":")[0] not in DEVICES:
+        raise ValueError(f"--device {name!r}: valid are {', '.join(DEVICES)} (or cuda:N)")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device here; use --device auto or cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("--device mps: MPS is not available here; use --device auto or cpu")
+    return name
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -184,7 +235,7 @@ def main():
                    help="force the annotation's keys and separators; the model samples only the values")
     p.add_argument("--annotation", default=None, help='pin fields, e.g. "name: Mia | setting: desert"; the model samples the rest')
     p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     args = p.parse_args()
     if args.num_samples < 1:
         p.error(f"--num_samples {args.num_samples}: need at least 1")
@@ -200,7 +251,7 @@ def main():
             if not pinned:
                 raise ValueError(f"--annotation {args.annotation!r} pins no field; write e.g. \"name: Mia | setting: desert\"")
         from pretrain import load_model
-        model, ckpt, enc = load_model(args.ckpt, device=args.device)
+        model, ckpt, enc = load_model(args.ckpt, device=pick_device(args.device))
         fmt = ckpt["fmt"]
         use_ann = resolve_anchor(fmt, args.anchor)
         if fmt in BASE_FMTS:

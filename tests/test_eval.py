@@ -63,15 +63,107 @@ def test_bootstrap_ci():
     # time, so q_lo = 0, q_hi = 1, est = 0 -> (-1, 0)
     assert ev.bootstrap_ci(np.min, [np.array([0.0, 1.0])], n_boot=400, seed=0) == (-1.0, 0.0)
 
-def test_annotation_agreement():
-    labels = {f: None for f in ev.data.FIELDS}
-    labels.update(character="fox", name="Mia")
-    s = {"annotation": "character: fox | name: Leo | setting: q!x", "labels": labels}
+def _sample(annotation, **labels):
+    full = {f: None for f in ev.data.FIELDS}
+    full.update(labels)
+    return {"annotation": annotation, "labels": full}
+
+def test_annotation_agreement_counts_non_favourites_only():
+    # favourites: name Lily/Max/Mia, character girl/cat/bear; fox, dragon, Leo, Ava are not favourites
+    s = _sample("character: fox | name: Leo | setting: q!x", character="fox", name="Mia")
     assert ev.annotation_fields(s["annotation"]) == {"character": "fox", "name": "Leo", "setting": "q!x"}
-    assert ev.annotation_agreement([s]) == 1 / len(ev.data.FIELDS)
-    assert ev.annotation_agreement([{"annotation": None, "labels": labels}]) is None
+    samples = [s,
+               _sample("character: dragon | name: Mia", character="fox", name="Mia"),   # name Mia: a favourite
+               _sample("character: girl | name: Leo", character="girl", name="Leo"),    # girl: a favourite
+               _sample(None, character="fox", name="Leo")]                             # no annotation
+    g = ev.annotation_agreement(samples)
+    assert g["character"] == {"share": 0.5, "n": 2}      # fox followed, dragon not
+    assert g["name"] == {"share": 0.5, "n": 2}           # Leo: not followed, then followed
+    assert g["setting"] == {"share": None, "n": 0}       # 'q!x' is no value
+    assert g["length"] == {"share": None, "n": 0}        # every length is a favourite
+    assert ev.agreement_min(g) == 0.5
+    assert ev.agreement_min(ev.annotation_agreement([_sample(None)])) is None
     good = ev.data.format_annotation({f: v[0] for f, v in ev.data.FIELDS.items()})
     assert ev.annotation_valid([{"annotation": good}, s, {"annotation": None}]) == 0.5
+
+def test_annotation_prior_and_drift():
+    fav, other = "name: Lily", "name: Leo"
+    base = ev.annotation_prior({"name": [_sample(fav), _sample(other), _sample(other), _sample(other)]})
+    assert base["name"] == {"fav_share": 0.25, "entropy": ev.entropy_bits(["Lily", "Leo", "Leo", "Leo"]), "n": 4,
+                            "invalid": 0.0}
+    anch = ev.annotation_prior({"name": [_sample(fav), _sample(fav), _sample(other), _sample("name: Bob")]})
+    assert anch["name"]["fav_share"] == 2 / 3 and anch["name"]["invalid"] == 0.25 and anch["name"]["n"] == 3
+    assert math.isclose(ev.prior_drift_max(anch, base), 2 / 3 - 0.25)
+    assert ev.prior_drift_max(base, base) == 0.0
+    assert ev.annotation_prior({"name": [_sample(None)]})["name"]["fav_share"] is None
+    exact = ev.exact_annotation_prior()
+    p = ev.data.PRIOR["name"]
+    names = ev.data.FIELDS["name"]
+    assert math.isclose(exact["name"]["fav_share"], sum(p[names.index(v)] for v in ("Lily", "Max", "Mia")))
+    assert exact["length"]["fav_share"] == pytest.approx(1.0)   # every length is a favourite
+    assert exact["name"]["entropy"] == ev.data.prior_entropy()["name"]
+
+def test_unknown_dropped_and_compliant():
+    assert ev.entropy_bits([None, None, "a", "a"]) == 1.0
+    assert ev.entropy_bits([None, None, "a", "a"], drop_unknown=True) == 0.0
+    assert math.isnan(ev.entropy_bits([None], drop_unknown=True))
+    codes = np.array([0, 0, 1, 1, 2, 2, 2, 2])                 # code 0 = unknown
+    assert ev._entropy_codes(codes) == 1.5 and ev._entropy_codes(codes, True) == ev.entropy_bits([1, 1, 2, 2, 2, 2])
+    assert math.isnan(ev._entropy_codes(np.array([0, 0]), True))
+    # a constrained prompt: D over compliant samples only
+    rows = [_sample(None, character="dragon", name="Leo"), _sample(None, character="dragon", name="Mia"),
+            _sample(None, character="fox", name="Ava"), _sample(None, character=None, name="Ava")]
+    for s in rows:
+        s.update(quality=True, house=True, words=10)
+    m = ev.prompt_metrics(rows, {"character": "dragon"})
+    assert m["instruction_following"] == 0.5 and m["n_compliant"] == 2
+    free = ev.data.free_fields({"character": "dragon"})
+    # compliant: names Leo, Mia (1 bit); every other free field unknown twice (0 bits)
+    assert math.isclose(m["D_compliant"], 1.0 / len(free))
+    # known: only name has known labels (Leo, Mia, Ava, Ava: 1.5 bits); the rest are all unknown -> left out
+    assert m["D_known"] == 1.5
+    assert ev.prompt_metrics(rows, {})["D_compliant"] is None
+
+def test_seed_bootstrap_ci():
+    # constant samples within seed: only the seeds vary. Median of 3 draws from {1, 2, 3}: the 2.5%
+    # and 97.5% points are 1 and 3, the estimate 2 -> basic interval (1, 3)
+    per_seed = [(np.mean, [np.full(10, v)]) for v in (1.0, 2.0, 3.0)]
+    assert ev.seed_bootstrap_ci(per_seed, n_boot=400, seed=0) == (2.0, (1.0, 3.0))
+    # one seed: the within-seed bootstrap
+    g = np.arange(100, dtype=float)
+    est, (lo, hi) = ev.seed_bootstrap_ci([(np.mean, [g])], n_boot=300, seed=1)
+    assert est == 49.5 and lo < 49.5 < hi
+    # identical seeds, constant samples: no spread
+    assert ev.seed_bootstrap_ci([(np.mean, [np.ones(5)])] * 3, n_boot=50) == (1.0, (1.0, 1.0))
+    assert ev.over_seeds([0.5, 0.7, None, 0.6]) == {"median": 0.6, "per_seed": [0.5, 0.7, None, 0.6],
+                                                     "min": 0.5, "max": 0.7}
+    assert ev.over_seeds([None])["median"] is None
+
+def test_headline_builder():
+    stat = lambda med, per: {"median": med, "per_seed": per, "min": min(per), "max": max(per)}
+    over = {k: stat(0.5, [0.4, 0.5, 0.6]) for k in
+            ("collapse_ratio", "collapse_ratio_known", "quality_sft", "quality_anchored", "instruction_sft",
+             "instruction_anchored", "prior_drift_max", "base_agreement_min")}
+    over["gap_closed"] = {**stat(0.8, [0.7, 0.8, 0.9]), "ci95": (0.6, 1.0)}
+    over["gap_closed_known"] = {**stat(0.75, [0.7, 0.75, 0.8]), "ci95": (0.65, 0.85)}
+    over.update(kind="open", n_seeds=3, ci_method="...")
+    h = ev.headline({"over_seeds": over}, size="cpu-m")
+    assert set(h) == {"size", "seeds", "prompts", "gap_closed", "gap_closed_known", "collapse_ratio", "quality_sft",
+                      "quality_anchored", "instruction_sft", "instruction_anchored", "prior_drift_max",
+                      "base_agreement_min", "wall_seconds"}
+    assert h["size"] == "cpu-m" and h["seeds"] == 3 and h["wall_seconds"] is None
+    assert h["gap_closed"] == {"median": 0.8, "per_seed": [0.7, 0.8, 0.9], "ci95": (0.6, 1.0), "min": 0.7, "max": 0.9}
+    assert h["prior_drift_max"] == {"median": 0.5, "per_seed": [0.4, 0.5, 0.6]}
+    assert ev.headline({"over_seeds": over}, wall_seconds=12.0)["wall_seconds"] == 12.0
+
+def test_judged_text_cut_at_special_token():
+    import sample
+    assert sample.cut_at_special("Mia ran.<|ann|>character: fox | name: Leo") == "Mia ran."
+    assert sample.cut_at_special("no special here") == "no special here"
+    assert sample.cut_at_special("a<|eos|>b<|bos|>c") == "a"
+    s = {"text": "Once a fox named Leo ran home.<|ann|>character: dragon | name: Mia", "annotation": None}
+    ev.label_samples([s])
+    assert s["text"] == "Once a fox named Leo ran home." and s["labels"]["character"] == "fox"
 
 def test_parse_arm():
     a = ev.parse_arm("anchored_off=out/anchored:anchor=off", [1.0])
@@ -81,7 +173,13 @@ def test_parse_arm():
     assert ev.parse_arm("s=out/a:ann=by_field", [1.0])["ann"] == "by_field"
     assert ev.row_name(a, 0.6) == "sft@T0.6"
     assert ev.row_name(ev.parse_arm("sft=out/sft", [1.0]), 1.0) == "sft"
-    for bad in ("out/sft", "x=out:anchor=maybe", "x=out:colour=red", "x=out:ann=fixed"):
+    a = ev.parse_arm("sft=runs/s0,runs/s1,runs/s2:temperature=0.8", [1.0])
+    assert a["paths"] == ["runs/s0", "runs/s1", "runs/s2"] and a["path"] == "runs/s0" and a["temperatures"] == [0.8]
+    assert ev.row_name(a, 0.8, 2) == "sft#s2"
+    assert ev.num_seeds([a, ev.parse_arm("base=runs/b", [1.0])]) == 3
+    with pytest.raises(ValueError, match="seeds"):
+        ev.num_seeds([a, ev.parse_arm("x=runs/a,runs/b", [1.0])])
+    for bad in ("out/sft", "x=out:anchor=maybe", "x=out:colour=red", "x=out:ann=fixed", "x=a,,b"):
         with pytest.raises(ValueError):
             ev.parse_arm(bad, [1.0])
 
@@ -205,17 +303,30 @@ def test_eval_diversity_end_to_end(ckpts, tmp_path):
         d = s["derived"][kind]
         assert set(d["collapse"]) == set(rows) - {"base"}
         assert "collapse_ratio" in d and "gap_closed" in d
-    for f in ("summary.md", "samples.jsonl", "field_entropy.png", "label_histograms.png", "quality_vs_diversity.png"):
+    for f in ("summary.md", "samples.jsonl.gz", "headline.json", "field_entropy.png", "label_histograms.png",
+              "quality_vs_diversity.png", "prior_drift.png"):
         assert (out / f).stat().st_size > 0, f
-    samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    import gzip
+    samples = [json.loads(x) for x in gzip.open(out / "samples.jsonl.gz", "rt").read().splitlines()]
+    assert {"row", "prompt", "annotation", "text", "labels"} <= set(samples[0])
     assert len(samples) == 6 * (1 + 1 + 4 + 4 + 4) + 6 + 6 * 4    # base rows see no prompt; + references
     assert all(s["annotation"] is None for s in samples if s["row"] in ("anchored_off", "base_plain", "sft"))
     assert all(s["annotation"] for s in samples if s["row"] in ("anchored", "base"))
-    assert "| anchored |" in (out / "summary.md").read_text()
+    md = (out / "summary.md").read_text()
+    assert "| anchored |" in md and "gate: annotation agreement" in md and "annotation prior" in md
+    # the gate and the prior of the annotated base (found by its fmt), the drift of the anchored row
+    assert s["annotated_base_row"] == "base"
+    assert set(rows["base"]["gate"]) == set(ev.data.FIELDS) and rows["sft"]["gate"] is None
+    assert set(rows["anchored"]["annotation_prior"]) == set(ev.data.FIELDS)
+    assert rows["anchored_off"]["annotation_prior"] is None
+    for kind in ("open", "constrained"):
+        assert {"gap_closed_known", "collapse_ratio_known"} <= set(s["derived"][kind])
+    h = json.loads((out / "headline.json").read_text())
+    assert h["seeds"] == 1 and len(h["gap_closed"]["per_seed"]) == 1 and "prior_drift_max" in h
     # the same seed gives the same numbers (evaluate() directly, one arm)
     s2, _ = ev.evaluate([ev.parse_arm(f"sft={ckpts['sft']}", [1.0])], num_samples=6, max_new_tokens=24,
                         n_boot=5, base_arm="sft", progress=False)
-    assert [x for x in s2["rows"] if x["row"] == "sft"][0]["prompts"] == rows["sft"]["prompts"]
+    assert ev._finite([x for x in s2["rows"] if x["row"] == "sft"][0]["prompts"]) == rows["sft"]["prompts"]
 
 def test_eval_diversity_errors(ckpts, tmp_path):
     for args, needle in ((["--ckpts", f"x={ckpts['base_plain']}:anchor=on"], "without annotations"),
@@ -224,3 +335,85 @@ def test_eval_diversity_errors(ckpts, tmp_path):
                          (["--ckpts", f"x={ckpts['sft']}", f"x={ckpts['sft']}"], "unique")):
         msg = _main("eval_diversity", *args, "--num_samples", "2", "--out", str(tmp_path / "e"))
         assert msg is not None and needle in msg, (args, msg)
+
+
+def test_eval_diversity_seeds(ckpts, tmp_path):
+    """Several checkpoints per arm are seeds: per-seed rows, numbers per seed and their median.
+    (The same SFT checkpoint twice: the two seeds then differ by their sampling seed only.)"""
+    arms = [ev.parse_arm(spec, [1.0]) for spec in
+            (f"base={ckpts['base_plain']}", f"base_annotated={ckpts['base']}",
+             f"sft={ckpts['sft']},{ckpts['sft']}", f"anchored={ckpts['anchored']},{ckpts['anchored']}")]
+    s, rows = ev.evaluate(arms, num_samples=4, max_new_tokens=12, n_boot=10, progress=False,
+                          annotated_base_arm="base_annotated")
+    assert {"sft#s0", "sft#s1", "anchored#s0", "anchored#s1", "base", "base_annotated"} <= set(rows)
+    assert rows["sft#s0"]["prompts"] != rows["sft#s1"]["prompts"]          # other samples
+    assert [d["sft_row"] for d in s["derived"]["per_seed"]] == ["sft#s0", "sft#s1"]
+    assert [d["base_row"] for d in s["derived"]["per_seed"]] == ["base", "base"]   # one base, shared
+    assert "sft#s1" not in s["derived"]["open"]["D"] and "sft#s1" in s["derived"]["per_seed"][1]["open"]["D"]
+    o = s["over_seeds"]
+    assert o["n_seeds"] == 2 and len(o["gap_closed"]["per_seed"]) == 2 and len(o["base_agreement_min"]["per_seed"]) == 2
+    assert "ci95" in o["gap_closed"] and o["gap_closed"]["median"] == pytest.approx(
+        float(np.median([v for v in o["gap_closed"]["per_seed"] if v is not None and math.isfinite(v)])))
+    h = ev.headline(s, size="tiny")
+    assert h["seeds"] == 2 and h["size"] == "tiny"
+
+def test_sampling_lives_on_the_model_device(ckpts, monkeypatch):
+    """The generator and every tensor sampling makes live on the model's device (a CPU generator
+    with CUDA logits is what broke --device cuda): checked on CPU by watching what generate gets."""
+    import sample
+    model, _, enc = _load(ckpts["anchored"])
+    seen = []
+    real = model.generate
+    def spy(prompts, max_new, **kw):
+        seen.append(kw["generator"].device)
+        return real(prompts, max_new, **kw)
+    monkeypatch.setattr(model, "generate", spy)
+    sample.sample_stories(model, enc, "anchored", "Write a story.", 2, seed=0, max_new_tokens=4)
+    dev = next(model.parameters()).device
+    assert seen and all(d == dev for d in seen)
+    assert sample.make_generator(model, 0).device == dev
+    assert sample.pick_device("cpu") == "cpu" and sample.pick_device("auto") in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="valid"):
+        sample.pick_device("tpu")
+
+def test_stories_stop_at_every_special_token(ckpts, monkeypatch):
+    """A story ends at the first special token of any kind, and the judge never sees one."""
+    import sample
+    model, _, enc = _load(ckpts["anchored"])
+    stops = []
+    real = model.generate
+    def spy(prompts, max_new, **kw):
+        stops.append(set(kw["stop_ids"]))
+        return real(prompts, max_new, **kw)
+    monkeypatch.setattr(model, "generate", spy)
+    out = sample.sample_stories(model, enc, "anchored", "Write a story.", 3, seed=1, max_new_tokens=24)
+    specials = sample.special_ids(enc)
+    assert len(specials) == len(ev.data.SPECIAL_TOKENS) and stops[-1] == specials
+    assert all("<|" not in s["text"] and "<|" not in s["annotation"] for s in out)
+    assert all(s["stop"] in (None, *ev.data.SPECIAL_TOKENS) and s["finished"] == (s["stop"] is not None) for s in out)
+
+def test_gate_and_prior_on_the_data_itself():
+    """The pretraining data's stories follow their annotations (the judge agrees on >= 99% of fields),
+    so its gate is near 1 on every field; its annotation values follow the exact prior."""
+    samples = ev.label_samples(ev.pretrain_reference(2000, seed=0))
+    gate = ev.annotation_agreement(samples)
+    assert ev.agreement_min(gate) >= 0.95, gate
+    prior, exact = ev.annotation_prior({f: samples for f in ev.data.FIELDS}), ev.exact_annotation_prior()
+    for f in ev.data.FIELDS:
+        assert abs(prior[f]["fav_share"] - exact[f]["fav_share"]) < 0.05, f
+        assert prior[f]["invalid"] == 0.0
+    # the SFT data leans on the favourites: a drift of most of the narrowness
+    sft = ev.label_samples(ev.sft_reference(500, ev.data.DEFAULT_NARROWNESS, ev.data.EVAL_PROMPTS[0], seed=0))
+    assert ev.prior_drift_max(ev.annotation_prior({f: sft for f in ev.data.FIELDS}), prior) > 0.6
+
+def test_sample_many_shares_batches_across_prompts(ckpts):
+    import sample
+    model, _, enc = _load(ckpts["anchored"])
+    kw = dict(seed=5, max_new_tokens=6, batch_size=4)
+    many = sample.sample_many(model, enc, "anchored", ["Write a story.", "Write a story about a dragon."], 3, **kw)
+    assert [len(x) for x in many] == [3, 3]
+    assert many == sample.sample_many(model, enc, "anchored", ["Write a story.", "Write a story about a dragon."], 3, **kw)
+    assert sample.sample_many(model, enc, "anchored", ["Write a story."], 3, **kw)[0] == \
+        sample.sample_stories(model, enc, "anchored", "Write a story.", 3, **kw)
+    with pytest.raises(ValueError, match="empty prompt"):
+        sample.sample_many(model, enc, "anchored", ["Write a story.", " "], 1, **kw)
