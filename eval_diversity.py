@@ -2,7 +2,7 @@
 Measure semantic diversity of sampled stories: the number this repo is about.
 
 For every arm (a checkpoint plus sampling options) and every eval prompt we draw K samples, label
-each one with data.annotate() (the judge), and compute per semantic field the entropy, in bits, of
+each one with judge.annotate() (the judge), and compute per semantic field the entropy, in bits, of
 the empirical label distribution. Semantic diversity D is the mean over the prompt's FREE fields
 (those the prompt does not pin). Post-training "collapses" diversity; the paper's claim is that
 anchored SFT (annotation first, then the response) collapses it much less than standard SFT.
@@ -26,8 +26,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import data
-from sample import BASE_FMTS, resolve_anchor, sample_stories
+import judge
+import world
+from checkpoint import load_model
+from sample import sample_stories
+from tokenizer import BASE_FORMATS, resolve_anchor
 
 UNKNOWN = "?"  # the annotator says None when it cannot tell; that counts as its own label
 KINDS = ("open", "constrained")
@@ -96,19 +99,19 @@ def _entropy_codes(codes) -> float:
 def label_samples(samples):
     """Add the judge's verdicts to every sample dict (in place): labels, quality, house format, words."""
     for s in samples:
-        s["labels"] = data.annotate(s["text"])
-        s["quality"] = bool(data.quality(s["text"]))
-        s["house"] = bool(data.is_house_format(s["text"]))
+        s["labels"] = judge.annotate(s["text"])
+        s["quality"] = bool(judge.quality(s["text"]))
+        s["house"] = bool(judge.is_house_format(s["text"]))
         s["words"] = len(s["text"].split())
     return samples
 
 def annotation_fields(text) -> dict:
     """Lenient parse of a sampled annotation 'character: fox | name: Mia | ...' -> {field: value}
-    (unlike data.parse_annotation it keeps going past values that are not in FIELDS)."""
+    (unlike world.parse_annotation it keeps going past values that are not in FIELDS)."""
     out = {}
     for part in (text or "").split("|"):
         key, sep, value = part.partition(":")
-        if sep and key.strip() in data.FIELDS:
+        if sep and key.strip() in world.FIELDS:
             out.setdefault(key.strip(), value.strip())
     return out
 
@@ -119,20 +122,20 @@ def annotation_agreement(samples):
     for s in samples:
         if s.get("annotation"):
             ann = annotation_fields(s["annotation"])
-            scores.append(sum(f in ann and ann[f] == s["labels"][f] for f in data.FIELDS) / len(data.FIELDS))
+            scores.append(sum(f in ann and ann[f] == s["labels"][f] for f in world.FIELDS) / len(world.FIELDS))
     return float(np.mean(scores)) if scores else None
 
 def annotation_valid(samples):
     """Share of sampled annotations that are well formed: every field once, each value in FIELDS
     (SFT can damage a model's annotation writing even with the annotation loss masked)."""
     anns = [s["annotation"] for s in samples if s.get("annotation")]
-    ok = lambda a: (len(a.split("|")) == len(data.FIELDS) and
-                    all(annotation_fields(a).get(f) in data.FIELDS[f] for f in data.FIELDS))
+    ok = lambda a: (len(a.split("|")) == len(world.FIELDS) and
+                    all(annotation_fields(a).get(f) in world.FIELDS[f] for f in world.FIELDS))
     return sum(ok(a) for a in anns) / len(anns) if anns else None
 
 def prompt_metrics(samples, constraints) -> dict:
     """Every per-prompt number, from labelled samples; entropy over the fields the prompt leaves free."""
-    free = data.free_fields(constraints)
+    free = world.free_fields(constraints)
     k = len(samples)
     per_field = {f: entropy_bits([s["labels"][f] for s in samples]) for f in free}
     unknown = {f: sum(s["labels"][f] is None for s in samples) / k for f in free}
@@ -164,7 +167,7 @@ def kind_metrics(per_prompt: list) -> dict:
                 "instruction_following", "words", "finished", "annotation_agreement", "annotation_valid"):
         vals = [m[key] for m in per_prompt if m[key] is not None]
         out[key] = float(np.mean(vals)) if vals else None
-    fields = [f for f in data.FIELDS if any(f in m["entropy"] for m in per_prompt)]
+    fields = [f for f in world.FIELDS if any(f in m["entropy"] for m in per_prompt)]
     out["entropy"] = {f: float(np.mean([m["entropy"][f] for m in per_prompt if f in m["entropy"]])) for f in fields}
     return out
 
@@ -175,20 +178,20 @@ def pretrain_reference(k: int, seed: int) -> list:
     rng = random.Random(seed)
     out = []
     for _ in range(k):
-        ann = data.sample_annotation(rng)
-        out.append({"annotation": data.format_annotation(ann), "text": data.render_story(ann, rng)})
+        ann = world.sample_annotation(rng)
+        out.append({"annotation": world.format_annotation(ann), "text": world.render_story(ann, rng)})
     return out
 
 def sft_reference(k: int, narrowness: float, prompt: dict, seed: int) -> list:
-    """K SFT-data responses to a prompt: what data.make_sft_example would pair with exactly this
+    """K SFT-data responses to a prompt: what world.make_sft_example would pair with exactly this
     prompt's constraints (pinned fields as asked, free fields from the narrow preferred distribution,
     house format). Built from make_sft_example's own parts, so the floor row is the SFT data itself."""
     rng = random.Random(seed)
     out = []
     for _ in range(k):
-        ann = data.sample_sft_annotation(rng, narrowness, prompt["constraints"])
-        out.append({"annotation": data.format_annotation(ann),
-                    "text": data.house_format(data.make_title(ann, rng), data.render_story(ann, rng))})
+        ann = world.sample_sft_annotation(rng, narrowness, prompt["constraints"])
+        out.append({"annotation": world.format_annotation(ann),
+                    "text": world.house_format(world.make_title(ann, rng), world.render_story(ann, rng))})
     return out
 
 def find_narrowness(ckpts: list) -> float:
@@ -206,7 +209,7 @@ def find_narrowness(ckpts: list) -> float:
             for d in (meta, meta.get("knobs") or {}, meta.get("options") or {}):
                 if isinstance(d, dict) and d.get("narrowness") is not None:
                     return float(d["narrowness"])
-    return float(data.DEFAULT_NARROWNESS)
+    return float(world.DEFAULT_NARROWNESS)
 
 # -----------------------------------------------------------------------------
 # arms: "name=path[:key=value...]"
@@ -267,7 +270,7 @@ def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_to
             anchor = resolve_anchor(ckpt["fmt"], arm["anchor"])
         except ValueError as e:
             raise ValueError(f"arm {arm['name']} ({arm['path']}): {e}") from None
-        is_base = ckpt.get("kind") == "base" or ckpt["fmt"] in BASE_FMTS
+        is_base = ckpt.get("kind") == "base" or ckpt["fmt"] in BASE_FORMATS
         for t in arm["temperatures"]:
             for pi in ([None] if is_base else range(len(prompts))):
                 jobs.append((arm, t, pi, is_base, anchor))
@@ -315,12 +318,12 @@ def measure_rows(rows, prompts):
                           for k in KINDS if any(m["kind"] == k for m in row["prompts"])}
 
 def exact_entropies(prompts, narrowness) -> dict:
-    """The exact entropies data.py computes: the prior (ceiling) and the SFT data (floor), per prompt."""
-    prior = data.prior_entropy()
+    """The exact entropies world.py computes: the prior (ceiling) and the SFT data (floor), per prompt."""
+    prior = world.prior_entropy()
     out = {"prior": prior, "narrowness": narrowness, "by_prompt": []}
     for p in prompts:
-        free = data.free_fields(p["constraints"])
-        sft = data.sft_entropy(narrowness, p["constraints"])
+        free = world.free_fields(p["constraints"])
+        sft = world.sft_entropy(narrowness, p["constraints"])
         out["by_prompt"].append({"prompt": p["prompt"], "kind": p["kind"], "D_prior": float(np.mean([prior[f] for f in free])),
                                  "D_sft_data": float(np.mean([sft[f] for f in free])), "sft_entropy": sft})
     return out
@@ -330,8 +333,7 @@ def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max
              device="cpu", progress=True) -> tuple:
     """Sample every arm (list of parse_arm() dicts) on every prompt, label, measure.
     Returns (summary dict: every number, rows: {name: row with its labelled samples})."""
-    from pretrain import load_model  # the training chapter owns the checkpoint format
-    prompts = prompts if prompts is not None else data.EVAL_PROMPTS
+    prompts = prompts if prompts is not None else world.EVAL_PROMPTS
     models = {}
     for arm in arms:
         if arm["path"] not in models:
@@ -360,18 +362,18 @@ def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max
 # derived numbers with bootstrap confidence intervals
 
 def _codes(samples) -> np.ndarray:
-    """(K, n_fields) integer matrix of labels, one column per field of data.FIELDS (unknown = its own code)."""
+    """(K, n_fields) integer matrix of labels, one column per field of world.FIELDS (unknown = its own code)."""
     cols = []
-    for f in data.FIELDS:
-        vocab = {v: i for i, v in enumerate(list(data.FIELDS[f]) + [UNKNOWN])}
+    for f in world.FIELDS:
+        vocab = {v: i for i, v in enumerate(list(world.FIELDS[f]) + [UNKNOWN])}
         cols.append([vocab.setdefault(UNKNOWN if s["labels"][f] is None else s["labels"][f], len(vocab)) for s in samples])
     return np.asarray(cols, dtype=np.int64).T
 
 def _kind_plan(row, prompts, kind):
     """[(sample-set key, free column indices)] for the prompts of one kind."""
-    names = list(data.FIELDS)
+    names = list(world.FIELDS)
     key = lambda pi: None if None in row["samples"] else pi  # a base row: one sample set for all prompts
-    return [(key(pi), [names.index(f) for f in data.free_fields(p["constraints"])])
+    return [(key(pi), [names.index(f) for f in world.free_fields(p["constraints"])])
             for pi, p in enumerate(prompts) if p["kind"] == kind]
 
 def _diversity(mats: dict, plan) -> float:
@@ -466,7 +468,7 @@ def summary_markdown(summary) -> str:
         lines.append("")
     rows = [r for r in summary["rows"] if "open" in r["by_kind"]]
     if rows:
-        fields = list(data.FIELDS)
+        fields = list(world.FIELDS)
         lines.append("**per-field entropy (bits), open prompts**\n")
         lines.append("| row | " + " | ".join(fields) + " |")
         lines.append("|---|" + "---|" * len(fields))
@@ -495,7 +497,7 @@ def plot_field_entropy(summary, path, kind="open"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = [r for r in summary["rows"] if kind in r["by_kind"]]
-    fields = list(data.FIELDS)
+    fields = list(world.FIELDS)
     fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(fields)), 4.5))
     w = 0.8 / max(1, len(rows))
     for i, r in enumerate(rows):
@@ -524,7 +526,7 @@ def plot_label_histograms(rows, prompts, names, path, fields=("name", "setting")
     ncol = max(1, len(names))
     fig, axes = plt.subplots(len(fields), ncol, figsize=(5 * ncol, 3.2 * len(fields)), squeeze=False)
     for i, f in enumerate(fields):
-        values = list(data.FIELDS[f]) + [UNKNOWN]
+        values = list(world.FIELDS[f]) + [UNKNOWN]
         for j, n in enumerate(names):
             samples, ax = kind_samples(rows[n], prompts, kind), axes[i][j]
             c = Counter(UNKNOWN if s["labels"][f] is None else s["labels"][f] for s in samples)
@@ -537,7 +539,7 @@ def plot_label_histograms(rows, prompts, names, path, fields=("name", "setting")
     plt.close(fig)
 
 def plot_quality_diversity(summary, path, kind="open"):
-    """Quality (data.quality) vs D; rows of one arm at several temperatures drawn as a curve."""
+    """Quality (judge.quality) vs D; rows of one arm at several temperatures drawn as a curve."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -556,7 +558,7 @@ def plot_quality_diversity(summary, path, kind="open"):
             if len(rs) > 1:
                 ax.annotate(f"T={r['temperature']:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel(f"semantic diversity D (bits, {kind} prompts)")
-    ax.set_ylabel("quality rate (data.quality)")
+    ax.set_ylabel("quality rate (judge.quality)")
     ax.set_title("quality vs diversity")
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -39,7 +38,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import data
+from checkpoint import check_tokenizer, keep_tokenizer, load_checkpoint, save_checkpoint
 from model import GPT, GPTConfig
+from tokenizer import load_tokenizer, special_id, tokenizer_hash
 
 
 def opt(default, help, **extra):
@@ -257,83 +258,6 @@ class TokenRows:
 
 # -----------------------------------------------------------------------------
 # Checkpoints
-
-CKPT_KEYS = ("model_args", "model", "config", "step", "optimizer", "rng", "data_pos",
-             "tokenizer_hash", "data_dir", "fmt", "kind", "base_fmt")
-
-
-def save_checkpoint(path, ckpt):
-    """Write to a temporary file, flush it to disk, then rename: os.replace is atomic, so a run
-    killed at any moment leaves either the old checkpoint or the new one, never half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(ckpt, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path, device="cpu"):
-    """path: a ckpt.pt or the run directory holding one. weights_only=True: a checkpoint is data
-    (tensors, numbers, strings), never code. Raises FileNotFoundError / ValueError naming the path."""
-    path = Path(path)
-    if path.is_dir() or not path.suffix:
-        path = path / "ckpt.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path} (train one with pretrain.py or sft.py "
-                                f"--out_dir {path.parent})")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # truncated zip, pickle error, not a torch file at all, ...
-        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
-    missing = [k for k in CKPT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
-    if missing:
-        raise ValueError(f"{path} is not a nanoanchor checkpoint (missing {', '.join(missing)})")
-    return ckpt
-
-
-def check_tokenizer(ckpt, enc, data_dir):
-    """The token ids in a checkpoint only mean something with the tokenizer it was trained with."""
-    have, want = data.tokenizer_hash(enc), ckpt["tokenizer_hash"]
-    if have == want:
-        return
-    if Path(data_dir).resolve() == Path(ckpt["data_dir"]).resolve():
-        raise ValueError(f"tokenizer mismatch: {data_dir} was rebuilt since this checkpoint was trained "
-                         f"(tokenizer {have[:12]} now, {want[:12]} then); retrain the model, or pass "
-                         f"the data_dir of a copy of the old dataset")
-    raise ValueError(f"tokenizer mismatch: the checkpoint was trained with tokenizer {want[:12]} "
-                     f"(data_dir {ckpt['data_dir']}) but {data_dir} has {have[:12]}; use the "
-                     f"checkpoint's data_dir")
-
-
-TOKENIZER_FILE = "tokenizer.tiktoken"
-
-
-def keep_tokenizer(data_dir, out_dir):
-    """Copy the tokenizer next to the checkpoint: a run stays usable if data/ is rebuilt or moved."""
-    shutil.copyfile(Path(data_dir) / TOKENIZER_FILE, Path(out_dir) / TOKENIZER_FILE)
-
-
-def load_model(out_dir, device="cpu", data_dir=None):
-    """-> (model in eval mode on device, ckpt dict without the optimizer state, tokenizer).
-    For sample.py and eval_diversity.py. The tokenizer comes from data_dir if given, else the copy
-    in out_dir, else the checkpoint's data_dir; it must be the one the model was trained with."""
-    ckpt = load_checkpoint(out_dir, device)
-    ckpt.pop("optimizer")
-    if data_dir is None:
-        run_dir = Path(out_dir) if Path(out_dir).is_dir() else Path(out_dir).parent
-        data_dir = run_dir if (run_dir / TOKENIZER_FILE).exists() else ckpt["data_dir"]
-    try:
-        enc = data.load_tokenizer(str(data_dir))
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"tokenizer of {out_dir} not found ({e}); pass data_dir=") from None
-    check_tokenizer(ckpt, enc, data_dir)
-    model = GPT(GPTConfig(**ckpt["model_args"]))
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), ckpt, enc
-
 
 def rng_state(device):
     state = {"torch": torch.get_rng_state()}
@@ -591,10 +515,6 @@ def fmt_of(cfg):
     return "annotated" if cfg.annotations else "plain"
 
 
-def special_id(enc, name):
-    return enc.encode_single_token(name)
-
-
 def ensure_data(data_dir):
     """Make the default dataset if data_dir has none. An existing one is checked with the options
     it was built with (data.ensure_dataset rebuilds it if data.py's grammar changed since)."""
@@ -610,7 +530,7 @@ def pretrain(cfg, d, start=None):
         ensure_data(cfg.data_dir)
     if d.world > 1:
         dist.barrier()  # the others wait for rank 0 to make the data
-    enc = data.load_tokenizer(cfg.data_dir)
+    enc = load_tokenizer(cfg.data_dir)
     if start is not None:
         try:
             check_tokenizer(start, enc, cfg.data_dir)
@@ -637,7 +557,7 @@ def pretrain(cfg, d, start=None):
               f"({model.num_params():,} non-embedding), {d.world} process(es) on {d.device}; "
               f"budget {budget:,} tokens = {budget / n_params:.3g} tokens/parameter, "
               f"{budget / (train_rows.n_rows * cfg.block_size):.2f} epochs of {shard}_train.bin")
-    meta = dict(tokenizer_hash=data.tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
+    meta = dict(tokenizer_hash=tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
                 fmt=fmt_of(cfg), kind="base", base_fmt=None)
     return train(cfg, model, train_rows, val_rows, d, meta, start)
 

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from data import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT files (the main arms)
+from world import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT files (the main arms)
 
 # -----------------------------------------------------------------------------
 # Presets: plain data. sizes are pretrain.py presets; iters are optimizer steps; the ablations

@@ -16,68 +16,14 @@ import sys
 
 import torch
 
-import data
+from checkpoint import load_model
+from tokenizer import (ANNOTATED_FORMATS, BASE_FORMATS, FORMATS, annotation_pieces, prompt_ids,
+                       resolve_anchor, separator_ids, special_id)
+from world import FIELDS, parse_annotation
 
-ANNOTATED_FMTS = ("annotated", *data.ANCHORED_FORMATS)  # formats with an <|ann|> segment
-BASE_FMTS = ("plain", "annotated")
 ANN_TEMPERATURE = 1.0   # the annotation is sampled at temperature 1, whatever --temperature says
 ANN_MAX_TOKENS = 96     # a full annotation is ~40 tokens; a model that never closes it is cut here
 FIELD_MAX_TOKENS = 12   # tokens for one free field's value when building a pinned annotation
-
-# -----------------------------------------------------------------------------
-# helpers
-
-def special(enc, name: str) -> int:
-    return enc.encode_single_token(name)
-
-def resolve_anchor(fmt: str, mode: str) -> bool:
-    """--anchor auto|on|off -> whether to sample an annotation before the story."""
-    if mode not in ("auto", "on", "off"):
-        raise ValueError(f"--anchor {mode!r}: valid are auto, on, off")
-    if mode == "on" and fmt not in ANNOTATED_FMTS:
-        raise ValueError(f"--anchor on: this checkpoint (fmt {fmt}) was trained without annotations; use --anchor auto or off")
-    return mode != "off" and fmt in ANNOTATED_FMTS
-
-_SEP_IDS = {}
-def separator_ids(enc) -> set:
-    """Every token whose text contains '|', the field separator: a sampled field value ends there.
-    (With data's tokenizer ' |' is one token; this also works if some merge swallowed it.)"""
-    key = (enc.name, enc.n_vocab)
-    if key not in _SEP_IDS:
-        specials = set(enc.special_tokens_set)
-        _SEP_IDS[key] = {i for i in range(enc.n_vocab)
-                         if _token_text(enc, i) is not None and "|" in _token_text(enc, i)
-                         and _token_text(enc, i) not in specials}
-    return _SEP_IDS[key]
-
-def _token_text(enc, i):
-    try:
-        return enc.decode_single_token_bytes(i).decode("utf-8", errors="replace")
-    except KeyError:  # a hole in the vocabulary
-        return None
-
-def annotation_segments(enc, pinned: dict):
-    """The annotation split at field boundaries, in FIELDS order, as token-id pieces:
-    [(field, forced ids, free?)], plus the separator ids. A pinned field is forced as
-    'key: value'; a free field forces only 'key:' and the model samples ' value'.
-    Pieces are encoded separately; annotation_ids() checks this equals data's tokenization."""
-    out = []
-    for i, f in enumerate(data.FIELDS):
-        lead = "" if i == 0 else " "
-        if f in pinned:
-            out.append((f, enc.encode_ordinary(f"{lead}{f}: {pinned[f]}"), False))
-        else:
-            out.append((f, enc.encode_ordinary(f"{lead}{f}:"), True))
-    return out
-
-def annotation_ids(enc, ann: dict) -> list:
-    """A full annotation's ids built piece by piece the way sampling builds them (for tests: must
-    equal the ids between <|ann|> and <|story|> in data.encode_example)."""
-    sep = enc.encode_ordinary(" |")
-    ids = []
-    for i, (f, forced, _) in enumerate(annotation_segments(enc, ann)):
-        ids += forced + (sep if i < len(data.FIELDS) - 1 else [])
-    return ids
 
 # -----------------------------------------------------------------------------
 # sampling
@@ -97,26 +43,25 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False) 
     No pins (and not by_field): the model writes the whole annotation and stops at <|story|>.
     Pins or by_field: built field by field in FIELDS order, batched over rows: pinned fields forced,
     free fields sampled by the model after a forced 'key:' (so the layout is always well formed)."""
-    story, eos, bos = (special(enc, t) for t in ("<|story|>", "<|eos|>", "<|bos|>"))
-    pad = special(enc, "<|pad|>")
+    story, eos, bos = (special_id(enc, t) for t in ("<|story|>", "<|eos|>", "<|bos|>"))
+    pad = special_id(enc, "<|pad|>")
     if not pinned and not by_field:
         outs = _generate(model, prefixes, ANN_MAX_TOKENS, (story, eos, bos), generator, ANN_TEMPERATURE, pad_id=pad)
         return [_strip_stop(o, {story, eos, bos}) for o in outs]
-    sep = enc.encode_ordinary(" |")
     stops = separator_ids(enc) | {story, eos, bos}
     anns = [[] for _ in prefixes]
-    segs = annotation_segments(enc, pinned)
-    for i, (f, forced, free) in enumerate(segs):
+    # the pieces come from tokenizer.py, the same ones training masks with: ' | key:' then ' value'
+    for f, key, value in annotation_pieces(enc.encode_ordinary, pinned):
         for a in anns:
-            a += forced
-        if free:
+            a += key  # the canonical separator and key, whatever token ended the last value
+        if value is not None:
+            for a in anns:
+                a += value
+        else:
             outs = _generate(model, [p + a for p, a in zip(prefixes, anns)], FIELD_MAX_TOKENS, stops, generator,
                              ANN_TEMPERATURE, pad_id=pad)
             for a, o in zip(anns, outs):
                 a += _strip_stop(o, stops)
-        if i < len(segs) - 1:
-            for a in anns:
-                a += sep  # the canonical separator, whatever token ended the value
     return anns
 
 @torch.inference_mode()
@@ -127,28 +72,28 @@ def sample_stories(model, enc, fmt, prompt, n, *, temperature=1.0, top_k=None, t
     skips the annotation (the ablation). pinned: {field: value} forced into the annotation.
     max_new_tokens: response budget (None = fill the context). ann_by_field: force the annotation's
     keys and separators and let the model sample only the values (as with pins). Same seed => same samples."""
-    use_ann = anchor and fmt in ANNOTATED_FMTS
+    use_ann = anchor and fmt in ANNOTATED_FORMATS
     pinned = dict(pinned or {})
     if pinned and not use_ann:
-        why = "it is sampled with --anchor off" if fmt in ANNOTATED_FMTS else f"its format {fmt!r} has no annotation"
+        why = "it is sampled with --anchor off" if fmt in ANNOTATED_FORMATS else f"its format {fmt!r} has no annotation"
         raise ValueError(f"cannot pin annotation fields on this checkpoint: {why} "
-                         f"(pinning needs fmt {' / '.join(ANNOTATED_FMTS)} with the annotation on)")
+                         f"(pinning needs fmt {' / '.join(ANNOTATED_FORMATS)} with the annotation on)")
     for f, v in pinned.items():
-        if f not in data.FIELDS or v not in data.FIELDS[f]:
-            raise ValueError(f"pinned {f}={v!r} is not a field value; fields: {', '.join(data.FIELDS)}")
-    if fmt not in data.FORMATS:
-        raise ValueError(f"unknown checkpoint format {fmt!r}; valid: {data.FORMATS}")
-    # the inference prefix, built by data.py's one format function
-    if fmt in BASE_FMTS:
-        prefix = data.prompt_ids(enc, fmt) if use_ann or fmt == "plain" else data.prompt_ids(enc, "plain")
+        if f not in FIELDS or v not in FIELDS[f]:
+            raise ValueError(f"pinned {f}={v!r} is not a field value; fields: {', '.join(FIELDS)}")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown checkpoint format {fmt!r}; valid: {FORMATS}")
+    # the inference prefix, built by tokenizer.py's one format function
+    if fmt in BASE_FORMATS:
+        prefix = prompt_ids(enc, fmt) if use_ann or fmt == "plain" else prompt_ids(enc, "plain")
     else:
         if not prompt or not prompt.strip():
             raise ValueError("empty prompt: an SFT checkpoint needs an instruction, e.g. --prompt 'Write a story.'")
-        prefix = data.prompt_ids(enc, fmt, prompt, anchor=use_ann)
+        prefix = prompt_ids(enc, fmt, prompt, anchor=use_ann)
     block = model.config.block_size
     if len(prefix) >= block:
         raise ValueError(f"prompt is {len(prefix)} tokens, too long for the context of {block} tokens; shorten it")
-    story, eos, bos, pad = (special(enc, t) for t in ("<|story|>", "<|eos|>", "<|bos|>", "<|pad|>"))
+    story, eos, bos, pad = (special_id(enc, t) for t in ("<|story|>", "<|eos|>", "<|bos|>", "<|pad|>"))
     max_new = max_new_tokens if max_new_tokens is not None else block
     gen = torch.Generator(device="cpu").manual_seed(seed)
     out = []
@@ -194,16 +139,15 @@ def main():
         pinned = None
         if args.annotation is not None:
             try:
-                pinned = data.parse_annotation(args.annotation)
+                pinned = parse_annotation(args.annotation)
             except ValueError as e:
                 raise ValueError(f"--annotation {args.annotation!r}: {e}") from None
             if not pinned:
                 raise ValueError(f"--annotation {args.annotation!r} pins no field; write e.g. \"name: Mia | setting: desert\"")
-        from pretrain import load_model
         model, ckpt, enc = load_model(args.ckpt, device=args.device)
         fmt = ckpt["fmt"]
         use_ann = resolve_anchor(fmt, args.anchor)
-        if fmt in BASE_FMTS:
+        if fmt in BASE_FORMATS:
             print(f"note: {args.ckpt} is a base checkpoint (fmt {fmt}): prompted in its own document format, --prompt ignored")
         samples = sample_stories(model, enc, fmt, args.prompt, args.num_samples, temperature=args.temperature,
                                  top_k=args.top_k, top_p=args.top_p, seed=args.seed, max_new_tokens=args.max_new_tokens,

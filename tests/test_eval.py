@@ -13,6 +13,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import eval_diversity as ev  # noqa: E402
+import sample  # noqa: E402
+import tokenizer  # noqa: E402
+import world  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # pure metrics
@@ -64,13 +67,13 @@ def test_bootstrap_ci():
     assert ev.bootstrap_ci(np.min, [np.array([0.0, 1.0])], n_boot=400, seed=0) == (-1.0, 0.0)
 
 def test_annotation_agreement():
-    labels = {f: None for f in ev.data.FIELDS}
+    labels = {f: None for f in world.FIELDS}
     labels.update(character="fox", name="Mia")
     s = {"annotation": "character: fox | name: Leo | setting: q!x", "labels": labels}
     assert ev.annotation_fields(s["annotation"]) == {"character": "fox", "name": "Leo", "setting": "q!x"}
-    assert ev.annotation_agreement([s]) == 1 / len(ev.data.FIELDS)
+    assert ev.annotation_agreement([s]) == 1 / len(world.FIELDS)
     assert ev.annotation_agreement([{"annotation": None, "labels": labels}]) is None
-    good = ev.data.format_annotation({f: v[0] for f, v in ev.data.FIELDS.items()})
+    good = world.format_annotation({f: v[0] for f, v in world.FIELDS.items()})
     assert ev.annotation_valid([{"annotation": good}, s, {"annotation": None}]) == 0.5
 
 def test_parse_arm():
@@ -99,24 +102,21 @@ def ckpts(tiny_base_dirs, tiny_sft_dirs):
     torch.set_num_threads(n)
 
 def _load(path):
-    from pretrain import load_model
+    from checkpoint import load_model
     return load_model(path)
 
 def test_annotation_tokenization_matches_training(ckpts):
     # the field-by-field pieces sampling forces must be the very ids the model was trained on
     import random
-    import data
-    import sample
     _, _, enc = _load(ckpts["base"])
     rng, story = random.Random(0), enc.encode_single_token("<|story|>")
     for _ in range(50):
-        ann = data.sample_annotation(rng)
-        ids, _ = data.encode_example(enc, {"story": "x", "annotation": ann}, "annotated")
-        assert ids[2:ids.index(story)] == sample.annotation_ids(enc, ann)
-    assert enc.encode_ordinary(" |")[0] in sample.separator_ids(enc)
+        ann = world.sample_annotation(rng)
+        ids, _ = tokenizer.encode_example(enc, {"story": "x", "annotation": ann}, "annotated")
+        assert ids[2:ids.index(story)] == tokenizer.annotation_ids(enc, ann)
+    assert enc.encode_ordinary(" |")[0] in tokenizer.separator_ids(enc)
 
 def test_anchored_sampling_draws_annotations(ckpts):
-    import sample
     model, ckpt, enc = _load(ckpts["anchored"])
     assert ckpt["fmt"] == "anchored"
     kw = dict(seed=3, max_new_tokens=16, batch_size=4)
@@ -131,23 +131,21 @@ def test_anchored_sampling_draws_annotations(ckpts):
     assert all(s["annotation"] is None for s in sample.sample_stories(model_b, enc, "plain", None, 2, **kw))
 
 def test_pinned_fields_are_forced(ckpts):
-    import data
-    import sample
     model, _, enc = _load(ckpts["anchored"])
-    pinned = data.parse_annotation("name: Mia | setting: desert")
+    pinned = world.parse_annotation("name: Mia | setting: desert")
     out = sample.sample_stories(model, enc, "anchored", "Write a story.", 4, seed=0, max_new_tokens=8, pinned=pinned)
     for s in out:
         assert "name: Mia |" in s["annotation"] and "setting: desert |" in s["annotation"]
         # every field key is present, in FIELDS order (free ones sampled after the forced "key:")
-        pos = [s["annotation"].find(f"{f}:") for f in data.FIELDS]
+        pos = [s["annotation"].find(f"{f}:") for f in world.FIELDS]
         assert -1 not in pos and pos == sorted(pos)
     out = sample.sample_stories(model, enc, "anchored", "Write a story.", 3, seed=0, max_new_tokens=4, ann_by_field=True)
     for s in out:
-        pos = [s["annotation"].find(f"{f}:") for f in data.FIELDS]
-        assert -1 not in pos and pos == sorted(pos) and s["annotation"].count(" |") >= len(data.FIELDS) - 1
-    everything = data.sample_annotation(__import__("random").Random(1))
+        pos = [s["annotation"].find(f"{f}:") for f in world.FIELDS]
+        assert -1 not in pos and pos == sorted(pos) and s["annotation"].count(" |") >= len(world.FIELDS) - 1
+    everything = world.sample_annotation(__import__("random").Random(1))
     out = sample.sample_stories(model, enc, "anchored", "Write a story.", 2, seed=0, max_new_tokens=4, pinned=everything)
-    assert all(s["annotation"] == data.format_annotation(everything) for s in out)
+    assert all(s["annotation"] == world.format_annotation(everything) for s in out)
 
 def _main(module, *args):
     """Run a script's main() in this process (fast: no new interpreter); -> its error message or None."""
@@ -197,7 +195,7 @@ def test_eval_diversity_end_to_end(ckpts, tmp_path):
         assert set(row["by_kind"]) == {"open", "constrained"}
         for m in row["prompts"]:
             assert m["K"] == 6 and 0 <= m["D"] <= math.log2(6) + 1e-9
-            assert set(m["entropy"]) == set(ev.data.free_fields(m["constraints"]))
+            assert set(m["entropy"]) == set(world.free_fields(m["constraints"]))
     assert rows["sft_data"]["by_kind"]["constrained"]["instruction_following"] == 1.0
     assert rows["pretrain_data"]["by_kind"]["open"]["quality"] == 1.0
     assert rows["sft_data"]["by_kind"]["open"]["house_format"] == 1.0

@@ -9,8 +9,9 @@ import hashlib
 import json
 import random
 
-from data import corrupt, make_sft_examples, render_story, sample_annotation, train_tokenizer
-from data import FORMATS, annotate, encode_example, format_annotation, quality_problem
+from judge import annotate, quality_problem
+from tokenizer import FORMATS, encode_example, train_tokenizer
+from world import corrupt, format_annotation, make_sft_examples, render_story, sample_annotation
 
 
 def _digest(obj):
