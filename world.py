@@ -222,12 +222,9 @@ def _nwords(s):
     return s.count(" ") + 1
 
 
-def render_story(ann, rng, record=None):
-    """Turn an annotation into a story. Surface varies with rng; semantics are fixed by ann.
-    If `record` is a list, the id of every sentence template used is appended to it."""
-    r = rng.random
-    kind, name, place, style, feature, ending = (ann["character"], ann["name"], ann["setting"], ann["style"],
-                                                  ann["feature"], ann["ending"])
+def _hero_context(ann, r):
+    """The slot values of one story, and the ways to refer to its hero: (ctx, caps, lows, locs)."""
+    kind, name, place = ann["character"], ann["name"], ann["setting"]
     she = kind in ("girl", "princess", "witch") or (kind not in ("boy", "wizard") and name in _SHE)
     prep, adjs = SETTINGS[place]
     goals, done, fail = QUESTS[ann["quest"]]
@@ -240,10 +237,19 @@ def render_story(ann, rng, record=None):
     caps = [name, name, name, "The " + kind, f"The {adj} {kind}", ctx["He"]]
     lows = [name, name, "the " + kind, f"the {adj} {kind}"]
     locs = [f"{prep} the {place}", f"{prep} the {adjs[int(r() * len(adjs))]} {place}"]
-    used = set()  # template ids already in this story: no sentence repeats
+    return ctx, caps, lows, locs
 
-    def say(pool, kind_ref=False):
+
+class _Teller:
+    """Draws the sentences of one story: each template at most once, its slots filled in."""
+
+    def __init__(self, r, ctx, caps, lows, locs):
+        self.r, self.ctx, self.caps, self.lows, self.locs = r, ctx, caps, lows, locs
+        self.used = set()  # template ids already in this story: no sentence repeats
+
+    def say(self, pool, kind_ref=False):
         """(template id, sentence) from an unused template of pool; None if all are used."""
+        r, ctx, used = self.r, self.ctx, self.used
         for _ in range(4):
             i = int(r() * len(pool))
             tid, text, slots = pool[i]
@@ -258,44 +264,54 @@ def render_story(ann, rng, record=None):
                 return None
         used.add(tid)
         if kind_ref:  # refer to the hero by kind ("the dragon") in this sentence
-            ctx["Hero"], ctx["hero"], ctx["loc"] = caps[3], lows[2], locs[r() < 0.5]
+            ctx["Hero"], ctx["hero"], ctx["loc"] = self.caps[3], self.lows[2], self.locs[r() < 0.5]
         elif slots:  # one uniform draw picks the hero reference and the location phrase (48 combinations)
             k = int(r() * 48)
-            ctx["Hero"], ctx["hero"], ctx["loc"] = caps[k % 6], lows[(k // 6) % 4], locs[k >= 24]
+            ctx["Hero"], ctx["hero"], ctx["loc"] = self.caps[k % 6], self.lows[(k // 6) % 4], self.locs[k >= 24]
         return tid, text.format_map(ctx)
 
-    # the skeleton: opening + intro, setting (naming the kind again), quest, one style and one
-    # feature sentence (two lines of dialogue), a theme sentence, the ending outcome
+
+def _skeleton(ann, teller, r):
+    """The sentences every story has: opening + intro, setting (naming the kind again), quest, one
+    style and one feature sentence (two lines of dialogue), a theme sentence, the ending outcome.
+    -> (opening body template id, opening, {section: sentences}, ending sentences)."""
+    say, style, feature = teller.say, ann["style"], ann["feature"]
     o = P_OPEN[style][int(r() * len(P_OPEN[style]))]
     b = P_BODY[int(r() * len(P_BODY))]
-    opening = (o[0], o[1] + ", " + b[1].format_map(ctx))
-    feat_pool, theme_pool = P_FEAT[feature], P_THEME[ann["theme"]]
-    end_out, end_coda = P_END[ending]
+    opening = (o[0], o[1] + ", " + b[1].format_map(teller.ctx))
+    feat_pool = P_FEAT[feature]
     sec = {
-        "set": [say(P_SET_HERO[place], kind_ref=True)],
+        "set": [say(P_SET_HERO[ann["setting"]], kind_ref=True)],
         "quest": [say(P_QUEST)],
         "feat": [say(feat_pool)] + ([say(feat_pool)] if feature == "dialogue" else []),
         "style": [say(P_STYLE[style])],
-        "theme": [say(theme_pool)],
+        "theme": [say(P_THEME[ann["theme"]])],
         "coda": [],
         "fill": [],
     }
-    ends = [say(end_out)]
-    n = _nwords(opening[1]) + sum(_nwords(s) for ss in sec.values() for _, s in ss) + _nwords(ends[0][1])
+    ends = [say(P_END[ann["ending"]][0])]
+    return b[0], opening, sec, ends
+
+
+def _grow(ann, teller, sec, n, r):
+    """Add sentences to the sections until the story reaches a target length drawn in its
+    length's range (never past the range's end)."""
+    say, place = teller.say, ann["setting"]
     lo, hi = LENGTH_WORDS[ann["length"]]
     target = lo + int(r() * (hi - lo + 1))
+    theme_pool, end_coda = P_THEME[ann["theme"]], P_END[ann["ending"]][1]
     # a second setting, theme and ending sentence whenever they fit (nearly always): two cues per
     # field survive a sloppy model sample better than one
-    for name, pool in (("set", P_SET[place]), ("theme", theme_pool), ("coda", end_coda)):
+    for sname, pool in (("set", P_SET[place]), ("theme", theme_pool), ("coda", end_coda)):
         x = say(pool)
         if x is not None and n + x[1].count(" ") + 1 <= hi:
-            sec[name].append(x)
+            sec[sname].append(x)
             n += x[1].count(" ") + 1
         elif x is not None:
-            used.discard(x[0])
-    pools = {"set": P_SET[place], "quest": P_QUEST_X, "feat": feat_pool, "style": P_STYLE[style],
+            teller.used.discard(x[0])
+    pools = {"set": P_SET[place], "quest": P_QUEST_X, "feat": P_FEAT[ann["feature"]], "style": P_STYLE[ann["style"]],
              "theme": theme_pool, "coda": end_coda, "fill": P_FILL}
-    for _ in range(80):  # optional sentences until the target length (never past hi)
+    for _ in range(80):  # optional sentences until the target length
         if n >= target:
             break
         sname = _OPT_TABLE[int(r() * len(_OPT_TABLE))]
@@ -307,12 +323,15 @@ def render_story(ann, rng, record=None):
             continue
         w = x[1].count(" ") + 1
         if n + w > hi:
-            used.discard(x[0])
+            teller.used.discard(x[0])
             continue
         ss.append(x)
         n += w
 
-    # order: opening, setting, quest, a shuffled middle, theme, (moral), ending
+
+def _order(opening, sec, ends, feature, r):
+    """Opening, setting, quest, a shuffled middle, theme, (moral), ending. A twist comes last in
+    the middle, a moral after the theme."""
     feats = sec["feat"]
     mid = sec["style"] + sec["fill"] + sec["quest"][2:]
     if feature not in ("moral", "twist"):
@@ -325,9 +344,20 @@ def render_story(ann, rng, record=None):
     sents = [opening] + sec["set"] + sec["quest"][:2] + mid + sec["theme"]
     if feature == "moral":
         sents += feats
-    sents += ends + sec["coda"]
+    return sents + ends + sec["coda"]
+
+
+def render_story(ann, rng, record=None):
+    """Turn an annotation into a story. Surface varies with rng; semantics are fixed by ann.
+    If `record` is a list, the id of every sentence template used is appended to it."""
+    r = rng.random
+    teller = _Teller(r, *_hero_context(ann, r))
+    body_tid, opening, sec, ends = _skeleton(ann, teller, r)
+    n = _nwords(opening[1]) + sum(_nwords(s) for ss in sec.values() for _, s in ss) + _nwords(ends[0][1])
+    _grow(ann, teller, sec, n, r)
+    sents = _order(opening, sec, ends, ann["feature"], r)
     if record is not None:
-        record += [b[0]] + [tid for tid, _ in sents]
+        record += [body_tid] + [tid for tid, _ in sents]
     return _paragraphs([s for _, s in sents], ann["length"], r)
 
 
