@@ -23,8 +23,8 @@ from tqdm import tqdm
 import templates
 import world
 from judge import quality
-from tokenizer import (PAT_STR, SPECIAL_TOKENS, TOKENIZER_FILE, encode_example, save_tokenizer, special_ids,
-                       tokenizer_hash, train_tokenizer)
+from tokenizer import (MIN_VOCAB_SIZE, PAT_STR, SPECIAL_TOKENS, TOKENIZER_FILE, encode_example, save_tokenizer,
+                       special_ids, tokenizer_hash, train_tokenizer)
 from world import (DEFAULT_NARROWNESS, EVAL_PROMPTS, FIELDS, corrupt, format_annotation, make_sft_example,
                    make_sft_examples, mean_free_entropy, prior_entropy, render_story, sample_annotation,
                    sft_distribution, sft_entropy)
@@ -98,8 +98,14 @@ def _resolve_options(options):
     opts = dict(DEFAULTS, **options)
     if not 0.0 <= opts["noise"] <= 1.0:
         raise ValueError(f"noise={opts['noise']} must be in [0, 1]")
-    if opts["vocab_size"] > 65535:
-        raise ValueError(f"vocab_size={opts['vocab_size']} does not fit the uint16 token shards")
+    if not MIN_VOCAB_SIZE <= opts["vocab_size"] <= 65535:
+        raise ValueError(f"vocab_size={opts['vocab_size']} must be in [{MIN_VOCAB_SIZE}, 65535] (256 bytes, the "
+                         f"special tokens and a merge at least; at most what the uint16 token shards hold)")
+    for name, least in (("n_stories", 2), ("n_sft", 1), ("n_sft_val", 1), ("tokenizer_docs", 1)):
+        if opts[name] < least:  # n_stories: at least one validation and one training story
+            raise ValueError(f"{name}={opts[name]} must be at least {least}")
+    if not 0.0 < opts["val_frac"] < 1.0:
+        raise ValueError(f"val_frac={opts['val_frac']} must be in (0, 1)")
     sft_distribution("name", opts["narrowness"])  # validates narrowness
     opts["version"] = DATA_VERSION
     opts["grammar"] = _grammar_hash()
@@ -226,7 +232,7 @@ def show(n, seed):
               f"{ex['response']}\n")
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description="Generate the nanoanchor synthetic story dataset.")
     p.add_argument("--out_dir", default="data")
     p.add_argument("--n_stories", type=int, default=DEFAULTS["n_stories"])
@@ -238,12 +244,19 @@ def main():
     p.add_argument("--n_sft", type=int, default=DEFAULTS["n_sft"])
     p.add_argument("--n_sft_val", type=int, default=DEFAULTS["n_sft_val"])
     p.add_argument("--show", type=int, default=0, help="print N annotated stories, a corrupted one, SFT examples; exit")
-    a = p.parse_args()
+    a = p.parse_args(argv)
+    if a.show < 0:
+        p.error(f"--show {a.show}: the number of stories to print must be >= 0")
     if a.show:
         show(a.show, a.seed)
         return
-    meta = ensure_dataset(a.out_dir, n_stories=a.n_stories, seed=a.seed, noise=a.noise, narrowness=a.narrowness,
-                          vocab_size=a.vocab_size, n_sft=a.n_sft, n_sft_val=a.n_sft_val)
+    try:
+        meta = ensure_dataset(a.out_dir, n_stories=a.n_stories, seed=a.seed, noise=a.noise, narrowness=a.narrowness,
+                              vocab_size=a.vocab_size, n_sft=a.n_sft, n_sft_val=a.n_sft_val)
+    except ValueError as e:
+        p.error(str(e))
+    except OSError as e:
+        p.error(f"--out_dir {a.out_dir}: cannot write there ({e.strerror or e})")
     print(json.dumps({k: meta[k] for k in ("n_docs", "tokens", "vocab_size", "tokenizer_hash")}, indent=1))
 
 

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 import judge
 import world
-from checkpoint import load_model
+from checkpoint import check_out_dir, load_model
 from sample import sample_stories
 from tokenizer import BASE_FORMATS, resolve_anchor
 
@@ -587,7 +587,7 @@ def write_outputs(summary, rows, out_dir):
 
 # -----------------------------------------------------------------------------
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpts", nargs="+", required=True,
                    help="arms as name=ckpt_dir[:anchor=auto|on|off][:temperature=0.6,1.0][:top_k=N][:top_p=P][:ann=free|by_field]")
@@ -604,9 +604,17 @@ def main():
     p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples for the confidence intervals")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", required=True, help="output directory")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.num_samples < 2:
         p.error(f"--num_samples {args.num_samples}: need at least 2 samples to measure diversity")
+    for name in ("batch_size", "n_boot", "threads", "max_new_tokens"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name} {getattr(args, name)}: need at least 1")
+    if any(not t > 0 for t in args.temperature):
+        p.error(f"--temperature {args.temperature}: every temperature must be > 0")
+    if args.narrowness is not None and not 0 <= args.narrowness <= 1:
+        p.error(f"--narrowness {args.narrowness}: must be in [0, 1]")
+    check_out_dir(args.out, "--out")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

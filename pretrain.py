@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import data
-from checkpoint import check_tokenizer, keep_tokenizer, load_checkpoint, save_checkpoint
+from checkpoint import check_device, check_out_dir, check_tokenizer, keep_tokenizer, load_checkpoint, save_checkpoint
 from model import GPT, GPTConfig
 from tokenizer import load_tokenizer, special_id, tokenizer_hash
 
@@ -167,10 +167,25 @@ def check_loop_config(cfg):
         raise SystemExit(f"error: --lr={cfg.lr} must be > 0")
     if not 0 <= cfg.min_lr_frac <= 1:
         raise SystemExit(f"error: --min_lr_frac={cfg.min_lr_frac} must be in [0, 1]")
+    for name in ("weight_decay", "grad_clip"):
+        if not getattr(cfg, name) >= 0:
+            raise SystemExit(f"error: --{name}={getattr(cfg, name)} must be >= 0")
+    for name in ("beta1", "beta2"):
+        if not 0 <= getattr(cfg, name) < 1:
+            raise SystemExit(f"error: --{name}={getattr(cfg, name)} must be in [0, 1)")
+    check_device(cfg.device)
+
+
+# Our documents are a few hundred tokens; a longer context only packs more of them into a row,
+# and the attention cost grows with its square: past this a typo (100000) is more likely than a plan.
+MAX_BLOCK_SIZE = 8192
 
 
 def check_train_config(cfg):
     check_loop_config(cfg)
+    if cfg.block_size > MAX_BLOCK_SIZE:
+        raise SystemExit(f"error: --block_size={cfg.block_size} is more than {MAX_BLOCK_SIZE} tokens; our stories are "
+                         f"a few hundred tokens long, so use 512 (raise MAX_BLOCK_SIZE in pretrain.py if you mean it)")
     try:  # GPTConfig validates the model shape (vocab_size and bos_id come later, from the data)
         GPTConfig(**{k: getattr(cfg, k) for k in MODEL_FIELDS})
     except ValueError as e:
@@ -581,6 +596,7 @@ def resume_or_fresh(cfg_cls, presets, explicit, out_dir_default, checker):
     if start is None and (Path(cfg.out_dir) / "ckpt.pt").exists():
         raise SystemExit(f"error: {cfg.out_dir} already holds a checkpoint; continue it with "
                          f"--resume, or choose another --out_dir")
+    check_out_dir(cfg.out_dir)
     return cfg, start
 
 

@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from checkpoint import check_out_dir
 from world import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT files (the main arms)
 
 # -----------------------------------------------------------------------------
@@ -390,7 +391,7 @@ def reproduce(cfg, out, runs, command, skip_study=False, jobs=1):
     return run
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=list(PRESETS), default="cpu")
     p.add_argument("--out", default="", help="results folder (default: results/<preset>)")
@@ -399,12 +400,15 @@ def main():
     p.add_argument("--jobs", type=int, default=None,
                    help="stages run side by side, sharing the CPU threads (default: the preset's)")
     p.add_argument("--plan", action="store_true", help="print every stage's command, wave by wave, and stop")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         p.error(f"--jobs {args.jobs}: need at least 1")
     cfg = PRESETS[args.preset]
     jobs = args.jobs or cfg["jobs"]
     runs = args.runs or f"runs/{args.preset}"
+    if not args.plan:  # an unwritable folder fails now, not after an hour of training
+        check_out_dir(args.out or f"results/{args.preset}", "--out")
+        check_out_dir(runs, "--runs")
     if args.plan:
         for i, wave in enumerate(plan(cfg, runs, args.skip_study)):
             print(f"# wave {i}: {len(wave)} stage(s), {jobs} at a time")

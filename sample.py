@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-from checkpoint import load_model
+from checkpoint import check_device, load_model
 from tokenizer import (ANNOTATED_FORMATS, BASE_FORMATS, FORMATS, annotation_pieces, prompt_ids,
                        resolve_anchor, separator_ids, special_id)
 from world import FIELDS, parse_annotation
@@ -113,7 +113,7 @@ def sample_stories(model, enc, fmt, prompt, n, *, temperature=1.0, top_k=None, t
 
 # -----------------------------------------------------------------------------
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True, help="checkpoint directory (holding ckpt.pt)")
     p.add_argument("--prompt", default="Write a story.", help="instruction for SFT checkpoints (base ones ignore it)")
@@ -130,9 +130,15 @@ def main():
     p.add_argument("--annotation", default=None, help='pin fields, e.g. "name: Mia | setting: desert"; the model samples the rest')
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--device", default="cpu")
-    args = p.parse_args()
-    if args.num_samples < 1:
-        p.error(f"--num_samples {args.num_samples}: need at least 1")
+    args = p.parse_args(argv)
+    for name, least in (("num_samples", 1), ("top_k", 1), ("max_new_tokens", 1), ("batch_size", 1)):
+        if getattr(args, name) is not None and getattr(args, name) < least:
+            p.error(f"--{name} {getattr(args, name)}: need at least {least}")
+    if not args.temperature > 0:
+        p.error(f"--temperature {args.temperature}: must be > 0")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        p.error(f"--top_p {args.top_p}: must be in (0, 1]")
+    check_device(args.device)
     try:
         if not os.path.exists(os.path.join(args.ckpt, "ckpt.pt")):
             raise FileNotFoundError(f"no checkpoint at {os.path.join(args.ckpt, 'ckpt.pt')}; train one with pretrain.py / sft.py")

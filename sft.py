@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from checkpoint import check_tokenizer, load_checkpoint
+from checkpoint import check_out_dir, check_tokenizer, load_checkpoint
 from model import GPT, GPTConfig
 from pretrain import LoopConfig, build_parser, check_loop_config, make_config, opt, run_distributed, train
 from tokenizer import ANCHORED_FORMATS, encode_example, load_tokenizer, special_id, tokenizer_hash
@@ -241,6 +241,9 @@ def main(argv=None):
     check_loop_config(cfg)
     if cfg.n_sft_examples < 0:
         raise SystemExit(f"error: --n_sft_examples={cfg.n_sft_examples} must be >= 0")
+    if cfg.narrowness is not None and not 0 <= cfg.narrowness <= 1:
+        raise SystemExit(f"error: --narrowness={cfg.narrowness} must be in [0, 1] (0 = prior, 1 = favourites only)")
+    check_out_dir(cfg.out_dir)
     return run_distributed(sft, cfg, source, start)
 
 

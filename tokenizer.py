@@ -28,14 +28,15 @@ PAT_STR = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S
 _PAT = regex.compile(PAT_STR)
 TOKENIZER_FILE = "tokenizer.tiktoken"
 FORCED_MERGES = [b" |"]  # one token for the field separator: handy for field-by-field sampling
+MIN_VOCAB_SIZE = 256 + len(SPECIAL_TOKENS) + len(FORCED_MERGES)  # the bytes, the specials, the forced merges
 
 
 def train_tokenizer(texts, vocab_size=2048):
     """Byte-level BPE on the word (pre-token) frequencies of `texts`. vocab_size counts the 256
     bytes, the merges and the special tokens. Stops early if every word is a single token."""
     n_merges = vocab_size - 256 - len(SPECIAL_TOKENS)
-    if n_merges < len(FORCED_MERGES):
-        raise ValueError(f"vocab_size={vocab_size} is too small; need at least {256 + len(SPECIAL_TOKENS) + 1}")
+    if vocab_size < MIN_VOCAB_SIZE:
+        raise ValueError(f"vocab_size={vocab_size} is too small; need at least {MIN_VOCAB_SIZE}")
     freqs = Counter()
     for t in texts:
         freqs.update(_PAT.findall(t))
