@@ -38,7 +38,7 @@ import torch
 
 from checkpoint import check_out_dir, check_tokenizer, load_checkpoint
 from model import GPT, GPTConfig
-from pretrain import LoopConfig, build_parser, check_loop_config, make_config, opt, run_distributed, train
+from pretrain import LoopConfig, build_parser, check_loop_config, make_config, opt, run_distributed, say_next, train
 from tokenizer import ANCHORED_FORMATS, encode_example, load_tokenizer, special_id, tokenizer_hash
 from world import make_sft_examples
 
@@ -199,7 +199,11 @@ def sft(cfg, d, source, start=None):
               f"{cfg.max_iters / steps_per_epoch:.1f} epochs")
     meta = dict(tokenizer_hash=tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
                 fmt=cfg.mode, kind="sft", base_fmt=source["base_fmt"] or source["fmt"])
-    return train(cfg, model, train_rows, val_rows, d, meta, start)
+    record = train(cfg, model, train_rows, val_rows, d, meta, start)
+    say_next(cfg, d, record, [f"python sample.py --ckpt {cfg.out_dir} --prompt 'Write a story.'",
+                              f"python eval_diversity.py --ckpts base={cfg.init_from} "
+                              f"{'sft' if cfg.mode == 'standard' else 'anchored'}={cfg.out_dir} --out {cfg.out_dir}/eval"])
+    return record
 
 
 def load_or_exit(path):

@@ -319,3 +319,18 @@ def test_cli_tiny_preset_pretrain_then_sft(tiny_data_dir, tmp_path):
         assert log[-1]["step"] == steps and log[-1]["loss"] < log[0]["val_loss"]  # it learned something
     ckpt = checkpoint.load_checkpoint(tuned)
     assert ckpt["config"]["preset"] == "tiny" and ckpt["model_args"]["n_layer"] == PRESETS["tiny"]["n_layer"]
+
+
+def test_a_finished_run_says_where_its_checkpoint_is_and_what_to_run_next(tiny_data_dir, tiny_base_dirs, tmp_path,
+                                                                          capsys, one_thread):
+    out = tmp_path / "base"
+    pretrain.main(["--data_dir", str(tiny_data_dir), "--out_dir", str(out), "--max_iters", "2", "--batch_size", "1",
+                   "--device", "cpu", "--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--block_size", "512",
+                   "--eval_iters", "1"])
+    said = capsys.readouterr().out
+    assert f"done: {out / 'ckpt.pt'}" in said and f"python sft.py --init_from {out} --mode anchored" in said
+    tuned = tmp_path / "tuned"
+    sft.main(["--init_from", str(tiny_base_dirs["annotated"]), "--out_dir", str(tuned), "--max_iters", "1", "--batch_size", "1",
+              "--device", "cpu", "--eval_iters", "1"])
+    said = capsys.readouterr().out
+    assert f"done: {tuned / 'ckpt.pt'}" in said and f"python sample.py --ckpt {tuned}" in said
