@@ -372,7 +372,7 @@ def reproduce(cfg, out, runs, command, skip_study=False, jobs=1):
         dst = out / size
         dst.mkdir(exist_ok=True)
         for f in (runs / size / "eval").glob("*"):
-            if f.suffix in (".json", ".md", ".png"):
+            if f.suffix in (".json", ".md", ".png") and not f.name.startswith("."):  # not the stage marker
                 shutil.copyfile(f, dst / f.name)
     stage_seconds = {name: t["seconds"] for name, t in timings.items()}
     ran_now = [name for name, t in timings.items() if not t.get("skipped")]
