@@ -44,16 +44,16 @@ OUTPUT_FILES = [TOKENIZER_FILE, "pretrain_plain_train.bin", "pretrain_plain_val.
 
 
 def generate_pretraining_docs(n, seed, noise, progress=True):
-    """n docs: (story text, true annotation, corruption kind or None). A `noise` fraction is corrupted."""
+    """n docs: (story text, true annotation, corruption defect or None). A `noise` fraction is corrupted."""
     rng = random.Random(seed)
     docs = []
     for _ in tqdm(range(n), desc="stories", disable=not progress, mininterval=1.0):
         ann = sample_annotation(rng)
         story = render_story(ann, rng)
-        kind = None
+        defect = None
         if rng.random() < noise:
-            story, kind = corrupt(story, ann, rng)
-        docs.append((story, ann, kind))
+            story, defect = corrupt(story, ann, rng)
+        docs.append((story, ann, defect))
     return docs
 
 
@@ -224,8 +224,8 @@ def show(n, seed):
         ann = sample_annotation(rng)
         print(f"--- story {i}\n[{format_annotation(ann)}]\n{render_story(ann, rng)}\n")
     ann = sample_annotation(rng)
-    bad, kind = corrupt(render_story(ann, rng), ann, rng)
-    print(f"--- corrupted ({kind}); quality={quality(bad)}\n[{format_annotation(ann)}]\n{bad}\n")
+    bad, defect = corrupt(render_story(ann, rng), ann, rng)
+    print(f"--- corrupted ({defect}); quality={quality(bad)}\n[{format_annotation(ann)}]\n{bad}\n")
     for kind in ("open", "constrained"):
         ex = make_sft_example(rng, DEFAULT_NARROWNESS, kind)
         print(f"--- SFT example ({kind})\nprompt: {ex['prompt']}\n[{format_annotation(ex['annotation'])}]\n"

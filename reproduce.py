@@ -283,7 +283,7 @@ def plot_study(study, path):
     plt.close(fig)
 
 
-def fmt(x, nd=2):
+def num(x, nd=2):
     return "n/a" if x is None else f"{x:.{nd}f}"
 
 
@@ -295,24 +295,24 @@ def results_markdown(size_results, study, cfg, command):
         o = s["derived"]["open"]
         cr, gc = o["collapse_ratio"], o["gap_closed"]
         sft_row, anc_row = s["derived"]["sft_row"], s["derived"]["anchored_row"]
-        q = "/".join(fmt(row_metric(s, r, "open", "quality_and_house")) for r in (sft_row, anc_row))
-        h = "/".join(fmt(row_metric(s, r, "open", "house_format")) for r in (sft_row, anc_row))
-        ifo = "/".join(fmt(row_metric(s, r, "constrained", "instruction_following")) for r in (sft_row, anc_row))
-        lines.append(f"| {size} | {fmt(o['D']['base'])} | {fmt(o['D'][sft_row])} | {fmt(o['D'][anc_row])} | "
-                     f"{fmt(cr['value'])} ({fmt(cr['ci95'][0])}, {fmt(cr['ci95'][1])}) | "
-                     f"{fmt(gc['value'])} ({fmt(gc['ci95'][0])}, {fmt(gc['ci95'][1])}) | {q} | {h} | {ifo} |")
+        q = "/".join(num(row_metric(s, r, "open", "quality_and_house")) for r in (sft_row, anc_row))
+        h = "/".join(num(row_metric(s, r, "open", "house_format")) for r in (sft_row, anc_row))
+        ifo = "/".join(num(row_metric(s, r, "constrained", "instruction_following")) for r in (sft_row, anc_row))
+        lines.append(f"| {size} | {num(o['D']['base'])} | {num(o['D'][sft_row])} | {num(o['D'][anc_row])} | "
+                     f"{num(cr['value'])} ({num(cr['ci95'][0])}, {num(cr['ci95'][1])}) | "
+                     f"{num(gc['value'])} ({num(gc['ci95'][0])}, {num(gc['ci95'][1])}) | {q} | {h} | {ifo} |")
     lines += ["", "### Every arm at the largest size (open prompts)", "", "| arm | D | collapse vs base |", "|---|---|---|"]
     size, s = size_results[-1]
     o = s["derived"]["open"]
     for row, dv in o["D"].items():
         col = o["collapse"].get(row, {}).get("value")
-        lines.append(f"| {row} | {fmt(dv)} | {fmt(col)} |")
+        lines.append(f"| {row} | {num(dv)} | {num(col)} |")
     if study:
         lines += ["", f"### Controlled study ({cfg['study_size']}, open prompts)", "",
                   "| narrowness | SFT data entropy (exact) | D SFT | D anchored |", "|---|---|---|---|"]
         for nu, s in study:
-            lines.append(f"| {nu} | {fmt(sft_data_entropy(s))} | {fmt(study_D(s, 'sft_row'))} | "
-                         f"{fmt(study_D(s, 'anchored_row'))} |")
+            lines.append(f"| {nu} | {num(sft_data_entropy(s))} | {num(study_D(s, 'sft_row'))} | "
+                         f"{num(study_D(s, 'anchored_row'))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -185,43 +185,43 @@ def annotation_ids(enc, values):
     return [i for _, key, value in annotation_pieces(enc.encode_ordinary, values) for i in key + (value or [])]
 
 
-def _layout(enc, fmt, prompt=None, annotation=None, body=None, anchor=True, encode=None, pinned=None):
+def _segments(enc, fmt, prompt=None, annotation=None, body=None, anchor=True, encode=None, pinned=None):
     """Segments (ids, loss flag) of a format, in order. A `body` of None means: stop right where
-    generation starts (the inference prefix). This is the single place the layouts live."""
+    generation starts (the inference prefix). This is the single place the formats live."""
     if fmt not in FORMATS:
         raise ValueError(f"fmt={fmt!r} is not one of {FORMATS}")
-    S = lambda t: [special_id(enc, t)]  # noqa: E731  (S: a special token, T: text)
-    T = encode or enc.encode_ordinary
-    segs = [(S("<|bos|>"), 0)]
+    special = lambda t: [special_id(enc, t)]  # noqa: E731
+    text = encode or enc.encode_ordinary
+    segs = [(special("<|bos|>"), 0)]
     if fmt == "plain":
-        segs.append((S("<|story|>"), 1))
+        segs.append((special("<|story|>"), 1))
     elif fmt == "annotated":
-        segs.append((S("<|ann|>"), 1))
+        segs.append((special("<|ann|>"), 1))
         if body is None and annotation is None:
             return segs
-        segs += [(T(_ann_text(annotation)), 1), (S("<|story|>"), 1)]
+        segs += [(text(_ann_text(annotation)), 1), (special("<|story|>"), 1)]
     else:
-        segs += [(S("<|user|>"), 0), (T(prompt), 0), (S("<|assistant|>"), 0)]
+        segs += [(special("<|user|>"), 0), (text(prompt), 0), (special("<|assistant|>"), 0)]
         if fmt in ANCHORED_FORMATS and anchor:
             # which annotation tokens carry loss: all (unmasked), none (strict), or all but the
             # free choices (anchored: the format and the values the prompt pins, see ANCHORED_FORMATS)
             a = 0 if fmt == "anchored_strict" else 1
-            segs.append((S("<|ann|>"), a))
+            segs.append((special("<|ann|>"), a))
             if body is None and annotation is None:
                 return segs
             if fmt == "anchored" and body is not None:
                 if isinstance(annotation, str):  # the free values could not be found to mask them
                     raise ValueError("fmt='anchored' needs the annotation as a {field: value} dict, not a string")
                 pinned = pinned or {}
-                for f, key, value in annotation_pieces(T, annotation, [f for f in FIELDS if f in annotation]):
+                for f, key, value in annotation_pieces(text, annotation, [f for f in FIELDS if f in annotation]):
                     segs += [(key, 1), (value, 1 if pinned.get(f) == annotation[f] else 0)]
             else:
-                segs.append((T(_ann_text(annotation)), a))
-            segs.append((S("<|story|>"), a))
+                segs.append((text(_ann_text(annotation)), a))
+            segs.append((special("<|story|>"), a))
         elif fmt != "standard":  # anchor=False: the "no annotation first" ablation
-            segs.append((S("<|story|>"), 0))
+            segs.append((special("<|story|>"), 0))
     if body is not None:
-        segs += [(T(body), 1), (S("<|eos|>"), 1)]
+        segs += [(text(body), 1), (special("<|eos|>"), 1)]
     return segs
 
 
@@ -230,9 +230,9 @@ def encode_example(enc, example, fmt, encode=None):
     plain/annotated take {'story', 'annotation'}; SFT formats take {'prompt', 'annotation', 'response'}.
     `encode` (text -> ids, default enc.encode_ordinary) lets the dataset build reuse a story's ids."""
     if fmt in ("plain", "annotated"):
-        segs = _layout(enc, fmt, annotation=example.get("annotation"), body=example["story"], encode=encode)
+        segs = _segments(enc, fmt, annotation=example.get("annotation"), body=example["story"], encode=encode)
     else:
-        segs = _layout(enc, fmt, prompt=example["prompt"], annotation=example.get("annotation"),
+        segs = _segments(enc, fmt, prompt=example["prompt"], annotation=example.get("annotation"),
                        body=example["response"], encode=encode, pinned=example.get("constraints"))
     ids, mask = [], []
     for s, m in segs:
@@ -246,7 +246,7 @@ def prompt_ids(enc, fmt, prompt=None, annotation=None, anchor=True):
     if fmt not in BASE_FORMATS and prompt is None:
         raise ValueError(f"fmt={fmt!r} needs a prompt")
     ids = []
-    for s, _ in _layout(enc, fmt, prompt=prompt, annotation=annotation, anchor=anchor):
+    for s, _ in _segments(enc, fmt, prompt=prompt, annotation=annotation, anchor=anchor):
         ids += s
     return ids
 

@@ -224,18 +224,18 @@ def _nwords(s):
 
 def _hero_context(ann, r):
     """The slot values of one story, and the ways to refer to its hero: (ctx, caps, lows, locs)."""
-    kind, name, place = ann["character"], ann["name"], ann["setting"]
-    she = kind in ("girl", "princess", "witch") or (kind not in ("boy", "wizard") and name in _SHE)
+    character, name, place = ann["character"], ann["name"], ann["setting"]
+    she = character in ("girl", "princess", "witch") or (character not in ("boy", "wizard") and name in _SHE)
     prep, adjs = SETTINGS[place]
     goals, done, fail = QUESTS[ann["quest"]]
     adj = INTRO_ADJS[int(r() * len(INTRO_ADJS))]
     he = "she" if she else "he"
-    ctx = {"Name": name, "kind": kind, "a_kind": _article(kind), "a_adj": "a " + adj, "He": he.capitalize(),
-           "he": he, "his": "her" if she else "his", "him": "her" if she else "him", "place": place,
+    ctx = {"Name": name, "kind": character, "a_kind": _article(character), "a_adj": "a " + adj,
+           "He": he.capitalize(), "he": he, "his": "her" if she else "his", "him": "her" if she else "him", "place": place,
            "goal": goals[r() < 0.5], "obj": ann["quest"], "done": done, "fail": fail, "theme": ann["theme"]}
     # ways to refer to the hero; the name is favoured so it stays the dominant cue
-    caps = [name, name, name, "The " + kind, f"The {adj} {kind}", ctx["He"]]
-    lows = [name, name, "the " + kind, f"the {adj} {kind}"]
+    caps = [name, name, name, "The " + character, f"The {adj} {character}", ctx["He"]]
+    lows = [name, name, "the " + character, f"the {adj} {character}"]
     locs = [f"{prep} the {place}", f"{prep} the {adjs[int(r() * len(adjs))]} {place}"]
     return ctx, caps, lows, locs
 
@@ -411,36 +411,36 @@ CORRUPTIONS = ("truncate", "repeat", "shuffle", "rename", "drift")
 
 
 def corrupt(story, ann, rng):
-    """Return (corrupted text, kind). Each kind is a visible defect quality() should catch."""
+    """Return (corrupted text, defect). Each defect is a visible defect quality() should catch."""
     sents = split_sentences(story)
-    kind = rng.choice(CORRUPTIONS)
+    defect = rng.choice(CORRUPTIONS)
     n = len(sents)
     if n < 6:  # too short to cut or splice sensibly
-        kind = "repeat"
-    if kind == "truncate":
+        defect = "repeat"
+    if defect == "truncate":
         k = rng.randint(max(2, n // 3), n - 3)
         if rng.random() < 0.5:  # cut mid-sentence
             words = sents[k].split()
             cut = rng.randint(1, max(1, len(words) - 1))
-            return " ".join(sents[:k] + [" ".join(words[:cut])]), kind
-        return " ".join(sents[:k]), kind
-    if kind == "repeat":
+            return " ".join(sents[:k] + [" ".join(words[:cut])]), defect
+        return " ".join(sents[:k]), defect
+    if defect == "repeat":
         i = rng.randrange(n - 1)
         j = rng.choice([i + 1, rng.randint(1, n - 1)])
-        return " ".join(sents[:j] + [sents[i]] + sents[j:]), kind
-    if kind == "shuffle":
+        return " ".join(sents[:j] + [sents[i]] + sents[j:]), defect
+    if defect == "shuffle":
         s = sents[:]
         while s[0] == sents[0]:
             rng.shuffle(s)
-        return " ".join(s), kind
-    if kind == "rename":
+        return " ".join(s), defect
+    if defect == "rename":
         name = ann["name"]
         new = rng.choice([x for x in NAMES if x != name])
         k = rng.randint(1, max(1, n // 2))
         tail = [re.sub(r"\b%s\b" % name, new, s) for s in sents[k:]]
         if tail == sents[k:]:  # the name never came back: add a sentence that uses the new one
             tail.insert(0, f"{new} looked around.")
-        return " ".join(sents[:k] + tail), kind
+        return " ".join(sents[:k] + tail), defect
     # drift: the story wanders into another story with another hero
     other = sample_annotation(rng)
     while other["character"] == ann["character"] or other["name"] == ann["name"]:
@@ -448,7 +448,7 @@ def corrupt(story, ann, rng):
     o = split_sentences(render_story(other, rng))
     k = rng.randint(max(2, n // 3), max(2, 2 * n // 3))
     j = rng.randint(len(o) // 3, max(len(o) // 3, len(o) - 2))
-    return " ".join(sents[:k] + o[j:]), kind
+    return " ".join(sents[:k] + o[j:]), defect
 
 
 # -----------------------------------------------------------------------------
@@ -515,10 +515,10 @@ def _constraint_prompt(constraints, rng):
 
 
 def make_title(ann, rng):
-    kind, name, obj = ann["character"].capitalize(), ann["name"], ann["quest"].capitalize()
+    character, name, obj = ann["character"].capitalize(), ann["name"], ann["quest"].capitalize()
     adj = rng.choice(["Little", "Clever", "Young", "Tiny", "Wise"])
-    return rng.choice([f"The {adj} {kind}", f"{name} and the {obj}", f"{name} the {kind}",
-                       f"The {kind} and the {obj}", f"A Story About {name}"])
+    return rng.choice([f"The {adj} {character}", f"{name} and the {obj}", f"{name} the {character}",
+                       f"The {character} and the {obj}", f"A Story About {name}"])
 
 
 def make_prompt(rng, kind):

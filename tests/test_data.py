@@ -484,3 +484,13 @@ def test_ensure_dataset_parallel_callers_build_once(tmp_path, capsys):
     os.remove(os.path.join(out, "sft_val.jsonl"))
     data.ensure_dataset(out, progress=False, **opts)
     assert "rebuilding" in capsys.readouterr().out and os.path.exists(os.path.join(out, "sft_val.jsonl"))
+
+
+def test_anchored_example_needs_a_dict_annotation():
+    # with a string annotation the free values cannot be found to mask them: an error, not a silent
+    # "train on the whole annotation"
+    enc = tokenizer.train_tokenizer(["Write a story. character: fox | name: Mia"], vocab_size=300)
+    ex = {"prompt": "Write a story.", "annotation": "character: fox", "response": "A fox."}
+    with pytest.raises(ValueError, match="dict"):
+        tokenizer.encode_example(enc, ex, "anchored")
+    assert tokenizer.encode_example(enc, ex, "anchored_unmasked")[0]  # the other formats take a string
