@@ -34,7 +34,7 @@ DATA_VERSION = 3  # bump when the generator code changes (edits to the template 
 
 
 # -----------------------------------------------------------------------------
-# 9. Building the dataset on disk
+# Building the dataset on disk
 
 DEFAULTS = dict(n_stories=100_000, seed=1337, noise=0.2, narrowness=DEFAULT_NARROWNESS, vocab_size=2048,
                 n_sft=20_000, n_sft_val=1_000, val_frac=0.02, tokenizer_docs=20_000)

@@ -229,7 +229,7 @@ def encode_example(enc, example, fmt, encode=None):
     """(ids, loss_mask) of one example; loss_mask[i] == 1 means ids[i] is a training target.
     plain/annotated take {'story', 'annotation'}; SFT formats take {'prompt', 'annotation', 'response'}.
     `encode` (text -> ids, default enc.encode_ordinary) lets the dataset build reuse a story's ids."""
-    if fmt in ("plain", "annotated"):
+    if fmt in BASE_FORMATS:
         segs = _segments(enc, fmt, annotation=example.get("annotation"), body=example["story"], encode=encode)
     else:
         segs = _segments(enc, fmt, prompt=example["prompt"], annotation=example.get("annotation"),

@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import judge  # noqa: E402
 import sample  # noqa: E402
 from checkpoint import load_model  # noqa: E402
+from tokenizer import BASE_FORMATS  # noqa: E402
 
 PINS = ({"setting": "desert"}, {"character": "dragon"}, {"name": "Mia"}, {"ending": "sad"})
 
@@ -28,7 +29,7 @@ def main():
     model, ckpt, enc = load_model(sys.argv[1])
     k = int(sys.argv[2])
     # a base model sees no prompt; an anchored SFT model gets the plainest open instruction
-    prompt = None if ckpt["fmt"] in ("plain", "annotated") else "Write a story."
+    prompt = None if ckpt["fmt"] in BASE_FORMATS else "Write a story."
     for pins in PINS:
         (field, value), = pins.items()
         pinned = sample.sample_stories(model, enc, ckpt["fmt"], prompt, k, seed=1, pinned=pins, batch_size=k)
