@@ -272,7 +272,7 @@ class TokenRows:
         return x, y
 
 # -----------------------------------------------------------------------------
-# Checkpoints
+# RNG state, saved in every checkpoint for exact resume
 
 def rng_state(device):
     state = {"torch": torch.get_rng_state()}

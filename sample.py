@@ -85,7 +85,7 @@ def sample_stories(model, enc, fmt, prompt, n, *, temperature=1.0, top_k=None, t
         raise ValueError(f"unknown checkpoint format {fmt!r}; valid: {FORMATS}")
     # the inference prefix, built by tokenizer.py's one format function
     if fmt in BASE_FORMATS:
-        prefix = prompt_ids(enc, fmt) if use_ann or fmt == "plain" else prompt_ids(enc, "plain")
+        prefix = prompt_ids(enc, fmt, anchor=use_ann)
     else:
         if not prompt or not prompt.strip():
             raise ValueError("empty prompt: an SFT checkpoint needs an instruction, e.g. --prompt 'Write a story.'")

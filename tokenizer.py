@@ -193,7 +193,7 @@ def _segments(enc, fmt, prompt=None, annotation=None, body=None, anchor=True, en
     special = lambda t: [special_id(enc, t)]  # noqa: E731
     text = encode or enc.encode_ordinary
     segs = [(special("<|bos|>"), 0)]
-    if fmt == "plain":
+    if fmt == "plain" or (fmt == "annotated" and not anchor):  # anchor off: a plain document
         segs.append((special("<|story|>"), 1))
     elif fmt == "annotated":
         segs.append((special("<|ann|>"), 1))
@@ -242,7 +242,9 @@ def encode_example(enc, example, fmt, encode=None):
 
 
 def prompt_ids(enc, fmt, prompt=None, annotation=None, anchor=True):
-    """The inference prefix of a format (same code as encode_example, cut where generation starts)."""
+    """The inference prefix of a format (same code as encode_example, cut where generation starts).
+    anchor=False: no annotation first (the ablation): an SFT format goes straight to <|story|>, an
+    annotated base document starts as a plain one."""
     if fmt not in BASE_FORMATS and prompt is None:
         raise ValueError(f"fmt={fmt!r} needs a prompt")
     ids = []

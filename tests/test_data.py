@@ -494,3 +494,12 @@ def test_anchored_example_needs_a_dict_annotation():
     with pytest.raises(ValueError, match="dict"):
         tokenizer.encode_example(enc, ex, "anchored")
     assert tokenizer.encode_example(enc, ex, "anchored_unmasked")[0]  # the other formats take a string
+
+
+def test_no_annotation_first_is_one_rule_in_tokenizer():
+    enc = tokenizer.train_tokenizer(["Write a story."], vocab_size=300)
+    sp = lambda t: enc.encode_single_token(t)  # noqa: E731
+    assert tokenizer.prompt_ids(enc, "annotated", anchor=False) == tokenizer.prompt_ids(enc, "plain")
+    assert tokenizer.prompt_ids(enc, "annotated") == [sp("<|bos|>"), sp("<|ann|>")]
+    off = tokenizer.prompt_ids(enc, "anchored", "Write a story.", anchor=False)
+    assert off[-2:] == [sp("<|assistant|>"), sp("<|story|>")]
