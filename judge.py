@@ -18,7 +18,9 @@ from world import (CHARACTERS, CLOSING, ENDINGS, FIELDS, NAMES, QUESTS, SETTINGS
 # -----------------------------------------------------------------------------
 # Cue words: word -> (field, value)
 
+
 def _build_cues():
+    """Every cue word of every field value; a word may cue only one (field, value)."""
     cue = {}
 
     def add(word, field, value):
@@ -50,7 +52,6 @@ assert set(ENDING_MARKERS) == set(ENDINGS) and len(NAMES) == len(set(NAMES)) == 
 # The annotator
 
 _WORD_RE = re.compile(r"[a-z]+")
-
 
 
 def is_house_format(text):

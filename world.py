@@ -374,6 +374,9 @@ def _paragraphs(sents, length, r):
 
 # -----------------------------------------------------------------------------
 # 3. The house format of assistant responses, and sentences
+#
+# SFT responses (never pretraining stories) come in the assistant's house format: a title line and
+# a closing line around the story. judge.is_house_format checks it.
 
 TITLE_PREFIX = "Title: "
 CLOSING = "The End."
@@ -397,7 +400,6 @@ def split_response(text):
 
 
 _SENT_RE = re.compile(r'(?<=[.!?])\s+(?=[A-Z"])|(?<=[.!?]")\s+(?=[A-Z"])')
-
 
 
 def split_sentences(body):

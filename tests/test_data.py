@@ -1,4 +1,4 @@
-"""Tests for data.py: the synthetic world, annotator, quality, SFT data, entropies, tokenizer,
+"""Tests of the story world (world.py, templates.py), the judge (judge.py), the tokenizer and formats (tokenizer.py), and the dataset build (data.py):
 formats/masks and the on-disk dataset. Fast and CPU-only (a few seconds in all)."""
 
 import json
