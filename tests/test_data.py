@@ -1,5 +1,5 @@
-"""Tests of the story world (world.py, templates.py), the judge (judge.py), the tokenizer and formats (tokenizer.py), and the dataset build (data.py):
-formats/masks and the on-disk dataset. Fast and CPU-only (a few seconds in all)."""
+"""Tests of the story world (world.py, templates.py), the judge (judge.py), the tokenizer and its
+formats and masks (tokenizer.py), and the on-disk dataset (data.py). Fast and CPU-only (seconds)."""
 
 import json
 import math
