@@ -240,16 +240,14 @@ def _hero_context(ann, r):
     return ctx, caps, lows, locs
 
 
-class _Teller:
-    """Draws the sentences of one story: each template at most once, its slots filled in."""
+def _teller(r, ctx, caps, lows, locs):
+    """-> (say, used). say(pool) draws a sentence of one story from an unused template of pool, its
+    slots filled in; used holds the template ids already in the story (no sentence repeats).
+    A closure rather than a class: it runs ~15 times per story, and cell lookups are cheaper."""
+    used = set()
 
-    def __init__(self, r, ctx, caps, lows, locs):
-        self.r, self.ctx, self.caps, self.lows, self.locs = r, ctx, caps, lows, locs
-        self.used = set()  # template ids already in this story: no sentence repeats
-
-    def say(self, pool, kind_ref=False):
+    def say(pool, kind_ref=False):
         """(template id, sentence) from an unused template of pool; None if all are used."""
-        r, ctx, used = self.r, self.ctx, self.used
         for _ in range(4):
             i = int(r() * len(pool))
             tid, text, slots = pool[i]
@@ -264,21 +262,23 @@ class _Teller:
                 return None
         used.add(tid)
         if kind_ref:  # refer to the hero by kind ("the dragon") in this sentence
-            ctx["Hero"], ctx["hero"], ctx["loc"] = self.caps[3], self.lows[2], self.locs[r() < 0.5]
+            ctx["Hero"], ctx["hero"], ctx["loc"] = caps[3], lows[2], locs[r() < 0.5]
         elif slots:  # one uniform draw picks the hero reference and the location phrase (48 combinations)
             k = int(r() * 48)
-            ctx["Hero"], ctx["hero"], ctx["loc"] = self.caps[k % 6], self.lows[(k // 6) % 4], self.locs[k >= 24]
+            ctx["Hero"], ctx["hero"], ctx["loc"] = caps[k % 6], lows[(k // 6) % 4], locs[k >= 24]
         return tid, text.format_map(ctx)
 
+    return say, used
 
-def _skeleton(ann, teller, r):
+
+def _skeleton(ann, say, ctx, r):
     """The sentences every story has: opening + intro, setting (naming the kind again), quest, one
     style and one feature sentence (two lines of dialogue), a theme sentence, the ending outcome.
     -> (opening body template id, opening, {section: sentences}, ending sentences)."""
-    say, style, feature = teller.say, ann["style"], ann["feature"]
+    style, feature = ann["style"], ann["feature"]
     o = P_OPEN[style][int(r() * len(P_OPEN[style]))]
     b = P_BODY[int(r() * len(P_BODY))]
-    opening = (o[0], o[1] + ", " + b[1].format_map(teller.ctx))
+    opening = (o[0], o[1] + ", " + b[1].format_map(ctx))
     feat_pool = P_FEAT[feature]
     sec = {
         "set": [say(P_SET_HERO[ann["setting"]], kind_ref=True)],
@@ -293,10 +293,10 @@ def _skeleton(ann, teller, r):
     return b[0], opening, sec, ends
 
 
-def _grow(ann, teller, sec, n, r):
+def _grow(ann, say, used, sec, n, r):
     """Add sentences to the sections until the story reaches a target length drawn in its
     length's range (never past the range's end)."""
-    say, place = teller.say, ann["setting"]
+    place = ann["setting"]
     lo, hi = LENGTH_WORDS[ann["length"]]
     target = lo + int(r() * (hi - lo + 1))
     theme_pool, end_coda = P_THEME[ann["theme"]], P_END[ann["ending"]][1]
@@ -308,7 +308,7 @@ def _grow(ann, teller, sec, n, r):
             sec[sname].append(x)
             n += x[1].count(" ") + 1
         elif x is not None:
-            teller.used.discard(x[0])
+            used.discard(x[0])
     pools = {"set": P_SET[place], "quest": P_QUEST_X, "feat": P_FEAT[ann["feature"]], "style": P_STYLE[ann["style"]],
              "theme": theme_pool, "coda": end_coda, "fill": P_FILL}
     for _ in range(80):  # optional sentences until the target length
@@ -323,7 +323,7 @@ def _grow(ann, teller, sec, n, r):
             continue
         w = x[1].count(" ") + 1
         if n + w > hi:
-            teller.used.discard(x[0])
+            used.discard(x[0])
             continue
         ss.append(x)
         n += w
@@ -351,10 +351,11 @@ def render_story(ann, rng, record=None):
     """Turn an annotation into a story. Surface varies with rng; semantics are fixed by ann.
     If `record` is a list, the id of every sentence template used is appended to it."""
     r = rng.random
-    teller = _Teller(r, *_hero_context(ann, r))
-    body_tid, opening, sec, ends = _skeleton(ann, teller, r)
+    ctx, caps, lows, locs = _hero_context(ann, r)
+    say, used = _teller(r, ctx, caps, lows, locs)
+    body_tid, opening, sec, ends = _skeleton(ann, say, ctx, r)
     n = _nwords(opening[1]) + sum(_nwords(s) for ss in sec.values() for _, s in ss) + _nwords(ends[0][1])
-    _grow(ann, teller, sec, n, r)
+    _grow(ann, say, used, sec, n, r)
     sents = _order(opening, sec, ends, ann["feature"], r)
     if record is not None:
         record += [body_tid] + [tid for tid, _ in sents]
