@@ -2,7 +2,7 @@
 Measure semantic diversity of sampled stories: the number this repo is about.
 
 For every arm (a checkpoint plus sampling options) and every eval prompt we draw K samples, label
-each one with data.annotate() (the judge), and compute per semantic field the entropy, in bits, of
+each one with judge.annotate() (the judge), and compute per semantic field the entropy, in bits, of
 the empirical label distribution. Semantic diversity D is the mean over the prompt's FREE fields
 (those the prompt does not pin). Post-training "collapses" diversity; the paper's claim is that
 anchored SFT (annotation first, then the response) collapses it much less than standard SFT.
@@ -29,8 +29,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import data
-from sample import BASE_FMTS, cut_at_special, pick_device, resolve_anchor, sample_many
+import judge
+import world
+from checkpoint import check_out_dir, load_model
+from sample import pick_device, sample_many
+from tokenizer import BASE_FORMATS, cut_at_special, resolve_anchor
 
 UNKNOWN = "?"  # the annotator says None when it cannot tell; that counts as its own label
 KINDS = ("open", "constrained")
@@ -145,19 +148,19 @@ def label_samples(samples):
     The judge reads the story only: the text is cut at the first special token."""
     for s in samples:
         s["text"] = cut_at_special(s["text"])
-        s["labels"] = data.annotate(s["text"])
-        s["quality"] = bool(data.quality(s["text"]))
-        s["house"] = bool(data.is_house_format(s["text"]))
+        s["labels"] = judge.annotate(s["text"])
+        s["quality"] = bool(judge.quality(s["text"]))
+        s["house"] = bool(judge.is_house_format(s["text"]))
         s["words"] = len(s["text"].split())
     return samples
 
 def annotation_fields(text) -> dict:
     """Lenient parse of a sampled annotation 'character: fox | name: Mia | ...' -> {field: value}
-    (unlike data.parse_annotation it keeps going past values that are not in FIELDS)."""
+    (unlike world.parse_annotation it keeps going past values that are not in FIELDS)."""
     out = {}
     for part in (text or "").split("|"):
         key, sep, value = part.partition(":")
-        if sep and key.strip() in data.FIELDS:
+        if sep and key.strip() in world.FIELDS:
             out.setdefault(key.strip(), value.strip())
     return out
 
@@ -168,11 +171,11 @@ def annotation_agreement(samples) -> dict:
     favourites are left out because an SFT model writes them whatever the annotation says. share
     is None where n = 0 (length: every value is a favourite; rows without annotations)."""
     out = {}
-    for f in data.FIELDS:
+    for f in world.FIELDS:
         hits = n = 0
         for s in samples:
             v = annotation_fields(s.get("annotation")).get(f)
-            if v in data.FIELDS[f] and v not in data.FAVOURITES[f]:
+            if v in world.FIELDS[f] and v not in world.FAVOURITES[f]:
                 n += 1
                 hits += s["labels"][f] == v
         out[f] = {"share": hits / n if n else None, "n": n}
@@ -191,17 +194,17 @@ def annotation_prior(samples_by_field: dict) -> dict:
     out = {}
     for f, samples in samples_by_field.items():
         vals = [annotation_fields(s.get("annotation")).get(f) for s in samples if s.get("annotation")]
-        valid = [v for v in vals if v in data.FIELDS[f]]
-        out[f] = {"fav_share": sum(v in data.FAVOURITES[f] for v in valid) / len(valid) if valid else None,
+        valid = [v for v in vals if v in world.FIELDS[f]]
+        out[f] = {"fav_share": sum(v in world.FAVOURITES[f] for v in valid) / len(valid) if valid else None,
                   "entropy": entropy_bits(valid) if valid else None, "n": len(valid),
                   "invalid": 1 - len(valid) / len(vals) if vals else None}
     return out
 
 def exact_annotation_prior() -> dict:
     """The same two numbers for the pretraining prior itself, exactly: {field: {"fav_share", "entropy"}}."""
-    ent = data.prior_entropy()
-    return {f: {"fav_share": float(sum(p for v, p in zip(data.FIELDS[f], data.PRIOR[f]) if v in data.FAVOURITES[f])),
-                "entropy": ent[f]} for f in data.FIELDS}
+    ent = world.prior_entropy()
+    return {f: {"fav_share": float(sum(p for v, p in zip(world.FIELDS[f], world.PRIOR[f]) if v in world.FAVOURITES[f])),
+                "entropy": ent[f]} for f in world.FIELDS}
 
 def prior_drift_max(anchored: dict, base: dict):
     """Largest rise of the favourite share of any field, anchored vs annotated base (annotation_prior
@@ -218,13 +221,13 @@ def annotation_valid(samples):
     """Share of sampled annotations that are well formed: every field once, each value in FIELDS
     (SFT can damage a model's annotation writing even with the annotation loss masked)."""
     anns = [s["annotation"] for s in samples if s.get("annotation")]
-    ok = lambda a: (len(a.split("|")) == len(data.FIELDS) and
-                    all(annotation_fields(a).get(f) in data.FIELDS[f] for f in data.FIELDS))
+    ok = lambda a: (len(a.split("|")) == len(world.FIELDS) and
+                    all(annotation_fields(a).get(f) in world.FIELDS[f] for f in world.FIELDS))
     return sum(ok(a) for a in anns) / len(anns) if anns else None
 
 def prompt_metrics(samples, constraints) -> dict:
     """Every per-prompt number, from labelled samples; entropy over the fields the prompt leaves free."""
-    free = data.free_fields(constraints)
+    free = world.free_fields(constraints)
     k = len(samples)
     per_field = {f: entropy_bits([s["labels"][f] for s in samples]) for f in free}
     known = {f: entropy_bits([s["labels"][f] for s in samples], drop_unknown=True) for f in free}
@@ -272,7 +275,7 @@ def kind_metrics(per_prompt: list) -> dict:
                 "instruction_following", "words", "finished", "eos_stop", "annotation_agreement", "annotation_valid"):
         vals = [m[key] for m in per_prompt if m[key] is not None]
         out[key] = float(np.mean(vals)) if vals else None
-    fields = [f for f in data.FIELDS if any(f in m["entropy"] for m in per_prompt)]
+    fields = [f for f in world.FIELDS if any(f in m["entropy"] for m in per_prompt)]
     out["entropy"] = {f: float(np.mean([m["entropy"][f] for m in per_prompt if f in m["entropy"]])) for f in fields}
     return out
 
@@ -283,20 +286,20 @@ def pretrain_reference(k: int, seed: int) -> list:
     rng = random.Random(seed)
     out = []
     for _ in range(k):
-        ann = data.sample_annotation(rng)
-        out.append({"annotation": data.format_annotation(ann), "text": data.render_story(ann, rng)})
+        ann = world.sample_annotation(rng)
+        out.append({"annotation": world.format_annotation(ann), "text": world.render_story(ann, rng)})
     return out
 
 def sft_reference(k: int, narrowness: float, prompt: dict, seed: int) -> list:
-    """K SFT-data responses to a prompt: what data.make_sft_example would pair with exactly this
+    """K SFT-data responses to a prompt: what world.make_sft_example would pair with exactly this
     prompt's constraints (pinned fields as asked, free fields from the narrow preferred distribution,
     house format). Built from make_sft_example's own parts, so the floor row is the SFT data itself."""
     rng = random.Random(seed)
     out = []
     for _ in range(k):
-        ann = data.sample_sft_annotation(rng, narrowness, prompt["constraints"])
-        out.append({"annotation": data.format_annotation(ann),
-                    "text": data.house_format(data.make_title(ann, rng), data.render_story(ann, rng))})
+        ann = world.sample_sft_annotation(rng, narrowness, prompt["constraints"])
+        out.append({"annotation": world.format_annotation(ann),
+                    "text": world.house_format(world.make_title(ann, rng), world.render_story(ann, rng))})
     return out
 
 def find_narrowness(ckpts: list) -> float:
@@ -314,7 +317,7 @@ def find_narrowness(ckpts: list) -> float:
             for d in (meta, meta.get("knobs") or {}, meta.get("options") or {}):
                 if isinstance(d, dict) and d.get("narrowness") is not None:
                     return float(d["narrowness"])
-    return float(data.DEFAULT_NARROWNESS)
+    return float(world.DEFAULT_NARROWNESS)
 
 # -----------------------------------------------------------------------------
 # arms: "name=path[,path...][:key=value...]"
@@ -397,7 +400,7 @@ def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_to
                 anchor = resolve_anchor(ckpt["fmt"], arm["anchor"])
             except ValueError as e:
                 raise ValueError(f"arm {arm['name']} ({path}): {e}") from None
-            is_base = ckpt.get("kind") == "base" or ckpt["fmt"] in BASE_FMTS
+            is_base = ckpt.get("kind") == "base" or ckpt["fmt"] in BASE_FORMATS
             for t in arm["temperatures"]:
                 jobs.append((arm, si, path, t, [None] if is_base else list(range(len(prompts))), is_base, anchor))
     rows = {}
@@ -449,12 +452,12 @@ def measure_rows(rows, prompts):
         row["annotation_prior"] = row_annotation_prior(row, prompts)
 
 def exact_entropies(prompts, narrowness) -> dict:
-    """The exact entropies data.py computes: the prior (ceiling) and the SFT data (floor), per prompt."""
-    prior = data.prior_entropy()
+    """The exact entropies world.py computes: the prior (ceiling) and the SFT data (floor), per prompt."""
+    prior = world.prior_entropy()
     out = {"prior": prior, "narrowness": narrowness, "by_prompt": []}
     for p in prompts:
-        free = data.free_fields(p["constraints"])
-        sft = data.sft_entropy(narrowness, p["constraints"])
+        free = world.free_fields(p["constraints"])
+        sft = world.sft_entropy(narrowness, p["constraints"])
         out["by_prompt"].append({"prompt": p["prompt"], "kind": p["kind"], "D_prior": float(np.mean([prior[f] for f in free])),
                                  "D_sft_data": float(np.mean([sft[f] for f in free])), "sft_entropy": sft})
     return out
@@ -465,8 +468,7 @@ def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max
     """Sample every arm (list of parse_arm() dicts) on every prompt, label, measure; on `device`
     (auto = cuda > mps > cpu). Several checkpoints per arm are seeds (see parse_arm).
     Returns (summary dict: every number, rows: {name: row with its labelled samples})."""
-    from pretrain import load_model  # the training chapter owns the checkpoint format
-    prompts = prompts if prompts is not None else data.EVAL_PROMPTS
+    prompts = prompts if prompts is not None else world.EVAL_PROMPTS
     n_seeds = num_seeds(arms)
     device = pick_device(device)
     models = {}
@@ -508,19 +510,19 @@ def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max
 # derived numbers with bootstrap confidence intervals
 
 def _codes(samples) -> np.ndarray:
-    """(K, n_fields) integer matrix of labels, one column per field of data.FIELDS; code 0 is the
+    """(K, n_fields) integer matrix of labels, one column per field of world.FIELDS; code 0 is the
     unknown label, the field's values are 1..n (a label outside them gets a new code)."""
     cols = []
-    for f in data.FIELDS:
-        vocab = {v: i for i, v in enumerate([UNKNOWN] + list(data.FIELDS[f]))}
+    for f in world.FIELDS:
+        vocab = {v: i for i, v in enumerate([UNKNOWN] + list(world.FIELDS[f]))}
         cols.append([vocab.setdefault(UNKNOWN if s["labels"][f] is None else s["labels"][f], len(vocab)) for s in samples])
     return np.asarray(cols, dtype=np.int64).T
 
 def _kind_plan(row, prompts, kind):
     """[(sample-set key, free column indices)] for the prompts of one kind."""
-    names = list(data.FIELDS)
+    names = list(world.FIELDS)
     key = lambda pi: None if None in row["samples"] else pi  # a base row: one sample set for all prompts
-    return [(key(pi), [names.index(f) for f in data.free_fields(p["constraints"])])
+    return [(key(pi), [names.index(f) for f in world.free_fields(p["constraints"])])
             for pi, p in enumerate(prompts) if p["kind"] == kind]
 
 def _diversity(mats: dict, plan, known=False) -> float:
@@ -592,9 +594,9 @@ def row_annotation_prior(row, prompts):
     if not any(s.get("annotation") for ss in row["samples"].values() for s in ss):
         return None
     if None in row["samples"]:
-        return annotation_prior({f: row["samples"][None] for f in data.FIELDS})
-    by_field = {f: [s for pi, p in enumerate(prompts) if f in data.free_fields(p["constraints"])
-                    for s in row["samples"][pi]] for f in data.FIELDS}
+        return annotation_prior({f: row["samples"][None] for f in world.FIELDS})
+    by_field = {f: [s for pi, p in enumerate(prompts) if f in world.free_fields(p["constraints"])
+                    for s in row["samples"][pi]] for f in world.FIELDS}
     return annotation_prior({f: ss for f, ss in by_field.items() if ss})
 
 def annotated_base_row(rows, name, seed_index=0):
@@ -711,7 +713,7 @@ def summary_markdown(summary) -> str:
         lines.append("")
     rows = [r for r in summary["rows"] if "open" in r["by_kind"]]
     if rows:
-        fields = list(data.FIELDS)
+        fields = list(world.FIELDS)
         lines.append("**per-field entropy (bits), open prompts**\n")
         lines.append("| row | " + " | ".join(fields) + " |")
         lines.append("|---|" + "---|" * len(fields))
@@ -741,7 +743,7 @@ def gate_markdown(summary) -> list:
     rows = [r for r in summary["rows"] if r.get("gate")]
     if not rows:
         return []
-    fields = [f for f in data.FIELDS if any(r["gate"][f]["n"] for r in rows)]
+    fields = [f for f in world.FIELDS if any(r["gate"][f]["n"] for r in rows)]
     out = ["\n**gate: annotation agreement** (share of samples whose story label equals their own annotation's "
            "value, over values outside the SFT favourites; n in brackets; target >= 0.8 on every field)\n",
            "| row | " + " | ".join(fields) + " | min |", "|---|" + "---|" * (len(fields) + 1)]
@@ -757,7 +759,7 @@ def prior_markdown(summary) -> list:
     if not rows:
         return []
     exact = summary["exact_annotation_prior"]
-    fields = [f for f in data.FIELDS if set(data.FIELDS[f]) - set(data.FAVOURITES[f])]  # length: all favourites
+    fields = [f for f in world.FIELDS if set(world.FIELDS[f]) - set(world.FAVOURITES[f])]  # length: all favourites
     out = ["**annotation prior: favourite share / entropy (bits) of the sampled annotation values** "
            "(fields the prompt leaves free)\n",
            "| row | " + " | ".join(fields) + " |", "|---|" + "---|" * len(fields),
@@ -787,7 +789,7 @@ def plot_prior_drift(summary, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fields = [f for f in data.FIELDS if set(data.FIELDS[f]) - set(data.FAVOURITES[f])]
+    fields = [f for f in world.FIELDS if set(world.FIELDS[f]) - set(world.FAVOURITES[f])]
     series = [("exact prior", summary["exact_annotation_prior"])]
     series += [(r["row"], r["annotation_prior"]) for r in summary["rows"] if r.get("annotation_prior")]
     fig, axes = plt.subplots(1, 2, figsize=(max(10, 1.6 * len(fields)), 4.5))
@@ -810,7 +812,7 @@ def plot_field_entropy(summary, path, kind="open"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = [r for r in summary["rows"] if kind in r["by_kind"]]
-    fields = list(data.FIELDS)
+    fields = list(world.FIELDS)
     fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(fields)), 4.5))
     w = 0.8 / max(1, len(rows))
     for i, r in enumerate(rows):
@@ -839,7 +841,7 @@ def plot_label_histograms(rows, prompts, names, path, fields=("name", "setting")
     ncol = max(1, len(names))
     fig, axes = plt.subplots(len(fields), ncol, figsize=(5 * ncol, 3.2 * len(fields)), squeeze=False)
     for i, f in enumerate(fields):
-        values = list(data.FIELDS[f]) + [UNKNOWN]
+        values = list(world.FIELDS[f]) + [UNKNOWN]
         for j, n in enumerate(names):
             samples, ax = kind_samples(rows[n], prompts, kind), axes[i][j]
             c = Counter(UNKNOWN if s["labels"][f] is None else s["labels"][f] for s in samples)
@@ -852,7 +854,7 @@ def plot_label_histograms(rows, prompts, names, path, fields=("name", "setting")
     plt.close(fig)
 
 def plot_quality_diversity(summary, path, kind="open"):
-    """Quality (data.quality) vs D; rows of one arm at several temperatures drawn as a curve."""
+    """Quality (judge.quality) vs D; rows of one arm at several temperatures drawn as a curve."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -871,7 +873,7 @@ def plot_quality_diversity(summary, path, kind="open"):
             if len(rs) > 1:
                 ax.annotate(f"T={r['temperature']:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel(f"semantic diversity D (bits, {kind} prompts)")
-    ax.set_ylabel("quality rate (data.quality)")
+    ax.set_ylabel("quality rate (judge.quality)")
     ax.set_title("quality vs diversity")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -909,7 +911,7 @@ def write_outputs(summary, rows, out_dir, size=None):
 
 # -----------------------------------------------------------------------------
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpts", nargs="+", required=True,
                    help="arms as name=ckpt_dir[,ckpt_dir_seed1,...][:anchor=auto|on|off][:temperature=0.6,1.0]"
@@ -933,9 +935,17 @@ def main():
     p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples for the confidence intervals")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", required=True, help="output directory")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.num_samples < 2:
         p.error(f"--num_samples {args.num_samples}: need at least 2 samples to measure diversity")
+    for name in ("batch_size", "n_boot", "threads", "max_new_tokens"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name} {getattr(args, name)}: need at least 1")
+    if any(not t > 0 for t in args.temperature):
+        p.error(f"--temperature {args.temperature}: every temperature must be > 0")
+    if args.narrowness is not None and not 0 <= args.narrowness <= 1:
+        p.error(f"--narrowness {args.narrowness}: must be in [0, 1]")
+    check_out_dir(args.out, "--out")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -39,7 +38,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import data
+from checkpoint import check_device, check_out_dir, check_tokenizer, keep_tokenizer, load_checkpoint, save_checkpoint
 from model import GPT, GPTConfig
+from tokenizer import load_tokenizer, special_id, tokenizer_hash
 
 
 def opt(default, help, **extra):
@@ -166,10 +167,25 @@ def check_loop_config(cfg):
         raise SystemExit(f"error: --lr={cfg.lr} must be > 0")
     if not 0 <= cfg.min_lr_frac <= 1:
         raise SystemExit(f"error: --min_lr_frac={cfg.min_lr_frac} must be in [0, 1]")
+    for name in ("weight_decay", "grad_clip"):
+        if not getattr(cfg, name) >= 0:
+            raise SystemExit(f"error: --{name}={getattr(cfg, name)} must be >= 0")
+    for name in ("beta1", "beta2"):
+        if not 0 <= getattr(cfg, name) < 1:
+            raise SystemExit(f"error: --{name}={getattr(cfg, name)} must be in [0, 1)")
+    check_device(cfg.device)
+
+
+# Our documents are a few hundred tokens; a longer context only packs more of them into a row,
+# and the attention cost grows with its square: past this a typo (100000) is more likely than a plan.
+MAX_BLOCK_SIZE = 8192
 
 
 def check_train_config(cfg):
     check_loop_config(cfg)
+    if cfg.block_size > MAX_BLOCK_SIZE:
+        raise SystemExit(f"error: --block_size={cfg.block_size} is more than {MAX_BLOCK_SIZE} tokens; our stories are "
+                         f"a few hundred tokens long, so use 512 (raise MAX_BLOCK_SIZE in pretrain.py if you mean it)")
     try:  # GPTConfig validates the model shape (vocab_size and bos_id come later, from the data)
         GPTConfig(**{k: getattr(cfg, k) for k in MODEL_FIELDS})
     except ValueError as e:
@@ -256,84 +272,7 @@ class TokenRows:
         return x, y
 
 # -----------------------------------------------------------------------------
-# Checkpoints
-
-CKPT_KEYS = ("model_args", "model", "config", "step", "optimizer", "rng", "data_pos",
-             "tokenizer_hash", "data_dir", "fmt", "kind", "base_fmt")
-
-
-def save_checkpoint(path, ckpt):
-    """Write to a temporary file, flush it to disk, then rename: os.replace is atomic, so a run
-    killed at any moment leaves either the old checkpoint or the new one, never half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(ckpt, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path, device="cpu"):
-    """path: a ckpt.pt or the run directory holding one. weights_only=True: a checkpoint is data
-    (tensors, numbers, strings), never code. Raises FileNotFoundError / ValueError naming the path."""
-    path = Path(path)
-    if path.is_dir() or not path.suffix:
-        path = path / "ckpt.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path} (train one with pretrain.py or sft.py "
-                                f"--out_dir {path.parent})")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # truncated zip, pickle error, not a torch file at all, ...
-        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
-    missing = [k for k in CKPT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
-    if missing:
-        raise ValueError(f"{path} is not a nanoanchor checkpoint (missing {', '.join(missing)})")
-    return ckpt
-
-
-def check_tokenizer(ckpt, enc, data_dir):
-    """The token ids in a checkpoint only mean something with the tokenizer it was trained with."""
-    have, want = data.tokenizer_hash(enc), ckpt["tokenizer_hash"]
-    if have == want:
-        return
-    if Path(data_dir).resolve() == Path(ckpt["data_dir"]).resolve():
-        raise ValueError(f"tokenizer mismatch: {data_dir} was rebuilt since this checkpoint was trained "
-                         f"(tokenizer {have[:12]} now, {want[:12]} then); retrain the model, or pass "
-                         f"the data_dir of a copy of the old dataset")
-    raise ValueError(f"tokenizer mismatch: the checkpoint was trained with tokenizer {want[:12]} "
-                     f"(data_dir {ckpt['data_dir']}) but {data_dir} has {have[:12]}; use the "
-                     f"checkpoint's data_dir")
-
-
-TOKENIZER_FILE = "tokenizer.tiktoken"
-
-
-def keep_tokenizer(data_dir, out_dir):
-    """Copy the tokenizer next to the checkpoint: a run stays usable if data/ is rebuilt or moved."""
-    shutil.copyfile(Path(data_dir) / TOKENIZER_FILE, Path(out_dir) / TOKENIZER_FILE)
-
-
-def load_model(out_dir, device="cpu", data_dir=None):
-    """-> (model in eval mode on device, ckpt dict without the optimizer state, tokenizer).
-    For sample.py and eval_diversity.py. The tokenizer comes from data_dir if given, else the copy
-    in out_dir, else the checkpoint's data_dir; it must be the one the model was trained with."""
-    ckpt = load_checkpoint(out_dir, device)
-    ckpt.pop("optimizer")
-    if data_dir is None:
-        run_dir = Path(out_dir) if Path(out_dir).is_dir() else Path(out_dir).parent
-        data_dir = run_dir if (run_dir / TOKENIZER_FILE).exists() else ckpt["data_dir"]
-    try:
-        enc = data.load_tokenizer(str(data_dir))
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"tokenizer of {out_dir} not found ({e}); pass data_dir=") from None
-    check_tokenizer(ckpt, enc, data_dir)
-    model = GPT(GPTConfig(**ckpt["model_args"]))
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), ckpt, enc
-
+# RNG state, saved in every checkpoint for exact resume
 
 def rng_state(device):
     state = {"torch": torch.get_rng_state()}
@@ -426,6 +365,66 @@ def trim_log(path, step):
         Path(path).write_text("".join(json.dumps(r) + "\n" for r in records if r["step"] <= step))
 
 
+def _resume_optimizer(cfg, raw, d, start, log_path):
+    """The AdamW optimizer, and the step and data position to start from (a resumed run also gets
+    its optimizer state and RNG back, and its log trimmed to the checkpoint's step)."""
+    optimizer = raw.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2),
+                                         d.device.split(":")[0])
+    if start is None:
+        return optimizer, 0, 0
+    optimizer.load_state_dict(start["optimizer"])
+    set_rng_state(start["rng"], d.device)
+    if d.master:
+        trim_log(log_path, start["step"])
+    return optimizer, start["step"], start["data_pos"]
+
+
+def _global_batch(train_rows, data_pos, cfg, d, stop):
+    """This process's micro-batches of the step, the number of targets in the whole global batch,
+    and whether any process was interrupted. The global batch of a step is rows data_pos ..
+    data_pos + B*A*W - 1; rank r takes its own contiguous B*A of them. One all-reduce tells every
+    process the target count (so the loss is the mean over all of them, however they are split)
+    and the stop flag (so all processes stop at the same step)."""
+    B, A = cfg.batch_size, cfg.grad_accum
+    first = data_pos + d.rank * B * A
+    batches = [train_rows.get(first + m * B, B) for m in range(A)]
+    n_targets = [int((y != -1).sum()) for _, y in batches]
+    counts = torch.tensor([sum(n_targets), int(stop.requested)], device=d.device)
+    if d.world > 1:
+        dist.all_reduce(counts)
+    n_global, stopping = counts.tolist()
+    return batches, n_targets, n_global, bool(stopping)
+
+
+def _train_step(model, raw, optimizer, batches, n_targets, n_global, cfg, d):
+    """Forward and backward over the micro-batches, then clip and step. -> (loss, gradient norm)."""
+    W, A = d.world, len(batches)
+    loss_sum = torch.zeros((), device=d.device)
+    for m, (x, y) in enumerate(batches):
+        x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
+        # DDP averages gradients over processes at every backward; only the last
+        # micro-step needs that, the others accumulate locally (no_sync).
+        sync = W == 1 or m == A - 1
+        with (nullcontext() if sync else model.no_sync()):
+            with autocast_for(d.device):
+                _, loss = model(x, y)
+            # loss is the mean over this micro-batch's targets; weighting by its share of
+            # the global batch's targets (x W, since DDP divides by W) makes the summed
+            # gradient that of the mean over all targets of the step.
+            loss = loss * (n_targets[m] * W / n_global)
+            loss.backward()
+        loss_sum += loss.detach()
+    grad_norm = torch.nn.utils.clip_grad_norm_(
+        raw.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+    if W > 1:
+        dist.all_reduce(loss_sum)
+    train_loss, grad_norm = loss_sum.item() / W, grad_norm.item()
+    if math.isfinite(train_loss) and math.isfinite(grad_norm):  # else the caller stops: no step
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return train_loss, grad_norm
+
+
 def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
     """Train `model` (the raw GPT, already on d.device) for cfg.max_iters optimizer steps.
 
@@ -440,30 +439,20 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
         out_dir.mkdir(parents=True, exist_ok=True)
         keep_tokenizer(cfg.data_dir, out_dir)
     raw = model
-    optimizer = raw.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2),
-                                         d.device.split(":")[0])
-    step, data_pos = 0, 0
-    if start is not None:
-        optimizer.load_state_dict(start["optimizer"])
-        step, data_pos = start["step"], start["data_pos"]
-        set_rng_state(start["rng"], d.device)
-        if d.master:
-            trim_log(log_path, step)
+    optimizer, step, data_pos = _resume_optimizer(cfg, raw, d, start, log_path)
     if cfg.compile:
         model = torch.compile(model)
     if d.world > 1:
         model = DDP(model, device_ids=[d.local_rank] if d.device.startswith("cuda") else None)
-
-    B, A, W = cfg.batch_size, cfg.grad_accum, d.world
-    T = train_rows.get(0, 1)[0].size(1)
-    tokens_per_step = B * A * W * T
+    rows_per_step = cfg.batch_size * cfg.grad_accum * d.world
+    row_len = train_rows.get(0, 1)[0].size(1)
 
     def checkpoint(val_loss=None):
         if d.master:
             save_checkpoint(ckpt_path, dict(
                 model_args=asdict(raw.config), model=raw.state_dict(), config=asdict(cfg),
                 step=step, optimizer=optimizer.state_dict(), rng=rng_state(d.device),
-                data_pos=data_pos, val_loss=val_loss, world_size=W, **ckpt_meta))
+                data_pos=data_pos, val_loss=val_loss, world_size=d.world, **ckpt_meta))
 
     last_record = {}
     if step == 0 and cfg.max_iters > 0:
@@ -475,18 +464,7 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
     t0, tokens_since = time.time(), 0
     with StopFlag() as stop:
         while step < cfg.max_iters:
-            # This process's micro-batches: the global batch of a step is rows data_pos ..
-            # data_pos + B*A*W - 1, rank r takes its own contiguous B*A of them.
-            first = data_pos + d.rank * B * A
-            batches = [train_rows.get(first + m * B, B) for m in range(A)]
-            # One all-reduce tells every process the number of targets in the whole global batch
-            # (so the loss is the mean over all of them, however they are split) and whether
-            # anyone was interrupted (so all processes stop at the same step).
-            n_targets = [int((y != -1).sum()) for _, y in batches]
-            counts = torch.tensor([sum(n_targets), int(stop.requested)], device=d.device)
-            if W > 1:
-                dist.all_reduce(counts)
-            n_global, stopping = counts.tolist()
+            batches, n_targets, n_global, stopping = _global_batch(train_rows, data_pos, cfg, d, stop)
             if stopping:
                 break
             if n_global == 0:
@@ -494,45 +472,24 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
             lr = lr_at(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss_sum = torch.zeros((), device=d.device)
-            for m, (x, y) in enumerate(batches):
-                x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
-                # DDP averages gradients over processes at every backward; only the last
-                # micro-step needs that, the others accumulate locally (no_sync).
-                sync = W == 1 or m == A - 1
-                with (nullcontext() if sync else model.no_sync()):
-                    with autocast_for(d.device):
-                        _, loss = model(x, y)
-                    # loss is the mean over this micro-batch's targets; weighting by its share of
-                    # the global batch's targets (x W, since DDP divides by W) makes the summed
-                    # gradient that of the mean over all targets of the step.
-                    loss = loss * (n_targets[m] * W / n_global)
-                    loss.backward()
-                loss_sum += loss.detach()
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                raw.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-            if W > 1:
-                dist.all_reduce(loss_sum)
-            train_loss = loss_sum.item() / W
-            if not (math.isfinite(train_loss) and math.isfinite(grad_norm.item())):
+            train_loss, grad_norm = _train_step(model, raw, optimizer, batches, n_targets, n_global, cfg, d)
+            if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
                 bar.close()
                 good = f"the last good checkpoint is {ckpt_path}" if ckpt_path.exists() else \
                     "no checkpoint was written yet"
-                raise SystemExit(f"error: loss is {train_loss} (gradient norm {grad_norm.item()}) "
+                raise SystemExit(f"error: loss is {train_loss} (gradient norm {grad_norm}) "
                                  f"at step {step}; stopped, {good}. Try a lower --lr.")
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
             step += 1
-            data_pos += B * A * W
-            tokens_since += tokens_per_step
+            data_pos += rows_per_step
+            tokens_since += rows_per_step * row_len
             bar.update(1)
 
             last = step == cfg.max_iters
             record = {"step": step}
             if step % cfg.log_interval == 0 or last:
                 dt = time.time() - t0
-                record.update(loss=round(train_loss, 5), lr=lr, grad_norm=round(grad_norm.item(), 4),
-                              tokens=data_pos * T, epoch=round(data_pos / train_rows.n_rows, 4),
+                record.update(loss=round(train_loss, 5), lr=lr, grad_norm=round(grad_norm, 4),
+                              tokens=data_pos * row_len, epoch=round(data_pos / train_rows.n_rows, 4),
                               tokens_per_s=round(tokens_since / dt))
                 t0, tokens_since = time.time(), 0
                 bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{record['tokens_per_s']:,}")
@@ -591,10 +548,6 @@ def fmt_of(cfg):
     return "annotated" if cfg.annotations else "plain"
 
 
-def special_id(enc, name):
-    return enc.encode_single_token(name)
-
-
 def ensure_data(data_dir):
     """Make the default dataset if data_dir has none. An existing one is checked with the options
     it was built with (data.ensure_dataset rebuilds it if data.py's grammar changed since)."""
@@ -610,7 +563,7 @@ def pretrain(cfg, d, start=None):
         ensure_data(cfg.data_dir)
     if d.world > 1:
         dist.barrier()  # the others wait for rank 0 to make the data
-    enc = data.load_tokenizer(cfg.data_dir)
+    enc = load_tokenizer(cfg.data_dir)
     if start is not None:
         try:
             check_tokenizer(start, enc, cfg.data_dir)
@@ -637,9 +590,21 @@ def pretrain(cfg, d, start=None):
               f"({model.num_params():,} non-embedding), {d.world} process(es) on {d.device}; "
               f"budget {budget:,} tokens = {budget / n_params:.3g} tokens/parameter, "
               f"{budget / (train_rows.n_rows * cfg.block_size):.2f} epochs of {shard}_train.bin")
-    meta = dict(tokenizer_hash=data.tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
+    meta = dict(tokenizer_hash=tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
                 fmt=fmt_of(cfg), kind="base", base_fmt=None)
-    return train(cfg, model, train_rows, val_rows, d, meta, start)
+    record = train(cfg, model, train_rows, val_rows, d, meta, start)
+    mode = "anchored" if cfg.annotations else "standard"
+    say_next(cfg, d, record, [f"python sft.py --init_from {cfg.out_dir} --mode {mode}",
+                              f"python sample.py --ckpt {cfg.out_dir}"])
+    return record
+
+
+def say_next(cfg, d, record, commands):
+    """The last lines of a finished run: where its checkpoint is, and what to run next."""
+    if d.master and record.get("step") == cfg.max_iters:
+        print(f"done: {Path(cfg.out_dir) / 'ckpt.pt'} (log.jsonl and loss.png beside it). Next:")
+        for c in commands:
+            print(f"  {c}")
 
 
 def resume_or_fresh(cfg_cls, presets, explicit, out_dir_default, checker):
@@ -661,6 +626,7 @@ def resume_or_fresh(cfg_cls, presets, explicit, out_dir_default, checker):
     if start is None and (Path(cfg.out_dir) / "ckpt.pt").exists():
         raise SystemExit(f"error: {cfg.out_dir} already holds a checkpoint; continue it with "
                          f"--resume, or choose another --out_dir")
+    check_out_dir(cfg.out_dir)
     return cfg, start
 
 

@@ -34,7 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from data import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT files (the main arms)
+from checkpoint import check_out_dir
+from world import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT files (the main arms)
 
 # -----------------------------------------------------------------------------
 # Presets: plain data. sizes are pretrain.py presets; iters are optimizer steps; the ablations
@@ -282,7 +283,7 @@ def plot_study(study, path):
     plt.close(fig)
 
 
-def fmt(x, nd=2):
+def num(x, nd=2):
     return "n/a" if x is None else f"{x:.{nd}f}"
 
 
@@ -294,24 +295,24 @@ def results_markdown(size_results, study, cfg, command):
         o = s["derived"]["open"]
         cr, gc = o["collapse_ratio"], o["gap_closed"]
         sft_row, anc_row = s["derived"]["sft_row"], s["derived"]["anchored_row"]
-        q = "/".join(fmt(row_metric(s, r, "open", "quality_and_house")) for r in (sft_row, anc_row))
-        h = "/".join(fmt(row_metric(s, r, "open", "house_format")) for r in (sft_row, anc_row))
-        ifo = "/".join(fmt(row_metric(s, r, "constrained", "instruction_following")) for r in (sft_row, anc_row))
-        lines.append(f"| {size} | {fmt(o['D']['base'])} | {fmt(o['D'][sft_row])} | {fmt(o['D'][anc_row])} | "
-                     f"{fmt(cr['value'])} ({fmt(cr['ci95'][0])}, {fmt(cr['ci95'][1])}) | "
-                     f"{fmt(gc['value'])} ({fmt(gc['ci95'][0])}, {fmt(gc['ci95'][1])}) | {q} | {h} | {ifo} |")
+        q = "/".join(num(row_metric(s, r, "open", "quality_and_house")) for r in (sft_row, anc_row))
+        h = "/".join(num(row_metric(s, r, "open", "house_format")) for r in (sft_row, anc_row))
+        ifo = "/".join(num(row_metric(s, r, "constrained", "instruction_following")) for r in (sft_row, anc_row))
+        lines.append(f"| {size} | {num(o['D']['base'])} | {num(o['D'][sft_row])} | {num(o['D'][anc_row])} | "
+                     f"{num(cr['value'])} ({num(cr['ci95'][0])}, {num(cr['ci95'][1])}) | "
+                     f"{num(gc['value'])} ({num(gc['ci95'][0])}, {num(gc['ci95'][1])}) | {q} | {h} | {ifo} |")
     lines += ["", "### Every arm at the largest size (open prompts)", "", "| arm | D | collapse vs base |", "|---|---|---|"]
     size, s = size_results[-1]
     o = s["derived"]["open"]
     for row, dv in o["D"].items():
         col = o["collapse"].get(row, {}).get("value")
-        lines.append(f"| {row} | {fmt(dv)} | {fmt(col)} |")
+        lines.append(f"| {row} | {num(dv)} | {num(col)} |")
     if study:
         lines += ["", f"### Controlled study ({cfg['study_size']}, open prompts)", "",
                   "| narrowness | SFT data entropy (exact) | D SFT | D anchored |", "|---|---|---|---|"]
         for nu, s in study:
-            lines.append(f"| {nu} | {fmt(sft_data_entropy(s))} | {fmt(study_D(s, 'sft_row'))} | "
-                         f"{fmt(study_D(s, 'anchored_row'))} |")
+            lines.append(f"| {nu} | {num(sft_data_entropy(s))} | {num(study_D(s, 'sft_row'))} | "
+                         f"{num(study_D(s, 'anchored_row'))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -371,7 +372,7 @@ def reproduce(cfg, out, runs, command, skip_study=False, jobs=1):
         dst = out / size
         dst.mkdir(exist_ok=True)
         for f in (runs / size / "eval").glob("*"):
-            if f.suffix in (".json", ".md", ".png"):
+            if f.suffix in (".json", ".md", ".png") and not f.name.startswith("."):  # not the stage marker
                 shutil.copyfile(f, dst / f.name)
     stage_seconds = {name: t["seconds"] for name, t in timings.items()}
     ran_now = [name for name, t in timings.items() if not t.get("skipped")]
@@ -390,7 +391,7 @@ def reproduce(cfg, out, runs, command, skip_study=False, jobs=1):
     return run
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=list(PRESETS), default="cpu")
     p.add_argument("--out", default="", help="results folder (default: results/<preset>)")
@@ -399,12 +400,15 @@ def main():
     p.add_argument("--jobs", type=int, default=None,
                    help="stages run side by side, sharing the CPU threads (default: the preset's)")
     p.add_argument("--plan", action="store_true", help="print every stage's command, wave by wave, and stop")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         p.error(f"--jobs {args.jobs}: need at least 1")
     cfg = PRESETS[args.preset]
     jobs = args.jobs or cfg["jobs"]
     runs = args.runs or f"runs/{args.preset}"
+    if not args.plan:  # an unwritable folder fails now, not after an hour of training
+        check_out_dir(args.out or f"results/{args.preset}", "--out")
+        check_out_dir(runs, "--runs")
     if args.plan:
         for i, wave in enumerate(plan(cfg, runs, args.skip_study)):
             print(f"# wave {i}: {len(wave)} stage(s), {jobs} at a time")

@@ -16,87 +16,14 @@ import sys
 
 import torch
 
-import data
+from checkpoint import check_device, load_model
+from tokenizer import (ANNOTATED_FORMATS, BASE_FORMATS, FORMATS, annotation_pieces, cut_at_special,
+                       prompt_ids, resolve_anchor, separator_ids, special_id, special_ids)
+from world import FIELDS, parse_annotation
 
-ANNOTATED_FMTS = ("annotated", *data.ANCHORED_FORMATS)  # formats with an <|ann|> segment
-BASE_FMTS = ("plain", "annotated")
 ANN_TEMPERATURE = 1.0   # the annotation is sampled at temperature 1, whatever --temperature says
 ANN_MAX_TOKENS = 96     # a full annotation is ~40 tokens; a model that never closes it is cut here
 FIELD_MAX_TOKENS = 12   # tokens for one free field's value when building a pinned annotation
-
-# -----------------------------------------------------------------------------
-# helpers
-
-def special(enc, name: str) -> int:
-    return enc.encode_single_token(name)
-
-def special_ids(enc) -> set:
-    """Every special token's id. Each one stops a story: a story has no special token inside it, so
-    whatever the model writes after one (a new <|ann|> segment, a <|user|> turn) is not the story."""
-    return {special(enc, t) for t in enc.special_tokens_set}
-
-def cut_at_special(text: str) -> str:
-    """Text up to the first special token's text ('<|...|>'): the part the judge may read.
-    (Sampling already stops there; this guards text from elsewhere, e.g. an old samples file.)"""
-    cut = min((i for i in (text.find(t) for t in data.SPECIAL_TOKENS) if i >= 0), default=len(text))
-    return text[:cut]
-
-def model_device(model) -> torch.device:
-    return next(model.parameters()).device
-
-def make_generator(model, seed: int) -> torch.Generator:
-    """A seeded generator on the model's device: sampling draws its random numbers where the logits
-    live, and PyTorch rejects a CPU generator for a CUDA or MPS tensor."""
-    return torch.Generator(device=model_device(model)).manual_seed(seed)
-
-def resolve_anchor(fmt: str, mode: str) -> bool:
-    """--anchor auto|on|off -> whether to sample an annotation before the story."""
-    if mode not in ("auto", "on", "off"):
-        raise ValueError(f"--anchor {mode!r}: valid are auto, on, off")
-    if mode == "on" and fmt not in ANNOTATED_FMTS:
-        raise ValueError(f"--anchor on: this checkpoint (fmt {fmt}) was trained without annotations; use --anchor auto or off")
-    return mode != "off" and fmt in ANNOTATED_FMTS
-
-_SEP_IDS = {}
-def separator_ids(enc) -> set:
-    """Every token whose text contains '|', the field separator: a sampled field value ends there.
-    (With data's tokenizer ' |' is one token; this also works if some merge swallowed it.)"""
-    key = (enc.name, enc.n_vocab)
-    if key not in _SEP_IDS:
-        specials = set(enc.special_tokens_set)
-        _SEP_IDS[key] = {i for i in range(enc.n_vocab)
-                         if _token_text(enc, i) is not None and "|" in _token_text(enc, i)
-                         and _token_text(enc, i) not in specials}
-    return _SEP_IDS[key]
-
-def _token_text(enc, i):
-    try:
-        return enc.decode_single_token_bytes(i).decode("utf-8", errors="replace")
-    except KeyError:  # a hole in the vocabulary
-        return None
-
-def annotation_segments(enc, pinned: dict):
-    """The annotation split at field boundaries, in FIELDS order, as token-id pieces:
-    [(field, forced ids, free?)], plus the separator ids. A pinned field is forced as
-    'key: value'; a free field forces only 'key:' and the model samples ' value'.
-    Pieces are encoded separately; annotation_ids() checks this equals data's tokenization."""
-    out = []
-    for i, f in enumerate(data.FIELDS):
-        lead = "" if i == 0 else " "
-        if f in pinned:
-            out.append((f, enc.encode_ordinary(f"{lead}{f}: {pinned[f]}"), False))
-        else:
-            out.append((f, enc.encode_ordinary(f"{lead}{f}:"), True))
-    return out
-
-def annotation_ids(enc, ann: dict) -> list:
-    """A full annotation's ids built piece by piece the way sampling builds them (for tests: must
-    equal the ids between <|ann|> and <|story|> in data.encode_example)."""
-    sep = enc.encode_ordinary(" |")
-    ids = []
-    for i, (f, forced, _) in enumerate(annotation_segments(enc, ann)):
-        ids += forced + (sep if i < len(data.FIELDS) - 1 else [])
-    return ids
 
 # -----------------------------------------------------------------------------
 # sampling
@@ -116,39 +43,46 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False) 
     No pins (and not by_field): the model writes the whole annotation and stops at <|story|>.
     Pins or by_field: built field by field in FIELDS order, batched over rows: pinned fields forced,
     free fields sampled by the model after a forced 'key:' (so the layout is always well formed)."""
-    pad, specials = special(enc, "<|pad|>"), special_ids(enc)
+    pad, specials = special_id(enc, "<|pad|>"), set(special_ids(enc).values())
     if not pinned and not by_field:
         # the annotation ends at <|story|>, or at any other special token (then it is cut there)
         outs = _generate(model, prefixes, ANN_MAX_TOKENS, specials, generator, ANN_TEMPERATURE, pad_id=pad)
         return [_strip_stop(o, specials) for o in outs]
-    sep = enc.encode_ordinary(" |")
     stops = separator_ids(enc) | specials
     anns = [[] for _ in prefixes]
-    segs = annotation_segments(enc, pinned)
-    for i, (f, forced, free) in enumerate(segs):
+    # the pieces come from tokenizer.py, the same ones training masks with: ' | key:' then ' value'
+    for f, key, value in annotation_pieces(enc.encode_ordinary, pinned):
         for a in anns:
-            a += forced
-        if free:
+            a += key  # the canonical separator and key, whatever token ended the last value
+        if value is not None:
+            for a in anns:
+                a += value
+        else:
             outs = _generate(model, [p + a for p, a in zip(prefixes, anns)], FIELD_MAX_TOKENS, stops, generator,
                              ANN_TEMPERATURE, pad_id=pad)
             for a, o in zip(anns, outs):
                 a += _strip_stop(o, stops)
-        if i < len(segs) - 1:
-            for a in anns:
-                a += sep  # the canonical separator, whatever token ended the value
     return anns
 
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+def make_generator(model, seed: int) -> torch.Generator:
+    """A seeded generator on the model's device: sampling draws its random numbers where the logits
+    live, and PyTorch rejects a CPU generator for a CUDA or MPS tensor."""
+    return torch.Generator(device=model_device(model)).manual_seed(seed)
+
 def inference_prefix(enc, fmt, prompt, use_ann, block) -> list:
-    """The ids generation starts from, built by data.py's one format function. A base format sees
-    no prompt (its own document start); an SFT format needs one."""
-    if fmt not in data.FORMATS:
-        raise ValueError(f"unknown checkpoint format {fmt!r}; valid: {data.FORMATS}")
-    if fmt in BASE_FMTS:
-        prefix = data.prompt_ids(enc, fmt) if use_ann or fmt == "plain" else data.prompt_ids(enc, "plain")
+    """The ids generation starts from, built by tokenizer.py's one format function. A base format
+    sees no prompt (its own document start); an SFT format needs one."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown checkpoint format {fmt!r}; valid: {FORMATS}")
+    if fmt in BASE_FORMATS:
+        prefix = prompt_ids(enc, fmt, anchor=use_ann)
     else:
         if not prompt or not prompt.strip():
             raise ValueError("empty prompt: an SFT checkpoint needs an instruction, e.g. --prompt 'Write a story.'")
-        prefix = data.prompt_ids(enc, fmt, prompt, anchor=use_ann)
+        prefix = prompt_ids(enc, fmt, prompt, anchor=use_ann)
     if len(prefix) >= block:
         raise ValueError(f"prompt is {len(prefix)} tokens, too long for the context of {block} tokens; shorten it")
     return prefix
@@ -159,18 +93,19 @@ def sample_many(model, enc, fmt, prompts, n, *, temperature=1.0, top_k=None, top
     """n samples for each of several prompts, [[sample of prompt 0, ...], ...], drawn in shared
     batches of batch_size rows (prompt 0's n rows, then prompt 1's, ...): one generate call can hold
     several prompts, which a GPU runs about as fast as one. See sample_stories for the rest."""
-    use_ann = anchor and fmt in ANNOTATED_FMTS
+    use_ann = anchor and fmt in ANNOTATED_FORMATS
     pinned = dict(pinned or {})
     if pinned and not use_ann:
-        why = "it is sampled with --anchor off" if fmt in ANNOTATED_FMTS else f"its format {fmt!r} has no annotation"
+        why = "it is sampled with --anchor off" if fmt in ANNOTATED_FORMATS else f"its format {fmt!r} has no annotation"
         raise ValueError(f"cannot pin annotation fields on this checkpoint: {why} "
-                         f"(pinning needs fmt {' / '.join(ANNOTATED_FMTS)} with the annotation on)")
+                         f"(pinning needs fmt {' / '.join(ANNOTATED_FORMATS)} with the annotation on)")
     for f, v in pinned.items():
-        if f not in data.FIELDS or v not in data.FIELDS[f]:
-            raise ValueError(f"pinned {f}={v!r} is not a field value; fields: {', '.join(data.FIELDS)}")
+        if f not in FIELDS or v not in FIELDS[f]:
+            raise ValueError(f"pinned {f}={v!r} is not a field value; fields: {', '.join(FIELDS)}")
     block = model.config.block_size
     jobs = [(j, inference_prefix(enc, fmt, p, use_ann, block)) for j, p in enumerate(prompts) for _ in range(n)]
-    story, pad, stops = special(enc, "<|story|>"), special(enc, "<|pad|>"), special_ids(enc)
+    story, pad = special_id(enc, "<|story|>"), special_id(enc, "<|pad|>")
+    stops = set(special_ids(enc).values())
     max_new = max_new_tokens if max_new_tokens is not None else block
     gen = make_generator(model, seed)
     out = [[] for _ in prompts]
@@ -219,7 +154,7 @@ def pick_device(name: str) -> str:
         raise ValueError("--device mps: MPS is not available here; use --device auto or cpu")
     return name
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True, help="checkpoint directory (holding ckpt.pt)")
     p.add_argument("--prompt", default="Write a story.", help="instruction for SFT checkpoints (base ones ignore it)")
@@ -236,25 +171,30 @@ def main():
     p.add_argument("--annotation", default=None, help='pin fields, e.g. "name: Mia | setting: desert"; the model samples the rest')
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
-    args = p.parse_args()
-    if args.num_samples < 1:
-        p.error(f"--num_samples {args.num_samples}: need at least 1")
+    args = p.parse_args(argv)
+    for name, least in (("num_samples", 1), ("top_k", 1), ("max_new_tokens", 1), ("batch_size", 1)):
+        if getattr(args, name) is not None and getattr(args, name) < least:
+            p.error(f"--{name} {getattr(args, name)}: need at least {least}")
+    if not args.temperature > 0:
+        p.error(f"--temperature {args.temperature}: must be > 0")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        p.error(f"--top_p {args.top_p}: must be in (0, 1]")
+    check_device(args.device)
     try:
         if not os.path.exists(os.path.join(args.ckpt, "ckpt.pt")):
             raise FileNotFoundError(f"no checkpoint at {os.path.join(args.ckpt, 'ckpt.pt')}; train one with pretrain.py / sft.py")
         pinned = None
         if args.annotation is not None:
             try:
-                pinned = data.parse_annotation(args.annotation)
+                pinned = parse_annotation(args.annotation)
             except ValueError as e:
                 raise ValueError(f"--annotation {args.annotation!r}: {e}") from None
             if not pinned:
                 raise ValueError(f"--annotation {args.annotation!r} pins no field; write e.g. \"name: Mia | setting: desert\"")
-        from pretrain import load_model
         model, ckpt, enc = load_model(args.ckpt, device=pick_device(args.device))
         fmt = ckpt["fmt"]
         use_ann = resolve_anchor(fmt, args.anchor)
-        if fmt in BASE_FMTS:
+        if fmt in BASE_FORMATS:
             print(f"note: {args.ckpt} is a base checkpoint (fmt {fmt}): prompted in its own document format, --prompt ignored")
         samples = sample_stories(model, enc, fmt, args.prompt, args.num_samples, temperature=args.temperature,
                                  top_k=args.top_k, top_p=args.top_p, seed=args.seed, max_new_tokens=args.max_new_tokens,

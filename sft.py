@@ -8,7 +8,7 @@ Post-training (SFT): the chapter about which tokens carry the loss.
     python sft.py --init_from out/tiny-plain --mode anchored --allow_plain_base  # ablation
     python sft.py --init_from out/tiny-ann --mode anchored --narrowness 0.5    # controlled study
 
-Every example is built by data.encode_example(enc, example, mode), which returns the token ids and
+Every example is built by tokenizer.encode_example(enc, example, mode), which returns the token ids and
 a loss mask; this file only turns "mask 0" into "target -1" (ignored by the loss). The modes:
 
     standard           <|bos|><|user|>{prompt}<|assistant|>{response}<|eos|>
@@ -36,12 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import data
+from checkpoint import check_out_dir, check_tokenizer, load_checkpoint
 from model import GPT, GPTConfig
-from pretrain import (LoopConfig, build_parser, check_loop_config, check_tokenizer,
-                      load_checkpoint, make_config, opt, run_distributed, special_id, train)
+from pretrain import LoopConfig, build_parser, check_loop_config, make_config, opt, run_distributed, say_next, train
+from tokenizer import ANCHORED_FORMATS, encode_example, load_tokenizer, special_id, tokenizer_hash
+from world import make_sft_examples
 
-MODES = ("standard", *data.ANCHORED_FORMATS)  # names of data.encode_example formats
+MODES = ("standard", *ANCHORED_FORMATS)  # names of tokenizer.encode_example formats
 
 
 @dataclass
@@ -57,7 +58,7 @@ class SFTConfig(LoopConfig):
     init_from: str = opt("", "out_dir of the pretrained base model (required unless --resume)")
     mode: str = opt("anchored", "which tokens carry the loss, see the module docstring", choices=MODES)
     narrowness: float | None = opt(None, "make SFT examples in memory at this narrowness "
-                                   "(data.make_sft_examples) instead of reading sft_train.jsonl")
+                                   "(world.make_sft_examples) instead of reading sft_train.jsonl")
     n_sft_examples: int = opt(0, "use this many SFT examples (0: all of sft_train.jsonl, or as many "
                                  "as it has lines when generating)")
     allow_plain_base: bool = opt(False, "allow an anchored mode on a base pretrained without "
@@ -102,17 +103,10 @@ def load_examples(cfg):
         n = sum(1 for _ in open(path)) if path.exists() else 2000
     n_val = min(500, max(50, n // 10))
     try:
-        return (data.make_sft_examples(n, cfg.narrowness, cfg.seed),
-                data.make_sft_examples(n_val, cfg.narrowness, cfg.seed + 1_000_003))  # other stories
+        return (make_sft_examples(n, cfg.narrowness, cfg.seed),
+                make_sft_examples(n_val, cfg.narrowness, cfg.seed + 1_000_003))  # other stories
     except ValueError as e:
         raise SystemExit(f"error: --narrowness={cfg.narrowness}: {e}")
-
-
-def example_targets(enc, example, mode):
-    """-> (x, y) for one example alone: inputs ids[:-1] and targets ids[1:], where a target is -1
-    unless data.encode_example's mask says that token is trained. The only place masks are read."""
-    ids, mask = data.encode_example(enc, example, mode)
-    return ids[:-1], [t if m else -1 for t, m in zip(ids[1:], mask[1:])]
 
 
 def pack_examples(enc, examples, mode, block_size):
@@ -123,7 +117,7 @@ def pack_examples(enc, examples, mode, block_size):
     pad = special_id(enc, "<|pad|>")
     rows, ids_row, mask_row = [], [], []
     for i, ex in enumerate(examples):
-        ids, mask = data.encode_example(enc, ex, mode)
+        ids, mask = encode_example(enc, ex, mode)
         if len(ids) > width:
             raise SystemExit(f"error: SFT example {i} ({ex.get('prompt', '')[:40]!r}...) is {len(ids)} "
                              f"tokens in mode {mode}, more than block_size + 1 = {width}; drop it "
@@ -181,7 +175,7 @@ def check_base(base, cfg):
 
 def sft(cfg, d, source, start=None):
     """source: the checkpoint the weights come from (the base, or this run's own on --resume)."""
-    enc = data.load_tokenizer(cfg.data_dir)
+    enc = load_tokenizer(cfg.data_dir)
     try:
         check_tokenizer(source, enc, cfg.data_dir)
     except ValueError as e:
@@ -203,9 +197,13 @@ def sft(cfg, d, source, start=None):
               f"{len(train_ex):,} examples in {len(x):,} rows of {block_size} "
               f"({n_targets:,} target tokens, {(y != -1).float().mean():.0%} of the row slots); "
               f"{cfg.max_iters / steps_per_epoch:.1f} epochs")
-    meta = dict(tokenizer_hash=data.tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
+    meta = dict(tokenizer_hash=tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
                 fmt=cfg.mode, kind="sft", base_fmt=source["base_fmt"] or source["fmt"])
-    return train(cfg, model, train_rows, val_rows, d, meta, start)
+    record = train(cfg, model, train_rows, val_rows, d, meta, start)
+    say_next(cfg, d, record, [f"python sample.py --ckpt {cfg.out_dir} --prompt 'Write a story.'",
+                              f"python eval_diversity.py --ckpts base={cfg.init_from} "
+                              f"{'sft' if cfg.mode == 'standard' else 'anchored'}={cfg.out_dir} --out {cfg.out_dir}/eval"])
+    return record
 
 
 def load_or_exit(path):
@@ -247,6 +245,9 @@ def main(argv=None):
     check_loop_config(cfg)
     if cfg.n_sft_examples < 0:
         raise SystemExit(f"error: --n_sft_examples={cfg.n_sft_examples} must be >= 0")
+    if cfg.narrowness is not None and not 0 <= cfg.narrowness <= 1:
+        raise SystemExit(f"error: --narrowness={cfg.narrowness} must be in [0, 1] (0 = prior, 1 = favourites only)")
+    check_out_dir(cfg.out_dir)
     return run_distributed(sft, cfg, source, start)
 
 

@@ -5,7 +5,7 @@ How often does a story follow a pinned annotation field? (controllable generatio
     python bench/bench_pins.py runs/cpu/cpu-m/sft_anchored 48   # after anchored SFT ("Write a story.")
 
 For a few single-field pins, K samples with the field pinned and K without; prints the share of
-stories in which data.annotate finds the pinned value. The gap between the two columns is how
+stories in which judge.annotate finds the pinned value. The gap between the two columns is how
 much the model conditions its story on that annotation field.
 """
 import os
@@ -14,9 +14,10 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import data  # noqa: E402
+import judge  # noqa: E402
 import sample  # noqa: E402
-from pretrain import load_model  # noqa: E402
+from checkpoint import load_model  # noqa: E402
+from tokenizer import BASE_FORMATS  # noqa: E402
 
 PINS = ({"setting": "desert"}, {"character": "dragon"}, {"name": "Mia"}, {"ending": "sad"})
 
@@ -28,12 +29,12 @@ def main():
     model, ckpt, enc = load_model(sys.argv[1])
     k = int(sys.argv[2])
     # a base model sees no prompt; an anchored SFT model gets the plainest open instruction
-    prompt = None if ckpt["fmt"] in ("plain", "annotated") else "Write a story."
+    prompt = None if ckpt["fmt"] in BASE_FORMATS else "Write a story."
     for pins in PINS:
         (field, value), = pins.items()
         pinned = sample.sample_stories(model, enc, ckpt["fmt"], prompt, k, seed=1, pinned=pins, batch_size=k)
         free = sample.sample_stories(model, enc, ckpt["fmt"], prompt, k, seed=2, batch_size=k)
-        rate = lambda samples: sum(data.annotate(s["text"])[field] == value for s in samples) / k  # noqa: E731
+        rate = lambda samples: sum(judge.annotate(s["text"])[field] == value for s in samples) / k  # noqa: E731
         print(f"{field}: {value:8s} pinned {rate(pinned):.2f}   unpinned {rate(free):.2f}   (K={k})")
 
 

@@ -13,6 +13,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import eval_diversity as ev  # noqa: E402
+import sample  # noqa: E402
+import tokenizer  # noqa: E402
+import world  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # pure metrics
@@ -64,7 +67,7 @@ def test_bootstrap_ci():
     assert ev.bootstrap_ci(np.min, [np.array([0.0, 1.0])], n_boot=400, seed=0) == (-1.0, 0.0)
 
 def _sample(annotation, **labels):
-    full = {f: None for f in ev.data.FIELDS}
+    full = {f: None for f in world.FIELDS}
     full.update(labels)
     return {"annotation": annotation, "labels": full}
 
@@ -83,7 +86,7 @@ def test_annotation_agreement_counts_non_favourites_only():
     assert g["length"] == {"share": None, "n": 0}        # every length is a favourite
     assert ev.agreement_min(g) == 0.5
     assert ev.agreement_min(ev.annotation_agreement([_sample(None)])) is None
-    good = ev.data.format_annotation({f: v[0] for f, v in ev.data.FIELDS.items()})
+    good = world.format_annotation({f: v[0] for f, v in world.FIELDS.items()})
     assert ev.annotation_valid([{"annotation": good}, s, {"annotation": None}]) == 0.5
 
 def test_annotation_prior_and_drift():
@@ -97,11 +100,11 @@ def test_annotation_prior_and_drift():
     assert ev.prior_drift_max(base, base) == 0.0
     assert ev.annotation_prior({"name": [_sample(None)]})["name"]["fav_share"] is None
     exact = ev.exact_annotation_prior()
-    p = ev.data.PRIOR["name"]
-    names = ev.data.FIELDS["name"]
+    p = world.PRIOR["name"]
+    names = world.FIELDS["name"]
     assert math.isclose(exact["name"]["fav_share"], sum(p[names.index(v)] for v in ("Lily", "Max", "Mia")))
     assert exact["length"]["fav_share"] == pytest.approx(1.0)   # every length is a favourite
-    assert exact["name"]["entropy"] == ev.data.prior_entropy()["name"]
+    assert exact["name"]["entropy"] == world.prior_entropy()["name"]
 
 def test_unknown_dropped_and_compliant():
     assert ev.entropy_bits([None, None, "a", "a"]) == 1.0
@@ -117,7 +120,7 @@ def test_unknown_dropped_and_compliant():
         s.update(quality=True, house=True, words=10)
     m = ev.prompt_metrics(rows, {"character": "dragon"})
     assert m["instruction_following"] == 0.5 and m["n_compliant"] == 2
-    free = ev.data.free_fields({"character": "dragon"})
+    free = world.free_fields({"character": "dragon"})
     # compliant: names Leo, Mia (1 bit); every other free field unknown twice (0 bits)
     assert math.isclose(m["D_compliant"], 1.0 / len(free))
     # known: only name has known labels (Leo, Mia, Ava, Ava: 1.5 bits); the rest are all unknown -> left out
@@ -158,9 +161,9 @@ def test_headline_builder():
 
 def test_judged_text_cut_at_special_token():
     import sample
-    assert sample.cut_at_special("Mia ran.<|ann|>character: fox | name: Leo") == "Mia ran."
-    assert sample.cut_at_special("no special here") == "no special here"
-    assert sample.cut_at_special("a<|eos|>b<|bos|>c") == "a"
+    assert tokenizer.cut_at_special("Mia ran.<|ann|>character: fox | name: Leo") == "Mia ran."
+    assert tokenizer.cut_at_special("no special here") == "no special here"
+    assert tokenizer.cut_at_special("a<|eos|>b<|bos|>c") == "a"
     s = {"text": "Once a fox named Leo ran home.<|ann|>character: dragon | name: Mia", "annotation": None}
     ev.label_samples([s])
     assert s["text"] == "Once a fox named Leo ran home." and s["labels"]["character"] == "fox"
@@ -197,24 +200,21 @@ def ckpts(tiny_base_dirs, tiny_sft_dirs):
     torch.set_num_threads(n)
 
 def _load(path):
-    from pretrain import load_model
+    from checkpoint import load_model
     return load_model(path)
 
 def test_annotation_tokenization_matches_training(ckpts):
     # the field-by-field pieces sampling forces must be the very ids the model was trained on
     import random
-    import data
-    import sample
     _, _, enc = _load(ckpts["base"])
     rng, story = random.Random(0), enc.encode_single_token("<|story|>")
     for _ in range(50):
-        ann = data.sample_annotation(rng)
-        ids, _ = data.encode_example(enc, {"story": "x", "annotation": ann}, "annotated")
-        assert ids[2:ids.index(story)] == sample.annotation_ids(enc, ann)
-    assert enc.encode_ordinary(" |")[0] in sample.separator_ids(enc)
+        ann = world.sample_annotation(rng)
+        ids, _ = tokenizer.encode_example(enc, {"story": "x", "annotation": ann}, "annotated")
+        assert ids[2:ids.index(story)] == tokenizer.annotation_ids(enc, ann)
+    assert enc.encode_ordinary(" |")[0] in tokenizer.separator_ids(enc)
 
 def test_anchored_sampling_draws_annotations(ckpts):
-    import sample
     model, ckpt, enc = _load(ckpts["anchored"])
     assert ckpt["fmt"] == "anchored"
     kw = dict(seed=3, max_new_tokens=16, batch_size=4)
@@ -229,23 +229,21 @@ def test_anchored_sampling_draws_annotations(ckpts):
     assert all(s["annotation"] is None for s in sample.sample_stories(model_b, enc, "plain", None, 2, **kw))
 
 def test_pinned_fields_are_forced(ckpts):
-    import data
-    import sample
     model, _, enc = _load(ckpts["anchored"])
-    pinned = data.parse_annotation("name: Mia | setting: desert")
+    pinned = world.parse_annotation("name: Mia | setting: desert")
     out = sample.sample_stories(model, enc, "anchored", "Write a story.", 4, seed=0, max_new_tokens=8, pinned=pinned)
     for s in out:
         assert "name: Mia |" in s["annotation"] and "setting: desert |" in s["annotation"]
         # every field key is present, in FIELDS order (free ones sampled after the forced "key:")
-        pos = [s["annotation"].find(f"{f}:") for f in data.FIELDS]
+        pos = [s["annotation"].find(f"{f}:") for f in world.FIELDS]
         assert -1 not in pos and pos == sorted(pos)
     out = sample.sample_stories(model, enc, "anchored", "Write a story.", 3, seed=0, max_new_tokens=4, ann_by_field=True)
     for s in out:
-        pos = [s["annotation"].find(f"{f}:") for f in data.FIELDS]
-        assert -1 not in pos and pos == sorted(pos) and s["annotation"].count(" |") >= len(data.FIELDS) - 1
-    everything = data.sample_annotation(__import__("random").Random(1))
+        pos = [s["annotation"].find(f"{f}:") for f in world.FIELDS]
+        assert -1 not in pos and pos == sorted(pos) and s["annotation"].count(" |") >= len(world.FIELDS) - 1
+    everything = world.sample_annotation(__import__("random").Random(1))
     out = sample.sample_stories(model, enc, "anchored", "Write a story.", 2, seed=0, max_new_tokens=4, pinned=everything)
-    assert all(s["annotation"] == data.format_annotation(everything) for s in out)
+    assert all(s["annotation"] == world.format_annotation(everything) for s in out)
 
 def _main(module, *args):
     """Run a script's main() in this process (fast: no new interpreter); -> its error message or None."""
@@ -295,7 +293,7 @@ def test_eval_diversity_end_to_end(ckpts, tmp_path):
         assert set(row["by_kind"]) == {"open", "constrained"}
         for m in row["prompts"]:
             assert m["K"] == 6 and 0 <= m["D"] <= math.log2(6) + 1e-9
-            assert set(m["entropy"]) == set(ev.data.free_fields(m["constraints"]))
+            assert set(m["entropy"]) == set(world.free_fields(m["constraints"]))
     assert rows["sft_data"]["by_kind"]["constrained"]["instruction_following"] == 1.0
     assert rows["pretrain_data"]["by_kind"]["open"]["quality"] == 1.0
     assert rows["sft_data"]["by_kind"]["open"]["house_format"] == 1.0
@@ -316,8 +314,8 @@ def test_eval_diversity_end_to_end(ckpts, tmp_path):
     assert "| anchored |" in md and "gate: annotation agreement" in md and "annotation prior" in md
     # the gate and the prior of the annotated base (found by its fmt), the drift of the anchored row
     assert s["annotated_base_row"] == "base"
-    assert set(rows["base"]["gate"]) == set(ev.data.FIELDS) and rows["sft"]["gate"] is None
-    assert set(rows["anchored"]["annotation_prior"]) == set(ev.data.FIELDS)
+    assert set(rows["base"]["gate"]) == set(world.FIELDS) and rows["sft"]["gate"] is None
+    assert set(rows["anchored"]["annotation_prior"]) == set(world.FIELDS)
     assert rows["anchored_off"]["annotation_prior"] is None
     for kind in ("open", "constrained"):
         assert {"gap_closed_known", "collapse_ratio_known"} <= set(s["derived"][kind])
@@ -387,10 +385,10 @@ def test_stories_stop_at_every_special_token(ckpts, monkeypatch):
         return real(prompts, max_new, **kw)
     monkeypatch.setattr(model, "generate", spy)
     out = sample.sample_stories(model, enc, "anchored", "Write a story.", 3, seed=1, max_new_tokens=24)
-    specials = sample.special_ids(enc)
-    assert len(specials) == len(ev.data.SPECIAL_TOKENS) and stops[-1] == specials
+    specials = set(tokenizer.special_ids(enc).values())
+    assert len(specials) == len(tokenizer.SPECIAL_TOKENS) and stops[-1] == specials
     assert all("<|" not in s["text"] and "<|" not in s["annotation"] for s in out)
-    assert all(s["stop"] in (None, *ev.data.SPECIAL_TOKENS) and s["finished"] == (s["stop"] is not None) for s in out)
+    assert all(s["stop"] in (None, *tokenizer.SPECIAL_TOKENS) and s["finished"] == (s["stop"] is not None) for s in out)
 
 def test_gate_and_prior_on_the_data_itself():
     """The pretraining data's stories follow their annotations (the judge agrees on >= 99% of fields),
@@ -398,13 +396,13 @@ def test_gate_and_prior_on_the_data_itself():
     samples = ev.label_samples(ev.pretrain_reference(2000, seed=0))
     gate = ev.annotation_agreement(samples)
     assert ev.agreement_min(gate) >= 0.95, gate
-    prior, exact = ev.annotation_prior({f: samples for f in ev.data.FIELDS}), ev.exact_annotation_prior()
-    for f in ev.data.FIELDS:
+    prior, exact = ev.annotation_prior({f: samples for f in world.FIELDS}), ev.exact_annotation_prior()
+    for f in world.FIELDS:
         assert abs(prior[f]["fav_share"] - exact[f]["fav_share"]) < 0.05, f
         assert prior[f]["invalid"] == 0.0
     # the SFT data leans on the favourites: a drift of most of the narrowness
-    sft = ev.label_samples(ev.sft_reference(500, ev.data.DEFAULT_NARROWNESS, ev.data.EVAL_PROMPTS[0], seed=0))
-    assert ev.prior_drift_max(ev.annotation_prior({f: sft for f in ev.data.FIELDS}), prior) > 0.6
+    sft = ev.label_samples(ev.sft_reference(500, world.DEFAULT_NARROWNESS, world.EVAL_PROMPTS[0], seed=0))
+    assert ev.prior_drift_max(ev.annotation_prior({f: sft for f in world.FIELDS}), prior) > 0.6
 
 def test_sample_many_shares_batches_across_prompts(ckpts):
     import sample

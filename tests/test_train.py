@@ -13,7 +13,10 @@ import pytest
 import torch
 
 import data
+import tokenizer
+import world
 import model
+import checkpoint
 import pretrain
 import sft
 from pretrain import PRESETS, TrainConfig, build_parser, make_config
@@ -89,7 +92,7 @@ def test_resume_is_exact(tiny_data_dir, tmp_path, one_thread):
     pretrain.main([str(a) for a in [*common, "--out_dir", tmp_path / "a", "--max_iters", "6"]])
     pretrain.main([str(a) for a in [*common, "--out_dir", tmp_path / "b", "--max_iters", "3"]])
     pretrain.main([str(a) for a in ["--out_dir", tmp_path / "b", "--resume", "--max_iters", "6"]])
-    a, b = (pretrain.load_checkpoint(tmp_path / d) for d in "ab")
+    a, b = (checkpoint.load_checkpoint(tmp_path / d) for d in "ab")
     assert a["step"] == b["step"] == 6 and a["data_pos"] == b["data_pos"] == 12
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
@@ -103,7 +106,7 @@ def test_sft_resume_is_exact(tiny_base_dirs, tmp_path, one_thread):
     sft.main([str(a) for a in [*common, "--out_dir", tmp_path / "a", "--max_iters", "4"]])
     sft.main([str(a) for a in [*common, "--out_dir", tmp_path / "b", "--max_iters", "2"]])
     sft.main([str(a) for a in ["--out_dir", tmp_path / "b", "--resume", "--max_iters", "4"]])
-    a, b = (pretrain.load_checkpoint(tmp_path / d) for d in "ab")
+    a, b = (checkpoint.load_checkpoint(tmp_path / d) for d in "ab")
     assert a["step"] == b["step"] == 4 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
@@ -128,9 +131,9 @@ def test_ctrl_c_saves_and_resume_finishes(tiny_data_dir, tmp_path, monkeypatch, 
     monkeypatch.setattr(model.GPT, "forward", interrupted_forward)
     argv = ["--data_dir", tiny_data_dir, *SMALL, "--batch_size", "2", "--out_dir", tmp_path, "--max_iters", "8"]
     pretrain.main([str(a) for a in argv])
-    assert pretrain.load_checkpoint(tmp_path)["step"] == 3  # the step in flight finished, then saved
+    assert checkpoint.load_checkpoint(tmp_path)["step"] == 3  # the step in flight finished, then saved
     pretrain.main([str(a) for a in ["--out_dir", tmp_path, "--resume"]])
-    assert pretrain.load_checkpoint(tmp_path)["step"] == 8
+    assert checkpoint.load_checkpoint(tmp_path)["step"] == 8
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data_dir, tmp_path, monkeypatch, one_thread):
@@ -148,29 +151,29 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data_dir, tmp_pa
             "--max_iters", "8", "--eval_interval", "2"]
     msg = error_of(argv)
     assert "loss is nan" in msg and "step 4" in msg and "last good checkpoint" in msg
-    assert pretrain.load_checkpoint(tmp_path)["step"] == 4
+    assert checkpoint.load_checkpoint(tmp_path)["step"] == 4
 
 # -----------------------------------------------------------------------------
 # Which tokens carry the SFT loss
 
 
 def test_sft_targets_are_exactly_what_the_mode_says(tiny_data_dir):
-    enc = data.load_tokenizer(tiny_data_dir)
+    enc = tokenizer.load_tokenizer(tiny_data_dir)
     sp, text = enc.encode_single_token, enc.encode_ordinary
-    ann = {f: values[0] for f, values in data.FIELDS.items()}
+    ann = {f: values[0] for f, values in world.FIELDS.items()}
     ex = {"prompt": "Write a story.", "annotation": ann, "kind": "open", "constraints": {},
           "response": "Title: The Test\n\nMia went to the sea. She was happy.\n\nThe End."}
     # the layouts written out by hand: prompt, annotation segment, response
     prompt = [sp("<|bos|>"), sp("<|user|>")] + text(ex["prompt"]) + [sp("<|assistant|>")]
-    anchor = [sp("<|ann|>")] + text(data.format_annotation(ann)) + [sp("<|story|>")]
+    anchor = [sp("<|ann|>")] + text(world.format_annotation(ann)) + [sp("<|story|>")]
     response = text(ex["response"]) + [sp("<|eos|>")]
     assert set(sft.MODES) >= {"standard", "anchored", "anchored_unmasked"}
     for mode in sft.MODES:
         ids = prompt + (response if mode == "standard" else anchor + response)
         x, y = sft.pack_examples(enc, [ex], mode, block_size=len(ids) - 1)  # exactly one full row
         assert x.shape == (1, len(ids) - 1) and x[0].tolist() == ids[:-1], mode
-        # the targets are exactly the tokens data.encode_example's mask marks, nothing else
-        _, mask = data.encode_example(enc, ex, mode)
+        # the targets are exactly the tokens tokenizer.encode_example's mask marks, nothing else
+        _, mask = tokenizer.encode_example(enc, ex, mode)
         assert y[0].tolist() == [t if m else -1 for t, m in zip(ids[1:], mask[1:])], mode
         trained = [False] + [t != -1 for t in y[0].tolist()]  # trained[i]: is ids[i] a target
         n_p, n_a = len(prompt), (0 if mode == "standard" else len(anchor))
@@ -182,10 +185,10 @@ def test_sft_targets_are_exactly_what_the_mode_says(tiny_data_dir):
         elif mode == "anchored_strict":                        # the paper's mask, literally
             assert on_annotation == 0
         elif mode == "anchored":                               # never the values it chooses freely
-            assert on_annotation <= n_a - len(data.FIELDS), mode
+            assert on_annotation <= n_a - len(world.FIELDS), mode
     # two examples in one row: the second starts with <|bos|>, nothing across the seam or in the
     # padding is trained
-    ids, mask = data.encode_example(enc, ex, "anchored")
+    ids, mask = tokenizer.encode_example(enc, ex, "anchored")
     x, y = sft.pack_examples(enc, [ex, ex], "anchored", block_size=2 * len(ids) + 10)
     assert x.shape[0] == 1 and x[0, len(ids)] == sp("<|bos|>")
     assert (y[0, len(ids) - 1:len(ids) + 1] == -1).all() and (y[0, 2 * len(ids) - 1:] == -1).all()
@@ -196,7 +199,7 @@ def test_sft_targets_are_exactly_what_the_mode_says(tiny_data_dir):
 
 def test_sft_checkpoint_records_mode_and_base(tiny_sft_dirs):
     for mode, base_fmt in (("standard", "plain"), ("anchored", "annotated")):
-        gpt, ckpt, enc = pretrain.load_model(tiny_sft_dirs[mode])
+        gpt, ckpt, enc = checkpoint.load_model(tiny_sft_dirs[mode])
         assert (ckpt["kind"], ckpt["fmt"], ckpt["base_fmt"]) == ("sft", mode, base_fmt)
         assert not gpt.training and "optimizer" not in ckpt
         assert (tiny_sft_dirs[mode] / "tokenizer.tiktoken").exists()  # the run carries its tokenizer
@@ -213,10 +216,10 @@ def test_ddp_and_grad_accum_match_one_process(tiny_data_dir, tmp_path, one_threa
     run_script("-m", "torch.distributed.run", "--nproc_per_node=2", "pretrain.py", *common,
                "--out_dir", tmp_path / "ddp", "--batch_size", "1", "--grad_accum", "2")
     ref = [r["loss"] for r in log_of(tmp_path / "one") if "loss" in r]
-    params = pretrain.load_checkpoint(tmp_path / "one")["model"]
+    params = checkpoint.load_checkpoint(tmp_path / "one")["model"]
     for run in ("acc", "ddp"):
         assert [r["loss"] for r in log_of(tmp_path / run) if "loss" in r] == pytest.approx(ref, abs=3e-5)  # log rounds to 1e-5
-        other = pretrain.load_checkpoint(tmp_path / run)
+        other = checkpoint.load_checkpoint(tmp_path / run)
         assert other["data_pos"] == 12
         for k in params:
             assert torch.allclose(params[k], other["model"][k], atol=1e-6), (run, k)
@@ -227,23 +230,23 @@ def test_ddp_and_grad_accum_match_one_process(tiny_data_dir, tmp_path, one_threa
 
 def test_failed_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pt"
-    pretrain.save_checkpoint(path, {"step": 1})
+    checkpoint.save_checkpoint(path, {"step": 1})
 
     def killed(*args):
         raise KeyboardInterrupt  # the process dies between writing the tmp file and renaming it
     monkeypatch.setattr(os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
-        pretrain.save_checkpoint(path, {"step": 2})
+        checkpoint.save_checkpoint(path, {"step": 2})
     assert torch.load(path, weights_only=True) == {"step": 1}
 
 
 def test_sigkill_mid_write_leaves_a_loadable_checkpoint(tmp_path):
     path = tmp_path / "ckpt.pt"
-    writer = (f"import itertools, torch, pretrain\n"
+    writer = (f"import itertools, torch, checkpoint\n"
               f"for i in itertools.count():\n"
-              f"    ck = {{k: i for k in pretrain.CKPT_KEYS}}\n"
+              f"    ck = {{k: i for k in checkpoint.CKPT_KEYS}}\n"
               f"    ck['model'] = {{'w': torch.full((2_000_000,), float(i))}}\n"
-              f"    pretrain.save_checkpoint({str(path)!r}, ck)\n"
+              f"    checkpoint.save_checkpoint({str(path)!r}, ck)\n"
               f"    print(i, flush=True)\n")
     p = subprocess.Popen([sys.executable, "-c", writer], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
     for _ in range(3):  # a few complete writes, then SIGKILL somewhere inside the next ones
@@ -251,16 +254,16 @@ def test_sigkill_mid_write_leaves_a_loadable_checkpoint(tmp_path):
     time.sleep(0.007)
     p.kill()
     p.wait()
-    ckpt = pretrain.load_checkpoint(path)
+    ckpt = checkpoint.load_checkpoint(path)
     assert ckpt["step"] >= 2 and torch.all(ckpt["model"]["w"] == ckpt["step"])
 
 
 def test_corrupt_or_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        pretrain.load_model(tmp_path)
+        checkpoint.load_model(tmp_path)
     (tmp_path / "ckpt.pt").write_bytes(b"PK\x03\x04 half a zip file")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
-        pretrain.load_model(tmp_path)
+        checkpoint.load_model(tmp_path)
 
 # -----------------------------------------------------------------------------
 # Bad input: one line, non-zero exit, no traceback
@@ -314,5 +317,20 @@ def test_cli_tiny_preset_pretrain_then_sft(tiny_data_dir, tmp_path):
         assert {"ckpt.pt", "log.jsonl", "loss.png"} <= {p.name for p in out.iterdir()}
         log = log_of(out)
         assert log[-1]["step"] == steps and log[-1]["loss"] < log[0]["val_loss"]  # it learned something
-    ckpt = pretrain.load_checkpoint(tuned)
+    ckpt = checkpoint.load_checkpoint(tuned)
     assert ckpt["config"]["preset"] == "tiny" and ckpt["model_args"]["n_layer"] == PRESETS["tiny"]["n_layer"]
+
+
+def test_a_finished_run_says_where_its_checkpoint_is_and_what_to_run_next(tiny_data_dir, tiny_base_dirs, tmp_path,
+                                                                          capsys, one_thread):
+    out = tmp_path / "base"
+    pretrain.main(["--data_dir", str(tiny_data_dir), "--out_dir", str(out), "--max_iters", "2", "--batch_size", "1",
+                   "--device", "cpu", "--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--block_size", "512",
+                   "--eval_iters", "1"])
+    said = capsys.readouterr().out
+    assert f"done: {out / 'ckpt.pt'}" in said and f"python sft.py --init_from {out} --mode anchored" in said
+    tuned = tmp_path / "tuned"
+    sft.main(["--init_from", str(tiny_base_dirs["annotated"]), "--out_dir", str(tuned), "--max_iters", "1", "--batch_size", "1",
+              "--device", "cpu", "--eval_iters", "1"])
+    said = capsys.readouterr().out
+    assert f"done: {tuned / 'ckpt.pt'}" in said and f"python sample.py --ckpt {tuned}" in said

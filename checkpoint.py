@@ -1,0 +1,115 @@
+"""
+checkpoint.py: the one home of checkpoint I/O. Every script imports from here; none imports a
+training script to read a checkpoint.
+
+A checkpoint (out_dir/ckpt.pt) is one dict holding everything an exact resume needs (model,
+optimizer, step, RNG states, data position) and what a reader needs (the model's arguments, the
+format it was trained on, the hash of its tokenizer). It is written atomically and read with
+weights_only=True. The tokenizer is copied next to it, so a run stays usable if data/ is rebuilt.
+"""
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+
+from model import GPT, GPTConfig
+from tokenizer import TOKENIZER_FILE, load_tokenizer, tokenizer_hash
+
+CKPT_KEYS = ("model_args", "model", "config", "step", "optimizer", "rng", "data_pos",
+             "tokenizer_hash", "data_dir", "fmt", "kind", "base_fmt")
+
+
+def save_checkpoint(path, ckpt):
+    """Write to a temporary file, flush it to disk, then rename: os.replace is atomic, so a run
+    killed at any moment leaves either the old checkpoint or the new one, never half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(ckpt, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, device="cpu"):
+    """path: a ckpt.pt or the run directory holding one. weights_only=True: a checkpoint is data
+    (tensors, numbers, strings), never code. Raises FileNotFoundError / ValueError naming the path."""
+    path = Path(path)
+    if path.is_dir() or not path.suffix:
+        path = path / "ckpt.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path} (train one with pretrain.py or sft.py "
+                                f"--out_dir {path.parent})")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # truncated zip, pickle error, not a torch file at all, ...
+        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
+    missing = [k for k in CKPT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise ValueError(f"{path} is not a nanoanchor checkpoint (missing {', '.join(missing)})")
+    return ckpt
+
+
+def check_out_dir(out_dir, flag="--out_dir"):
+    """Make the output folder now, so a folder that cannot be written fails before any work."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        probe = Path(out_dir) / ".write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise SystemExit(f"error: {flag} {out_dir}: cannot write there ({e.strerror or e})") from None
+
+
+def check_device(name, flag="--device"):
+    """auto, cpu, cuda, cuda:N or mps, and present on this machine: else a one-line error."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name):
+        raise SystemExit(f"error: {flag} {name!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"error: {flag} {name}: no CUDA GPU is visible here; use --device cpu (or auto)")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise SystemExit(f"error: {flag} {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SystemExit(f"error: {flag} mps: MPS is not available here; use --device cpu (or auto)")
+
+
+def check_tokenizer(ckpt, enc, data_dir):
+    """The token ids in a checkpoint only mean something with the tokenizer it was trained with."""
+    have, want = tokenizer_hash(enc), ckpt["tokenizer_hash"]
+    if have == want:
+        return
+    if Path(data_dir).resolve() == Path(ckpt["data_dir"]).resolve():
+        raise ValueError(f"tokenizer mismatch: {data_dir} was rebuilt since this checkpoint was trained "
+                         f"(tokenizer {have[:12]} now, {want[:12]} then); retrain the model, or pass "
+                         f"the data_dir of a copy of the old dataset")
+    raise ValueError(f"tokenizer mismatch: the checkpoint was trained with tokenizer {want[:12]} "
+                     f"(data_dir {ckpt['data_dir']}) but {data_dir} has {have[:12]}; use the "
+                     f"checkpoint's data_dir")
+
+
+def keep_tokenizer(data_dir, out_dir):
+    """Copy the tokenizer next to the checkpoint: a run stays usable if data/ is rebuilt or moved."""
+    shutil.copyfile(Path(data_dir) / TOKENIZER_FILE, Path(out_dir) / TOKENIZER_FILE)
+
+
+def load_model(out_dir, device="cpu", data_dir=None):
+    """-> (model in eval mode on device, ckpt dict without the optimizer state, tokenizer).
+    For sample.py and eval_diversity.py. The tokenizer comes from data_dir if given, else the copy
+    in out_dir, else the checkpoint's data_dir; it must be the one the model was trained with."""
+    ckpt = load_checkpoint(out_dir, device)
+    ckpt.pop("optimizer")
+    if data_dir is None:
+        run_dir = Path(out_dir) if Path(out_dir).is_dir() else Path(out_dir).parent
+        data_dir = run_dir if (run_dir / TOKENIZER_FILE).exists() else ckpt["data_dir"]
+    try:
+        enc = load_tokenizer(str(data_dir))
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"tokenizer of {out_dir} not found ({e}); pass data_dir=") from None
+    check_tokenizer(ckpt, enc, data_dir)
+    model = GPT(GPTConfig(**ckpt["model_args"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt, enc
