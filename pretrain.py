@@ -39,6 +39,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import data
+from device import autocast, grad_scaler, pick_dtype
 from model import GPT, GPTConfig
 
 
@@ -73,6 +74,10 @@ class LoopConfig:
     log_interval: int = opt(10, "write a log.jsonl record every this many steps")
     device: str = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
     compile: bool = opt(False, "torch.compile the model (faster on GPU; checkpoints stay plain)")
+    dtype: str = opt("auto", "compute dtype under autocast: auto (device.pick_dtype: bf16 where the "
+                     "device runs it fast, fp16 + loss scaling on older GPUs, else fp32); weights, "
+                     "optimizer and checkpoints stay fp32",
+                     choices=("auto", "float32", "bfloat16", "float16"))
     seed: int = opt(1337, "seeds the model init (and dropout); data order follows from the step")
 
 
@@ -374,7 +379,7 @@ def evaluate(raw, rows, cfg, d):
         n = int((y != -1).sum())
         if n == 0:
             continue
-        with autocast_for(d.device):
+        with autocast(d.device, pick_dtype(d.device, cfg.dtype)):
             _, loss = raw(x.to(d.device), y.to(d.device))
         sums += torch.stack([loss.double() * n, torch.tensor(n, dtype=torch.float64, device=d.device)])
     if d.world > 1:
@@ -442,9 +447,13 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
     raw = model
     optimizer = raw.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2),
                                          d.device.split(":")[0])
+    dtype = pick_dtype(d.device, cfg.dtype)
+    scaler = grad_scaler(d.device, dtype)  # scales the loss for float16 only; else a pass-through
     step, data_pos = 0, 0
     if start is not None:
         optimizer.load_state_dict(start["optimizer"])
+        if "scaler" in start:
+            scaler.load_state_dict(start["scaler"])
         step, data_pos = start["step"], start["data_pos"]
         set_rng_state(start["rng"], d.device)
         if d.master:
@@ -462,7 +471,8 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
         if d.master:
             save_checkpoint(ckpt_path, dict(
                 model_args=asdict(raw.config), model=raw.state_dict(), config=asdict(cfg),
-                step=step, optimizer=optimizer.state_dict(), rng=rng_state(d.device),
+                step=step, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
+                rng=rng_state(d.device),
                 data_pos=data_pos, val_loss=val_loss, world_size=W, **ckpt_meta))
 
     last_record = {}
@@ -501,26 +511,29 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
                 # micro-step needs that, the others accumulate locally (no_sync).
                 sync = W == 1 or m == A - 1
                 with (nullcontext() if sync else model.no_sync()):
-                    with autocast_for(d.device):
+                    with autocast(d.device, dtype):
                         _, loss = model(x, y)
                     # loss is the mean over this micro-batch's targets; weighting by its share of
                     # the global batch's targets (x W, since DDP divides by W) makes the summed
                     # gradient that of the mean over all targets of the step.
                     loss = loss * (n_targets[m] * W / n_global)
-                    loss.backward()
+                    scaler.scale(loss).backward()
                 loss_sum += loss.detach()
+            scaler.unscale_(optimizer)  # the clip and the finiteness check see true gradients
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 raw.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
             if W > 1:
                 dist.all_reduce(loss_sum)
             train_loss = loss_sum.item() / W
-            if not (math.isfinite(train_loss) and math.isfinite(grad_norm.item())):
+            # (under float16 an overflowed gradient is routine: the scaler skips that step)
+            if not (math.isfinite(train_loss) and (math.isfinite(grad_norm.item()) or scaler.is_enabled())):
                 bar.close()
                 good = f"the last good checkpoint is {ckpt_path}" if ckpt_path.exists() else \
                     "no checkpoint was written yet"
                 raise SystemExit(f"error: loss is {train_loss} (gradient norm {grad_norm.item()}) "
                                  f"at step {step}; stopped, {good}. Try a lower --lr.")
-            optimizer.step()
+            scaler.step(optimizer)  # optimizer.step(), unless float16 gradients overflowed
+            scaler.update()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             data_pos += B * A * W
