@@ -9,7 +9,8 @@ Architecture choices, and why:
   (though on CPU eager PyTorch runs rms_norm as several kernels; torch.compile fuses them).
 - No biases anywhere: they do not help at this scale and every weight is then a matrix.
 - ReLU^2 MLP (relu(x)**2, Primer, So et al. 2021; used by modded-nanogpt and nanochat): cheaper
-  than GELU (no erf/tanh) and trains at least as well on small GPTs.
+  than GELU (no erf/tanh) and trains at least as well on small GPTs. Its backward is written by
+  hand (ReLUSquared): autograd's version makes four passes over the largest activation.
 - Tied input/output embeddings: with a vocabulary of a few thousand and n_embd of 128-512 the
   embedding table is a large share of all weights; tying halves it (as GPT-2 and nanoGPT do).
 - Document masking: when config.bos_id is set, a row is split into documents at <|bos|> and a
@@ -21,6 +22,8 @@ Architecture choices, and why:
     'flex'   FlexAttention with a document-causal block mask, compiled (CUDA only; on CPU it has
              no backward, so it warns once and uses 'sdpa'). It skips fully masked tiles, and has
              no attention-weight dropout. Cached generation always uses sdpa (or manual).
+- Precision: the model is fp32; callers run it under device.autocast (bf16 where the device
+  runs it fast, see device.py), and generate(dtype=...) does the same for sampling.
 - Save the raw module: torch.compile wraps the model and prefixes its state dict keys with
   "_orig_mod."; training code keeps the raw module for checkpoints (see unwrap()).
 """
