@@ -3,17 +3,18 @@ Side-by-side benchmark of model.py on this machine (one process; prints figures 
 a test). The machine may be shared, so the models being compared take turns, step by step, and
 each is timed by its fastest turn: both see the same load, and the ratios are what to read.
 
-1. Matmul peak of each dtype (fp32, and the policy's low precision): the MFU denominators.
-2. Training step (forward, backward, clip, AdamW) at two shapes, three models alternated:
+1. Training step (forward, backward, clip, AdamW) at two shapes, three models alternated:
      ref   a GPT-2-style model written below the way nanoGPT writes it (LayerNorm, GELU, learned
            positions, biases, SDPA is_causal), fp32: what a nanoGPT user trains on a CPU;
      fp32  ours (model.py), fp32;
      auto  ours under the dtype policy of device.py (bf16 autocast where the device runs it fast).
    shapes: 4L/256, 4 heads, vocab 4096, block 256, batch 16 (issue 11's comparison) and cpu-m
-   (4L/128, 4 heads, vocab 2048, block 512, batch 4: the preset of the CPU reproduction).
-3. Generation, batch 32, 16-token prompts, N new tokens: KV cache (fp32 and policy dtype) vs the
+   (4L/128, 4 heads, vocab 2048, block 512, batch 4: the preset of the CPU reproduction);
+   at 4L/256 also ours on rows packed with documents (~64 tokens each): the document mask's cost.
+   MFU = achieved FLOP/s over the peak of a 1024x1024 matmul of the same dtype, timed in turn.
+2. Generation, batch 32, 16-token prompts, N new tokens: KV cache (fp32 and policy dtype) vs the
    no-cache reference loop (fp32).
-4. Evaluation-style sampling at cpu-m: 64 samples of 200 tokens (temperature 1, top-k 50), fp32
+3. Evaluation-style sampling at cpu-m: 64 samples of 200 tokens (temperature 1, top-k 50), fp32
    vs policy dtype, in samples/s.
 
     python bench/bench_model.py                      # everything (~10 minutes on 2 shared cores)
@@ -21,9 +22,12 @@ each is timed by its fastest turn: both see the same load, and the ratios are wh
     python bench/bench_model.py --quick              # fewer steps, shorter generation
     python bench/bench_model.py --only train --compile   # also torch.compile: compile time, break-even
     python bench/bench_model.py --device cuda        # any device; --dtype float16 to force one
+    git show 76ce28e:model.py > /tmp/model_before.py     # model.py before issue 11, then:
+    python bench/bench_model.py --only train --baseline /tmp/model_before.py   # adds "before fp32"
 """
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -109,11 +113,11 @@ def alternate(fns, rounds, device):
     return best
 
 
-def matmul_peak(device, dtype, n, repeats=5):
-    """GFLOP/s of an (n,n) @ (n,n) matmul in dtype: 2 n^3 FLOPs."""
+def matmul(device, dtype, n):
+    """A closure running an (n,n) @ (n,n) matmul in dtype (2 n^3 FLOPs): the peak's probe. It takes
+    its turn among the training steps, so the peak and the steps see the same load."""
     a = torch.randn(n, n, device=device, dtype=dtype)
-    a @ a
-    return 2 * n ** 3 / alternate({"mm": lambda: a @ a}, repeats, device)["mm"] / 1e9
+    return lambda: a @ a
 
 
 def train_step(model, x, y, device, dtype, compile=False):
@@ -131,7 +135,15 @@ def train_step(model, x, y, device, dtype, compile=False):
     return step
 
 
-def bench_training(shape, device, low, peaks, rounds, compile):
+def load_baseline(path):
+    """Another model.py (e.g. an older commit's) as a module, to time against today's."""
+    spec = importlib.util.spec_from_file_location("model_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_training(shape, device, low, n_peak, rounds, compile, baseline=None):
     L, H, C, V, T, B = SHAPES[shape]
     torch.manual_seed(0)
     x = torch.randint(2, V, (B, T), device=device)
@@ -143,24 +155,40 @@ def bench_training(shape, device, low, peaks, rounds, compile):
     fns = {"ref fp32": train_step(ref, x, y, device, torch.float32),
            "ours fp32": train_step(ours(), x, y, device, torch.float32)}
     flops = {"ref fp32": ref.flops, "ours fp32": ours().flops_per_token()}
+    if baseline is not None:
+        torch.manual_seed(0)
+        before = baseline.GPT(baseline.GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H,
+                                                 n_embd=C, bos_id=BOS)).to(device)
+        fns["before fp32"], flops["before fp32"] = train_step(before, x, y, device, torch.float32), flops["ours fp32"]
     if low != torch.float32:
         name = f"ours {str(low).split('.')[-1]}"
         fns[name], flops[name] = train_step(ours(), x, y, device, low), flops["ours fp32"]
+    if shape == "4l256":  # the same step on rows packed with documents: the document mask's cost
+        packed = x.clone()
+        packed[torch.rand(B, T, generator=torch.Generator().manual_seed(0)) < 1 / 64] = BOS
+        name = f"ours {str(low).split('.')[-1]} doc-masked"
+        fns[name], flops[name] = train_step(ours(), packed.to(device), y, device, low), flops["ours fp32"]
     if compile:  # the first call compiles: time it, then alternate like the others
         name = f"ours {str(low).split('.')[-1]} compiled"
         fns[name], flops[name] = train_step(ours(), x, y, device, low, compile=True), flops["ours fp32"]
         t0 = time.perf_counter()
         fns[name]()
         compile_s = time.perf_counter() - t0
+    dtypes = {torch.float32, low}
+    fns.update({f"matmul {dt}": matmul(device, dt, n_peak) for dt in dtypes})
     for fn in fns.values():
         fn()  # warm up
     best = alternate(fns, rounds, device)
+    peaks = {dt: 2 * n_peak ** 3 / best.pop(f"matmul {dt}") / 1e9 for dt in dtypes}
     print(f"\ntraining {shape}: {L}L/{C}, {H} heads, vocab {V}, batch {B}x{T} ({rounds} alternated rounds)")
+    for dt, peak in peaks.items():
+        print(f"  matmul peak {str(dt).split('.')[-1]:10s} {peak:8.1f} GFLOP/s ({n_peak}x{n_peak}, the MFU denominator)")
     for name, t in best.items():
         dtype = torch.float32 if "fp32" in name else low
         tps = B * T / t
+        vs_before = f"  x{best['before fp32'] / t:4.2f} before fp32" if baseline else ""
         print(f"  {name:22s} {t * 1e3:8.1f} ms/step {tps:9.0f} tok/s  MFU {tps * flops[name] / peaks[dtype] / 1e9:5.1%}"
-              f"  x{best['ref fp32'] / t:4.2f} ref fp32  x{best['ours fp32'] / t:4.2f} ours fp32")
+              f"  x{best['ref fp32'] / t:4.2f} ref fp32  x{best['ours fp32'] / t:4.2f} ours fp32{vs_before}")
     if compile:
         gain = best[f"ours {str(low).split('.')[-1]}"] - best[name]
         steps = f"{compile_s / gain:,.0f} steps" if gain > 0 else "never (not faster)"
@@ -220,22 +248,23 @@ def main():
     p.add_argument("--quick", action="store_true", help="fewer rounds, shorter generation")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (minutes on CPU)")
     p.add_argument("--only", choices=("train", "generate", "eval"), default=None, help="one part only")
+    p.add_argument("--skip_train", action="store_true", help="the same as --only generate")
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     p.add_argument("--new_tokens", type=int, default=None, help="generation length (default 240, --quick 60)")
+    p.add_argument("--baseline", default=None, help="path of another model.py to time (fp32) beside ours")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.skip_train:
+        args.only = "generate"
     device = pick_device(args.device)
     low = pick_dtype(device, args.dtype)
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, policy dtype {low}, "
           f"load average {os.getloadavg()[0]:.2f} (1 min)")
-    n = 1024 if args.quick else 2048
-    peaks = {dt: matmul_peak(device, dt, n) for dt in {torch.float32, low}}
-    for dt, peak in peaks.items():
-        print(f"matmul peak {str(dt):15s} {peak:8.1f} GFLOP/s ({n}x{n})")
     if args.only in (None, "train"):
         for shape in args.shapes:
-            bench_training(shape, device, low, peaks, args.rounds or (3 if args.quick else 6), args.compile)
+            bench_training(shape, device, low, 1024, args.rounds or (3 if args.quick else 6), args.compile,
+                           load_baseline(args.baseline) if args.baseline else None)
     if args.only in (None, "generate"):
         bench_generation(device, low, args.new_tokens or (60 if args.quick else 240))
     if args.only in (None, "eval"):
