@@ -9,7 +9,6 @@ weights_only=True. The tokenizer is copied next to it, so a run stays usable if 
 """
 
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -63,18 +62,6 @@ def check_out_dir(out_dir, flag="--out_dir"):
         probe.unlink()
     except OSError as e:
         raise SystemExit(f"error: {flag} {out_dir}: cannot write there ({e.strerror or e})") from None
-
-
-def check_device(name, flag="--device"):
-    """auto, cpu, cuda, cuda:N or mps, and present on this machine: else a one-line error."""
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name):
-        raise SystemExit(f"error: {flag} {name!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"error: {flag} {name}: no CUDA GPU is visible here; use --device cpu (or auto)")
-    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
-        raise SystemExit(f"error: {flag} {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise SystemExit(f"error: {flag} mps: MPS is not available here; use --device cpu (or auto)")
 
 
 def check_tokenizer(ckpt, enc, data_dir):

@@ -32,7 +32,8 @@ from tqdm import tqdm
 import judge
 import world
 from checkpoint import check_out_dir, load_model
-from sample import pick_device, sample_many
+from device import check_device, pick_device, pick_dtype
+from sample import sample_many
 from tokenizer import BASE_FORMATS, cut_at_special, resolve_anchor
 
 UNKNOWN = "?"  # the annotator says None when it cannot tell; that counts as its own label
@@ -389,7 +390,8 @@ def resolve_row(rows: dict, name: str, seed_index: int = 0):
 # -----------------------------------------------------------------------------
 # the evaluation: sample every row, add the reference rows, measure
 
-def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_tokens, progress=True) -> dict:
+def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_tokens, progress=True,
+                dtype=None) -> dict:
     """{row name: row} where row["samples"] = {prompt index: labelled samples}; a base model sees no
     prompt (it is sampled in its own document format), so its one sample set sits under the key None."""
     jobs = []
@@ -414,7 +416,7 @@ def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_to
         per_prompt = sample_many(model, enc, ckpt["fmt"], [None if pi is None else prompts[pi]["prompt"] for pi in pis],
                                  num_samples, temperature=t, top_k=arm["top_k"], top_p=arm["top_p"],
                                  seed=seed + 104729 * si, max_new_tokens=max_new_tokens, anchor=anchor,
-                                 batch_size=batch_size, ann_by_field=arm["ann"] == "by_field")
+                                 batch_size=batch_size, ann_by_field=arm["ann"] == "by_field", dtype=dtype)
         bar.update(len(pis) * num_samples)
         row = rows.setdefault(name, {"row": name, "arm": arm["name"], "role": "base" if is_base else "sft",
                                      "ckpt": path, "seed_index": si if len(arm["paths"]) > 1 else None,
@@ -464,13 +466,14 @@ def exact_entropies(prompts, narrowness) -> dict:
 
 def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max_new_tokens=None,
              narrowness=None, base_arm="base", sft_arm="sft", anchored_arm="anchored", n_boot=1000,
-             device="cpu", progress=True, annotated_base_arm=None) -> tuple:
+             device="cpu", progress=True, annotated_base_arm=None, dtype="auto") -> tuple:
     """Sample every arm (list of parse_arm() dicts) on every prompt, label, measure; on `device`
-    (auto = cuda > mps > cpu). Several checkpoints per arm are seeds (see parse_arm).
+    (auto = cuda > mps > cpu), in dtype (auto = device.pick_dtype's policy). Several checkpoints per arm are seeds (see parse_arm).
     Returns (summary dict: every number, rows: {name: row with its labelled samples})."""
     prompts = prompts if prompts is not None else world.EVAL_PROMPTS
     n_seeds = num_seeds(arms)
     device = pick_device(device)
+    dtype = pick_dtype(device, dtype)
     models = {}
     for arm in arms:
         for path in arm["paths"]:
@@ -479,7 +482,7 @@ def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max
     if narrowness is None:
         narrowness = find_narrowness([ckpt for _, ckpt, _ in models.values()])
     t0 = time.time()
-    rows = sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_tokens, progress)
+    rows = sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_tokens, progress, dtype)
     elapsed = time.time() - t0
     n_sampled = sum(len(s) for r in rows.values() for s in r["samples"].values())
     rows.update(reference_rows(prompts, num_samples, narrowness, seed))
@@ -494,7 +497,8 @@ def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max
         "config": {"num_samples": num_samples, "seed": seed, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
                    "narrowness": narrowness, "base_arm": base_arm, "sft_arm": sft_arm, "anchored_arm": anchored_arm,
                    "annotated_base_arm": annotated_base_arm, "n_boot": n_boot, "arms": arms, "prompts": prompts,
-                   "unknown_label": UNKNOWN, "device": device, "n_seeds": n_seeds},
+                   "unknown_label": UNKNOWN, "device": device, "dtype": str(dtype).replace("torch.", ""),
+                   "n_seeds": n_seeds},
         "rows": [{k: v for k, v in r.items() if k != "samples"} for r in rows.values()],
         "exact": exact_entropies(prompts, narrowness),
         "exact_annotation_prior": exact_annotation_prior(),
@@ -931,6 +935,8 @@ def main(argv=None):
     p.add_argument("--annotated_base_arm", default=None,
                    help="the annotated base, for the gate and the prior drift (default: the base row of fmt annotated)")
     p.add_argument("--device", default="auto", help="where to sample: auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="precision of generation (auto: device.pick_dtype's policy)")
     p.add_argument("--size", default=None, help="model size to record in headline.json (e.g. cpu-m)")
     p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples for the confidence intervals")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -946,6 +952,7 @@ def main(argv=None):
     if args.narrowness is not None and not 0 <= args.narrowness <= 1:
         p.error(f"--narrowness {args.narrowness}: must be in [0, 1]")
     check_out_dir(args.out, "--out")
+    device = check_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -953,12 +960,12 @@ def main(argv=None):
         names = [a["name"] for a in arms]
         if len(set(names)) != len(names):
             raise ValueError(f"arm names must be unique, got {names}")
-        batch_size = args.batch_size or (128 if pick_device(args.device) == "cpu" else 512)
+        batch_size = args.batch_size or (128 if device == "cpu" else 512)
         summary, rows = evaluate(arms, num_samples=args.num_samples, seed=args.seed, batch_size=batch_size,
                                               max_new_tokens=args.max_new_tokens, narrowness=args.narrowness,
                                               base_arm=args.base_arm, sft_arm=args.sft_arm,
                                               anchored_arm=args.anchored_arm, n_boot=args.n_boot,
-                                              device=args.device, annotated_base_arm=args.annotated_base_arm)
+                                              device=device, annotated_base_arm=args.annotated_base_arm, dtype=args.dtype)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"eval_diversity.py: error: {e}")
     write_outputs(summary, rows, args.out, size=args.size)

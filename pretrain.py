@@ -21,7 +21,6 @@ everything --resume needs), log.jsonl (one JSON object per logged step) and loss
 import argparse
 import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -38,7 +37,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import data
-from checkpoint import check_device, check_out_dir, check_tokenizer, keep_tokenizer, load_checkpoint, save_checkpoint
+from checkpoint import check_out_dir, check_tokenizer, keep_tokenizer, load_checkpoint, save_checkpoint
+from device import autocast, check_device, grad_scaler, pick_dtype, setup_distributed
 from model import GPT, GPTConfig
 from tokenizer import load_tokenizer, special_id, tokenizer_hash
 
@@ -74,6 +74,10 @@ class LoopConfig:
     log_interval: int = opt(10, "write a log.jsonl record every this many steps")
     device: str = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
     compile: bool = opt(False, "torch.compile the model (faster on GPU; checkpoints stay plain)")
+    dtype: str = opt("auto", "compute dtype under autocast: auto (device.pick_dtype: bf16 where the "
+                     "device runs it fast, fp16 + loss scaling on older GPUs, else fp32); weights, "
+                     "optimizer and checkpoints stay fp32",
+                     choices=("auto", "float32", "bfloat16", "float16"))
     seed: int = opt(1337, "seeds the model init (and dropout); data order follows from the step")
 
 
@@ -192,55 +196,6 @@ def check_train_config(cfg):
         raise SystemExit(f"error: {e}")
 
 # -----------------------------------------------------------------------------
-# Devices and processes
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    local_rank: int = 0
-    world: int = 1
-    device: str = "cpu"
-
-    @property
-    def master(self):
-        return self.rank == 0
-
-
-def pick_device(name):
-    if name != "auto":
-        return name
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def setup_distributed(device_name):
-    """One process: nothing to do. Under torchrun (RANK set): nccl on CUDA, gloo on CPU."""
-    device = pick_device(device_name)
-    if device.startswith("cuda"):
-        torch.set_float32_matmul_precision("high")  # TF32 for what autocast leaves in fp32
-    if "RANK" not in os.environ:
-        return Dist(device=device)
-    rank, local, world = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
-    if device.startswith("cuda"):
-        device = f"cuda:{local}"
-        torch.cuda.set_device(device)
-    elif device != "cpu":
-        raise SystemExit(f"error: torchrun needs --device cuda or cpu, not {device}")
-    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return Dist(rank, local, world, device)
-
-
-def autocast_for(device):
-    """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); fp32 on CPU and MPS."""
-    if device.startswith("cuda"):
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-# -----------------------------------------------------------------------------
 # Pretraining data: rows of a token stream, addressed by a global row number
 
 
@@ -313,7 +268,7 @@ def evaluate(raw, rows, cfg, d):
         n = int((y != -1).sum())
         if n == 0:
             continue
-        with autocast_for(d.device):
+        with autocast(d.device, pick_dtype(d.device, cfg.dtype)):
             _, loss = raw(x.to(d.device), y.to(d.device))
         sums += torch.stack([loss.double() * n, torch.tensor(n, dtype=torch.float64, device=d.device)])
     if d.world > 1:
@@ -365,18 +320,22 @@ def trim_log(path, step):
         Path(path).write_text("".join(json.dumps(r) + "\n" for r in records if r["step"] <= step))
 
 
-def _resume_optimizer(cfg, raw, d, start, log_path):
-    """The AdamW optimizer, and the step and data position to start from (a resumed run also gets
-    its optimizer state and RNG back, and its log trimmed to the checkpoint's step)."""
+def _resume_optimizer(cfg, raw, d, dtype, start, log_path):
+    """The AdamW optimizer, the float16 loss scaler (a pass-through for other dtypes), and the step
+    and data position to start from (a resumed run also gets its optimizer and scaler state and RNG
+    back, and its log trimmed to the checkpoint's step)."""
     optimizer = raw.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2),
                                          d.device.split(":")[0])
+    scaler = grad_scaler(d.device, dtype)
     if start is None:
-        return optimizer, 0, 0
+        return optimizer, scaler, 0, 0
     optimizer.load_state_dict(start["optimizer"])
+    if "scaler" in start:
+        scaler.load_state_dict(start["scaler"])
     set_rng_state(start["rng"], d.device)
     if d.master:
         trim_log(log_path, start["step"])
-    return optimizer, start["step"], start["data_pos"]
+    return optimizer, scaler, start["step"], start["data_pos"]
 
 
 def _global_batch(train_rows, data_pos, cfg, d, stop):
@@ -396,7 +355,7 @@ def _global_batch(train_rows, data_pos, cfg, d, stop):
     return batches, n_targets, n_global, bool(stopping)
 
 
-def _train_step(model, raw, optimizer, batches, n_targets, n_global, cfg, d):
+def _train_step(model, raw, optimizer, scaler, dtype, batches, n_targets, n_global, cfg, d):
     """Forward and backward over the micro-batches, then clip and step. -> (loss, gradient norm)."""
     W, A = d.world, len(batches)
     loss_sum = torch.zeros((), device=d.device)
@@ -406,21 +365,24 @@ def _train_step(model, raw, optimizer, batches, n_targets, n_global, cfg, d):
         # micro-step needs that, the others accumulate locally (no_sync).
         sync = W == 1 or m == A - 1
         with (nullcontext() if sync else model.no_sync()):
-            with autocast_for(d.device):
+            with autocast(d.device, dtype):
                 _, loss = model(x, y)
             # loss is the mean over this micro-batch's targets; weighting by its share of
             # the global batch's targets (x W, since DDP divides by W) makes the summed
             # gradient that of the mean over all targets of the step.
             loss = loss * (n_targets[m] * W / n_global)
-            loss.backward()
+            scaler.scale(loss).backward()
         loss_sum += loss.detach()
+    scaler.unscale_(optimizer)  # the clip and the finiteness check see true gradients
     grad_norm = torch.nn.utils.clip_grad_norm_(
         raw.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
     if W > 1:
         dist.all_reduce(loss_sum)
     train_loss, grad_norm = loss_sum.item() / W, grad_norm.item()
-    if math.isfinite(train_loss) and math.isfinite(grad_norm):  # else the caller stops: no step
-        optimizer.step()
+    # under float16 an overflowed gradient is routine: scaler.step skips that step by itself
+    if math.isfinite(train_loss) and (math.isfinite(grad_norm) or scaler.is_enabled()):  # else the caller stops
+        scaler.step(optimizer)  # optimizer.step(), unless float16 gradients overflowed
+        scaler.update()
     optimizer.zero_grad(set_to_none=True)
     return train_loss, grad_norm
 
@@ -439,7 +401,8 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
         out_dir.mkdir(parents=True, exist_ok=True)
         keep_tokenizer(cfg.data_dir, out_dir)
     raw = model
-    optimizer, step, data_pos = _resume_optimizer(cfg, raw, d, start, log_path)
+    dtype = pick_dtype(d.device, cfg.dtype)
+    optimizer, scaler, step, data_pos = _resume_optimizer(cfg, raw, d, dtype, start, log_path)
     if cfg.compile:
         model = torch.compile(model)
     if d.world > 1:
@@ -451,8 +414,9 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
         if d.master:
             save_checkpoint(ckpt_path, dict(
                 model_args=asdict(raw.config), model=raw.state_dict(), config=asdict(cfg),
-                step=step, optimizer=optimizer.state_dict(), rng=rng_state(d.device),
-                data_pos=data_pos, val_loss=val_loss, world_size=d.world, **ckpt_meta))
+                step=step, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
+                rng=rng_state(d.device), data_pos=data_pos, val_loss=val_loss, world_size=d.world,
+                **ckpt_meta))
 
     last_record = {}
     if step == 0 and cfg.max_iters > 0:
@@ -472,7 +436,7 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
             lr = lr_at(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            train_loss, grad_norm = _train_step(model, raw, optimizer, batches, n_targets, n_global, cfg, d)
+            train_loss, grad_norm = _train_step(model, raw, optimizer, scaler, dtype, batches, n_targets, n_global, cfg, d)
             if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
                 bar.close()
                 good = f"the last good checkpoint is {ckpt_path}" if ckpt_path.exists() else \

@@ -16,9 +16,10 @@ import sys
 
 import torch
 
-from checkpoint import check_device, load_model
-from tokenizer import (ANNOTATED_FORMATS, BASE_FORMATS, FORMATS, annotation_pieces, cut_at_special,
-                       prompt_ids, resolve_anchor, separator_ids, special_id, special_ids)
+from checkpoint import load_model
+from device import check_device, make_generator, pick_dtype
+from tokenizer import (ANNOTATED_FORMATS, BASE_FORMATS, FORMATS, annotation_pieces, prompt_ids,
+                       resolve_anchor, separator_ids, special_id, special_ids)
 from world import FIELDS, parse_annotation
 
 ANN_TEMPERATURE = 1.0   # the annotation is sampled at temperature 1, whatever --temperature says
@@ -28,17 +29,18 @@ FIELD_MAX_TOKENS = 12   # tokens for one free field's value when building a pinn
 # -----------------------------------------------------------------------------
 # sampling
 
-def _generate(model, prompts, max_new, stop_ids, generator, temperature=1.0, top_k=None, top_p=None, pad_id=0):
+def _generate(model, prompts, max_new, stop_ids, generator, temperature=1.0, top_k=None, top_p=None, pad_id=0,
+              dtype=None):
     room = model.config.block_size - max(len(p) for p in prompts)
     if room <= 0:  # the context is full (a long annotation on a short-context model): nothing more
         return [[] for _ in prompts]
     return model.generate(prompts, min(max_new, room), temperature=temperature, top_k=top_k, top_p=top_p,
-                          stop_ids=tuple(stop_ids), generator=generator, pad_id=pad_id)
+                          stop_ids=tuple(stop_ids), generator=generator, pad_id=pad_id, dtype=dtype)
 
 def _strip_stop(ids, stops):
     return ids[:-1] if ids and ids[-1] in stops else ids
 
-def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False) -> list:
+def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False, dtype=None) -> list:
     """Annotation ids (without the closing <|story|>) for each prefix ending in <|ann|>.
     No pins (and not by_field): the model writes the whole annotation and stops at <|story|>.
     Pins or by_field: built field by field in FIELDS order, batched over rows: pinned fields forced,
@@ -46,7 +48,8 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False) 
     pad, specials = special_id(enc, "<|pad|>"), set(special_ids(enc).values())
     if not pinned and not by_field:
         # the annotation ends at <|story|>, or at any other special token (then it is cut there)
-        outs = _generate(model, prefixes, ANN_MAX_TOKENS, specials, generator, ANN_TEMPERATURE, pad_id=pad)
+        outs = _generate(model, prefixes, ANN_MAX_TOKENS, specials, generator, ANN_TEMPERATURE, pad_id=pad,
+                         dtype=dtype)
         return [_strip_stop(o, specials) for o in outs]
     stops = separator_ids(enc) | specials
     anns = [[] for _ in prefixes]
@@ -59,18 +62,13 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False) 
                 a += value
         else:
             outs = _generate(model, [p + a for p, a in zip(prefixes, anns)], FIELD_MAX_TOKENS, stops, generator,
-                             ANN_TEMPERATURE, pad_id=pad)
+                             ANN_TEMPERATURE, pad_id=pad, dtype=dtype)
             for a, o in zip(anns, outs):
                 a += _strip_stop(o, stops)
     return anns
 
 def model_device(model) -> torch.device:
     return next(model.parameters()).device
-
-def make_generator(model, seed: int) -> torch.Generator:
-    """A seeded generator on the model's device: sampling draws its random numbers where the logits
-    live, and PyTorch rejects a CPU generator for a CUDA or MPS tensor."""
-    return torch.Generator(device=model_device(model)).manual_seed(seed)
 
 def inference_prefix(enc, fmt, prompt, use_ann, block) -> list:
     """The ids generation starts from, built by tokenizer.py's one format function. A base format
@@ -89,10 +87,12 @@ def inference_prefix(enc, fmt, prompt, use_ann, block) -> list:
 
 @torch.inference_mode()
 def sample_many(model, enc, fmt, prompts, n, *, temperature=1.0, top_k=None, top_p=None, seed=0,
-                max_new_tokens=None, anchor=True, pinned=None, batch_size=64, ann_by_field=False) -> list:
+                max_new_tokens=None, anchor=True, pinned=None, batch_size=64, ann_by_field=False,
+                dtype=None) -> list:
     """n samples for each of several prompts, [[sample of prompt 0, ...], ...], drawn in shared
     batches of batch_size rows (prompt 0's n rows, then prompt 1's, ...): one generate call can hold
-    several prompts, which a GPU runs about as fast as one. See sample_stories for the rest."""
+    several prompts, which a GPU runs about as fast as one. dtype: the autocast dtype of generation
+    (device.pick_dtype; None = fp32). See sample_stories for the rest."""
     use_ann = anchor and fmt in ANNOTATED_FORMATS
     pinned = dict(pinned or {})
     if pinned and not use_ann:
@@ -107,17 +107,17 @@ def sample_many(model, enc, fmt, prompts, n, *, temperature=1.0, top_k=None, top
     story, pad = special_id(enc, "<|story|>"), special_id(enc, "<|pad|>")
     stops = set(special_ids(enc).values())
     max_new = max_new_tokens if max_new_tokens is not None else block
-    gen = make_generator(model, seed)
+    gen = make_generator(model_device(model), seed)
     out = [[] for _ in prompts]
     for start in range(0, len(jobs), batch_size):
         batch = jobs[start:start + batch_size]
         prefixes = [list(prefix) for _, prefix in batch]
         anns = [None] * len(batch)
         if use_ann:
-            anns = sample_annotations(model, enc, prefixes, pinned, gen, by_field=ann_by_field)
+            anns = sample_annotations(model, enc, prefixes, pinned, gen, by_field=ann_by_field, dtype=dtype)
             prefixes = [p + a + [story] for p, a in zip(prefixes, anns)]
         # every special token ends the story (not only <|eos|>): the judge reads the story alone
-        outs = _generate(model, prefixes, max_new, stops, gen, temperature, top_k, top_p, pad_id=pad)
+        outs = _generate(model, prefixes, max_new, stops, gen, temperature, top_k, top_p, pad_id=pad, dtype=dtype)
         for (j, _), a, o in zip(batch, anns, outs):
             out[j].append({"annotation": None if a is None else enc.decode(a).strip(),
                            "text": enc.decode(_strip_stop(o, stops)).strip(),
@@ -137,23 +137,6 @@ def sample_stories(model, enc, fmt, prompt, n, **kw) -> list:
 
 # -----------------------------------------------------------------------------
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-
-def pick_device(name: str) -> str:
-    """--device auto -> cuda > mps > cpu; an explicit device must exist here."""
-    if name.split(":")[0] not in DEVICES:
-        raise ValueError(f"--device {name!r}: valid are {', '.join(DEVICES)} (or cuda:N)")
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        return "mps" if mps is not None and mps.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: no CUDA device here; use --device auto or cpu")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("--device mps: MPS is not available here; use --device auto or cpu")
-    return name
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True, help="checkpoint directory (holding ckpt.pt)")
@@ -171,6 +154,8 @@ def main(argv=None):
     p.add_argument("--annotation", default=None, help='pin fields, e.g. "name: Mia | setting: desert"; the model samples the rest')
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="precision of generation (auto: device.pick_dtype's policy)")
     args = p.parse_args(argv)
     for name, least in (("num_samples", 1), ("top_k", 1), ("max_new_tokens", 1), ("batch_size", 1)):
         if getattr(args, name) is not None and getattr(args, name) < least:
@@ -179,7 +164,7 @@ def main(argv=None):
         p.error(f"--temperature {args.temperature}: must be > 0")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         p.error(f"--top_p {args.top_p}: must be in (0, 1]")
-    check_device(args.device)
+    device = check_device(args.device)
     try:
         if not os.path.exists(os.path.join(args.ckpt, "ckpt.pt")):
             raise FileNotFoundError(f"no checkpoint at {os.path.join(args.ckpt, 'ckpt.pt')}; train one with pretrain.py / sft.py")
@@ -191,7 +176,7 @@ def main(argv=None):
                 raise ValueError(f"--annotation {args.annotation!r}: {e}") from None
             if not pinned:
                 raise ValueError(f"--annotation {args.annotation!r} pins no field; write e.g. \"name: Mia | setting: desert\"")
-        model, ckpt, enc = load_model(args.ckpt, device=pick_device(args.device))
+        model, ckpt, enc = load_model(args.ckpt, device=device)
         fmt = ckpt["fmt"]
         use_ann = resolve_anchor(fmt, args.anchor)
         if fmt in BASE_FORMATS:
@@ -199,7 +184,7 @@ def main(argv=None):
         samples = sample_stories(model, enc, fmt, args.prompt, args.num_samples, temperature=args.temperature,
                                  top_k=args.top_k, top_p=args.top_p, seed=args.seed, max_new_tokens=args.max_new_tokens,
                                  anchor=use_ann, pinned=pinned, batch_size=args.batch_size,
-                                 ann_by_field=args.ann_by_field)
+                                 ann_by_field=args.ann_by_field, dtype=pick_dtype(device, args.dtype))
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"sample.py: error: {e}")
     for i, s in enumerate(samples):

@@ -1,140 +1,275 @@
 """
-Benchmark of model.py on this machine (one process; prints figures and ratios, not a test).
+Side-by-side benchmark of model.py on this machine (one process; prints figures and ratios, not
+a test). The machine may be shared, so the models being compared take turns, step by step, and
+each is timed by its fastest turn: both see the same load, and the ratios are what to read.
 
-1. fp32 matmul peak: GFLOP/s of large square matmuls with torch's threads (the MFU denominator).
-2. Training step (forward, backward, grad clip, AdamW) of a 4-layer, 4-head, 256-wide GPT, vocab
-   4096, block 256, batch 16: tokens/s and MFU = achieved FLOP/s / measured peak.
-3. Document masking: the same step on rows packed with documents (document-causal mask) versus
-   one document per row (SDPA's is_causal path).
-4. Generation, batch 32, 16-token prompts, 240 new tokens: tokens/s with and without the KV cache.
+1. Training step (forward, backward, clip, AdamW) at two shapes, three models alternated:
+     ref   a GPT-2-style model written below the way nanoGPT writes it (LayerNorm, GELU, learned
+           positions, biases, SDPA is_causal), fp32: what a nanoGPT user trains on a CPU;
+     fp32  ours (model.py), fp32;
+     auto  ours under the dtype policy of device.py (bf16 autocast where the device runs it fast).
+   shapes: 4L/256, 4 heads, vocab 4096, block 256, batch 16 (issue 11's comparison) and cpu-m
+   (4L/128, 4 heads, vocab 2048, block 512, batch 4: the preset of the CPU reproduction);
+   at 4L/256 also ours on rows packed with documents (~64 tokens each): the document mask's cost.
+   MFU = achieved FLOP/s over the peak of a 1024x1024 matmul of the same dtype, timed in turn.
+2. Generation, batch 32, 16-token prompts, N new tokens: KV cache (fp32 and policy dtype) vs the
+   no-cache reference loop (fp32).
+3. Evaluation-style sampling at cpu-m: 64 samples of 200 tokens (temperature 1, top-k 50), fp32
+   vs policy dtype, in samples/s.
 
-    python bench/bench_model.py            # full run (a few minutes on 2 cores)
-    python bench/bench_model.py --quick    # smaller run (under a minute), coarser figures
-    python bench/bench_model.py --compile  # also time the training step under torch.compile
-    python bench/bench_model.py --skip_train --new_tokens 120   # generation only, shorter
+    python bench/bench_model.py                      # everything (~10 minutes on 2 shared cores)
+    python bench/bench_model.py --threads 1          # as issue 11 measured the training step
+    python bench/bench_model.py --quick              # fewer steps, shorter generation
+    python bench/bench_model.py --only train --compile   # also torch.compile: compile time, break-even
+    python bench/bench_model.py --device cuda        # any device; --dtype float16 to force one
+    git show 76ce28e:model.py > /tmp/model_before.py     # model.py before issue 11, then:
+    python bench/bench_model.py --only train --baseline /tmp/model_before.py   # adds "before fp32"
 """
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
 
 import torch
+import torch.nn as nn
+from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from device import autocast, make_generator, pick_device, pick_dtype  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 
 BOS = 1
+SHAPES = {  # name: (n_layer, n_head, n_embd, vocab, block, batch)
+    "4l256": (4, 4, 256, 4096, 256, 16),
+    "cpu-m": (4, 4, 128, 2048, 512, 4),
+}
+
+# -----------------------------------------------------------------------------
+# The reference: GPT-2 as nanoGPT writes it
 
 
-def best_time(fn, repeats, warmup=1):
-    """Seconds of the fastest of `repeats` calls of fn (the machine is shared: the minimum is
-    the least disturbed run)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+class RefBlock(nn.Module):
+    def __init__(self, C, H):
+        super().__init__()
+        self.n_head = H
+        self.ln_1, self.ln_2 = nn.LayerNorm(C), nn.LayerNorm(C)
+        self.c_attn, self.c_proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
+        self.c_fc, self.mlp_proj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
 
 
-def matmul_peak(n=2048, repeats=5):
-    """GFLOP/s of an (n,n) @ (n,n) fp32 matmul: 2 n^3 FLOPs."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n ** 3 / best_time(lambda: a @ b, repeats) / 1e9
+class RefGPT(nn.Module):
+    def __init__(self, n_layer, n_head, n_embd, vocab, block):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, n_embd), nn.Embedding(block, n_embd)
+        self.h = nn.ModuleList([RefBlock(n_embd, n_head) for _ in range(n_layer)])
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.lm_head = nn.Linear(n_embd, vocab, bias=False)
+        self.lm_head.weight = self.wte.weight
+        for m in self.modules():  # nanoGPT's init; torch's default N(0, 1) embedding would give
+            if isinstance(m, (nn.Linear, nn.Embedding)):  # huge logits, denormal gradients, and
+                nn.init.normal_(m.weight, std=0.02)       # 100x slower matmuls on CPU
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+        self.flops = 6 * sum(p.numel() for p in self.parameters()) + 12 * n_layer * n_embd * block
+
+    def forward(self, idx, targets):
+        x = self.wte(idx) + self.wpe(torch.arange(idx.size(1), device=idx.device))
+        for block in self.h:
+            x = block(x)
+        logits = self.lm_head(self.ln_f(x))
+        return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+# -----------------------------------------------------------------------------
+# Timing
 
 
-def packed_batch(batch, block, vocab, mean_doc_len, seed=0):
-    """Random tokens with a <|bos|> starting a document every ~mean_doc_len tokens."""
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(2, vocab, (batch, block + 1), generator=g)
-    starts = torch.rand(batch, block + 1, generator=g) < 1.0 / mean_doc_len
-    idx[starts] = BOS
-    idx[:, 0] = BOS
-    return idx[:, :-1].contiguous(), idx[:, 1:].contiguous()
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    elif device == "mps":
+        torch.mps.synchronize()
 
 
-def train_step_time(model, x, y, steps, repeats, compile=False):
-    """Seconds per training step: forward, backward, clip to norm 1, AdamW, zero_grad."""
-    opt = model.configure_optimizers(0.1, 1e-4, (0.9, 0.95), "cpu")
+def alternate(fns, rounds, device):
+    """Call each fn in turn, `rounds` times over; return each one's fastest call in seconds."""
+    best = {name: float("inf") for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def matmul(device, dtype, n):
+    """A closure running an (n,n) @ (n,n) matmul in dtype (2 n^3 FLOPs): the peak's probe. It takes
+    its turn among the training steps, so the peak and the steps see the same load."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    return lambda: a @ a
+
+
+def train_step(model, x, y, device, dtype, compile=False):
+    """A closure running one training step (forward, backward, clip, AdamW) under dtype."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.split(":")[0] in ("cuda", "cpu"))
     fwd = torch.compile(model) if compile else model
 
-    def run():
-        for _ in range(steps):
+    def step():
+        with autocast(device, dtype):
             _, loss = fwd(x, y)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-    return best_time(run, repeats, warmup=2 if compile else 1) / steps
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
 
 
-def generation_time(model, batch, prompt_len, new_tokens, use_cache, repeats):
+def load_baseline(path):
+    """Another model.py (e.g. an older commit's) as a module, to time against today's."""
+    spec = importlib.util.spec_from_file_location("model_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_training(shape, device, low, n_peak, rounds, compile, baseline=None):
+    L, H, C, V, T, B = SHAPES[shape]
+    torch.manual_seed(0)
+    x = torch.randint(2, V, (B, T), device=device)
+    x[:, 0] = BOS  # one document per row, as the reference assumes
+    y = torch.randint(2, V, (B, T), device=device)
+    ours = lambda: GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H, n_embd=C,  # noqa: E731
+                                 bos_id=BOS)).to(device)
+    ref = RefGPT(L, H, C, V, T).to(device)
+    fns = {"ref fp32": train_step(ref, x, y, device, torch.float32),
+           "ours fp32": train_step(ours(), x, y, device, torch.float32)}
+    flops = {"ref fp32": ref.flops, "ours fp32": ours().flops_per_token()}
+    if baseline is not None:
+        torch.manual_seed(0)
+        before = baseline.GPT(baseline.GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H,
+                                                 n_embd=C, bos_id=BOS)).to(device)
+        fns["before fp32"], flops["before fp32"] = train_step(before, x, y, device, torch.float32), flops["ours fp32"]
+    if low != torch.float32:
+        name = f"ours {str(low).split('.')[-1]}"
+        fns[name], flops[name] = train_step(ours(), x, y, device, low), flops["ours fp32"]
+    if shape == "4l256":  # the same step on rows packed with documents: the document mask's cost
+        packed = x.clone()
+        packed[torch.rand(B, T, generator=torch.Generator().manual_seed(0)) < 1 / 64] = BOS
+        name = f"ours {str(low).split('.')[-1]} doc-masked"
+        fns[name], flops[name] = train_step(ours(), packed.to(device), y, device, low), flops["ours fp32"]
+    if compile:  # the first call compiles: time it, then alternate like the others
+        name = f"ours {str(low).split('.')[-1]} compiled"
+        fns[name], flops[name] = train_step(ours(), x, y, device, low, compile=True), flops["ours fp32"]
+        t0 = time.perf_counter()
+        fns[name]()
+        compile_s = time.perf_counter() - t0
+    dtypes = {torch.float32, low}
+    fns.update({f"matmul {dt}": matmul(device, dt, n_peak) for dt in dtypes})
+    for fn in fns.values():
+        fn()  # warm up
+    best = alternate(fns, rounds, device)
+    peaks = {dt: 2 * n_peak ** 3 / best.pop(f"matmul {dt}") / 1e9 for dt in dtypes}
+    print(f"\ntraining {shape}: {L}L/{C}, {H} heads, vocab {V}, batch {B}x{T} ({rounds} alternated rounds)")
+    for dt, peak in peaks.items():
+        print(f"  matmul peak {str(dt).split('.')[-1]:10s} {peak:8.1f} GFLOP/s ({n_peak}x{n_peak}, the MFU denominator)")
+    for name, t in best.items():
+        dtype = torch.float32 if "fp32" in name else low
+        tps = B * T / t
+        vs_before = f"  x{best['before fp32'] / t:4.2f} before fp32" if baseline else ""
+        print(f"  {name:22s} {t * 1e3:8.1f} ms/step {tps:9.0f} tok/s  MFU {tps * flops[name] / peaks[dtype] / 1e9:5.1%}"
+              f"  x{best['ref fp32'] / t:4.2f} ref fp32  x{best['ours fp32'] / t:4.2f} ours fp32{vs_before}")
+    if compile:
+        gain = best[f"ours {str(low).split('.')[-1]}"] - best[name]
+        steps = f"{compile_s / gain:,.0f} steps" if gain > 0 else "never (not faster)"
+        print(f"  compile took {compile_s:.1f} s; it pays for itself after {steps}")
+    return best
+
+
+def bench_generation(device, low, new_tokens):
+    L, H, C, V, T, _ = SHAPES["4l256"]
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H, n_embd=C, bos_id=BOS)).to(device)
     g = torch.Generator().manual_seed(0)
-    prompts = [[BOS] + torch.randint(2, model.config.vocab_size, (prompt_len - 1,),
-                                     generator=g).tolist() for _ in range(batch)]
+    prompts = [[BOS] + torch.randint(2, V, (15,), generator=g).tolist() for _ in range(32)]
 
-    def run():
-        # no stop tokens: every row runs the full length, so both paths do the same work
-        model.generate(prompts, new_tokens, temperature=1.0, top_k=50,
-                       generator=torch.Generator().manual_seed(0), use_cache=use_cache)
-    return best_time(run, repeats, warmup=1 if use_cache else 0)
+    def run(use_cache, dtype):  # no stop tokens: every row runs the full length
+        return lambda: model.generate(prompts, new_tokens, top_k=50, generator=make_generator(device, 0),
+                                      use_cache=use_cache, dtype=dtype)
+    fns = {"KV cache fp32": run(True, torch.float32)}
+    if low != torch.float32:
+        fns[f"KV cache {str(low).split('.')[-1]}"] = run(True, low)
+    for fn in fns.values():
+        fn()
+    best = alternate(fns, 2, device)
+    best.update(alternate({"no cache fp32": run(False, torch.float32)}, 1, device))  # slow: once
+    print(f"\ngeneration 4l256, batch 32, prompt 16, {new_tokens} new tokens")
+    for name, t in best.items():
+        print(f"  {name:22s} {32 * new_tokens / t:9.0f} tok/s  x{best['no cache fp32'] / t:5.1f} no cache")
+
+
+def bench_eval_sampling(device, low, k=64, new_tokens=200):
+    L, H, C, V, T, _ = SHAPES["cpu-m"]
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H, n_embd=C, bos_id=BOS)).to(device)
+    prompts = [[BOS, 5, 6, 7, 8, 9]] * k  # one prompt, K samples: what eval_diversity does per arm
+
+    def run(dtype):
+        return lambda: model.generate(prompts, new_tokens, top_k=50, generator=make_generator(device, 0),
+                                      dtype=dtype)
+    fns = {"fp32": run(torch.float32)}
+    if low != torch.float32:
+        fns[str(low).split(".")[-1]] = run(low)
+    for fn in fns.values():
+        fn()
+    best = alternate(fns, 2, device)
+    print(f"\nevaluation sampling cpu-m: {k} samples x {new_tokens} tokens in one batch")
+    for name, t in best.items():
+        print(f"  {name:22s} {k / t:9.1f} samples/s  x{best['fp32'] / t:4.2f} fp32")
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="fewer steps and a shorter generation")
-    p.add_argument("--compile", action="store_true", help="also time the compiled training step")
-    p.add_argument("--steps", type=int, default=None, help="training steps per timing")
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                   help="the low precision to compare with fp32 (auto: device.pick_dtype)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--new_tokens", type=int, default=None,
-                   help="tokens generated per row (default 240, --quick 60); the speedup of the "
-                        "cache grows with it")
-    p.add_argument("--skip_train", action="store_true", help="only the generation figures")
+    p.add_argument("--rounds", type=int, default=None, help="alternated training rounds (default 6, --quick 3)")
+    p.add_argument("--quick", action="store_true", help="fewer rounds, shorter generation")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile (minutes on CPU)")
+    p.add_argument("--only", choices=("train", "generate", "eval"), default=None, help="one part only")
+    p.add_argument("--skip_train", action="store_true", help="the same as --only generate")
+    p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    p.add_argument("--new_tokens", type=int, default=None, help="generation length (default 240, --quick 60)")
+    p.add_argument("--baseline", default=None, help="path of another model.py to time (fp32) beside ours")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    steps = args.steps or (2 if args.quick else 5)
-    repeats = 2 if args.quick else 3
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    if args.skip_train:
+        args.only = "generate"
+    device = pick_device(args.device)
+    low = pick_dtype(device, args.dtype)
+    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, policy dtype {low}, "
           f"load average {os.getloadavg()[0]:.2f} (1 min)")
-
-    peak = matmul_peak(n=1024 if args.quick else 2048, repeats=repeats + 2)
-    print(f"fp32 matmul peak            {peak:8.1f} GFLOP/s", flush=True)
-
-    cfg = GPTConfig(vocab_size=4096, block_size=256, n_layer=4, n_head=4, n_embd=256, bos_id=BOS)
-    model = GPT(cfg)
-    B, T = 16, cfg.block_size
-    flops = model.flops_per_token()
-    print(f"model {cfg.n_layer}L/{cfg.n_head}H/{cfg.n_embd}, {model.num_params() / 1e6:.2f}M "
-          f"non-embedding params, {flops / 1e6:.1f} MFLOP/token (6N + attention), batch {B}x{T}")
-
-    x_packed, y_packed = packed_batch(B, T, cfg.vocab_size, mean_doc_len=64)
-    x_plain, y_plain = x_packed.clone(), y_packed.clone()
-    x_plain[:, 1:][x_plain[:, 1:] == BOS] = 2  # one document per row: the is_causal fast path
-    modes = [("eager", False)] + ([("compiled", True)] if args.compile else [])
-    modes = [] if args.skip_train else modes
-    for name, compile in modes:
-        t_plain = train_step_time(model, x_plain, y_plain, steps, repeats, compile)
-        t_doc = train_step_time(model, x_packed, y_packed, steps, repeats, compile)
-        for label, t in (("causal", t_plain), ("doc-masked", t_doc)):
-            tps = B * T / t
-            print(f"train step {name:8s} {label:10s} {t * 1e3:7.1f} ms  {tps:8.0f} tok/s  "
-                  f"MFU {tps * flops / (peak * 1e9):5.1%} of measured peak", flush=True)
-        print(f"document masking cost ({name})  {t_doc / t_plain - 1:+.1%} step time vs causal")
-
-    model.eval()
-    gB, gP, gN = 32, 16, args.new_tokens or (60 if args.quick else 240)
-    print(f"generate batch {gB}, prompt {gP}, {gN} new tokens:", flush=True)
-    t_cache = generation_time(model, gB, gP, gN, True, repeats)
-    print(f"  KV cache     {gB * gN / t_cache:8.0f} tok/s ({t_cache:6.2f} s)", flush=True)
-    t_full = generation_time(model, gB, gP, gN, False, 1)  # slow: one run is enough
-    print(f"  no cache     {gB * gN / t_full:8.0f} tok/s ({t_full:6.2f} s)")
-    print(f"  speedup      {t_full / t_cache:8.1f}x")
-    print(f"load average at the end {os.getloadavg()[0]:.2f} (1 min)")
+    if args.only in (None, "train"):
+        for shape in args.shapes:
+            bench_training(shape, device, low, 1024, args.rounds or (3 if args.quick else 6), args.compile,
+                           load_baseline(args.baseline) if args.baseline else None)
+    if args.only in (None, "generate"):
+        bench_generation(device, low, args.new_tokens or (60 if args.quick else 240))
+    if args.only in (None, "eval"):
+        bench_eval_sampling(device, low, new_tokens=100 if args.quick else 200)
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f} (1 min)")
 
 
 if __name__ == "__main__":

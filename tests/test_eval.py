@@ -160,7 +160,6 @@ def test_headline_builder():
     assert ev.headline({"over_seeds": over}, wall_seconds=12.0)["wall_seconds"] == 12.0
 
 def test_judged_text_cut_at_special_token():
-    import sample
     assert tokenizer.cut_at_special("Mia ran.<|ann|>character: fox | name: Leo") == "Mia ran."
     assert tokenizer.cut_at_special("no special here") == "no special here"
     assert tokenizer.cut_at_special("a<|eos|>b<|bos|>c") == "a"
@@ -369,10 +368,7 @@ def test_sampling_lives_on_the_model_device(ckpts, monkeypatch):
     sample.sample_stories(model, enc, "anchored", "Write a story.", 2, seed=0, max_new_tokens=4)
     dev = next(model.parameters()).device
     assert seen and all(d == dev for d in seen)
-    assert sample.make_generator(model, 0).device == dev
-    assert sample.pick_device("cpu") == "cpu" and sample.pick_device("auto") in ("cpu", "cuda", "mps")
-    with pytest.raises(ValueError, match="valid"):
-        sample.pick_device("tpu")
+    assert sample.model_device(model) == dev
 
 def test_stories_stop_at_every_special_token(ckpts, monkeypatch):
     """A story ends at the first special token of any kind, and the judge never sees one."""

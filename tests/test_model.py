@@ -298,3 +298,73 @@ def test_optimizer_groups_and_counts():
     assert model.flops_per_token() == 6 * (n + c.vocab_size * c.n_embd) + \
         12 * c.n_layer * c.n_embd * c.block_size
     assert not any("rope" in k for k in model.state_dict())  # derived tables are not saved
+
+# -----------------------------------------------------------------------------
+# devices and dtypes
+
+
+def devices():
+    """Every device this machine has: the tests below run on each (CPU everywhere)."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    if torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+@pytest.mark.parametrize("device", devices())
+def test_sampling_draws_where_the_model_lives(device):
+    """The generator that sample.py / eval build is on the model's device, and generation with
+    it runs there (a CPU generator for CUDA logits is what broke `sample.py --device cuda`)."""
+    from device import make_generator
+    model = chaotic(tiny(), std=0.1).to(device)
+    g = make_generator(device, 0)
+    assert g.device.type == model.wte.weight.device.type
+    a = model.generate(PROMPTS, 10, top_k=20, generator=g)
+    b = model.generate(PROMPTS, 10, top_k=20, generator=make_generator(device, 0))
+    assert a == b
+
+
+def test_sample_next_draws_on_the_generators_device(monkeypatch):
+    """Logits on another device than the generator (meta stands in for a GPU here): the uniform
+    must be drawn on the generator's device, else torch rejects it on a real GPU."""
+    import model as model_module
+    seen = []
+    real_rand = torch.rand
+
+    def spy(*size, device=None, generator=None, **kw):
+        seen.append((torch.device(device), generator.device))
+        return real_rand(*size, device=device, generator=generator, **kw)
+    monkeypatch.setattr(model_module.torch, "rand", spy)
+    logits = torch.zeros(3, 8, device="meta")
+    sample_next(logits, generator=torch.Generator().manual_seed(0))
+    assert seen and all(d == g for d, g in seen), seen
+
+
+def test_bf16_loss_matches_fp32():
+    """The same batch under bf16 autocast and in fp32: losses within 1% (bf16 keeps 8 bits of
+    mantissa; autocast leaves the softmax, the norms and the loss in fp32), and the weights and
+    their gradients stay fp32."""
+    from device import autocast
+    model, idx = tiny(), packed_rows()
+    loss32 = model(idx, idx)[1]
+    with autocast("cpu", torch.bfloat16):
+        logits16, loss16 = model(idx, idx)
+    loss16.backward()
+    assert logits16.dtype == torch.bfloat16 and loss16.dtype == torch.float32
+    assert all(p.dtype == p.grad.dtype == torch.float32 for p in model.parameters())
+    torch.testing.assert_close(loss16, loss32, rtol=0.01, atol=0)
+
+
+def test_bf16_generation_runs_with_a_bf16_cache():
+    model = chaotic(tiny(), std=0.1)
+    out = model.generate(PROMPTS, 8, temperature=0, dtype=torch.bfloat16)
+    assert [len(r) for r in out] == [8] * len(PROMPTS)
+
+
+def test_relu_squared_gradient():
+    from model import ReLUSquared
+    x = torch.randn(4, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ReLUSquared.apply, (x,))
+    torch.testing.assert_close(ReLUSquared.apply(x), torch.relu(x) ** 2)
