@@ -14,8 +14,8 @@ Several checkpoints per arm (name=dir_s0,dir_s1,dir_s2) are seeds: every headlin
 reported per seed and as the median over seeds, with an interval that includes seed variance.
 
 Writes summary.json (every number), summary.md (a table for the README), headline.json (the
-headline numbers), samples.jsonl.gz (every sample with its labels) and PNG plots. The metric
-functions at the top are pure, so the tests can check them on hand-made inputs with exact answers.
+headline numbers), samples.jsonl.gz (every sample with its labels) and PNG plots. This file samples
+and labels; the measures themselves are pure functions in metrics.py, which says what each means.
 """
 import argparse
 import json
@@ -33,116 +33,13 @@ import judge
 import world
 from checkpoint import check_out_dir, load_model
 from device import check_device, pick_device, pick_dtype
+from metrics import (KINDS, UNKNOWN, agreement_min, annotated_base_row, derive, entropy_bits,
+                     exact_annotation_prior, headline, measure_rows, seed_summary)
 from sample import sample_many
 from tokenizer import BASE_FORMATS, cut_at_special, resolve_anchor
 
-UNKNOWN = "?"  # the annotator says None when it cannot tell; that counts as its own label
-KINDS = ("open", "constrained")
-
 # -----------------------------------------------------------------------------
-# pure metric functions
-
-def entropy_bits(labels, drop_unknown=False) -> float:
-    """Plug-in (empirical) entropy in bits of a list of labels; None counts as the label '?'.
-    drop_unknown: leave the unknown labels out instead (an unknown mixed with a collapsed label
-    adds entropy the model did not write; report both). Nothing left to count gives nan."""
-    counts = Counter(UNKNOWN if x is None else x for x in labels)
-    if drop_unknown:
-        counts.pop(UNKNOWN, None)
-        if not counts:
-            return math.nan
-    n = sum(counts.values())
-    if n == 0:
-        raise ValueError("entropy_bits: no labels (need at least one sample)")
-    return 0.0 - sum((c / n) * math.log2(c / n) for c in counts.values())
-
-def distinct(tuples) -> int:
-    """Number of distinct joint label tuples (NoveltyBench-style distinct count; divide by K)."""
-    return len({tuple(UNKNOWN if x is None else x for x in t) for t in tuples})
-
-def _ratio(a: float, b: float) -> float:
-    # a/b that says inf/nan instead of raising: a collapse of exactly 0 happens with tiny K
-    if b == 0:
-        return math.nan if a == 0 else math.copysign(math.inf, a)
-    return a / b
-
-def collapse(d_base: float, d_model: float) -> float:
-    """Diversity collapse of a model: how many bits of D post-training lost, D(base) - D(model)."""
-    return d_base - d_model
-
-def collapse_ratio(d_base: float, d_sft: float, d_anchored: float) -> float:
-    """collapse(SFT) / collapse(anchored): how many times more standard SFT collapses (paper: ~6)."""
-    return _ratio(collapse(d_base, d_sft), collapse(d_base, d_anchored))
-
-def gap_closed(d_base: float, d_sft: float, d_anchored: float) -> float:
-    """(D(anchored) - D(SFT)) / (D(base) - D(SFT)): share of the lost diversity anchoring keeps (paper: ~0.85).
-    Note gap_closed = 1 - 1/collapse_ratio, so the two numbers say the same thing two ways."""
-    return _ratio(d_anchored - d_sft, d_base - d_sft)
-
-def bootstrap_ci(statistic, groups, n_boot=1000, alpha=0.05, seed=0):
-    """Basic (reverse-percentile) bootstrap confidence interval of statistic(*groups): every group
-    (an array of samples along axis 0) is resampled with replacement, independently, n_boot times;
-    the interval is [2*est - q_hi, 2*est - q_lo]. Why basic and not percentile: a resample of K
-    samples holds only ~63% distinct ones, so plug-in entropies of resamples sit systematically
-    below the estimate; the basic interval reflects that shift back instead of inheriting it.
-    Seeded: the same inputs give the same interval. Non-finite resampled values (0/0) are dropped."""
-    rng = np.random.default_rng(seed)
-    groups = [np.asarray(g) for g in groups]
-    est = statistic(*groups)
-    vals = np.asarray([statistic(*[g[rng.integers(0, len(g), len(g))] for g in groups]) for _ in range(n_boot)],
-                      dtype=float)
-    vals = vals[np.isfinite(vals)]
-    if len(vals) == 0 or not math.isfinite(est):
-        return (math.nan, math.nan)
-    lo, hi = np.percentile(vals, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return (float(2 * est - hi), float(2 * est - lo))
-
-def _entropy_codes(codes, drop_unknown=False) -> float:
-    """entropy_bits for integer-coded labels (fast path used inside the bootstrap); code 0 is the
-    unknown label (see _codes), left out with drop_unknown."""
-    counts = np.bincount(codes)
-    if drop_unknown:
-        counts = counts[1:]
-    n = counts.sum()
-    if n == 0:
-        return math.nan
-    p = counts[counts > 0] / n
-    return float(0.0 - (p * np.log2(p)).sum())
-
-def seed_bootstrap_ci(per_seed, n_boot=1000, alpha=0.05, seed=0):
-    """Interval of the median over seeds that includes seed variance: a two-level bootstrap.
-    per_seed = [(statistic, groups)], one per seed (as bootstrap_ci takes them). Each replicate
-    draws as many seeds as there are, with replacement, resamples the groups of each drawn seed
-    within it, and takes the median of the drawn seeds' statistics. Basic interval around the
-    median of the per-seed estimates, as bootstrap_ci (same reason). With one seed it is the
-    within-seed bootstrap. Returns (median, (lo, hi))."""
-    rng = np.random.default_rng(seed)
-    per_seed = [(stat, [np.asarray(g) for g in groups]) for stat, groups in per_seed]
-    ests = np.asarray([stat(*groups) for stat, groups in per_seed], dtype=float)
-    if not np.isfinite(ests).any():
-        return math.nan, (math.nan, math.nan)
-    est = float(np.nanmedian(ests))  # a seed whose statistic is undefined (0/0) is left out
-    vals = []
-    for _ in range(n_boot):
-        drawn = rng.integers(0, len(per_seed), len(per_seed))
-        v = [per_seed[i][0](*[g[rng.integers(0, len(g), len(g))] for g in per_seed[i][1]]) for i in drawn]
-        v = np.asarray(v, dtype=float)
-        vals.append(np.median(v[np.isfinite(v)]) if np.isfinite(v).any() else math.nan)
-    vals = np.asarray(vals, dtype=float)
-    vals = vals[np.isfinite(vals)]
-    if len(vals) == 0 or not math.isfinite(est):
-        return est, (math.nan, math.nan)
-    lo, hi = np.percentile(vals, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return est, (float(2 * est - hi), float(2 * est - lo))
-
-def over_seeds(values) -> dict:
-    """A headline statistic over seeds: the median, each seed's value, min and max (None = missing)."""
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    return {"median": float(np.median(vals)) if vals else None, "per_seed": list(values),
-            "min": min(vals) if vals else None, "max": max(vals) if vals else None}
-
-# -----------------------------------------------------------------------------
-# metrics of one set of samples (K samples of one arm on one prompt)
+# labelling: the judge reads every sample
 
 def label_samples(samples):
     """Add the judge's verdicts to every sample dict (in place): labels, quality, house format, words.
@@ -154,131 +51,6 @@ def label_samples(samples):
         s["house"] = bool(judge.is_house_format(s["text"]))
         s["words"] = len(s["text"].split())
     return samples
-
-def annotation_fields(text) -> dict:
-    """Lenient parse of a sampled annotation 'character: fox | name: Mia | ...' -> {field: value}
-    (unlike world.parse_annotation it keeps going past values that are not in FIELDS)."""
-    out = {}
-    for part in (text or "").split("|"):
-        key, sep, value = part.partition(":")
-        if sep and key.strip() in world.FIELDS:
-            out.setdefault(key.strip(), value.strip())
-    return out
-
-def annotation_agreement(samples) -> dict:
-    """The gate before SFT, per field: {field: {"share", "n"}}. Over the samples whose own sampled
-    annotation gives that field a valid value OUTSIDE the SFT favourites (n of them), the share
-    whose story label (the judge's) equals that value: does the story read its annotation? The
-    favourites are left out because an SFT model writes them whatever the annotation says. share
-    is None where n = 0 (length: every value is a favourite; rows without annotations)."""
-    out = {}
-    for f in world.FIELDS:
-        hits = n = 0
-        for s in samples:
-            v = annotation_fields(s.get("annotation")).get(f)
-            if v in world.FIELDS[f] and v not in world.FAVOURITES[f]:
-                n += 1
-                hits += s["labels"][f] == v
-        out[f] = {"share": hits / n if n else None, "n": n}
-    return out
-
-def agreement_min(agreement: dict):
-    """The smallest per-field agreement (the gate value): None when no field was measurable."""
-    shares = [a["share"] for a in agreement.values() if a["share"] is not None]
-    return min(shares) if shares else None
-
-def annotation_prior(samples_by_field: dict) -> dict:
-    """What the sampled annotations say, per field: {field: {"fav_share", "entropy", "n", "invalid"}}.
-    samples_by_field = {field: the samples where that field is free (the prompt does not pin it)}.
-    fav_share: share of the valid values that are SFT favourites; entropy (bits) of the valid values;
-    invalid: share of samples whose annotation has no valid value for the field (left out above)."""
-    out = {}
-    for f, samples in samples_by_field.items():
-        vals = [annotation_fields(s.get("annotation")).get(f) for s in samples if s.get("annotation")]
-        valid = [v for v in vals if v in world.FIELDS[f]]
-        out[f] = {"fav_share": sum(v in world.FAVOURITES[f] for v in valid) / len(valid) if valid else None,
-                  "entropy": entropy_bits(valid) if valid else None, "n": len(valid),
-                  "invalid": 1 - len(valid) / len(vals) if vals else None}
-    return out
-
-def exact_annotation_prior() -> dict:
-    """The same two numbers for the pretraining prior itself, exactly: {field: {"fav_share", "entropy"}}."""
-    ent = world.prior_entropy()
-    return {f: {"fav_share": float(sum(p for v, p in zip(world.FIELDS[f], world.PRIOR[f]) if v in world.FAVOURITES[f])),
-                "entropy": ent[f]} for f in world.FIELDS}
-
-def prior_drift_max(anchored: dict, base: dict):
-    """Largest rise of the favourite share of any field, anchored vs annotated base (annotation_prior
-    dicts): did SFT pull the masked annotation values toward the favourites? None if not measurable."""
-    rises = [anchored[f]["fav_share"] - base[f]["fav_share"] for f in anchored
-             if f in base and anchored[f]["fav_share"] is not None and base[f]["fav_share"] is not None]
-    return max(rises) if rises else None
-
-def follows(sample, constraints) -> bool:
-    """Does the story satisfy every field the prompt pins (as the judge reads it)?"""
-    return all(sample["labels"][f] == v for f, v in constraints.items())
-
-def annotation_valid(samples):
-    """Share of sampled annotations that are well formed: every field once, each value in FIELDS
-    (SFT can damage a model's annotation writing even with the annotation loss masked)."""
-    anns = [s["annotation"] for s in samples if s.get("annotation")]
-    ok = lambda a: (len(a.split("|")) == len(world.FIELDS) and
-                    all(annotation_fields(a).get(f) in world.FIELDS[f] for f in world.FIELDS))
-    return sum(ok(a) for a in anns) / len(anns) if anns else None
-
-def prompt_metrics(samples, constraints) -> dict:
-    """Every per-prompt number, from labelled samples; entropy over the fields the prompt leaves free."""
-    free = world.free_fields(constraints)
-    k = len(samples)
-    per_field = {f: entropy_bits([s["labels"][f] for s in samples]) for f in free}
-    known = {f: entropy_bits([s["labels"][f] for s in samples], drop_unknown=True) for f in free}
-    unknown = {f: sum(s["labels"][f] is None for s in samples) / k for f in free}
-    ok = [follows(s, constraints) for s in samples]
-    compliant = [s for s, o in zip(samples, ok) if o]
-    n_distinct = distinct(tuple(s["labels"][f] for f in free) for s in samples)
-    agreement = annotation_agreement(samples)
-    return {
-        "K": k,
-        "free_fields": free,
-        "D": float(np.mean(list(per_field.values()))),
-        # unknown labels dropped (fields with no known label left out of the mean)
-        "D_known": _nanmean(known.values()),
-        # constrained prompts: D over the samples that obey the prompt only (None under 2 of them)
-        "D_compliant": (float(np.mean([entropy_bits([s["labels"][f] for s in compliant]) for f in free]))
-                        if constraints and len(compliant) >= 2 else None),
-        "n_compliant": len(compliant) if constraints else None,
-        "entropy": per_field,
-        "entropy_known": known,
-        "unknown_share": float(np.mean(list(unknown.values()))),
-        "unknown_by_field": unknown,
-        "distinct": n_distinct,
-        "distinct_frac": n_distinct / k,
-        "quality": sum(s["quality"] for s in samples) / k,
-        "house_format": sum(s["house"] for s in samples) / k,
-        "quality_and_house": sum(s["quality"] and s["house"] for s in samples) / k,
-        "instruction_following": (sum(ok) / k) if constraints else None,
-        "words": sum(s["words"] for s in samples) / k,
-        "finished": sum(s.get("finished", True) for s in samples) / k,
-        # share of stories that ended at <|eos|>, not at another special token (None: reference rows)
-        "eos_stop": (sum(s["stop"] == "<|eos|>" for s in samples) / k) if all("stop" in s for s in samples) else None,
-        "annotation_agreement": agreement_min(agreement),  # the smallest field's share (see row["gate"])
-        "annotation_valid": annotation_valid(samples),
-    }
-
-def _nanmean(values):
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    return float(np.mean(vals)) if vals else None
-
-def kind_metrics(per_prompt: list) -> dict:
-    """Average per-prompt metrics over the prompts of one kind (open or constrained)."""
-    out = {"n_prompts": len(per_prompt)}
-    for key in ("D", "D_known", "D_compliant", "unknown_share", "distinct_frac", "quality", "house_format", "quality_and_house",
-                "instruction_following", "words", "finished", "eos_stop", "annotation_agreement", "annotation_valid"):
-        vals = [m[key] for m in per_prompt if m[key] is not None]
-        out[key] = float(np.mean(vals)) if vals else None
-    fields = [f for f in world.FIELDS if any(f in m["entropy"] for m in per_prompt)]
-    out["entropy"] = {f: float(np.mean([m["entropy"][f] for m in per_prompt if f in m["entropy"]])) for f in fields}
-    return out
 
 # -----------------------------------------------------------------------------
 # reference rows: the pretraining data (ceiling) and the SFT data (floor), same estimator and K
@@ -379,14 +151,6 @@ def num_seeds(arms) -> int:
                          f"give every arm {n} checkpoints or one")
     return n
 
-def resolve_row(rows: dict, name: str, seed_index: int = 0):
-    """A derived-metric arm name: the row of that name, else that arm's row of this seed (or its
-    only one) closest to T=1."""
-    if name in rows:
-        return rows[name]
-    cands = [r for r in rows.values() if r["arm"] == name and r.get("seed_index") in (None, seed_index)]
-    return min(cands, key=lambda r: abs(r["temperature"] - 1.0)) if cands else None
-
 # -----------------------------------------------------------------------------
 # the evaluation: sample every row, add the reference rows, measure
 
@@ -436,22 +200,6 @@ def reference_rows(prompts, num_samples, narrowness, seed) -> dict:
     for pi, p in enumerate(prompts):
         sft["samples"][pi] = label_samples(sft_reference(num_samples, narrowness, p, seed + pi))
     return {"pretrain_data": pre, "sft_data": sft}
-
-def prompt_samples(row, pi):
-    return row["samples"][None if None in row["samples"] else pi]
-
-def measure_rows(rows, prompts):
-    """Fill row["prompts"] (per-prompt metrics) and row["by_kind"] (averaged over open / constrained)."""
-    for row in rows.values():
-        row["prompts"] = []
-        for pi, p in enumerate(prompts):
-            m = prompt_metrics(prompt_samples(row, pi), p["constraints"])
-            row["prompts"].append({"prompt": p["prompt"], "kind": p["kind"], "constraints": p["constraints"],
-                                   "held_out": p.get("held_out", False), **m})
-        row["by_kind"] = {k: kind_metrics([m for m in row["prompts"] if m["kind"] == k])
-                          for k in KINDS if any(m["kind"] == k for m in row["prompts"])}
-        row["gate"] = row_gate(row)
-        row["annotation_prior"] = row_annotation_prior(row, prompts)
 
 def exact_entropies(prompts, narrowness) -> dict:
     """The exact entropies world.py computes: the prior (ceiling) and the SFT data (floor), per prompt."""
@@ -509,162 +257,6 @@ def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max
                   "threads": torch.get_num_threads(), "device": device},
     }
     return summary, rows
-
-# -----------------------------------------------------------------------------
-# derived numbers with bootstrap confidence intervals
-
-def _codes(samples) -> np.ndarray:
-    """(K, n_fields) integer matrix of labels, one column per field of world.FIELDS; code 0 is the
-    unknown label, the field's values are 1..n (a label outside them gets a new code)."""
-    cols = []
-    for f in world.FIELDS:
-        vocab = {v: i for i, v in enumerate([UNKNOWN] + list(world.FIELDS[f]))}
-        cols.append([vocab.setdefault(UNKNOWN if s["labels"][f] is None else s["labels"][f], len(vocab)) for s in samples])
-    return np.asarray(cols, dtype=np.int64).T
-
-def _kind_plan(row, prompts, kind):
-    """[(sample-set key, free column indices)] for the prompts of one kind."""
-    names = list(world.FIELDS)
-    key = lambda pi: None if None in row["samples"] else pi  # a base row: one sample set for all prompts
-    return [(key(pi), [names.index(f) for f in world.free_fields(p["constraints"])])
-            for pi, p in enumerate(prompts) if p["kind"] == kind]
-
-def _diversity(mats: dict, plan, known=False) -> float:
-    # D of a kind: mean over its prompts of the mean free-field entropy (known: unknown labels
-    # dropped, and a field with no known label left out of the mean)
-    per_prompt = [[_entropy_codes(mats[k][:, c], known) for c in cols] for k, cols in plan]
-    vals = [np.mean([e for e in es if math.isfinite(e)]) if any(math.isfinite(e) for e in es) else math.nan
-            for es in per_prompt]
-    return float(np.mean(vals))
-
-def _stat_groups(mats, plans, names, fn, known=False):
-    """fn of the named rows' D as a bootstrap statistic: (statistic(*groups), groups), the groups
-    being the sample sets of the named rows flattened in a fixed order."""
-    keys = [(n, k) for n in names for k in sorted(mats[n], key=lambda x: -1 if x is None else x)]
-    def stat(*groups):
-        m = {}
-        for (n, k), g in zip(keys, groups):
-            m.setdefault(n, {})[k] = g
-        return fn(*[_diversity(m[n], plans[n], known) for n in names])
-    return stat, [mats[n][k] for n, k in keys]
-
-HEADLINE_D = (("gap_closed", gap_closed, False), ("gap_closed_known", gap_closed, True),
-              ("collapse_ratio", collapse_ratio, False), ("collapse_ratio_known", collapse_ratio, True))
-
-def derive(rows, prompts, base_arm, sft_arm, anchored_arm, n_boot, seed, seed_index=0) -> dict:
-    """Collapse of every row vs the base arm; collapse ratio and gap closed of sft vs anchored, with
-    unknown labels as a label and dropped (_known). CIs resample the samples of each (row, prompt)
-    set, a base row's one set shared by all prompts. seed_index: which seed's rows of each arm."""
-    base, sft, anch = (resolve_row(rows, n, seed_index) for n in (base_arm, sft_arm, anchored_arm))
-    out = {"base_row": base and base["row"], "sft_row": sft and sft["row"], "anchored_row": anch and anch["row"]}
-    if base is None:
-        out["note"] = f"no row named {base_arm!r} (--base_arm): no collapse numbers"
-        return out
-    # this seed's rows and the rows every seed shares (an arm with one checkpoint)
-    rows = {n: r for n, r in rows.items() if r.get("seed_index") in (None, seed_index)}
-    mats = {r["row"]: {k: _codes(v) for k, v in r["samples"].items()} for r in rows.values()}
-    for kind in KINDS:
-        if not any(p["kind"] == kind for p in prompts):
-            continue
-        plans = {name: _kind_plan(r, prompts, kind) for name, r in rows.items()}
-        d = {name: _diversity(mats[name], plans[name]) for name in rows}
-        res = {"D": d, "D_known": {name: _diversity(mats[name], plans[name], True) for name in rows}, "collapse": {}}
-        for i, name in enumerate(rows):
-            if name == base["row"]:
-                continue
-            stat, groups = _stat_groups(mats, plans, [base["row"], name], collapse)
-            res["collapse"][name] = {"value": collapse(d[base["row"]], d[name]),
-                                     "ci95": bootstrap_ci(stat, groups, n_boot, seed=seed + i)}
-        if sft is not None and anch is not None:
-            names = [base["row"], sft["row"], anch["row"]]
-            for j, (key, fn, known) in enumerate(HEADLINE_D):
-                stat, groups = _stat_groups(mats, plans, names, fn, known)
-                res[key] = {"value": fn(*[(res["D_known"] if known else d)[n] for n in names]),
-                            "ci95": bootstrap_ci(stat, groups, n_boot, seed=seed + 1000 + j)}
-        out[kind] = res
-    return out
-
-# -----------------------------------------------------------------------------
-# the gate, the annotation prior, and the numbers over seeds
-
-def row_gate(row):
-    """A row's annotation agreement per field, pooled over all its samples (None: no annotations)."""
-    samples = [s for ss in row["samples"].values() for s in ss]
-    return annotation_agreement(samples) if any(s.get("annotation") for s in samples) else None
-
-def row_annotation_prior(row, prompts):
-    """annotation_prior of a row: for each field, the samples of the prompts that leave it free
-    (a base row's one sample set for every field). None: the row samples no annotation."""
-    if not any(s.get("annotation") for ss in row["samples"].values() for s in ss):
-        return None
-    if None in row["samples"]:
-        return annotation_prior({f: row["samples"][None] for f in world.FIELDS})
-    by_field = {f: [s for pi, p in enumerate(prompts) if f in world.free_fields(p["constraints"])
-                    for s in row["samples"][pi]] for f in world.FIELDS}
-    return annotation_prior({f: ss for f, ss in by_field.items() if ss})
-
-def annotated_base_row(rows, name, seed_index=0):
-    """The annotated base: the row/arm named (--annotated_base_arm), else the first base row of fmt
-    'annotated' sampled with its annotation."""
-    if name:
-        return resolve_row(rows, name, seed_index)
-    cands = [r for r in rows.values() if r.get("fmt") == "annotated" and r.get("anchor") != "off"
-             and r.get("seed_index") in (None, seed_index)]
-    return cands[0] if cands else None
-
-def seed_numbers(rows, names, seed_index) -> dict:
-    """The headline numbers of one seed: {name: value or None}. names = dict(base, sft, anchored,
-    annotated_base) arm names; rows already measured (measure_rows) and derived for this seed."""
-    sft, anch = (resolve_row(rows, names[k], seed_index) for k in ("sft", "anchored"))
-    abase = annotated_base_row(rows, names.get("annotated_base"), seed_index)
-    get = lambda r, kind, key: (r or {}).get("by_kind", {}).get(kind, {}).get(key)
-    drift = None
-    if anch is not None and abase is not None and anch.get("annotation_prior") and abase.get("annotation_prior"):
-        drift = prior_drift_max(anch["annotation_prior"], abase["annotation_prior"])
-    return {"quality_sft": get(sft, "open", "quality_and_house"),
-            "quality_anchored": get(anch, "open", "quality_and_house"),
-            "instruction_sft": get(sft, "constrained", "instruction_following"),
-            "instruction_anchored": get(anch, "constrained", "instruction_following"),
-            "prior_drift_max": drift,
-            "base_agreement_min": agreement_min(abase["gate"]) if abase and abase.get("gate") else None}
-
-def seed_summary(rows, prompts, names, n_seeds, derived_per_seed, n_boot, seed, kind="open") -> dict:
-    """Every headline statistic over seeds (over_seeds: median, per seed, min, max). The D-based ones
-    (gap closed, collapse ratio, as-label and known) also get ci95 from seed_bootstrap_ci: seeds
-    resampled, then samples within each seed (so the interval includes seed variance)."""
-    out = {}
-    mats = {r["row"]: {k: _codes(v) for k, v in r["samples"].items()} for r in rows.values()}
-    plans = {name: _kind_plan(r, prompts, kind) for name, r in rows.items()}
-    for j, (key, fn, known) in enumerate(HEADLINE_D):
-        vals = [(d.get(kind) or {}).get(key, {}).get("value") for d in derived_per_seed]
-        out[key] = over_seeds(vals)
-        per_seed = [_stat_groups(mats, plans, [d["base_row"], d["sft_row"], d["anchored_row"]], fn, known)
-                    for d in derived_per_seed if d.get(kind) and key in d[kind]]
-        if per_seed:
-            _, out[key]["ci95"] = seed_bootstrap_ci(per_seed, n_boot, seed=seed + 3000 + j)
-    nums = [seed_numbers(rows, names, i) for i in range(n_seeds)]
-    for key in nums[0]:
-        out[key] = over_seeds([n[key] for n in nums])
-    out["kind"], out["n_seeds"] = kind, n_seeds
-    out["ci_method"] = ("two-level bootstrap: seeds resampled with replacement, then samples within each "
-                        "drawn seed; basic interval around the median over seeds")
-    return out
-
-def headline(summary, size=None, wall_seconds=None) -> dict:
-    """The headline numbers of one evaluation (results/<preset>/headline.json): each statistic as its
-    median over seeds with its per-seed values (gap closed also with its interval). wall_seconds is
-    the preset's, which reproduce.py knows and passes (None here)."""
-    o = summary["over_seeds"]
-    pick = lambda k, extra=(): {"median": o[k]["median"], "per_seed": o[k]["per_seed"],
-                                **{e: o[k].get(e) for e in extra}}
-    out = {"size": size, "seeds": o["n_seeds"], "prompts": o["kind"],
-           "gap_closed": pick("gap_closed", ("ci95", "min", "max")),
-           "gap_closed_known": pick("gap_closed_known", ("ci95", "min", "max"))}
-    for k in ("collapse_ratio", "quality_sft", "quality_anchored", "instruction_sft", "instruction_anchored",
-              "prior_drift_max", "base_agreement_min"):
-        out[k] = pick(k)
-    out["wall_seconds"] = wall_seconds
-    return out
 
 # -----------------------------------------------------------------------------
 # outputs: summary.json, summary.md, samples.jsonl, plots

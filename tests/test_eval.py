@@ -1,4 +1,4 @@
-"""Tests of sample.py and eval_diversity.py: metric functions on hand-made inputs with exact answers,
+"""Tests of sample.py, metrics.py and eval_diversity.py: the metrics on hand-made inputs with exact answers,
 then the whole evaluation end to end on tiny checkpoints (CPU, seconds)."""
 import json
 import math
@@ -13,6 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import eval_diversity as ev  # noqa: E402
+import metrics  # noqa: E402
 import sample  # noqa: E402
 import tokenizer  # noqa: E402
 import world  # noqa: E402
@@ -21,50 +22,50 @@ import world  # noqa: E402
 # pure metrics
 
 def test_entropy_uniform_and_constant():
-    assert ev.entropy_bits(list("abcdefgh")) == 3.0          # uniform over 8 labels
-    assert ev.entropy_bits(["a"] * 50) == 0.0                # all equal
-    assert ev.entropy_bits(["a", "b"]) == 1.0
-    assert ev.entropy_bits(["a", "a", "b", "c"]) == 1.5      # 1/2, 1/4, 1/4
+    assert metrics.entropy_bits(list("abcdefgh")) == 3.0          # uniform over 8 labels
+    assert metrics.entropy_bits(["a"] * 50) == 0.0                # all equal
+    assert metrics.entropy_bits(["a", "b"]) == 1.0
+    assert metrics.entropy_bits(["a", "a", "b", "c"]) == 1.5      # 1/2, 1/4, 1/4
     # unknown (None) is its own label "?"
-    assert ev.entropy_bits([None, "a"]) == 1.0
-    assert ev.entropy_bits([None, "?"]) == 0.0
+    assert metrics.entropy_bits([None, "a"]) == 1.0
+    assert metrics.entropy_bits([None, "?"]) == 0.0
     with pytest.raises(ValueError):
-        ev.entropy_bits([])
+        metrics.entropy_bits([])
 
 def test_entropy_codes_matches_entropy_bits():
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 7, 200)
-    assert math.isclose(ev._entropy_codes(codes), ev.entropy_bits(codes.tolist()), rel_tol=1e-12)
+    assert math.isclose(metrics._entropy_codes(codes), metrics.entropy_bits(codes.tolist()), rel_tol=1e-12)
 
 def test_distinct():
-    assert ev.distinct([("a", "x"), ("a", "x"), ("b", "x"), ("a", "y")]) == 3
-    assert ev.distinct([("a",)] * 10) == 1
-    assert ev.distinct([(None, "x"), ("?", "x")]) == 1       # unknown counts as "?"
-    assert ev.distinct([]) == 0
+    assert metrics.distinct([("a", "x"), ("a", "x"), ("b", "x"), ("a", "y")]) == 3
+    assert metrics.distinct([("a",)] * 10) == 1
+    assert metrics.distinct([(None, "x"), ("?", "x")]) == 1       # unknown counts as "?"
+    assert metrics.distinct([]) == 0
 
 def test_collapse_ratio_gap_closed():
-    assert ev.collapse(3.0, 1.0) == 2.0
+    assert metrics.collapse(3.0, 1.0) == 2.0
     # base 4 bits, SFT 1 bit, anchored 3.5 bits: SFT loses 3, anchored 0.5
-    assert ev.collapse_ratio(4.0, 1.0, 3.5) == 6.0
-    assert ev.gap_closed(4.0, 1.0, 3.5) == (3.5 - 1.0) / 3.0
-    assert math.isclose(ev.gap_closed(4.0, 1.0, 3.5), 1 - 1 / ev.collapse_ratio(4.0, 1.0, 3.5))
-    assert ev.gap_closed(4.0, 1.0, 1.0) == 0.0 and ev.gap_closed(4.0, 1.0, 4.0) == 1.0
-    assert ev.collapse_ratio(4.0, 1.0, 4.0) == math.inf       # anchored lost nothing
-    assert math.isnan(ev.collapse_ratio(4.0, 4.0, 4.0))       # 0/0
+    assert metrics.collapse_ratio(4.0, 1.0, 3.5) == 6.0
+    assert metrics.gap_closed(4.0, 1.0, 3.5) == (3.5 - 1.0) / 3.0
+    assert math.isclose(metrics.gap_closed(4.0, 1.0, 3.5), 1 - 1 / metrics.collapse_ratio(4.0, 1.0, 3.5))
+    assert metrics.gap_closed(4.0, 1.0, 1.0) == 0.0 and metrics.gap_closed(4.0, 1.0, 4.0) == 1.0
+    assert metrics.collapse_ratio(4.0, 1.0, 4.0) == math.inf       # anchored lost nothing
+    assert math.isnan(metrics.collapse_ratio(4.0, 4.0, 4.0))       # 0/0
 
 def test_bootstrap_ci():
     const = np.full(30, 2.5)
-    assert ev.bootstrap_ci(np.mean, [const], n_boot=50) == (2.5, 2.5)
+    assert metrics.bootstrap_ci(np.mean, [const], n_boot=50) == (2.5, 2.5)
     g = np.arange(100, dtype=float)
-    lo, hi = ev.bootstrap_ci(np.mean, [g], n_boot=400, seed=3)
+    lo, hi = metrics.bootstrap_ci(np.mean, [g], n_boot=400, seed=3)
     assert lo < 49.5 < hi and 40 < lo and hi < 60
-    assert ev.bootstrap_ci(np.mean, [g], n_boot=400, seed=3) == (lo, hi)   # seeded
+    assert metrics.bootstrap_ci(np.mean, [g], n_boot=400, seed=3) == (lo, hi)   # seeded
     # two independently resampled groups
-    lo, hi = ev.bootstrap_ci(lambda a, b: a.mean() - b.mean(), [np.ones(20), np.zeros(10)], n_boot=20)
+    lo, hi = metrics.bootstrap_ci(lambda a, b: a.mean() - b.mean(), [np.ones(20), np.zeros(10)], n_boot=20)
     assert (lo, hi) == (1.0, 1.0)
     # basic interval = [2*est - q_hi, 2*est - q_lo]: min of a resample of [0, 1] is 1 a quarter of the
     # time, so q_lo = 0, q_hi = 1, est = 0 -> (-1, 0)
-    assert ev.bootstrap_ci(np.min, [np.array([0.0, 1.0])], n_boot=400, seed=0) == (-1.0, 0.0)
+    assert metrics.bootstrap_ci(np.min, [np.array([0.0, 1.0])], n_boot=400, seed=0) == (-1.0, 0.0)
 
 def _sample(annotation, **labels):
     full = {f: None for f in world.FIELDS}
@@ -74,32 +75,32 @@ def _sample(annotation, **labels):
 def test_annotation_agreement_counts_non_favourites_only():
     # favourites: name Lily/Max/Mia, character girl/cat/bear; fox, dragon, Leo, Ava are not favourites
     s = _sample("character: fox | name: Leo | setting: q!x", character="fox", name="Mia")
-    assert ev.annotation_fields(s["annotation"]) == {"character": "fox", "name": "Leo", "setting": "q!x"}
+    assert metrics.annotation_fields(s["annotation"]) == {"character": "fox", "name": "Leo", "setting": "q!x"}
     samples = [s,
                _sample("character: dragon | name: Mia", character="fox", name="Mia"),   # name Mia: a favourite
                _sample("character: girl | name: Leo", character="girl", name="Leo"),    # girl: a favourite
                _sample(None, character="fox", name="Leo")]                             # no annotation
-    g = ev.annotation_agreement(samples)
+    g = metrics.annotation_agreement(samples)
     assert g["character"] == {"share": 0.5, "n": 2}      # fox followed, dragon not
     assert g["name"] == {"share": 0.5, "n": 2}           # Leo: not followed, then followed
     assert g["setting"] == {"share": None, "n": 0}       # 'q!x' is no value
     assert g["length"] == {"share": None, "n": 0}        # every length is a favourite
-    assert ev.agreement_min(g) == 0.5
-    assert ev.agreement_min(ev.annotation_agreement([_sample(None)])) is None
+    assert metrics.agreement_min(g) == 0.5
+    assert metrics.agreement_min(metrics.annotation_agreement([_sample(None)])) is None
     good = world.format_annotation({f: v[0] for f, v in world.FIELDS.items()})
-    assert ev.annotation_valid([{"annotation": good}, s, {"annotation": None}]) == 0.5
+    assert metrics.annotation_valid([{"annotation": good}, s, {"annotation": None}]) == 0.5
 
 def test_annotation_prior_and_drift():
     fav, other = "name: Lily", "name: Leo"
-    base = ev.annotation_prior({"name": [_sample(fav), _sample(other), _sample(other), _sample(other)]})
-    assert base["name"] == {"fav_share": 0.25, "entropy": ev.entropy_bits(["Lily", "Leo", "Leo", "Leo"]), "n": 4,
+    base = metrics.annotation_prior({"name": [_sample(fav), _sample(other), _sample(other), _sample(other)]})
+    assert base["name"] == {"fav_share": 0.25, "entropy": metrics.entropy_bits(["Lily", "Leo", "Leo", "Leo"]), "n": 4,
                             "invalid": 0.0}
-    anch = ev.annotation_prior({"name": [_sample(fav), _sample(fav), _sample(other), _sample("name: Bob")]})
+    anch = metrics.annotation_prior({"name": [_sample(fav), _sample(fav), _sample(other), _sample("name: Bob")]})
     assert anch["name"]["fav_share"] == 2 / 3 and anch["name"]["invalid"] == 0.25 and anch["name"]["n"] == 3
-    assert math.isclose(ev.prior_drift_max(anch, base), 2 / 3 - 0.25)
-    assert ev.prior_drift_max(base, base) == 0.0
-    assert ev.annotation_prior({"name": [_sample(None)]})["name"]["fav_share"] is None
-    exact = ev.exact_annotation_prior()
+    assert math.isclose(metrics.prior_drift_max(anch, base), 2 / 3 - 0.25)
+    assert metrics.prior_drift_max(base, base) == 0.0
+    assert metrics.annotation_prior({"name": [_sample(None)]})["name"]["fav_share"] is None
+    exact = metrics.exact_annotation_prior()
     p = world.PRIOR["name"]
     names = world.FIELDS["name"]
     assert math.isclose(exact["name"]["fav_share"], sum(p[names.index(v)] for v in ("Lily", "Max", "Mia")))
@@ -107,40 +108,41 @@ def test_annotation_prior_and_drift():
     assert exact["name"]["entropy"] == world.prior_entropy()["name"]
 
 def test_unknown_dropped_and_compliant():
-    assert ev.entropy_bits([None, None, "a", "a"]) == 1.0
-    assert ev.entropy_bits([None, None, "a", "a"], drop_unknown=True) == 0.0
-    assert math.isnan(ev.entropy_bits([None], drop_unknown=True))
+    assert metrics.entropy_bits([None, None, "a", "a"]) == 1.0
+    assert metrics.entropy_bits([None, None, "a", "a"], drop_unknown=True) == 0.0
+    assert math.isnan(metrics.entropy_bits([None], drop_unknown=True))
     codes = np.array([0, 0, 1, 1, 2, 2, 2, 2])                 # code 0 = unknown
-    assert ev._entropy_codes(codes) == 1.5 and ev._entropy_codes(codes, True) == ev.entropy_bits([1, 1, 2, 2, 2, 2])
-    assert math.isnan(ev._entropy_codes(np.array([0, 0]), True))
+    assert metrics._entropy_codes(codes) == 1.5
+    assert metrics._entropy_codes(codes, True) == metrics.entropy_bits([1, 1, 2, 2, 2, 2])
+    assert math.isnan(metrics._entropy_codes(np.array([0, 0]), True))
     # a constrained prompt: D over compliant samples only
     rows = [_sample(None, character="dragon", name="Leo"), _sample(None, character="dragon", name="Mia"),
             _sample(None, character="fox", name="Ava"), _sample(None, character=None, name="Ava")]
     for s in rows:
         s.update(quality=True, house=True, words=10)
-    m = ev.prompt_metrics(rows, {"character": "dragon"})
+    m = metrics.prompt_metrics(rows, {"character": "dragon"})
     assert m["instruction_following"] == 0.5 and m["n_compliant"] == 2
     free = world.free_fields({"character": "dragon"})
     # compliant: names Leo, Mia (1 bit); every other free field unknown twice (0 bits)
     assert math.isclose(m["D_compliant"], 1.0 / len(free))
     # known: only name has known labels (Leo, Mia, Ava, Ava: 1.5 bits); the rest are all unknown -> left out
     assert m["D_known"] == 1.5
-    assert ev.prompt_metrics(rows, {})["D_compliant"] is None
+    assert metrics.prompt_metrics(rows, {})["D_compliant"] is None
 
 def test_seed_bootstrap_ci():
     # constant samples within seed: only the seeds vary. Median of 3 draws from {1, 2, 3}: the 2.5%
     # and 97.5% points are 1 and 3, the estimate 2 -> basic interval (1, 3)
     per_seed = [(np.mean, [np.full(10, v)]) for v in (1.0, 2.0, 3.0)]
-    assert ev.seed_bootstrap_ci(per_seed, n_boot=400, seed=0) == (2.0, (1.0, 3.0))
+    assert metrics.seed_bootstrap_ci(per_seed, n_boot=400, seed=0) == (2.0, (1.0, 3.0))
     # one seed: the within-seed bootstrap
     g = np.arange(100, dtype=float)
-    est, (lo, hi) = ev.seed_bootstrap_ci([(np.mean, [g])], n_boot=300, seed=1)
+    est, (lo, hi) = metrics.seed_bootstrap_ci([(np.mean, [g])], n_boot=300, seed=1)
     assert est == 49.5 and lo < 49.5 < hi
     # identical seeds, constant samples: no spread
-    assert ev.seed_bootstrap_ci([(np.mean, [np.ones(5)])] * 3, n_boot=50) == (1.0, (1.0, 1.0))
-    assert ev.over_seeds([0.5, 0.7, None, 0.6]) == {"median": 0.6, "per_seed": [0.5, 0.7, None, 0.6],
+    assert metrics.seed_bootstrap_ci([(np.mean, [np.ones(5)])] * 3, n_boot=50) == (1.0, (1.0, 1.0))
+    assert metrics.over_seeds([0.5, 0.7, None, 0.6]) == {"median": 0.6, "per_seed": [0.5, 0.7, None, 0.6],
                                                      "min": 0.5, "max": 0.7}
-    assert ev.over_seeds([None])["median"] is None
+    assert metrics.over_seeds([None])["median"] is None
 
 def test_headline_builder():
     stat = lambda med, per: {"median": med, "per_seed": per, "min": min(per), "max": max(per)}
@@ -150,14 +152,14 @@ def test_headline_builder():
     over["gap_closed"] = {**stat(0.8, [0.7, 0.8, 0.9]), "ci95": (0.6, 1.0)}
     over["gap_closed_known"] = {**stat(0.75, [0.7, 0.75, 0.8]), "ci95": (0.65, 0.85)}
     over.update(kind="open", n_seeds=3, ci_method="...")
-    h = ev.headline({"over_seeds": over}, size="cpu-m")
+    h = metrics.headline({"over_seeds": over}, size="cpu-m")
     assert set(h) == {"size", "seeds", "prompts", "gap_closed", "gap_closed_known", "collapse_ratio", "quality_sft",
                       "quality_anchored", "instruction_sft", "instruction_anchored", "prior_drift_max",
                       "base_agreement_min", "wall_seconds"}
     assert h["size"] == "cpu-m" and h["seeds"] == 3 and h["wall_seconds"] is None
     assert h["gap_closed"] == {"median": 0.8, "per_seed": [0.7, 0.8, 0.9], "ci95": (0.6, 1.0), "min": 0.7, "max": 0.9}
     assert h["prior_drift_max"] == {"median": 0.5, "per_seed": [0.4, 0.5, 0.6]}
-    assert ev.headline({"over_seeds": over}, wall_seconds=12.0)["wall_seconds"] == 12.0
+    assert metrics.headline({"over_seeds": over}, wall_seconds=12.0)["wall_seconds"] == 12.0
 
 def test_judged_text_cut_at_special_token():
     assert tokenizer.cut_at_special("Mia ran.<|ann|>character: fox | name: Leo") == "Mia ran."
@@ -351,7 +353,7 @@ def test_eval_diversity_seeds(ckpts, tmp_path):
     assert o["n_seeds"] == 2 and len(o["gap_closed"]["per_seed"]) == 2 and len(o["base_agreement_min"]["per_seed"]) == 2
     assert "ci95" in o["gap_closed"] and o["gap_closed"]["median"] == pytest.approx(
         float(np.median([v for v in o["gap_closed"]["per_seed"] if v is not None and math.isfinite(v)])))
-    h = ev.headline(s, size="tiny")
+    h = metrics.headline(s, size="tiny")
     assert h["seeds"] == 2 and h["size"] == "tiny"
 
 def test_sampling_lives_on_the_model_device(ckpts, monkeypatch):
@@ -390,15 +392,15 @@ def test_gate_and_prior_on_the_data_itself():
     """The pretraining data's stories follow their annotations (the judge agrees on >= 99% of fields),
     so its gate is near 1 on every field; its annotation values follow the exact prior."""
     samples = ev.label_samples(ev.pretrain_reference(2000, seed=0))
-    gate = ev.annotation_agreement(samples)
-    assert ev.agreement_min(gate) >= 0.95, gate
-    prior, exact = ev.annotation_prior({f: samples for f in world.FIELDS}), ev.exact_annotation_prior()
+    gate = metrics.annotation_agreement(samples)
+    assert metrics.agreement_min(gate) >= 0.95, gate
+    prior, exact = metrics.annotation_prior({f: samples for f in world.FIELDS}), metrics.exact_annotation_prior()
     for f in world.FIELDS:
         assert abs(prior[f]["fav_share"] - exact[f]["fav_share"]) < 0.05, f
         assert prior[f]["invalid"] == 0.0
     # the SFT data leans on the favourites: a drift of most of the narrowness
     sft = ev.label_samples(ev.sft_reference(500, world.DEFAULT_NARROWNESS, world.EVAL_PROMPTS[0], seed=0))
-    assert ev.prior_drift_max(ev.annotation_prior({f: sft for f in world.FIELDS}), prior) > 0.6
+    assert metrics.prior_drift_max(metrics.annotation_prior({f: sft for f in world.FIELDS}), prior) > 0.6
 
 def test_sample_many_shares_batches_across_prompts(ckpts):
     import sample
