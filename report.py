@@ -1,0 +1,224 @@
+"""
+The report of one evaluation: the Markdown tables of summary.md and the PNG plots, drawn from the
+summary dict that eval_diversity.evaluate returns (and from its rows, for the label histograms).
+Nothing here samples or measures: the numbers come from metrics.py, and eval_diversity.write_outputs
+decides which file each table and plot goes to.
+"""
+import math
+from collections import Counter
+
+import numpy as np
+
+import world
+from metrics import KINDS, UNKNOWN, agreement_min, entropy_bits
+
+# -----------------------------------------------------------------------------
+# summary.md
+
+def _fmt(x, nd=2):
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x:.{nd}f}"
+
+def summary_markdown(summary) -> str:
+    cfg, lines = summary["config"], []
+    lines.append(f"K = {cfg['num_samples']} samples per prompt, seed {cfg['seed']}; D = mean per-field entropy "
+                 f"(bits) of annotator labels over the prompt's free fields ('{UNKNOWN}' = unknown counts as a label).\n")
+    for kind in KINDS:
+        rows = [r for r in summary["rows"] if kind in r["by_kind"]]
+        if not rows:
+            continue
+        coll = {}  # every seed's collapse numbers (seed 0's at the top level)
+        for d in summary["derived"].get("per_seed", [summary["derived"]]):
+            coll.update((d.get(kind) or {}).get("collapse", {}))
+        lines.append(f"**{kind} prompts**\n")
+        head = ("| row | fmt | T | D (bits) | D known | collapse [95% CI] | distinct/K | quality | house fmt | unknown "
+                "| ann. valid | gate min |")
+        sep = "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        if kind == "constrained":
+            head, sep = head + " instr. follow | D compliant |", sep + "---|---|"
+        lines += [head, sep]
+        for r in rows:
+            m = r["by_kind"][kind]
+            c = coll.get(r["row"])
+            cs = f"{_fmt(c['value'])} [{_fmt(c['ci95'][0])}, {_fmt(c['ci95'][1])}]" if c else "-"
+            t = "-" if r["temperature"] is None else f"{r['temperature']:g}"
+            gate = agreement_min(r["gate"]) if r.get("gate") else None
+            line = (f"| {r['row']} | {r.get('fmt', '-')} | {t} "
+                    f"| {_fmt(m['D'])} | {_fmt(m.get('D_known'))} | {cs} | {_fmt(m['distinct_frac'])} | {_fmt(m['quality'])} "
+                    f"| {_fmt(m['house_format'])} | {_fmt(m['unknown_share'])} | {_fmt(m['annotation_valid'])} | {_fmt(gate)} |")
+            if kind == "constrained":
+                line += f" {_fmt(m['instruction_following'])} | {_fmt(m.get('D_compliant'))} |"
+            lines.append(line)
+        lines.append("")
+    rows = [r for r in summary["rows"] if "open" in r["by_kind"]]
+    if rows:
+        fields = list(world.FIELDS)
+        lines.append("**per-field entropy (bits), open prompts**\n")
+        lines.append("| row | " + " | ".join(fields) + " |")
+        lines.append("|---|" + "---|" * len(fields))
+        for r in rows:
+            ent = r["by_kind"]["open"]["entropy"]
+            lines.append(f"| {r['row']} | " + " | ".join(_fmt(ent.get(f)) for f in fields) + " |")
+        lines.append("")
+    for kind in KINDS:
+        d = summary["derived"].get(kind)
+        if d and "collapse_ratio" in d:
+            cr, gc = d["collapse_ratio"], d["gap_closed"]
+            lines.append(f"- {kind}: collapse ratio ({summary['derived']['sft_row']} / {summary['derived']['anchored_row']}) "
+                         f"= {_fmt(cr['value'])} [95% CI {_fmt(cr['ci95'][0])}, {_fmt(cr['ci95'][1])}]; "
+                         f"gap closed = {_fmt(gc['value'])} [95% CI {_fmt(gc['ci95'][0])}, {_fmt(gc['ci95'][1])}]")
+    lines += gate_markdown(summary) + prior_markdown(summary) + seeds_markdown(summary)
+    ex = summary["exact"]
+    for kind in KINDS:
+        es = [e for e in ex["by_prompt"] if e["kind"] == kind]
+        if es:
+            lines.append(f"- exact D, {kind} prompts: pretraining prior {_fmt(np.mean([e['D_prior'] for e in es]))} bits, "
+                         f"SFT data (narrowness {ex['narrowness']}) {_fmt(np.mean([e['D_sft_data'] for e in es]))} bits "
+                         f"(a K-sample plug-in estimate is biased low: compare rows with the *_data rows, same K)")
+    return "\n".join(lines) + "\n"
+
+def gate_markdown(summary) -> list:
+    """The gate before SFT: per field, does the story follow a non-favourite annotation value?"""
+    rows = [r for r in summary["rows"] if r.get("gate")]
+    if not rows:
+        return []
+    fields = [f for f in world.FIELDS if any(r["gate"][f]["n"] for r in rows)]
+    out = ["\n**gate: annotation agreement** (share of samples whose story label equals their own annotation's "
+           "value, over values outside the SFT favourites; n in brackets; target >= 0.8 on every field)\n",
+           "| row | " + " | ".join(fields) + " | min |", "|---|" + "---|" * (len(fields) + 1)]
+    for r in rows:
+        g = r["gate"]
+        out.append(f"| {r['row']} | " + " | ".join(f"{_fmt(g[f]['share'])} ({g[f]['n']})" for f in fields)
+                   + f" | {_fmt(agreement_min(g))} |")
+    return out + [""]
+
+def prior_markdown(summary) -> list:
+    """Prior drift: favourite share / entropy of the sampled annotation values, per field."""
+    rows = [r for r in summary["rows"] if r.get("annotation_prior")]
+    if not rows:
+        return []
+    exact = summary["exact_annotation_prior"]
+    fields = [f for f in world.FIELDS if set(world.FIELDS[f]) - set(world.FAVOURITES[f])]  # length: all favourites
+    out = ["**annotation prior: favourite share / entropy (bits) of the sampled annotation values** "
+           "(fields the prompt leaves free)\n",
+           "| row | " + " | ".join(fields) + " |", "|---|" + "---|" * len(fields),
+           "| exact prior | " + " | ".join(f"{_fmt(exact[f]['fav_share'])} / {_fmt(exact[f]['entropy'])}" for f in fields) + " |"]
+    for r in rows:
+        a = r["annotation_prior"]
+        out.append(f"| {r['row']} | " + " | ".join(
+            f"{_fmt(a[f]['fav_share'])} / {_fmt(a[f]['entropy'])}" if f in a else "-" for f in fields) + " |")
+    return out + [""]
+
+def seeds_markdown(summary) -> list:
+    o = summary.get("over_seeds")
+    if not o:
+        return []
+    out = [f"**headline over {o['n_seeds']} seed(s)** ({o['kind']} prompts; interval: {o['ci_method']})\n",
+           "| statistic | median | per seed | min | max | 95% interval |", "|---|---|---|---|---|---|"]
+    for k, v in o.items():
+        if isinstance(v, dict):
+            ci = v.get("ci95")
+            out.append(f"| {k} | {_fmt(v['median'])} | {', '.join(_fmt(x) for x in v['per_seed'])} | {_fmt(v['min'])} "
+                       f"| {_fmt(v['max'])} | {f'[{_fmt(ci[0])}, {_fmt(ci[1])}]' if ci else '-'} |")
+    return out + [""]
+
+# -----------------------------------------------------------------------------
+# plots
+
+def plot_prior_drift(summary, path):
+    """Per field: favourite share and entropy of the sampled annotation values, exact prior vs the
+    annotated base vs every anchored row (is p(annotation) kept through SFT?)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fields = [f for f in world.FIELDS if set(world.FIELDS[f]) - set(world.FAVOURITES[f])]
+    series = [("exact prior", summary["exact_annotation_prior"])]
+    series += [(r["row"], r["annotation_prior"]) for r in summary["rows"] if r.get("annotation_prior")]
+    fig, axes = plt.subplots(1, 2, figsize=(max(10, 1.6 * len(fields)), 4.5))
+    w = 0.8 / len(series)
+    for ax, key, label in ((axes[0], "fav_share", "favourite share"), (axes[1], "entropy", "entropy (bits)")):
+        for i, (name, stats) in enumerate(series):
+            ys = [(stats.get(f) or {}).get(key) for f in fields]
+            ax.bar(np.arange(len(fields)) + i * w - 0.4 + w / 2, [np.nan if y is None else y for y in ys], w,
+                   label=name, color="k" if i == 0 else f"C{i - 1}")
+        ax.set_xticks(np.arange(len(fields)), fields, rotation=30)
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("sampled annotation values: prior vs annotated base vs anchored (python eval_diversity.py)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+def plot_field_entropy(summary, path, kind="open"):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [r for r in summary["rows"] if kind in r["by_kind"]]
+    fields = list(world.FIELDS)
+    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(fields)), 4.5))
+    w = 0.8 / max(1, len(rows))
+    for i, r in enumerate(rows):
+        ent = r["by_kind"][kind]["entropy"]
+        ax.bar(np.arange(len(fields)) + i * w - 0.4 + w / 2, [ent.get(f, 0.0) for f in fields], w, label=r["row"])
+    ax.set_xticks(np.arange(len(fields)), fields)
+    ax.set_ylabel("entropy (bits)")
+    ax.set_title(f"per-field label entropy, {kind} prompts, K={summary['config']['num_samples']}")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+def kind_samples(row, prompts, kind) -> list:
+    """A row's samples pooled over the prompts of one kind (a base row's one sample set, once)."""
+    if None in row["samples"]:
+        return row["samples"][None]
+    return [s for pi, p in enumerate(prompts) if p["kind"] == kind for s in row["samples"][pi]]
+
+def plot_label_histograms(rows, prompts, names, path, fields=("name", "setting"), kind="open"):
+    """Label counts of some fields for a few rows side by side, on the prompts of one kind."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = [n for n in names if n is not None and n in rows]
+    ncol = max(1, len(names))
+    fig, axes = plt.subplots(len(fields), ncol, figsize=(5 * ncol, 3.2 * len(fields)), squeeze=False)
+    for i, f in enumerate(fields):
+        values = list(world.FIELDS[f]) + [UNKNOWN]
+        for j, n in enumerate(names):
+            samples, ax = kind_samples(rows[n], prompts, kind), axes[i][j]
+            c = Counter(UNKNOWN if s["labels"][f] is None else s["labels"][f] for s in samples)
+            ax.bar(range(len(values)), [c.get(v, 0) for v in values], color=f"C{j}")
+            ax.set_title(f"{n}: {f} (H = {entropy_bits([s['labels'][f] for s in samples]):.2f} bits, n = {len(samples)})", fontsize=9)
+            ax.set_xticks(range(len(values)), values, rotation=90, fontsize=5)
+    fig.suptitle(f"label histograms, {kind} prompts")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+def plot_quality_diversity(summary, path, kind="open"):
+    """Quality (judge.quality) vs D; rows of one arm at several temperatures drawn as a curve."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    by_arm = {}
+    for r in summary["rows"]:
+        if kind in r["by_kind"]:
+            by_arm.setdefault(r["arm"], []).append(r)
+    for i, (arm, rs) in enumerate(by_arm.items()):
+        rs = sorted(rs, key=lambda r: r["temperature"] or 0)
+        xs = [r["by_kind"][kind]["D"] for r in rs]
+        ys = [r["by_kind"][kind]["quality"] for r in rs]
+        marker = "s" if rs[0]["role"] == "reference" else "o"
+        ax.plot(xs, ys, marker=marker, linestyle="-" if len(rs) > 1 else "none", color=f"C{i % 10}", label=arm)
+        for r, x, y in zip(rs, xs, ys):
+            if len(rs) > 1:
+                ax.annotate(f"T={r['temperature']:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(f"semantic diversity D (bits, {kind} prompts)")
+    ax.set_ylabel("quality rate (judge.quality)")
+    ax.set_title("quality vs diversity")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
