@@ -213,6 +213,16 @@ def exact_entropies(prompts, narrowness) -> dict:
                                  "D_sft_data": float(np.mean([sft[f] for f in free])), "sft_entropy": sft})
     return out
 
+def load_models(arms, device) -> dict:
+    """{checkpoint dir: (model, ckpt, tokenizer)}: a dir several arms share (a base shared by every
+    SFT seed, anchored sampled with anchor=off too) is loaded once."""
+    models = {}
+    for arm in arms:
+        for path in arm["paths"]:
+            if path not in models:
+                models[path] = load_model(path, device=device)
+    return models
+
 def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max_new_tokens=None,
              narrowness=None, base_arm="base", sft_arm="sft", anchored_arm="anchored", n_boot=1000,
              device="cpu", progress=True, annotated_base_arm=None, dtype="auto") -> tuple:
@@ -223,11 +233,7 @@ def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max
     n_seeds = num_seeds(arms)
     device = pick_device(device)
     dtype = pick_dtype(device, dtype)
-    models = {}
-    for arm in arms:
-        for path in arm["paths"]:
-            if path not in models:
-                models[path] = load_model(path, device=device)
+    models = load_models(arms, device)
     if narrowness is None:
         narrowness = find_narrowness([ckpt for _, ckpt, _ in models.values()])
     t0 = time.time()
@@ -303,7 +309,8 @@ def write_outputs(summary, rows, out_dir, size=None):
 
 # -----------------------------------------------------------------------------
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
+    """The flags; --help prints the first paragraph of this file's docstring above them."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpts", nargs="+", required=True,
                    help="arms as name=ckpt_dir[,ckpt_dir_seed1,...][:anchor=auto|on|off][:temperature=0.6,1.0]"
@@ -329,7 +336,10 @@ def main(argv=None):
     p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples for the confidence intervals")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", required=True, help="output directory")
-    args = p.parse_args(argv)
+    return p
+
+def check_args(p, args):
+    """Every flag in range, before any work: a bad value ends in one line naming it (p.error)."""
     if args.num_samples < 2:
         p.error(f"--num_samples {args.num_samples}: need at least 2 samples to measure diversity")
     for name in ("batch_size", "n_boot", "threads", "max_new_tokens"):
@@ -339,6 +349,12 @@ def main(argv=None):
         p.error(f"--temperature {args.temperature}: every temperature must be > 0")
     if args.narrowness is not None and not 0 <= args.narrowness <= 1:
         p.error(f"--narrowness {args.narrowness}: must be in [0, 1]")
+
+def main(argv=None):
+    """Parse and check the flags, evaluate, write the outputs; a bad arm or checkpoint is one line."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    check_args(p, args)
     check_out_dir(args.out, "--out")
     device = check_device(args.device)
     if args.threads:
@@ -350,10 +366,10 @@ def main(argv=None):
             raise ValueError(f"arm names must be unique, got {names}")
         batch_size = args.batch_size or (128 if device == "cpu" else 512)
         summary, rows = evaluate(arms, num_samples=args.num_samples, seed=args.seed, batch_size=batch_size,
-                                              max_new_tokens=args.max_new_tokens, narrowness=args.narrowness,
-                                              base_arm=args.base_arm, sft_arm=args.sft_arm,
-                                              anchored_arm=args.anchored_arm, n_boot=args.n_boot,
-                                              device=device, annotated_base_arm=args.annotated_base_arm, dtype=args.dtype)
+                                 max_new_tokens=args.max_new_tokens, narrowness=args.narrowness,
+                                 base_arm=args.base_arm, sft_arm=args.sft_arm,
+                                 anchored_arm=args.anchored_arm, n_boot=args.n_boot,
+                                 device=device, annotated_base_arm=args.annotated_base_arm, dtype=args.dtype)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"eval_diversity.py: error: {e}")
     write_outputs(summary, rows, args.out, size=args.size)

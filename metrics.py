@@ -238,10 +238,12 @@ def row_annotation_prior(row, prompts):
     return annotation_prior({f: ss for f, ss in by_field.items() if ss})
 
 def prompt_samples(row, pi):
+    """The labelled samples of a row on prompt pi (a base row: its one sample set, for every prompt)."""
     return row["samples"][None if None in row["samples"] else pi]
 
 def measure_rows(rows, prompts):
-    """Fill row["prompts"] (per-prompt metrics) and row["by_kind"] (averaged over open / constrained)."""
+    """Fill row["prompts"] (per-prompt metrics), row["by_kind"] (averaged over open / constrained),
+    row["gate"] and row["annotation_prior"], for every row (in place)."""
     for row in rows.values():
         row["prompts"] = []
         for pi, p in enumerate(prompts):

@@ -16,67 +16,87 @@ from metrics import KINDS, UNKNOWN, agreement_min, entropy_bits
 # summary.md
 
 def _fmt(x, nd=2):
+    # a number as the tables print it; None and inf/nan (a 0/0 ratio) as "n/a"
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
     return f"{x:.{nd}f}"
 
 def summary_markdown(summary) -> str:
-    cfg, lines = summary["config"], []
-    lines.append(f"K = {cfg['num_samples']} samples per prompt, seed {cfg['seed']}; D = mean per-field entropy "
-                 f"(bits) of annotator labels over the prompt's free fields ('{UNKNOWN}' = unknown counts as a label).\n")
+    """summary.md: one table per kind of prompt, the per-field entropies, the headline ratios, the
+    gate, the annotation prior, the numbers over seeds and the exact D of the data, in that order."""
+    cfg = summary["config"]
+    lines = [f"K = {cfg['num_samples']} samples per prompt, seed {cfg['seed']}; D = mean per-field entropy "
+             f"(bits) of annotator labels over the prompt's free fields ('{UNKNOWN}' = unknown counts as a label).\n"]
     for kind in KINDS:
-        rows = [r for r in summary["rows"] if kind in r["by_kind"]]
-        if not rows:
-            continue
-        coll = {}  # every seed's collapse numbers (seed 0's at the top level)
-        for d in summary["derived"].get("per_seed", [summary["derived"]]):
-            coll.update((d.get(kind) or {}).get("collapse", {}))
-        lines.append(f"**{kind} prompts**\n")
-        head = ("| row | fmt | T | D (bits) | D known | collapse [95% CI] | distinct/K | quality | house fmt | unknown "
-                "| ann. valid | gate min |")
-        sep = "|---|---|---|---|---|---|---|---|---|---|---|---|"
-        if kind == "constrained":
-            head, sep = head + " instr. follow | D compliant |", sep + "---|---|"
-        lines += [head, sep]
-        for r in rows:
-            m = r["by_kind"][kind]
-            c = coll.get(r["row"])
-            cs = f"{_fmt(c['value'])} [{_fmt(c['ci95'][0])}, {_fmt(c['ci95'][1])}]" if c else "-"
-            t = "-" if r["temperature"] is None else f"{r['temperature']:g}"
-            gate = agreement_min(r["gate"]) if r.get("gate") else None
-            line = (f"| {r['row']} | {r.get('fmt', '-')} | {t} "
-                    f"| {_fmt(m['D'])} | {_fmt(m.get('D_known'))} | {cs} | {_fmt(m['distinct_frac'])} | {_fmt(m['quality'])} "
-                    f"| {_fmt(m['house_format'])} | {_fmt(m['unknown_share'])} | {_fmt(m['annotation_valid'])} | {_fmt(gate)} |")
-            if kind == "constrained":
-                line += f" {_fmt(m['instruction_following'])} | {_fmt(m.get('D_compliant'))} |"
-            lines.append(line)
-        lines.append("")
+        lines += kind_markdown(summary, kind)
+    lines += field_entropy_markdown(summary) + ratios_markdown(summary)
+    lines += gate_markdown(summary) + prior_markdown(summary) + seeds_markdown(summary)
+    lines += exact_markdown(summary)
+    return "\n".join(lines) + "\n"
+
+def kind_markdown(summary, kind) -> list:
+    """The main table of one kind of prompt: a line per row (D, collapse, quality, the gate...)."""
+    rows = [r for r in summary["rows"] if kind in r["by_kind"]]
+    if not rows:
+        return []
+    coll = {}  # every seed's collapse numbers (seed 0's at the top level)
+    for d in summary["derived"].get("per_seed", [summary["derived"]]):
+        coll.update((d.get(kind) or {}).get("collapse", {}))
+    head = ("| row | fmt | T | D (bits) | D known | collapse [95% CI] | distinct/K | quality | house fmt | unknown "
+            "| ann. valid | gate min |")
+    sep = "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    if kind == "constrained":
+        head, sep = head + " instr. follow | D compliant |", sep + "---|---|"
+    return [f"**{kind} prompts**\n", head, sep] + [_kind_line(r, kind, coll.get(r["row"])) for r in rows] + [""]
+
+def _kind_line(r, kind, c) -> str:
+    # one row's line of kind_markdown; c: its collapse {"value", "ci95"} (None: the base row itself)
+    m = r["by_kind"][kind]
+    cs = f"{_fmt(c['value'])} [{_fmt(c['ci95'][0])}, {_fmt(c['ci95'][1])}]" if c else "-"
+    t = "-" if r["temperature"] is None else f"{r['temperature']:g}"
+    gate = agreement_min(r["gate"]) if r.get("gate") else None
+    line = (f"| {r['row']} | {r.get('fmt', '-')} | {t} "
+            f"| {_fmt(m['D'])} | {_fmt(m.get('D_known'))} | {cs} | {_fmt(m['distinct_frac'])} | {_fmt(m['quality'])} "
+            f"| {_fmt(m['house_format'])} | {_fmt(m['unknown_share'])} | {_fmt(m['annotation_valid'])} | {_fmt(gate)} |")
+    if kind == "constrained":
+        line += f" {_fmt(m['instruction_following'])} | {_fmt(m.get('D_compliant'))} |"
+    return line
+
+def field_entropy_markdown(summary) -> list:
+    """Per-field label entropy of every row on the open prompts: which fields collapsed."""
     rows = [r for r in summary["rows"] if "open" in r["by_kind"]]
-    if rows:
-        fields = list(world.FIELDS)
-        lines.append("**per-field entropy (bits), open prompts**\n")
-        lines.append("| row | " + " | ".join(fields) + " |")
-        lines.append("|---|" + "---|" * len(fields))
-        for r in rows:
-            ent = r["by_kind"]["open"]["entropy"]
-            lines.append(f"| {r['row']} | " + " | ".join(_fmt(ent.get(f)) for f in fields) + " |")
-        lines.append("")
+    if not rows:
+        return []
+    fields = list(world.FIELDS)
+    lines = ["**per-field entropy (bits), open prompts**\n",
+             "| row | " + " | ".join(fields) + " |", "|---|" + "---|" * len(fields)]
+    for r in rows:
+        ent = r["by_kind"]["open"]["entropy"]
+        lines.append(f"| {r['row']} | " + " | ".join(_fmt(ent.get(f)) for f in fields) + " |")
+    return lines + [""]
+
+def ratios_markdown(summary) -> list:
+    """Collapse ratio and gap closed (seed 0) with their intervals, one line per kind of prompt."""
+    lines, d0 = [], summary["derived"]
     for kind in KINDS:
-        d = summary["derived"].get(kind)
+        d = d0.get(kind)
         if d and "collapse_ratio" in d:
             cr, gc = d["collapse_ratio"], d["gap_closed"]
-            lines.append(f"- {kind}: collapse ratio ({summary['derived']['sft_row']} / {summary['derived']['anchored_row']}) "
+            lines.append(f"- {kind}: collapse ratio ({d0['sft_row']} / {d0['anchored_row']}) "
                          f"= {_fmt(cr['value'])} [95% CI {_fmt(cr['ci95'][0])}, {_fmt(cr['ci95'][1])}]; "
                          f"gap closed = {_fmt(gc['value'])} [95% CI {_fmt(gc['ci95'][0])}, {_fmt(gc['ci95'][1])}]")
-    lines += gate_markdown(summary) + prior_markdown(summary) + seeds_markdown(summary)
-    ex = summary["exact"]
+    return lines
+
+def exact_markdown(summary) -> list:
+    """The exact D of the pretraining prior and of the SFT data (world.py), to read the *_data rows by."""
+    lines, ex = [], summary["exact"]
     for kind in KINDS:
         es = [e for e in ex["by_prompt"] if e["kind"] == kind]
         if es:
             lines.append(f"- exact D, {kind} prompts: pretraining prior {_fmt(np.mean([e['D_prior'] for e in es]))} bits, "
                          f"SFT data (narrowness {ex['narrowness']}) {_fmt(np.mean([e['D_sft_data'] for e in es]))} bits "
                          f"(a K-sample plug-in estimate is biased low: compare rows with the *_data rows, same K)")
-    return "\n".join(lines) + "\n"
+    return lines
 
 def gate_markdown(summary) -> list:
     """The gate before SFT: per field, does the story follow a non-favourite annotation value?"""
@@ -111,6 +131,7 @@ def prior_markdown(summary) -> list:
     return out + [""]
 
 def seeds_markdown(summary) -> list:
+    """Every headline statistic over seeds: median, each seed's value, min, max, interval."""
     o = summary.get("over_seeds")
     if not o:
         return []
@@ -126,12 +147,17 @@ def seeds_markdown(summary) -> list:
 # -----------------------------------------------------------------------------
 # plots
 
-def plot_prior_drift(summary, path):
-    """Per field: favourite share and entropy of the sampled annotation values, exact prior vs the
-    annotated base vs every anchored row (is p(annotation) kept through SFT?)."""
+def _pyplot():
+    # matplotlib on first use only, with the file-only Agg backend (no display on a server)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
+
+def plot_prior_drift(summary, path):
+    """Per field: favourite share and entropy of the sampled annotation values, exact prior vs the
+    annotated base vs every anchored row (is p(annotation) kept through SFT?)."""
+    plt = _pyplot()
     fields = [f for f in world.FIELDS if set(world.FIELDS[f]) - set(world.FAVOURITES[f])]
     series = [("exact prior", summary["exact_annotation_prior"])]
     series += [(r["row"], r["annotation_prior"]) for r in summary["rows"] if r.get("annotation_prior")]
@@ -151,9 +177,8 @@ def plot_prior_drift(summary, path):
     plt.close(fig)
 
 def plot_field_entropy(summary, path, kind="open"):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Per-field label entropy, one bar per row, on the prompts of one kind."""
+    plt = _pyplot()
     rows = [r for r in summary["rows"] if kind in r["by_kind"]]
     fields = list(world.FIELDS)
     fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(fields)), 4.5))
@@ -177,9 +202,7 @@ def kind_samples(row, prompts, kind) -> list:
 
 def plot_label_histograms(rows, prompts, names, path, fields=("name", "setting"), kind="open"):
     """Label counts of some fields for a few rows side by side, on the prompts of one kind."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     names = [n for n in names if n is not None and n in rows]
     ncol = max(1, len(names))
     fig, axes = plt.subplots(len(fields), ncol, figsize=(5 * ncol, 3.2 * len(fields)), squeeze=False)
@@ -198,9 +221,7 @@ def plot_label_histograms(rows, prompts, names, path, fields=("name", "setting")
 
 def plot_quality_diversity(summary, path, kind="open"):
     """Quality (judge.quality) vs D; rows of one arm at several temperatures drawn as a curve."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     by_arm = {}
     for r in summary["rows"]:
