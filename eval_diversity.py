@@ -57,6 +57,7 @@ def label_samples(samples):
 # reference rows: the pretraining data (ceiling) and the SFT data (floor), same estimator and K
 
 def pretrain_reference(k: int, seed: int) -> list:
+    """K pretraining documents (annotation drawn from the prior, then its story): the ceiling row."""
     rng = random.Random(seed)
     out = []
     for _ in range(k):
