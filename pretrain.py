@@ -110,7 +110,18 @@ PRESETS = {
     # a laptop CPU in a few minutes: a model that already writes recognisable stories
     "tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,
                  batch_size=4, max_iters=600, lr=3e-3, warmup_iters=30, eval_interval=200),
-    # the two sizes of the CPU reproduction (reproduce.py --preset cpu sets their max_iters)
+    # the CPU ladder of reproduce.py (2 layers, three widths): >= 20 trained tokens per parameter,
+    # counting all parameters, 4 x 512 slots per step of which ~94% are trained (TokenRows' fill):
+    #   cpu-2l64   0.23M params: 2,400 steps = 4.9M slots = 21.4 slots/param (~9 min on one fp32 thread)
+    #   cpu-2l80   0.32M params: 3,350 steps = 6.9M slots = 21.6 slots/param (~13 min)
+    #   cpu-2l96   0.42M params: 4,350 steps = 8.9M slots = 21.3 slots/param (~17 min)
+    "cpu-2l64": dict(n_layer=2, n_head=2, n_embd=64, block_size=512,
+                     batch_size=4, max_iters=2400, lr=4e-3, warmup_iters=50, eval_interval=600),
+    "cpu-2l80": dict(n_layer=2, n_head=2, n_embd=80, block_size=512,
+                     batch_size=4, max_iters=3350, lr=4e-3, warmup_iters=50, eval_interval=700),
+    "cpu-2l96": dict(n_layer=2, n_head=2, n_embd=96, block_size=512,
+                     batch_size=4, max_iters=4350, lr=4e-3, warmup_iters=50, eval_interval=900),
+    # the two sizes of the earlier CPU reproduction (2.8 tokens per parameter: undertrained)
     "cpu-s": dict(n_layer=2, n_head=2, n_embd=128, block_size=512,
                   batch_size=4, max_iters=800, lr=4e-3, warmup_iters=40, eval_interval=200),
     "cpu-m": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,

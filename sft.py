@@ -24,12 +24,17 @@ collapses to it. Anchored SFT never trains the annotation's free choices: the mo
 them after <|ann|> from the broad pretraining prior, and learns only how to write a (house format)
 response for a given annotation. Unmask the whole annotation and it collapses again.
 
+How much and how hot: by default SFT is what it is in the paper, small and gentle next to
+pretraining: --token_frac (4%) of the base's pretraining tokens, at a peak LR equal to the LR the
+base ended at (sft_schedule; --max_iters and --lr override both).
+
 The training loop, checkpoints, logging and flags are pretrain.py's; only the data differs:
 examples are packed into rows of block_size + 1 tokens (each starts with <|bos|>, so the model's
 document masking keeps them apart), the rest of a row is <|pad|> with no loss.
 """
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +54,12 @@ class SFTConfig(LoopConfig):
     # the loop's fields, with post-training defaults (a smaller learning rate, fewer steps)
     data_dir: str = opt("", "dataset with sft_{train,val}.jsonl (empty: the base checkpoint's data_dir)")
     preset: str = opt("", "named defaults from SFT_PRESETS (empty: the base model's pretraining preset)")
-    max_iters: int = opt(200, "optimizer steps in total")
-    lr: float = opt(5e-4, "peak learning rate")
-    warmup_iters: int = opt(20, "linear warmup steps")
+    max_iters: int = opt(0, "optimizer steps in total (0: as many as --token_frac asks)")
+    lr: float | None = opt(None, "peak learning rate (default: the LR the base ended its pretraining "
+                                 "at, its lr * min_lr_frac)")
+    token_frac: float = opt(0.04, "with --max_iters 0: SFT row slots as a share of the base's "
+                                  "pretraining row slots")
+    warmup_iters: int = opt(10, "linear warmup steps")
     eval_interval: int = opt(50, "validate and save a checkpoint every this many steps (0: at the end only)")
     # what to post-train, and how
     init_from: str = opt("", "out_dir of the pretrained base model (required unless --resume)")
@@ -65,15 +73,37 @@ class SFTConfig(LoopConfig):
 
 
 # Post-training defaults per pretraining preset (picked from the base's preset unless --preset).
+# The paper's SFT is small and gentle next to pretraining, and so is ours by default (sft_schedule):
+# a few percent of the base's tokens (--token_frac), at a peak LR no higher than the one the base
+# ended at. Larger or hotter SFT moves the shared weights enough that the annotation prior drifts
+# even though its free values carry no loss (measured at cpu-m: SFT at 14% of the pretraining tokens
+# and 1.7x the base's final LR made 87% of sampled annotations name the three favourite names).
 SFT_PRESETS = {
-    "tiny": dict(batch_size=8, max_iters=200, lr=5e-4, warmup_iters=20, eval_interval=50),
-    "cpu-s": dict(batch_size=8, max_iters=150, lr=1e-3, warmup_iters=15, eval_interval=50),
-    "cpu-m": dict(batch_size=8, max_iters=150, lr=5e-4, warmup_iters=15, eval_interval=50),
-    "gpu-4l128": dict(batch_size=32, max_iters=600, lr=5e-4, warmup_iters=50, eval_interval=200),
-    "gpu-6l256": dict(batch_size=32, max_iters=600, lr=3e-4, warmup_iters=50, eval_interval=200),
-    "gpu-6l384": dict(batch_size=32, max_iters=600, lr=2e-4, warmup_iters=50, eval_interval=200),
-    "gpu-10l512": dict(batch_size=32, max_iters=600, lr=1.5e-4, warmup_iters=50, eval_interval=200),
+    "tiny": dict(batch_size=8, warmup_iters=10, eval_interval=50),
+    "cpu-2l64": dict(batch_size=4, warmup_iters=10, eval_interval=50),
+    "cpu-2l80": dict(batch_size=4, warmup_iters=10, eval_interval=50),
+    "cpu-2l96": dict(batch_size=4, warmup_iters=10, eval_interval=50),
+    "cpu-s": dict(batch_size=8, warmup_iters=10, eval_interval=50),
+    "cpu-m": dict(batch_size=8, warmup_iters=10, eval_interval=50),
+    "gpu-4l128": dict(batch_size=32, warmup_iters=10, eval_interval=50),
+    "gpu-6l256": dict(batch_size=32, warmup_iters=20, eval_interval=100),
+    "gpu-6l384": dict(batch_size=32, warmup_iters=20, eval_interval=100),
+    "gpu-10l512": dict(batch_size=32, warmup_iters=50, eval_interval=200),
 }
+
+
+def sft_schedule(base_config, cfg, world=1):
+    """(max_iters, lr) of an SFT run on a base with this pretraining config: the explicit values if
+    set, else token_frac of the base's row slots and the base's final LR (lr * min_lr_frac)."""
+    lr = cfg.lr if cfg.lr is not None else base_config["lr"] * base_config["min_lr_frac"]
+    max_iters = cfg.max_iters
+    if not max_iters:
+        base_slots = base_config["max_iters"] * base_config["batch_size"] * base_config["grad_accum"] * \
+            base_config.get("world_size", 1) * base_config["block_size"]
+        per_step = cfg.batch_size * cfg.grad_accum * world * base_config["block_size"]
+        max_iters = max(1, round(cfg.token_frac * base_slots / per_step))
+    return max_iters, lr
+
 
 # -----------------------------------------------------------------------------
 # Examples -> packed rows of (inputs, targets)
@@ -202,7 +232,7 @@ def sft(cfg, d, source, start=None):
         print(f"SFT ({cfg.mode}) of {cfg.init_from} ({source['base_fmt'] or source['fmt']} base): "
               f"{len(train_ex):,} examples in {len(x):,} rows of {block_size} "
               f"({n_targets:,} target tokens, {(y != -1).float().mean():.0%} of the row slots); "
-              f"{cfg.max_iters / steps_per_epoch:.1f} epochs")
+              f"{cfg.max_iters / steps_per_epoch:.2f} epochs in {cfg.max_iters} steps at peak LR {cfg.lr:.3g}")
     meta = dict(tokenizer_hash=data.tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
                 fmt=cfg.mode, kind="sft", base_fmt=source["base_fmt"] or source["fmt"])
     return train(cfg, model, train_rows, val_rows, d, meta, start)
@@ -233,6 +263,10 @@ def make_sft_config(explicit):
     preset = explicit.get("preset") or base["config"].get("preset")
     cfg = make_config(SFTConfig, SFT_PRESETS, {**explicit, "preset": preset if preset in SFT_PRESETS else "tiny"})
     check_base(base, cfg)
+    if not cfg.token_frac > 0:
+        raise SystemExit(f"error: --token_frac={cfg.token_frac} must be > 0")
+    cfg.max_iters, cfg.lr = sft_schedule({**base["config"], "world_size": base.get("world_size", 1)}, cfg,
+                                         int(os.environ.get("WORLD_SIZE", 1)))
     cfg.data_dir = cfg.data_dir or base["data_dir"]
     cfg.out_dir = cfg.out_dir or f"{cfg.init_from.rstrip('/')}-{cfg.mode}"
     if (Path(cfg.out_dir) / "ckpt.pt").exists():
