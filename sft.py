@@ -7,6 +7,7 @@ Post-training (SFT): the chapter about which tokens carry the loss.
     python sft.py --init_from out/tiny-ann --mode anchored_unmasked            # ablation
     python sft.py --init_from out/tiny-plain --mode anchored --allow_plain_base  # ablation
     python sft.py --init_from out/tiny-ann --mode anchored --narrowness 0.5    # controlled study
+    python sft.py --init_from out/tiny-ann --mode anchored --replay 1          # an extra: annotation replay
 
 Every example is built by data.encode_example(enc, example, mode), which returns the token ids and
 a loss mask; this file only turns "mask 0" into "target -1" (ignored by the loss). The modes:
@@ -28,6 +29,10 @@ How much and how hot: by default SFT is what it is in the paper, small and gentl
 pretraining: --token_frac (4%) of the base's pretraining tokens, at a peak LR equal to the LR the
 base ended at (sft_schedule; --max_iters and --lr override both).
 
+An extra beside the paper (its own arm, anchored_replay): --replay mixes in annotation replay
+examples, `prompt || <|ann|>{annotation}<|story|>` with the free values drawn from the pretraining
+prior and the pinned ones from the prompt, every annotation token trained (make_replay_examples).
+
 The training loop, checkpoints, logging and flags are pretrain.py's; only the data differs:
 examples are packed into rows of block_size + 1 tokens (each starts with <|bos|>, so the model's
 document masking keeps them apart), the rest of a row is <|pad|> with no loss.
@@ -35,6 +40,7 @@ document masking keeps them apart), the rest of a row is <|pad|> with no loss.
 
 import json
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +74,8 @@ class SFTConfig(LoopConfig):
                                    "(data.make_sft_examples) instead of reading sft_train.jsonl")
     n_sft_examples: int = opt(0, "use this many SFT examples (0: all of sft_train.jsonl, or as many "
                                  "as it has lines when generating)")
+    replay: float = opt(0.0, "annotation replay examples per SFT example (0: none, the paper; "
+                             "the anchored_replay arm uses 1), see make_replay_examples")
     allow_plain_base: bool = opt(False, "allow an anchored mode on a base pretrained without "
                                         "annotations (the paper's ablation)")
 
@@ -138,10 +146,36 @@ def load_examples(cfg):
         raise SystemExit(f"error: --narrowness={cfg.narrowness}: {e}")
 
 
+def make_replay_examples(n, seed):
+    """n annotation replay examples: an SFT prompt (open or constrained, as in the SFT data) and an
+    annotation whose free fields are drawn from the *pretraining prior* and whose pinned fields are
+    the prompt's constraints; no response. Trained on the whole annotation (encode), they are an
+    extra beside the paper's recipe with two jobs: they hold p(annotation | prompt) at the prior
+    while SFT moves the shared weights (prior drift), and they teach the annotation to carry what
+    the prompt asks for (\"a story about a dragon\" -> character: dragon) from many short examples."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        prompt, constraints = data.make_prompt(rng, "open" if rng.random() < 0.5 else "constrained")
+        out.append({"prompt": prompt, "annotation": {**data.sample_annotation(rng), **constraints},
+                    "constraints": constraints, "replay": True})
+    return out
+
+
+def encode(enc, example, mode):
+    """(ids, loss mask) of an SFT example: data.encode_example's, except for a replay example
+    (make_replay_examples): `prompt || <|ann|>{annotation}<|story|>` with every annotation token
+    trained (the anchored_unmasked layout of an empty response, cut before its <|eos|>)."""
+    if not example.get("replay"):
+        return data.encode_example(enc, example, mode)
+    ids, mask = data.encode_example(enc, {**example, "response": ""}, "anchored_unmasked")
+    return ids[:-1], mask[:-1]
+
+
 def example_targets(enc, example, mode):
     """-> (x, y) for one example alone: inputs ids[:-1] and targets ids[1:], where a target is -1
-    unless data.encode_example's mask says that token is trained. The only place masks are read."""
-    ids, mask = data.encode_example(enc, example, mode)
+    unless encode's mask says that token is trained. The only place masks are read."""
+    ids, mask = encode(enc, example, mode)
     return ids[:-1], [t if m else -1 for t, m in zip(ids[1:], mask[1:])]
 
 
@@ -153,7 +187,7 @@ def pack_examples(enc, examples, mode, block_size):
     pad = special_id(enc, "<|pad|>")
     rows, ids_row, mask_row = [], [], []
     for i, ex in enumerate(examples):
-        ids, mask = data.encode_example(enc, ex, mode)
+        ids, mask = encode(enc, ex, mode)
         if len(ids) > width:
             raise SystemExit(f"error: SFT example {i} ({ex.get('prompt', '')[:40]!r}...) is {len(ids)} "
                              f"tokens in mode {mode}, more than block_size + 1 = {width}; drop it "
@@ -223,6 +257,8 @@ def sft(cfg, d, source, start=None):
     block_size = model.config.block_size
 
     train_ex, val_ex = load_examples(cfg)
+    if cfg.replay:  # replay examples pack into rows of their own, shuffled in among the SFT rows
+        train_ex = train_ex + make_replay_examples(round(cfg.replay * len(train_ex)), cfg.seed + 7)
     x, y = pack_examples(enc, train_ex, cfg.mode, block_size)
     train_rows = PackedRows(x, y, cfg.seed)
     val_rows = PackedRows(*pack_examples(enc, val_ex, cfg.mode, block_size), cfg.seed, shuffle=False)
@@ -279,6 +315,8 @@ def main(argv=None):
     parser = build_parser(SFTConfig, SFT_PRESETS, __doc__.strip().splitlines()[0])
     cfg, source, start = make_sft_config(vars(parser.parse_args(argv)))
     check_loop_config(cfg)
+    if cfg.replay < 0 or (cfg.replay and not cfg.mode.startswith("anchored")):
+        raise SystemExit(f"error: --replay={cfg.replay} needs an anchored --mode and a value >= 0")
     if cfg.n_sft_examples < 0:
         raise SystemExit(f"error: --n_sft_examples={cfg.n_sft_examples} must be >= 0")
     return run_distributed(sft, cfg, source, start)

@@ -234,6 +234,18 @@ def test_sft_targets_are_exactly_what_the_mode_says(tiny_data_dir):
         sft.pack_examples(enc, [{**ex, "response": "Hi."}, ex], "anchored", block_size=len(ids) - 2)
 
 
+def test_replay_examples_train_the_whole_annotation_and_nothing_else(tiny_data_dir):
+    enc = data.load_tokenizer(str(tiny_data_dir))
+    ann_id, story_id = enc.encode_single_token("<|ann|>"), enc.encode_single_token("<|story|>")
+    for ex in sft.make_replay_examples(20, seed=3):
+        assert all(ex["annotation"][f] == v for f, v in ex["constraints"].items())  # pins kept
+        x, y = sft.example_targets(enc, ex, "anchored")
+        trained = [t for t in y if t != -1]
+        assert trained[0] == ann_id and trained[-1] == story_id  # <|ann|>{annotation}<|story|>, no eos
+        assert data.parse_annotation(enc.decode(trained[1:-1])) == ex["annotation"]
+    assert sft.make_replay_examples(5, seed=3) == sft.make_replay_examples(5, seed=3)  # deterministic
+
+
 def test_sft_checkpoint_records_mode_and_base(tiny_sft_dirs):
     for mode, base_fmt in (("standard", "plain"), ("anchored", "annotated")):
         gpt, ckpt, enc = pretrain.load_model(tiny_sft_dirs[mode])
