@@ -110,17 +110,20 @@ PRESETS = {
     # a laptop CPU in a few minutes: a model that already writes recognisable stories
     "tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,
                  batch_size=4, max_iters=600, lr=3e-3, warmup_iters=30, eval_interval=200),
-    # the CPU ladder of reproduce.py (2 layers, three widths): >= 20 trained tokens per parameter,
-    # counting all parameters, 4 x 512 slots per step of which ~94% are trained (TokenRows' fill):
-    #   cpu-2l64   0.23M params: 2,400 steps = 4.9M slots = 21.4 slots/param (~9 min on one fp32 thread)
-    #   cpu-2l80   0.32M params: 3,350 steps = 6.9M slots = 21.6 slots/param (~13 min)
-    #   cpu-2l96   0.42M params: 4,350 steps = 8.9M slots = 21.3 slots/param (~17 min)
-    "cpu-2l64": dict(n_layer=2, n_head=2, n_embd=64, block_size=512,
-                     batch_size=4, max_iters=2400, lr=4e-3, warmup_iters=50, eval_interval=600),
-    "cpu-2l80": dict(n_layer=2, n_head=2, n_embd=80, block_size=512,
-                     batch_size=4, max_iters=3350, lr=4e-3, warmup_iters=50, eval_interval=700),
-    "cpu-2l96": dict(n_layer=2, n_head=2, n_embd=96, block_size=512,
-                     batch_size=4, max_iters=4350, lr=4e-3, warmup_iters=50, eval_interval=900),
+    # the CPU ladder of reproduce.py (4 layers, three widths): >= 20 trained tokens per parameter,
+    # counting all parameters, 4 x 512 slots per step of which ~94% are trained (TokenRows' fill).
+    # Four layers, because two do not read their annotation: a 2-layer, 64-wide base at 21 tokens
+    # per parameter followed non-favourite character / name values in 11% / 0% of its samples.
+    # Minutes: fp32 on one thread of a busy 2-core CPU (two stages side by side), measured/estimated:
+    #   cpu-4l48   0.21M params: 2,200 steps =  4.5M slots = 21.5 slots/param (~12 min)
+    #   cpu-4l64   0.33M params: 3,450 steps =  7.1M slots = 21.5 slots/param (~22 min)
+    #   cpu-4l80   0.47M params: 4,950 steps = 10.1M slots = 21.5 slots/param (~36 min)
+    "cpu-4l48": dict(n_layer=4, n_head=2, n_embd=48, block_size=512,
+                     batch_size=4, max_iters=2200, lr=4e-3, warmup_iters=50, eval_interval=550),
+    "cpu-4l64": dict(n_layer=4, n_head=2, n_embd=64, block_size=512,
+                     batch_size=4, max_iters=3450, lr=4e-3, warmup_iters=50, eval_interval=1150),
+    "cpu-4l80": dict(n_layer=4, n_head=2, n_embd=80, block_size=512,
+                     batch_size=4, max_iters=4950, lr=3e-3, warmup_iters=50, eval_interval=1650),
     # the two sizes of the earlier CPU reproduction (2.8 tokens per parameter: undertrained)
     "cpu-s": dict(n_layer=2, n_head=2, n_embd=128, block_size=512,
                   batch_size=4, max_iters=800, lr=4e-3, warmup_iters=40, eval_interval=200),

@@ -44,29 +44,30 @@ from data import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT f
 # sft_iters: None = sft.py's default schedule (4% of the base's tokens at the base's final LR);
 # sft_seeds: the headline arms (sft, anchored) are post-trained once per seed from the same bases;
 # replay: also run the anchored_replay extra (sft.py --replay 1) at every size.
-# Times below are estimates from fp32 throughput on this project's 2-core CPU with jobs 2 (one
-# thread per stage): 2l64 ~8.7k, 2l80 ~8.5k, 2l96 ~8.4k trained tokens/s per thread.
+# Times below are estimates from fp32 throughput measured on this project's 2-core CPU with other
+# work beside it (one thread per stage): 4l48 ~6k, 4l64 ~5k, 4l80 ~4.3k tokens/s per thread.
 
 PRESETS = {
     "smoke": dict(
-        data_flags=["--n_stories", "20000"], sizes=["cpu-2l64"], pretrain_iters={"cpu-2l64": 60}, sft_iters=30,
+        data_flags=["--n_stories", "20000"], sizes=["cpu-4l48"], pretrain_iters={"cpu-4l48": 60}, sft_iters=30,
         sft_seeds=[0], replay=True, num_samples=16, temperatures=[0.6, 1.2], study_narrowness=[0.5, 0.95],
-        study_size="cpu-2l64", extra_pretrain=["--batch_size", "4"], extra_sft=["--batch_size", "4"],
+        study_size="cpu-4l48", extra_pretrain=["--batch_size", "4"], extra_sft=["--batch_size", "4"],
         extra_eval=[], jobs=1),
-    # the direction in ~12 minutes: one size at >= 20 tokens per parameter (both bases side by side,
-    # ~9.5 min), the two paper arms and the replay extra, one seed, T = 1, no ablations, no study
+    # the direction in ~15 minutes (fp32): one size at >= 20 tokens per parameter (both bases side by
+    # side, ~12 min), the two paper arms and the replay extra, one seed, T = 1, no ablations, no study
     "cpu-quick": dict(
-        data_flags=[], sizes=["cpu-2l64"], pretrain_iters={}, sft_iters=None, sft_seeds=[0], replay=True,
-        num_samples=100, temperatures=[], study_narrowness=[], study_size="cpu-2l64", ablation_sizes=[],
+        data_flags=[], sizes=["cpu-4l48"], pretrain_iters={}, sft_iters=None, sft_seeds=[0], replay=True,
+        num_samples=100, temperatures=[], study_narrowness=[], study_size="cpu-4l48", ablation_sizes=[],
         extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "1"], jobs=2),
     # three sizes at >= 20 tokens per parameter, 3 SFT seeds of the headline arms, the ablations at
-    # the largest size, the controlled study at the middle one. Estimate (fp32): pretraining
-    # 2 x (9.4 + 13.5 + 17.7) min on two threads ~ 41 min wall, SFT (~24 runs of 4% of a base) ~ 6,
-    # evaluation ~ 5, data 0.5: about 53 minutes; bf16 autocast makes training 1.3-2.5x faster.
+    # the largest size, the controlled study at the middle one. Estimate: pretraining 2 x (12 + 22 +
+    # 36) min of one thread each, on two threads ~ 70 min wall in fp32, SFT (~24 runs of 4% of a base)
+    # ~ 6, evaluation ~ 6, data 0.5: about 80 minutes in fp32, over the 60-minute goal; 40-60 minutes
+    # once bf16 autocast (1.3-2.5x faster training) lands.
     "cpu": dict(
-        data_flags=[], sizes=["cpu-2l64", "cpu-2l80", "cpu-2l96"], pretrain_iters={}, sft_iters=None,
+        data_flags=[], sizes=["cpu-4l48", "cpu-4l64", "cpu-4l80"], pretrain_iters={}, sft_iters=None,
         sft_seeds=[0, 1, 2], replay=True, num_samples=100, temperatures=[0.6, 1.2],
-        study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-2l80", ablation_sizes=["cpu-2l96"],
+        study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-4l64", ablation_sizes=["cpu-4l80"],
         extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "1"], jobs=2),
     # the earlier CPU sizes (cpu-m pretrained 2,800 steps: 5.5 tokens per parameter)
     "cpu-long": dict(
