@@ -10,7 +10,8 @@ K samples with the annotation sampled freely (a base sees no prompt; an SFT mode
   their own annotation asked for, over annotation values outside the SFT favourites (does the story
   read its annotation where SFT did not teach the value?);
 - prior: per field, the share of sampled annotation values that are SFT favourites, against the
-  exact pretraining prior (does p(annotation) stay put?);
+  exact pretraining prior (does p(annotation) stay put?), and the share that are not a value of
+  that field at all (`character: Lily`);
 and for an SFT model, K samples of "Write a story about a dragon.": the share of annotations that
 say `character: dragon`, and of stories the judge reads as about a dragon (does the annotation carry
 the prompt's constraint?).
@@ -27,10 +28,18 @@ from pretrain import load_model  # noqa: E402
 
 
 def parsed(annotation):
-    try:
-        return data.parse_annotation(annotation or "")
-    except ValueError:
-        return {}
+    """{field: value} of every `field: value` part of a sampled annotation, valid or not (a model
+    may write `character: Lily`); the strict data.parse_annotation would drop the whole annotation."""
+    out = {}
+    for part in (annotation or "").split("|"):
+        field, sep, value = part.partition(":")
+        if sep and field.strip() in data.FIELDS:
+            out.setdefault(field.strip(), value.strip())
+    return out
+
+
+def valid(ann):
+    return len(ann) == len(data.FIELDS) and all(v in data.FIELDS[f] for f, v in ann.items())
 
 
 def main():
@@ -44,16 +53,17 @@ def main():
                                     batch_size=min(k, 50))
     anns = [parsed(s["annotation"]) for s in samples]
     labels = [data.annotate(s["text"]) for s in samples]
-    print(f"{sys.argv[1]}: K={k}, annotations that parse: {sum(bool(a) for a in anns) / k:.2f}")
-    print(f"{'field':10s} {'agree(non-fav)':>14s} {'n':>4s} {'fav share':>9s} {'prior':>6s}")
+    print(f"{sys.argv[1]}: K={k}, valid annotations: {sum(valid(a) for a in anns) / k:.2f}")
+    print(f"{'field':10s} {'agree(non-fav)':>14s} {'n':>4s} {'fav share':>9s} {'prior':>6s} {'invalid':>7s}")
     for f in data.FIELDS:
         fav = set(data.FAVOURITES[f])
-        pairs = [(a[f], lab[f]) for a, lab in zip(anns, labels) if f in a and a[f] not in fav]
+        pairs = [(a[f], lab[f]) for a, lab in zip(anns, labels) if a.get(f) in data.FIELDS[f] and a[f] not in fav]
         agree = sum(v == lab for v, lab in pairs) / len(pairs) if pairs else float("nan")
         vals = [a[f] for a in anns if f in a]
         fav_share = sum(v in fav for v in vals) / len(vals) if vals else float("nan")
         prior = sum(p for v, p in zip(data.FIELDS[f], data.PRIOR[f]) if v in fav)
-        print(f"{f:10s} {agree:14.2f} {len(pairs):4d} {fav_share:9.2f} {prior:6.2f}")
+        bad = sum(v not in data.FIELDS[f] for v in vals) / len(vals) if vals else float("nan")
+        print(f"{f:10s} {agree:14.2f} {len(pairs):4d} {fav_share:9.2f} {prior:6.2f} {bad:7.2f}")
     if not base:
         dragon = sample.sample_stories(model, enc, ckpt["fmt"], "Write a story about a dragon.", k, seed=2,
                                        batch_size=min(k, 50))
