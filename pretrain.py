@@ -112,11 +112,12 @@ PRESETS = {
                  batch_size=4, max_iters=600, lr=3e-3, warmup_iters=30, eval_interval=200),
     # the CPU ladder of reproduce.py (4 layers, three widths): >= 20 trained tokens per parameter,
     # counting all parameters, 4 x 512 slots per step of which ~94% are trained (TokenRows' fill).
-    # Four layers, because two do not read their annotation: a 2-layer, 64-wide base at 21 tokens
-    # per parameter followed non-favourite character / name values in 11% / 0% of its samples.
+    # Four layers, because two do not read their annotation: at 21 tokens per parameter and 64 wide,
+    # the 2-layer base's stories follow non-favourite name / theme values 0% / 2% of the time, the
+    # 4-layer one's 65% / 53% (bench/bench_anchor.py; character stays low in both: 10% and 1%).
     # Minutes: fp32 on one thread of a busy 2-core CPU (two stages side by side), measured/estimated:
     #   cpu-4l48   0.21M params: 2,200 steps =  4.5M slots = 21.5 slots/param (~12 min)
-    #   cpu-4l64   0.33M params: 3,450 steps =  7.1M slots = 21.5 slots/param (~22 min)
+    #   cpu-4l64   0.33M params: 3,450 steps =  7.1M slots = 21.5 slots/param (~16-22 min; measured 15.5)
     #   cpu-4l80   0.47M params: 4,950 steps = 10.1M slots = 21.5 slots/param (~36 min)
     "cpu-4l48": dict(n_layer=4, n_head=2, n_embd=48, block_size=512,
                      batch_size=4, max_iters=2200, lr=4e-3, warmup_iters=50, eval_interval=550),
