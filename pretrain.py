@@ -7,18 +7,22 @@ Pretraining, and the one training loop of nanoanchor (sft.py imports it).
     python pretrain.py --out_dir out/tiny-ann --resume --max_iters 2000   # continue a run, exactly
     torchrun --nproc_per_node=4 pretrain.py --preset gpu-10l512            # DDP, one process per GPU
 
-The model reads rows of block_size tokens cut from one long stream of concatenated documents
-(data.py writes it). With --annotations every document is `<|bos|><|ann|>{annotation}<|story|>{story}`
-and the annotation tokens are trained on like any others, so the model learns the prior over
-annotations; with --no-annotations it is `<|bos|><|story|>{story}`. Both runs see the same number of
-tokens (max_iters x batch_size x grad_accum x processes x block_size, annotation tokens counted):
-the annotated run pays for its annotations with fewer stories.
+The model reads rows of block_size tokens packed from the stream of documents data.py writes: each
+row starts at a document start and holds whole documents (TokenRows), so no story token is ever
+trained without its annotation in view. With --annotations every document is
+`<|bos|><|ann|>{annotation}<|story|>{story}` and the annotation tokens are trained on like any
+others, so the model learns the prior over annotations; with --no-annotations it is
+`<|bos|><|story|>{story}`. Both runs see the same number of row slots (max_iters x batch_size x
+grad_accum x processes x block_size, annotation tokens counted; the start-up line prints the trained
+tokens, a few percent fewer for the padding): the annotated run pays for its annotations with fewer
+stories.
 
 What a run leaves in --out_dir: ckpt.pt (written atomically at every eval and at the end; holds
 everything --resume needs), log.jsonl (one JSON object per logged step) and loss.png (drawn from it).
 """
 
 import argparse
+import bisect
 import json
 import math
 import signal
@@ -95,7 +99,8 @@ class TrainConfig(LoopConfig):
 MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "attention")
 
 # Named presets: plain data, applied over the dataclass defaults and under explicit flags.
-# Token budget of a run = max_iters * batch_size * grad_accum * block_size (x processes).
+# Token budget of a run = max_iters * batch_size * grad_accum * block_size (x processes); TokenRows'
+# padding leaves a few percent of those slots untrained (the start-up line prints the share).
 # GPU ladder (SimpleStories sizes, context 512): each preset trains on >= 20 tokens per parameter,
 # counting ALL parameters (the tied embedding included; data.py's default vocabulary of 2,048),
 # with 64 x 512 = 32,768 tokens per step (32 x 512 for the smallest: small models learn more per
@@ -110,7 +115,22 @@ PRESETS = {
     # a laptop CPU in a few minutes: a model that already writes recognisable stories
     "tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,
                  batch_size=4, max_iters=600, lr=3e-3, warmup_iters=30, eval_interval=200),
-    # the two sizes of the CPU reproduction (reproduce.py --preset cpu sets their max_iters)
+    # the CPU ladder of reproduce.py (4 layers, three widths): >= 20 trained tokens per parameter,
+    # counting all parameters, 4 x 512 slots per step of which ~94% are trained (TokenRows' fill).
+    # Four layers, because two do not read their annotation: at 21 tokens per parameter and 64 wide,
+    # the 2-layer base's stories follow non-favourite name / theme values 0% / 2% of the time, the
+    # 4-layer one's 65% / 53% (measured with a since-removed bench script; character stays low in both: 10% and 1%).
+    # Minutes: fp32 on one thread of a busy 2-core CPU (two stages side by side), measured/estimated:
+    #   cpu-4l48   0.21M params: 2,200 steps =  4.5M slots = 21.5 slots/param (~12 min)
+    #   cpu-4l64   0.33M params: 3,450 steps =  7.1M slots = 21.5 slots/param (~16-22 min; measured 15.5)
+    #   cpu-4l80   0.47M params: 4,950 steps = 10.1M slots = 21.5 slots/param (~36 min)
+    "cpu-4l48": dict(n_layer=4, n_head=2, n_embd=48, block_size=512,
+                     batch_size=4, max_iters=2200, lr=4e-3, warmup_iters=50, eval_interval=550),
+    "cpu-4l64": dict(n_layer=4, n_head=2, n_embd=64, block_size=512,
+                     batch_size=4, max_iters=3450, lr=4e-3, warmup_iters=50, eval_interval=1150),
+    "cpu-4l80": dict(n_layer=4, n_head=2, n_embd=80, block_size=512,
+                     batch_size=4, max_iters=4950, lr=3e-3, warmup_iters=50, eval_interval=1650),
+    # the two sizes of the earlier CPU reproduction (2.8 tokens per parameter: undertrained)
     "cpu-s": dict(n_layer=2, n_head=2, n_embd=128, block_size=512,
                   batch_size=4, max_iters=800, lr=4e-3, warmup_iters=40, eval_interval=200),
     "cpu-m": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,
@@ -196,35 +216,106 @@ def check_train_config(cfg):
         raise SystemExit(f"error: {e}")
 
 # -----------------------------------------------------------------------------
-# Pretraining data: rows of a token stream, addressed by a global row number
+# Pretraining data: rows that start at a document start, addressed by a global row number
+
+
+def document_pieces(doc_starts, story_pos, n_tokens, width):
+    """The documents of a stream as pieces that fit a row of `width` (= block_size + 1) tokens.
+    A document that fits is one piece. A longer one is cut: its first piece fills a row, and every
+    later piece starts with the document's header (`<|bos|><|ann|>{annotation}<|story|>`, or
+    `<|bos|><|story|>` for plain data) repeated as inputs only, so every story token is trained
+    with its own annotation in view.
+
+    doc_starts: stream offsets of each <|bos|>; story_pos: offset of each document's <|story|>.
+    -> (n, 4) int64 array of (head_start, head_len, body_start, body_len): the piece's tokens are
+    tokens[head_start : +head_len] (never targets) then tokens[body_start : +body_len]."""
+    doc_ends = list(doc_starts[1:]) + [n_tokens]
+    pieces = []
+    for s, e, sp in zip(doc_starts.tolist(), doc_ends, story_pos.tolist()):
+        pieces.append((s, 0, s, min(e - s, width)))
+        head = sp + 1 - s
+        if e - s > width and head >= width - 1:
+            raise SystemExit(f"error: a document header of {head} tokens leaves no room for its "
+                             f"story in a row of block_size+1={width}; use a larger --block_size")
+        for pos in range(s + width, e, width - head):
+            pieces.append((s, head, pos, min(width - head, e - pos)))
+    return np.asarray(pieces, dtype=np.int64).reshape(-1, 4)
+
+
+def pack_pieces(sizes, width, window=1024):
+    """Best-fit decreasing bin packing, one window of consecutive pieces at a time (so a row holds
+    documents from nearby in the stream): each piece, longest first, goes into the open row with
+    the least room that still fits it, else opens a row. Next-fit in stream order would leave about
+    a fifth of the slots as padding with ~200-token stories in 513-token rows; this leaves a few
+    percent. -> list of rows, each a list of piece indices in stream order. Deterministic."""
+    rows = []
+    for lo in range(0, len(sizes), window):
+        chunk = range(lo, min(lo + window, len(sizes)))
+        free, mine = [], []  # free: sorted (room left, row) of this window's open rows
+        for i in sorted(chunk, key=lambda i: (-sizes[i], i)):
+            k = bisect.bisect_left(free, (int(sizes[i]), -1))
+            if k < len(free):
+                room, r = free.pop(k)
+            else:
+                room, r = width, len(mine)
+                mine.append([])
+            mine[r].append(i)
+            if room - sizes[i] > 0:
+                bisect.insort(free, (int(room - sizes[i]), r))
+        rows += [sorted(row) for row in mine]
+    return rows
 
 
 class TokenRows:
-    """Row i of the uint16 stream is tokens[i*T : i*T + T + 1]: inputs are its first T tokens,
-    targets its last T (the next token at each position), so every token is a target once per
-    epoch. Rows are addressed by a global row number (wrapping around the stream), which makes
-    the data position one integer: deterministic, resumable, and easy to split between processes.
-    A target that is <|bos|> (the first token of the next document) is set to -1: nothing in
-    a story predicts which story comes next."""
+    """Rows of block_size + 1 tokens made of whole documents (document_pieces, pack_pieces): inputs are a row's
+    first T tokens, targets its last T. A target is -1 (no loss) where it is padding, a repeated
+    header, or a <|bos|> (nothing in a story predicts which story comes next). Rows are addressed
+    by a global row number (wrapping around), so the data position is one integer: deterministic,
+    resumable, and easy to split between processes. Plain and annotated shards are packed the same
+    way; padding costs a few percent of the slots (`fill`: the share of slots that are targets)."""
 
-    def __init__(self, path, block_size, bos_id):
+    def __init__(self, path, block_size, bos_id, story_id):
         if not Path(path).exists():
             raise SystemExit(f"error: token shard {path} not found (make the data: python data.py)")
         self.tokens = np.memmap(path, dtype=np.uint16, mode="r")
         self.block_size, self.bos_id = block_size, bos_id
-        self.n_rows = (len(self.tokens) - 1) // block_size
-        if self.n_rows < 1:
-            raise SystemExit(f"error: {path} has {len(self.tokens)} tokens, fewer than one row "
-                             f"of block_size+1={block_size + 1}")
+        starts = np.flatnonzero(self.tokens == bos_id)
+        story = np.flatnonzero(self.tokens == story_id)
+        if len(starts) == 0 or starts[0] != 0 or len(story) != len(starts) or \
+                not (story > starts).all() or not (story[:-1] < starts[1:]).all():
+            raise SystemExit(f"error: {path} is not a stream of <|bos|>...<|story|>... documents "
+                             f"({len(starts)} <|bos|>, {len(story)} <|story|>); rebuild it with data.py")
+        pieces = document_pieces(starts, story, len(self.tokens), block_size + 1)
+        rows = pack_pieces(pieces[:, 1] + pieces[:, 3], block_size + 1)
+        self.pieces = pieces[[i for row in rows for i in row]]  # in row order
+        self.row_ptr = np.cumsum([0] + [len(row) for row in rows])
+        self.n_rows = len(rows)
+        # targets per row: every body token but a document's own <|bos|> (never a target)
+        body = np.add.reduceat(self.pieces[:, 3], self.row_ptr[:-1])
+        whole = np.add.reduceat((self.pieces[:, 1] == 0).astype(np.int64), self.row_ptr[:-1])
+        self.row_targets = body - whole
+        self.fill = float(self.row_targets.sum()) / (self.n_rows * block_size)
+
+    def row(self, r):
+        """Row r (0 <= r < n_rows) -> (tokens, trained) int64/bool arrays of block_size + 1."""
+        width = self.block_size + 1
+        toks = np.full(width, self.bos_id, dtype=np.int64)  # padding: inputs only, never targets
+        trained = np.zeros(width, dtype=bool)
+        at = 0
+        for hs, hl, bs, bl in self.pieces[self.row_ptr[r]: self.row_ptr[r + 1]]:
+            toks[at: at + hl] = self.tokens[hs: hs + hl]
+            toks[at + hl: at + hl + bl] = self.tokens[bs: bs + bl]
+            trained[at + hl: at + hl + bl] = True
+            at += hl + bl
+        return toks, trained
 
     def get(self, start, n):
-        """Rows start..start+n-1 -> x, y (n, T) int64 tensors."""
-        T = self.block_size
-        rows = np.stack([self.tokens[i * T: i * T + T + 1] for i in
-                         (np.arange(start, start + n) % self.n_rows)]).astype(np.int64)
-        x, y = torch.from_numpy(rows[:, :-1]), torch.from_numpy(rows[:, 1:].copy())
-        y[y == self.bos_id] = -1
-        return x, y
+        """Rows start..start+n-1 (mod n_rows) -> x, y (n, T) int64 tensors."""
+        rows = [self.row(int(i)) for i in np.arange(start, start + n) % self.n_rows]
+        toks = np.stack([t for t, _ in rows])
+        trained = np.stack([m for _, m in rows])
+        y = np.where(trained[:, 1:] & (toks[:, 1:] != self.bos_id), toks[:, 1:], -1)
+        return torch.from_numpy(toks[:, :-1].copy()), torch.from_numpy(y)
 
 # -----------------------------------------------------------------------------
 # RNG state, saved in every checkpoint for exact resume
@@ -545,14 +636,16 @@ def pretrain(cfg, d, start=None):
     model.to(d.device)
 
     shard = Path(cfg.data_dir) / f"pretrain_{fmt_of(cfg)}"
-    train_rows = TokenRows(f"{shard}_train.bin", cfg.block_size, bos)
-    val_rows = TokenRows(f"{shard}_val.bin", cfg.block_size, bos)
+    story = special_id(enc, "<|story|>")
+    train_rows = TokenRows(f"{shard}_train.bin", cfg.block_size, bos, story)
+    val_rows = TokenRows(f"{shard}_val.bin", cfg.block_size, bos, story)
     if d.master:
         n_params = model.num_params(non_embedding=False)
         budget = cfg.max_iters * cfg.batch_size * cfg.grad_accum * d.world * cfg.block_size
         print(f"{fmt_of(cfg)} pretraining: {n_params:,} parameters "
               f"({model.num_params():,} non-embedding), {d.world} process(es) on {d.device}; "
-              f"budget {budget:,} tokens = {budget / n_params:.3g} tokens/parameter, "
+              f"budget {budget:,} tokens = {budget / n_params:.3g} tokens/parameter "
+              f"({train_rows.fill:.1%} of them trained targets, the rest row padding), "
               f"{budget / (train_rows.n_rows * cfg.block_size):.2f} epochs of {shard}_train.bin")
     meta = dict(tokenizer_hash=tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
                 fmt=fmt_of(cfg), kind="base", base_fmt=None)

@@ -1,7 +1,8 @@
 """
 The whole experiment of the paper, at toy scale, as one readable recipe.
 
-    python reproduce.py --preset cpu      # 2 model sizes on 2 CPU cores, about 30 minutes (see README)
+    python reproduce.py --preset cpu-quick  # one size, the direction, about 12 minutes on 2 CPU cores
+    python reproduce.py --preset cpu      # 3 model sizes, 3 SFT seeds, at most 60 minutes on 2 CPU cores
     python reproduce.py --preset gpu      # the 4-size ladder on one GPU, hours
     python reproduce.py --preset smoke    # the same recipe in a few minutes (a check, not a result)
 
@@ -41,26 +42,44 @@ from world import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT 
 # Presets: plain data. sizes are pretrain.py presets; iters are optimizer steps; the ablations
 # run at ablation_sizes (default: the largest size); jobs = stages run side by side.
 
+# sft_iters: None = sft.py's default schedule (4% of the base's tokens at the base's final LR);
+# sft_seeds: the headline arms (sft, anchored) are post-trained once per seed from the same bases;
+# replay: also run the anchored_replay extra (sft.py --replay 1) at every size.
+# Times below are estimates from fp32 throughput measured on this project's 2-core CPU with other
+# work beside it (one thread per stage): 4l48 ~6k, 4l64 ~5k, 4l80 ~4.3k tokens/s per thread.
+
 PRESETS = {
     "smoke": dict(
-        data_flags=["--n_stories", "20000"], sizes=["cpu-s"], pretrain_iters={"cpu-s": 60}, sft_iters=30,
-        num_samples=16, temperatures=[0.6, 1.2], study_narrowness=[0.5, 0.95], study_size="cpu-s",
-        extra_pretrain=["--batch_size", "4"], extra_sft=["--batch_size", "4"], extra_eval=[], jobs=1),
+        data_flags=["--n_stories", "20000"], sizes=["cpu-4l48"], pretrain_iters={"cpu-4l48": 60}, sft_iters=30,
+        sft_seeds=[0], replay=True, num_samples=16, temperatures=[0.6, 1.2], study_narrowness=[0.5, 0.95],
+        study_size="cpu-4l48", extra_pretrain=["--batch_size", "4"], extra_sft=["--batch_size", "4"],
+        extra_eval=[], jobs=1),
+    # the direction in ~15 minutes (fp32): one size at >= 20 tokens per parameter (both bases side by
+    # side, ~12 min), the two paper arms and the replay extra, one seed, T = 1, no ablations, no study
+    "cpu-quick": dict(
+        data_flags=[], sizes=["cpu-4l48"], pretrain_iters={}, sft_iters=None, sft_seeds=[0], replay=True,
+        num_samples=100, temperatures=[], study_narrowness=[], study_size="cpu-4l48", ablation_sizes=[],
+        extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "1"], jobs=2),
+    # three sizes at >= 20 tokens per parameter, 3 SFT seeds of the headline arms, the ablations at
+    # the largest size, the controlled study at the middle one. Estimate: pretraining 2 x (12 + 22 +
+    # 36) min of one thread each, on two threads ~ 70 min wall in fp32, SFT (~24 runs of 4% of a base)
+    # ~ 6, evaluation ~ 6, data 0.5: about 80 minutes in fp32, over the 60-minute goal; 40-60 minutes
+    # once bf16 autocast (1.3-2.5x faster training) lands.
     "cpu": dict(
-        data_flags=[], sizes=["cpu-s", "cpu-m"], pretrain_iters={"cpu-s": 1000, "cpu-m": 1400},
-        sft_iters=200, num_samples=100, temperatures=[0.6, 0.8, 1.2],
-        study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-m", ablation_sizes=["cpu-m"],
-        extra_pretrain=[], extra_sft=["--batch_size", "4"], extra_eval=["--threads", "1"], jobs=2),
-    # one question the cpu preset raises: is the anchored model's cost in form a matter of training?
-    # (cpu-m pretrained twice as long; no ablations, no study)
+        data_flags=[], sizes=["cpu-4l48", "cpu-4l64", "cpu-4l80"], pretrain_iters={}, sft_iters=None,
+        sft_seeds=[0, 1, 2], replay=True, num_samples=100, temperatures=[0.6, 1.2],
+        study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-4l64", ablation_sizes=["cpu-4l80"],
+        extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "1"], jobs=2),
+    # the earlier CPU sizes (cpu-m pretrained 2,800 steps: 5.5 tokens per parameter)
     "cpu-long": dict(
-        data_flags=[], sizes=["cpu-m"], pretrain_iters={"cpu-m": 2800}, sft_iters=200, num_samples=100,
-        temperatures=[0.6, 0.8, 1.2], study_narrowness=[], study_size="cpu-m", ablation_sizes=[],
-        extra_pretrain=[], extra_sft=["--batch_size", "4"], extra_eval=["--threads", "1"], jobs=2),
+        data_flags=[], sizes=["cpu-m"], pretrain_iters={"cpu-m": 2800}, sft_iters=None, sft_seeds=[0],
+        replay=False, num_samples=100, temperatures=[0.6, 0.8, 1.2], study_narrowness=[], study_size="cpu-m",
+        ablation_sizes=[], extra_pretrain=[], extra_sft=["--batch_size", "4"], extra_eval=["--threads", "1"],
+        jobs=2),
     "gpu": dict(
         data_flags=["--n_stories", "2000000"], sizes=["gpu-4l128", "gpu-6l256", "gpu-6l384", "gpu-10l512"],
         pretrain_iters={},  # the presets' own budgets (>= 20 tokens per parameter, see pretrain.py)
-        sft_iters=600, num_samples=256, temperatures=[0.6, 0.8, 1.2],
+        sft_iters=None, sft_seeds=[0, 1, 2], replay=True, num_samples=256, temperatures=[0.6, 0.8, 1.2],
         study_narrowness=[0.0, 0.5, 0.8, 0.95], study_size="gpu-6l384",
         ablation_sizes=["gpu-4l128", "gpu-6l256", "gpu-6l384", "gpu-10l512"],
         extra_pretrain=["--compile"], extra_sft=["--compile"], extra_eval=[], jobs=1),
@@ -147,13 +166,26 @@ def pretrain_stage(size, annotations, runs, cfg, data_dir):
 
 
 def sft_stage(name, base_dir, mode, out_dir, cfg, extra=()):
+    iters = [] if cfg.get("sft_iters") is None else ["--max_iters", str(cfg["sft_iters"])]
     cmd = [PY, "sft.py", "--init_from", str(base_dir), "--mode", mode, "--out_dir", str(out_dir),
-           "--max_iters", str(cfg["sft_iters"]), *cfg["extra_sft"], *extra]
+           *iters, *cfg["extra_sft"], *extra]
     return Stage(name, cmd, out_dir)
 
 
+def arm_specs(arms):
+    """{arm: [checkpoint spec per seed]} -> eval_diversity.py --ckpts arguments. Today one checkpoint
+    per arm: the first seed keeps the arm's name, the others become arms of their own
+    (`sft_seed1`, ...), sampled at T = 1."""
+    specs = []
+    for name, seeds in arms.items():
+        specs.append(f"{name}={seeds[0]}")
+        specs += [f"{name}_seed{i}={spec}" for i, spec in enumerate(seeds[1:], 1)]
+    return specs
+
+
 def eval_stage(name, arms, out_dir, cfg, extra=()):
-    cmd = [PY, "eval_diversity.py", "--ckpts", *[f"{k}={v}" for k, v in arms.items()],
+    """arms: {arm name: [checkpoint spec, one per SFT seed]} (post_training)."""
+    cmd = [PY, "eval_diversity.py", "--ckpts", *arm_specs(arms),
            "--num_samples", str(cfg["num_samples"]), "--out", str(out_dir), "--base_arm", "base",
            *cfg["extra_eval"], *extra]
     return Stage(name, cmd, out_dir)
@@ -163,28 +195,41 @@ def eval_stage(name, arms, out_dir, cfg, extra=()):
 # The recipe
 
 def post_training(size, runs, cfg, ablations):
-    """The SFT stages at one size, and the arms its evaluation samples (name -> checkpoint spec)."""
+    """The SFT stages at one size, and the arms its evaluation samples: {arm name: [checkpoint
+    spec, one per seed]}. The one place the evaluation's arm list is made."""
     d = runs / size
     plain, ann = d / "base_plain", d / "base_ann"
     temps = ",".join(str(t) for t in [*cfg["temperatures"], 1.0])
-    # the paper's two arms
-    stages = [sft_stage(f"sft {size} standard", plain, "standard", d / "sft_standard", cfg),
-              sft_stage(f"sft {size} anchored", ann, "anchored", d / "sft_anchored", cfg)]
-    # both swept over the story temperature; the anchored model samples its annotation at T = 1
-    # whatever the story temperature, so its diversity need not cost it the form a low T gives
-    arms = {"base": plain, "base_annotated": ann,
-            "sft": f"{d / 'sft_standard'}:temperature={temps}",
-            "anchored": f"{d / 'sft_anchored'}:temperature={temps}"}
+    sweep = f":temperature={temps}" if cfg["temperatures"] else ""
+    stages, arms = [], {"base": [plain], "base_annotated": [ann], "sft": [], "anchored": []}
+    # the paper's two arms, post-trained once per seed from the same bases (seed: the SFT data
+    # order); the first seed is swept over the story temperature. The anchored model samples its
+    # annotation at T = 1 whatever the story temperature, so diversity need not cost it form.
+    seeds = cfg.get("sft_seeds", [0])
+    for seed in seeds:
+        tag = "" if seed == seeds[0] else f"_seed{seed}"
+        std, anc = d / f"sft_standard{tag}", d / f"sft_anchored{tag}"
+        stages += [sft_stage(f"sft {size} standard seed {seed}", plain, "standard", std, cfg, ["--seed", str(seed)]),
+                   sft_stage(f"sft {size} anchored seed {seed}", ann, "anchored", anc, cfg, ["--seed", str(seed)])]
+        arms["sft"].append(f"{std}{sweep if not tag else ''}")
+        arms["anchored"].append(f"{anc}{sweep if not tag else ''}")
+    if cfg.get("replay"):
+        # an extra beside the paper: annotation replay from the prior (sft.py --replay)
+        stages.append(sft_stage(f"sft {size} anchored_replay", ann, "anchored", d / "sft_anchored_replay", cfg,
+                                ["--replay", "1", "--seed", str(seeds[0])]))
+        arms["anchored_replay"] = [d / "sft_anchored_replay"]
     if ablations:
         # anchoring without annotated pretraining; the annotation tokens trained on (two ways)
         stages += [sft_stage(f"sft {size} anchored on plain base", plain, "anchored", d / "sft_anchored_plainbase",
-                             cfg, extra=["--allow_plain_base"]),
-                   sft_stage(f"sft {size} anchored_unmasked", ann, "anchored_unmasked", d / "sft_unmasked", cfg),
-                   sft_stage(f"sft {size} anchored_strict", ann, "anchored_strict", d / "sft_strict", cfg)]
-        arms.update({"anchored_no_annotation": f"{d / 'sft_anchored'}:anchor=off",  # no new training
-                     "anchored_plain_base": d / "sft_anchored_plainbase",
-                     "anchored_unmasked": d / "sft_unmasked",
-                     "anchored_strict": d / "sft_strict"})
+                             cfg, extra=["--allow_plain_base", "--seed", str(seeds[0])]),
+                   sft_stage(f"sft {size} anchored_unmasked", ann, "anchored_unmasked", d / "sft_unmasked", cfg,
+                             ["--seed", str(seeds[0])]),
+                   sft_stage(f"sft {size} anchored_strict", ann, "anchored_strict", d / "sft_strict", cfg,
+                             ["--seed", str(seeds[0])])]
+        arms.update({"anchored_no_annotation": [f"{d / 'sft_anchored'}:anchor=off"],  # no new training
+                     "anchored_plain_base": [d / "sft_anchored_plainbase"],
+                     "anchored_unmasked": [d / "sft_unmasked"],
+                     "anchored_strict": [d / "sft_strict"]})
     return stages, arms
 
 
@@ -202,7 +247,7 @@ def controlled_study(runs, cfg):
         std = sft_stage(f"study {size} standard nu={nu}", plain, "standard", d / f"standard_nu{nu}", cfg, flag)
         anc = sft_stage(f"study {size} anchored nu={nu}", ann, "anchored", d / f"anchored_nu{nu}", cfg, flag)
         sft_stages += [std, anc]
-        eval_stages.append(eval_stage(f"eval study nu={nu}", {"base": plain, "sft": std.out_dir, "anchored": anc.out_dir},
+        eval_stages.append(eval_stage(f"eval study nu={nu}", {"base": [plain], "sft": [std.out_dir], "anchored": [anc.out_dir]},
                                       d / f"eval_nu{nu}", cfg, extra=flag))
     return sft_stages, eval_stages
 
@@ -238,7 +283,7 @@ def plot_scaling(size_results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     sizes = [s for s, _ in size_results]
-    rows = ["base", "base_annotated", "sft", "anchored", "anchored_no_annotation", "anchored_plain_base",
+    rows = ["base", "base_annotated", "sft", "anchored", "anchored_replay", "anchored_no_annotation", "anchored_plain_base",
             "anchored_unmasked", "anchored_strict", "pretrain_data", "sft_data"]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for row in rows:

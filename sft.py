@@ -7,6 +7,7 @@ Post-training (SFT): the chapter about which tokens carry the loss.
     python sft.py --init_from out/tiny-ann --mode anchored_unmasked            # ablation
     python sft.py --init_from out/tiny-plain --mode anchored --allow_plain_base  # ablation
     python sft.py --init_from out/tiny-ann --mode anchored --narrowness 0.5    # controlled study
+    python sft.py --init_from out/tiny-ann --mode anchored --replay 1          # an extra: annotation replay
 
 Every example is built by tokenizer.encode_example(enc, example, mode), which returns the token ids and
 a loss mask; this file only turns "mask 0" into "target -1" (ignored by the loss). The modes:
@@ -24,12 +25,22 @@ collapses to it. Anchored SFT never trains the annotation's free choices: the mo
 them after <|ann|> from the broad pretraining prior, and learns only how to write a (house format)
 response for a given annotation. Unmask the whole annotation and it collapses again.
 
+How much and how hot: by default SFT is what it is in the paper, small and gentle next to
+pretraining: --token_frac (4%) of the base's pretraining tokens, at a peak LR equal to the LR the
+base ended at (sft_schedule; --max_iters and --lr override both).
+
+An extra beside the paper (its own arm, anchored_replay): --replay mixes in annotation replay
+examples, `prompt || <|ann|>{annotation}<|story|>` with the free values drawn from the pretraining
+prior and the pinned ones from the prompt, every annotation token trained (make_replay_examples).
+
 The training loop, checkpoints, logging and flags are pretrain.py's; only the data differs:
 examples are packed into rows of block_size + 1 tokens (each starts with <|bos|>, so the model's
 document masking keeps them apart), the rest of a row is <|pad|> with no loss.
 """
 
 import json
+import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,20 +50,23 @@ import torch
 from checkpoint import check_out_dir, check_tokenizer, load_checkpoint
 from model import GPT, GPTConfig
 from pretrain import LoopConfig, build_parser, check_loop_config, make_config, opt, run_distributed, say_next, train
-from tokenizer import ANCHORED_FORMATS, encode_example, load_tokenizer, special_id, tokenizer_hash
-from world import make_sft_examples
+import tokenizer
+import world
+from tokenizer import ANCHORED_FORMATS, load_tokenizer, special_id, tokenizer_hash
 
 MODES = ("standard", *ANCHORED_FORMATS)  # names of tokenizer.encode_example formats
-
 
 @dataclass
 class SFTConfig(LoopConfig):
     # the loop's fields, with post-training defaults (a smaller learning rate, fewer steps)
     data_dir: str = opt("", "dataset with sft_{train,val}.jsonl (empty: the base checkpoint's data_dir)")
     preset: str = opt("", "named defaults from SFT_PRESETS (empty: the base model's pretraining preset)")
-    max_iters: int = opt(200, "optimizer steps in total")
-    lr: float = opt(5e-4, "peak learning rate")
-    warmup_iters: int = opt(20, "linear warmup steps")
+    max_iters: int = opt(0, "optimizer steps in total (0: as many as --token_frac asks)")
+    lr: float | None = opt(None, "peak learning rate (default: the LR the base ended its pretraining "
+                                 "at, its lr * min_lr_frac)")
+    token_frac: float = opt(0.04, "with --max_iters 0: SFT row slots as a share of the base's "
+                                  "pretraining row slots")
+    warmup_iters: int = opt(10, "linear warmup steps")
     eval_interval: int = opt(50, "validate and save a checkpoint every this many steps (0: at the end only)")
     # what to post-train, and how
     init_from: str = opt("", "out_dir of the pretrained base model (required unless --resume)")
@@ -61,24 +75,44 @@ class SFTConfig(LoopConfig):
                                    "(world.make_sft_examples) instead of reading sft_train.jsonl")
     n_sft_examples: int = opt(0, "use this many SFT examples (0: all of sft_train.jsonl, or as many "
                                  "as it has lines when generating)")
+    replay: float = opt(0.0, "annotation replay examples per SFT example (0: none, the paper; "
+                             "the anchored_replay arm uses 1), see make_replay_examples")
     allow_plain_base: bool = opt(False, "allow an anchored mode on a base pretrained without "
                                         "annotations (the paper's ablation)")
 
-
 # Post-training defaults per pretraining preset (picked from the base's preset unless --preset).
+# The paper's SFT is small and gentle next to pretraining, and so is ours by default (sft_schedule):
+# a few percent of the base's tokens (--token_frac), at a peak LR no higher than the one the base
+# ended at. Larger or hotter SFT moves the shared weights enough that the annotation prior drifts
+# even though its free values carry no loss (measured at cpu-m: SFT at 14% of the pretraining tokens
+# and 1.7x the base's final LR made 87% of sampled annotations name the three favourite names).
 SFT_PRESETS = {
-    "tiny": dict(batch_size=8, max_iters=200, lr=5e-4, warmup_iters=20, eval_interval=50),
-    "cpu-s": dict(batch_size=8, max_iters=150, lr=1e-3, warmup_iters=15, eval_interval=50),
-    "cpu-m": dict(batch_size=8, max_iters=150, lr=5e-4, warmup_iters=15, eval_interval=50),
-    "gpu-4l128": dict(batch_size=32, max_iters=600, lr=5e-4, warmup_iters=50, eval_interval=200),
-    "gpu-6l256": dict(batch_size=32, max_iters=600, lr=3e-4, warmup_iters=50, eval_interval=200),
-    "gpu-6l384": dict(batch_size=32, max_iters=600, lr=2e-4, warmup_iters=50, eval_interval=200),
-    "gpu-10l512": dict(batch_size=32, max_iters=600, lr=1.5e-4, warmup_iters=50, eval_interval=200),
+    "tiny": dict(batch_size=8, warmup_iters=10, eval_interval=50),
+    "cpu-4l48": dict(batch_size=4, warmup_iters=10, eval_interval=50),
+    "cpu-4l64": dict(batch_size=4, warmup_iters=10, eval_interval=50),
+    "cpu-4l80": dict(batch_size=4, warmup_iters=10, eval_interval=50),
+    "cpu-s": dict(batch_size=8, warmup_iters=10, eval_interval=50),
+    "cpu-m": dict(batch_size=8, warmup_iters=10, eval_interval=50),
+    "gpu-4l128": dict(batch_size=32, warmup_iters=10, eval_interval=50),
+    "gpu-6l256": dict(batch_size=32, warmup_iters=20, eval_interval=100),
+    "gpu-6l384": dict(batch_size=32, warmup_iters=20, eval_interval=100),
+    "gpu-10l512": dict(batch_size=32, warmup_iters=50, eval_interval=200),
 }
+
+def sft_schedule(base_config, cfg, world=1):
+    """(max_iters, lr) of an SFT run on a base with this pretraining config: the explicit values if
+    set, else token_frac of the base's row slots and the base's final LR (lr * min_lr_frac)."""
+    lr = cfg.lr if cfg.lr is not None else base_config["lr"] * base_config["min_lr_frac"]
+    max_iters = cfg.max_iters
+    if not max_iters:
+        base_slots = base_config["max_iters"] * base_config["batch_size"] * base_config["grad_accum"] * \
+            base_config.get("world_size", 1) * base_config["block_size"]
+        per_step = cfg.batch_size * cfg.grad_accum * world * base_config["block_size"]
+        max_iters = max(1, round(cfg.token_frac * base_slots / per_step))
+    return max_iters, lr
 
 # -----------------------------------------------------------------------------
 # Examples -> packed rows of (inputs, targets)
-
 
 def read_jsonl(path, n=0):
     path = Path(path)
@@ -86,7 +120,6 @@ def read_jsonl(path, n=0):
         raise SystemExit(f"error: {path} not found (make the data: python data.py --out_dir {path.parent})")
     lines = path.read_text().splitlines()
     return [json.loads(ln) for ln in (lines[:n] if n else lines)]
-
 
 def load_examples(cfg):
     """(train, val) lists of SFT example dicts: from the data dir, or made in memory."""
@@ -103,11 +136,34 @@ def load_examples(cfg):
         n = sum(1 for _ in open(path)) if path.exists() else 2000
     n_val = min(500, max(50, n // 10))
     try:
-        return (make_sft_examples(n, cfg.narrowness, cfg.seed),
-                make_sft_examples(n_val, cfg.narrowness, cfg.seed + 1_000_003))  # other stories
+        return (world.make_sft_examples(n, cfg.narrowness, cfg.seed),
+                world.make_sft_examples(n_val, cfg.narrowness, cfg.seed + 1_000_003))  # other stories
     except ValueError as e:
         raise SystemExit(f"error: --narrowness={cfg.narrowness}: {e}")
 
+def make_replay_examples(n, seed):
+    """n annotation replay examples: an SFT prompt (open or constrained, as in the SFT data) and an
+    annotation whose free fields are drawn from the *pretraining prior* and whose pinned fields are
+    the prompt's constraints; no response. Trained on the whole annotation (encode), they are an
+    extra beside the paper's recipe with two jobs: they hold p(annotation | prompt) at the prior
+    while SFT moves the shared weights (prior drift), and they teach the annotation to carry what
+    the prompt asks for (\"a story about a dragon\" -> character: dragon) from many short examples."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        prompt, constraints = world.make_prompt(rng, "open" if rng.random() < 0.5 else "constrained")
+        out.append({"prompt": prompt, "annotation": {**world.sample_annotation(rng), **constraints},
+                    "constraints": constraints, "replay": True})
+    return out
+
+def encode(enc, example, mode):
+    """(ids, loss mask) of an SFT example: tokenizer.encode_example's, except for a replay example
+    (make_replay_examples): `prompt || <|ann|>{annotation}<|story|>` with every annotation token
+    trained (the anchored_unmasked layout of an empty response, cut before its <|eos|>)."""
+    if not example.get("replay"):
+        return tokenizer.encode_example(enc, example, mode)
+    ids, mask = tokenizer.encode_example(enc, {**example, "response": ""}, "anchored_unmasked")
+    return ids[:-1], mask[:-1]
 
 def pack_examples(enc, examples, mode, block_size):
     """Greedy, in order: each example goes into the current row while it fits in block_size + 1
@@ -117,7 +173,7 @@ def pack_examples(enc, examples, mode, block_size):
     pad = special_id(enc, "<|pad|>")
     rows, ids_row, mask_row = [], [], []
     for i, ex in enumerate(examples):
-        ids, mask = encode_example(enc, ex, mode)
+        ids, mask = encode(enc, ex, mode)
         if len(ids) > width:
             raise SystemExit(f"error: SFT example {i} ({ex.get('prompt', '')[:40]!r}...) is {len(ids)} "
                              f"tokens in mode {mode}, more than block_size + 1 = {width}; drop it "
@@ -134,7 +190,6 @@ def pack_examples(enc, examples, mode, block_size):
         tokens[r, :len(ids)] = torch.tensor(ids)
         masks[r, :len(mask)] = torch.tensor(mask, dtype=torch.bool)
     return tokens[:, :-1], torch.where(masks[:, 1:], tokens[:, 1:], -1)
-
 
 class PackedRows:
     """Packed SFT rows addressed by a global row number, like pretrain.TokenRows: row i is row
@@ -161,7 +216,6 @@ class PackedRows:
 # -----------------------------------------------------------------------------
 # Which base may be post-trained how
 
-
 def check_base(base, cfg):
     where = cfg.init_from
     if base["kind"] != "base":
@@ -171,7 +225,6 @@ def check_base(base, cfg):
         raise SystemExit(f"error: --mode {cfg.mode} needs a base pretrained with annotations, but "
                          f"{where} saw plain stories only (its <|ann|> was never trained); pass "
                          f"--allow_plain_base to run this ablation anyway")
-
 
 def sft(cfg, d, source, start=None):
     """source: the checkpoint the weights come from (the base, or this run's own on --resume)."""
@@ -187,6 +240,8 @@ def sft(cfg, d, source, start=None):
     block_size = model.config.block_size
 
     train_ex, val_ex = load_examples(cfg)
+    if cfg.replay:  # replay examples pack into rows of their own, shuffled in among the SFT rows
+        train_ex = train_ex + make_replay_examples(round(cfg.replay * len(train_ex)), cfg.seed + 7)
     x, y = pack_examples(enc, train_ex, cfg.mode, block_size)
     train_rows = PackedRows(x, y, cfg.seed)
     val_rows = PackedRows(*pack_examples(enc, val_ex, cfg.mode, block_size), cfg.seed, shuffle=False)
@@ -196,7 +251,7 @@ def sft(cfg, d, source, start=None):
         print(f"SFT ({cfg.mode}) of {cfg.init_from} ({source['base_fmt'] or source['fmt']} base): "
               f"{len(train_ex):,} examples in {len(x):,} rows of {block_size} "
               f"({n_targets:,} target tokens, {(y != -1).float().mean():.0%} of the row slots); "
-              f"{cfg.max_iters / steps_per_epoch:.1f} epochs")
+              f"{cfg.max_iters / steps_per_epoch:.2f} epochs in {cfg.max_iters} steps at peak LR {cfg.lr:.3g}")
     meta = dict(tokenizer_hash=tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
                 fmt=cfg.mode, kind="sft", base_fmt=source["base_fmt"] or source["fmt"])
     record = train(cfg, model, train_rows, val_rows, d, meta, start)
@@ -205,13 +260,11 @@ def sft(cfg, d, source, start=None):
                               f"{'sft' if cfg.mode == 'standard' else 'anchored'}={cfg.out_dir} --out {cfg.out_dir}/eval"])
     return record
 
-
 def load_or_exit(path):
     try:
         return load_checkpoint(path)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}")
-
 
 def make_sft_config(explicit):
     """-> (cfg, source checkpoint, checkpoint to resume or None)."""
@@ -231,6 +284,10 @@ def make_sft_config(explicit):
     preset = explicit.get("preset") or base["config"].get("preset")
     cfg = make_config(SFTConfig, SFT_PRESETS, {**explicit, "preset": preset if preset in SFT_PRESETS else "tiny"})
     check_base(base, cfg)
+    if not cfg.token_frac > 0:
+        raise SystemExit(f"error: --token_frac={cfg.token_frac} must be > 0")
+    cfg.max_iters, cfg.lr = sft_schedule({**base["config"], "world_size": base.get("world_size", 1)}, cfg,
+                                         int(os.environ.get("WORLD_SIZE", 1)))
     cfg.data_dir = cfg.data_dir or base["data_dir"]
     cfg.out_dir = cfg.out_dir or f"{cfg.init_from.rstrip('/')}-{cfg.mode}"
     if (Path(cfg.out_dir) / "ckpt.pt").exists():
@@ -238,18 +295,18 @@ def make_sft_config(explicit):
                          f"--resume, or choose another --out_dir")
     return cfg, base, None
 
-
 def main(argv=None):
     parser = build_parser(SFTConfig, SFT_PRESETS, __doc__.strip().splitlines()[0])
     cfg, source, start = make_sft_config(vars(parser.parse_args(argv)))
     check_loop_config(cfg)
+    if cfg.replay < 0 or (cfg.replay and not cfg.mode.startswith("anchored")):
+        raise SystemExit(f"error: --replay={cfg.replay} needs an anchored --mode and a value >= 0")
     if cfg.n_sft_examples < 0:
         raise SystemExit(f"error: --n_sft_examples={cfg.n_sft_examples} must be >= 0")
     if cfg.narrowness is not None and not 0 <= cfg.narrowness <= 1:
         raise SystemExit(f"error: --narrowness={cfg.narrowness} must be in [0, 1] (0 = prior, 1 = favourites only)")
     check_out_dir(cfg.out_dir)
     return run_distributed(sft, cfg, source, start)
-
 
 if __name__ == "__main__":
     main()

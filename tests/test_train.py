@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,6 +81,16 @@ def test_presets_are_valid_and_gpu_budgets_reach_20_tokens_per_param(name):
         tokens = cfg.max_iters * cfg.batch_size * cfg.grad_accum * cfg.block_size
         assert cfg.block_size == 512 and tokens >= 20 * gpt.num_params(non_embedding=False)
 
+def test_sft_is_small_and_gentle_next_to_its_base_by_default():
+    base = dict(max_iters=1000, batch_size=4, grad_accum=1, block_size=512, lr=3e-3, min_lr_frac=0.1)
+    cfg = make_config(SFTConfig, SFT_PRESETS, {"preset": "cpu-4l48"})
+    max_iters, lr = sft.sft_schedule(base, cfg)
+    assert lr == pytest.approx(3e-4)  # the LR the base ended at
+    assert max_iters * cfg.batch_size == pytest.approx(0.04 * 1000 * 4, abs=cfg.batch_size)  # 4% of its tokens
+    cfg = make_config(SFTConfig, SFT_PRESETS, {"preset": "cpu-4l48", "lr": 1e-3, "max_iters": 7})
+    assert sft.sft_schedule(base, cfg) == (7, 1e-3)  # explicit flags win
+
+
 # -----------------------------------------------------------------------------
 # Exact resume
 
@@ -109,6 +120,35 @@ def test_sft_resume_is_exact(tiny_base_dirs, tmp_path, one_thread):
     sft.main([str(a) for a in ["--out_dir", tmp_path / "b", "--resume", "--max_iters", "4"]])
     a, b = (checkpoint.load_checkpoint(tmp_path / d) for d in "ab")
     assert a["step"] == b["step"] == 4 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+@pytest.mark.parametrize("block_size", [512, 128])  # 128: most documents are cut into pieces
+def test_pretraining_rows_keep_every_story_token_with_its_annotation(tiny_data_dir, block_size):
+    enc = tokenizer.load_tokenizer(str(tiny_data_dir))
+    sid = lambda t: enc.encode_single_token(t)  # noqa: E731
+    bos, ann, story = sid("<|bos|>"), sid("<|ann|>"), sid("<|story|>")
+    rows = pretrain.TokenRows(tiny_data_dir / "pretrain_annotated_train.bin", block_size, bos, story)
+    x, y = rows.get(0, rows.n_rows)
+    assert (x[:, 0] == bos).all()  # every row starts at a document (or a repeated header)
+    targets = []
+    for xr, yr in zip(x.tolist(), y.tolist()):
+        for j, t in enumerate(yr):
+            if t == -1:
+                continue
+            b = max(i for i in range(j + 1) if xr[i] == bos)  # the document position j belongs to
+            if j > b:  # the document's whole header is in view: <|bos|><|ann|>...
+                assert xr[b + 1] == ann, (j, b)
+                if story in xr[b: j + 1]:  # ... and a story token sees the complete annotation
+                    k = xr.index(story, b)
+                    assert set(world.parse_annotation(enc.decode(xr[b + 2: k]))) == set(world.FIELDS), (j, b)
+            targets.append(t)
+    # one epoch trains every token of the stream once, <|bos|> excepted (never a target)
+    stream = rows.tokens[rows.tokens != bos].astype(np.int64)
+    assert np.array_equal(np.bincount(targets, minlength=enc.n_vocab), np.bincount(stream, minlength=enc.n_vocab))
+    assert len(targets) == int(rows.row_targets.sum()) and rows.fill > (0.9 if block_size == 512 else 0.5)
+    again = pretrain.TokenRows(tiny_data_dir / "pretrain_annotated_train.bin", block_size, bos, story)
+    for start in (0, 5, rows.n_rows - 1):  # any data position gives the same rows (wrapping around)
+        assert all(torch.equal(a, b) for a, b in zip(again.get(start, 3), rows.get(start, 3)))
 
 
 def test_packed_rows_order_is_a_pure_function_of_the_row_number():
@@ -196,6 +236,18 @@ def test_sft_targets_are_exactly_what_the_mode_says(tiny_data_dir):
     assert int((y != -1).sum()) == 2 * sum(mask[1:])
     with pytest.raises(SystemExit, match="SFT example 1 .* more than block_size"):
         sft.pack_examples(enc, [{**ex, "response": "Hi."}, ex], "anchored", block_size=len(ids) - 2)
+
+
+def test_replay_examples_train_the_whole_annotation_and_nothing_else(tiny_data_dir):
+    enc = tokenizer.load_tokenizer(str(tiny_data_dir))
+    ann_id, story_id = enc.encode_single_token("<|ann|>"), enc.encode_single_token("<|story|>")
+    for ex in sft.make_replay_examples(20, seed=3):
+        assert all(ex["annotation"][f] == v for f, v in ex["constraints"].items())  # pins kept
+        ids, mask = sft.encode(enc, ex, "anchored")
+        trained = [t for t, m in zip(ids[1:], mask[1:]) if m]
+        assert trained[0] == ann_id and trained[-1] == story_id  # <|ann|>{annotation}<|story|>, no eos
+        assert world.parse_annotation(enc.decode(trained[1:-1])) == ex["annotation"]
+    assert sft.make_replay_examples(5, seed=3) == sft.make_replay_examples(5, seed=3)  # deterministic
 
 
 def test_sft_checkpoint_records_mode_and_base(tiny_sft_dirs):
