@@ -128,9 +128,10 @@ def parse_arm(spec: str, temperatures) -> dict:
                 raise ValueError(f"arm {name}: anchor={val!r}; valid: auto, on, off")
             arm["anchor"] = val
         elif key == "ann":
-            if val not in ("free", "by_field"):
+            if val not in ("free", "by_field", "prompt"):
                 raise ValueError(f"arm {name}: ann={val!r}; valid: free (the model writes the annotation), "
-                                 f"by_field (keys forced, values sampled)")
+                                 f"by_field (keys forced, values sampled), prompt (the prompt's constraints "
+                                 f"pinned in the annotation, the rest sampled)")
             arm["ann"] = val
         else:
             arm[key] = ARM_OPTIONS[key](val)
@@ -179,10 +180,16 @@ def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_to
         bar.set_postfix_str(f"{name} {'(no prompt)' if is_base else f'{len(pis)} prompts'}")
         # every prompt of a row in shared generate calls (batch_size rows each); the same seed for
         # every arm: arms differ by their model, not by their luck; another seed index draws other samples
-        per_prompt = sample_many(model, enc, ckpt["fmt"], [None if pi is None else prompts[pi]["prompt"] for pi in pis],
-                                 num_samples, temperature=t, top_k=arm["top_k"], top_p=arm["top_p"],
-                                 seed=seed + 104729 * si, max_new_tokens=max_new_tokens, anchor=anchor,
-                                 batch_size=batch_size, ann_by_field=arm["ann"] == "by_field", dtype=dtype)
+        kw = dict(temperature=t, top_k=arm["top_k"], top_p=arm["top_p"], seed=seed + 104729 * si,
+                  max_new_tokens=max_new_tokens, anchor=anchor, batch_size=batch_size,
+                  ann_by_field=arm["ann"] == "by_field", dtype=dtype)
+        texts = [None if pi is None else prompts[pi]["prompt"] for pi in pis]
+        if arm["ann"] == "prompt":  # the upper bound of constraint carrying: pins written by the sampler
+            per_prompt = [sample_many(model, enc, ckpt["fmt"], [text], num_samples,
+                                      pinned=prompts[pi]["constraints"] if pi is not None else None, **kw)[0]
+                          for pi, text in zip(pis, texts)]
+        else:
+            per_prompt = sample_many(model, enc, ckpt["fmt"], texts, num_samples, **kw)
         bar.update(len(pis) * num_samples)
         row = rows.setdefault(name, {"row": name, "arm": arm["name"], "role": "base" if is_base else "sft",
                                      "ckpt": path, "seed_index": si if len(arm["paths"]) > 1 else None,
@@ -315,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpts", nargs="+", required=True,
                    help="arms as name=ckpt_dir[,ckpt_dir_seed1,...][:anchor=auto|on|off][:temperature=0.6,1.0]"
-                        "[:top_k=N][:top_p=P][:ann=free|by_field]; several dirs = the seeds of one arm")
+                        "[:top_k=N][:top_p=P][:ann=free|by_field|prompt]; several dirs = the seeds of one arm")
     p.add_argument("--num_samples", type=int, default=128, help="K samples per prompt (same K for every arm)")
     p.add_argument("--temperature", type=float, nargs="+", default=[1.0],
                    help="response temperature(s); several = a sweep, rows named arm@T0.8")

@@ -115,22 +115,19 @@ PRESETS = {
     # a laptop CPU in a few minutes: a model that already writes recognisable stories
     "tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,
                  batch_size=4, max_iters=600, lr=3e-3, warmup_iters=30, eval_interval=200),
-    # the CPU ladder of reproduce.py (4 layers, three widths): >= 20 trained tokens per parameter,
-    # counting all parameters, 4 x 512 slots per step of which ~94% are trained (TokenRows' fill).
-    # Four layers, because two do not read their annotation: at 21 tokens per parameter and 64 wide,
-    # the 2-layer base's stories follow non-favourite name / theme values 0% / 2% of the time, the
-    # 4-layer one's 65% / 53% (measured with a since-removed bench script; character stays low in both: 10% and 1%).
-    # Minutes: fp32 on one thread of a busy 2-core CPU (two stages side by side), measured/estimated:
-    #   cpu-4l48   0.21M params: 2,200 steps =  4.5M slots = 21.5 slots/param (~12 min)
-    #   cpu-4l64   0.33M params: 3,450 steps =  7.1M slots = 21.5 slots/param (~16-22 min; measured 15.5)
-    #   cpu-4l80   0.47M params: 4,950 steps = 10.1M slots = 21.5 slots/param (~36 min)
-    "cpu-4l48": dict(n_layer=4, n_head=2, n_embd=48, block_size=512,
-                     batch_size=4, max_iters=2200, lr=4e-3, warmup_iters=50, eval_interval=550),
+    # the CPU ladder of reproduce.py: 4 layers, three widths, the same 3,600 steps of 4 x 512 slots
+    # (7.4M, ~94% of them trained targets): 22 / 12 / 7 slots per parameter at 0.33M / 0.64M / 1.05M.
+    # Why not >= 20 per parameter at every size: a 4L/64 base at 21 slots/param wrote worse stories
+    # (val loss 0.738) than a 4L/128 one at 5.5 (0.597, results/cpu-long), so width buys more than
+    # tokens at this scale, and 20 per parameter at 1M is ~40 CPU minutes per base. Two layers are
+    # too few: a 2L/64 base at 21 slots/param followed non-favourite names in 0% of its stories.
+    # Side by side on one thread each, bf16: ~9.2k tokens/s at 4L/128, ~10.2k at 4L/96.
     "cpu-4l64": dict(n_layer=4, n_head=2, n_embd=64, block_size=512,
-                     batch_size=4, max_iters=3450, lr=4e-3, warmup_iters=50, eval_interval=1150),
-    "cpu-4l80": dict(n_layer=4, n_head=2, n_embd=80, block_size=512,
-                     batch_size=4, max_iters=4950, lr=3e-3, warmup_iters=50, eval_interval=1650),
-    # the two sizes of the earlier CPU reproduction (2.8 tokens per parameter: undertrained)
+                     batch_size=4, max_iters=3600, lr=4e-3, warmup_iters=50, eval_interval=900),
+    "cpu-4l96": dict(n_layer=4, n_head=3, n_embd=96, block_size=512,
+                     batch_size=4, max_iters=3600, lr=3.5e-3, warmup_iters=50, eval_interval=900),
+    "cpu-4l128": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,
+                      batch_size=4, max_iters=3600, lr=3e-3, warmup_iters=50, eval_interval=900),
     "cpu-s": dict(n_layer=2, n_head=2, n_embd=128, block_size=512,
                   batch_size=4, max_iters=800, lr=4e-3, warmup_iters=40, eval_interval=200),
     "cpu-m": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,

@@ -50,25 +50,23 @@ from world import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT 
 
 PRESETS = {
     "smoke": dict(
-        data_flags=["--n_stories", "20000"], sizes=["cpu-4l48"], pretrain_iters={"cpu-4l48": 60}, sft_iters=30,
+        data_flags=["--n_stories", "20000"], sizes=["cpu-4l64"], pretrain_iters={"cpu-4l64": 60}, sft_iters=30,
         sft_seeds=[0], replay=True, num_samples=16, temperatures=[0.6, 1.2], study_narrowness=[0.5, 0.95],
-        study_size="cpu-4l48", extra_pretrain=["--batch_size", "4"], extra_sft=["--batch_size", "4"],
+        study_size="cpu-4l64", extra_pretrain=["--batch_size", "4"], extra_sft=["--batch_size", "4"],
         extra_eval=[], jobs=1),
-    # the direction in ~15 minutes (fp32): one size at >= 20 tokens per parameter (both bases side by
-    # side, ~12 min), the two paper arms and the replay extra, one seed, T = 1, no ablations, no study
+    # the direction in ~15 minutes: the middle size pretrained 2,400 steps (both bases side by side,
+    # ~8 min in bf16), the two paper arms and the replay extra, one seed, T = 1, no ablations, no study
     "cpu-quick": dict(
-        data_flags=[], sizes=["cpu-4l48"], pretrain_iters={}, sft_iters=None, sft_seeds=[0], replay=True,
-        num_samples=100, temperatures=[], study_narrowness=[], study_size="cpu-4l48", ablation_sizes=[],
+        data_flags=[], sizes=["cpu-4l96"], pretrain_iters={"cpu-4l96": 2400}, sft_iters=None, sft_seeds=[0],
+        replay=True, num_samples=100, temperatures=[], study_narrowness=[], study_size="cpu-4l96", ablation_sizes=[],
         extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "1"], jobs=2),
-    # three sizes at >= 20 tokens per parameter, 3 SFT seeds of the headline arms, the ablations at
-    # the largest size, the controlled study at the middle one. Estimate: pretraining 2 x (12 + 22 +
-    # 36) min of one thread each, on two threads ~ 70 min wall in fp32, SFT (~24 runs of 4% of a base)
-    # ~ 6, evaluation ~ 6, data 0.5: about 80 minutes in fp32, over the 60-minute goal; 40-60 minutes
-    # once bf16 autocast (1.3-2.5x faster training) lands.
+    # three sizes (the CPU ladder in pretrain.py), 3 SFT seeds of the headline arms, the ablations at
+    # the largest size, the controlled study at the middle one. Estimate in bf16: pretraining ~36 min
+    # wall (two bases side by side), SFT ~8, evaluation ~5, data 0.5: under an hour on 2 cores.
     "cpu": dict(
-        data_flags=[], sizes=["cpu-4l48", "cpu-4l64", "cpu-4l80"], pretrain_iters={}, sft_iters=None,
+        data_flags=[], sizes=["cpu-4l64", "cpu-4l96", "cpu-4l128"], pretrain_iters={}, sft_iters=None,
         sft_seeds=[0, 1, 2], replay=True, num_samples=100, temperatures=[0.6, 1.2],
-        study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-4l64", ablation_sizes=["cpu-4l80"],
+        study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-4l96", ablation_sizes=["cpu-4l128"],
         extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "1"], jobs=2),
     # the earlier CPU sizes (cpu-m pretrained 2,800 steps: 5.5 tokens per parameter)
     "cpu-long": dict(
@@ -173,20 +171,16 @@ def sft_stage(name, base_dir, mode, out_dir, cfg, extra=()):
 
 
 def arm_specs(arms):
-    """{arm: [checkpoint spec per seed]} -> eval_diversity.py --ckpts arguments. Today one checkpoint
-    per arm: the first seed keeps the arm's name, the others become arms of their own
-    (`sft_seed1`, ...), sampled at T = 1."""
-    specs = []
-    for name, seeds in arms.items():
-        specs.append(f"{name}={seeds[0]}")
-        specs += [f"{name}_seed{i}={spec}" for i, spec in enumerate(seeds[1:], 1)]
-    return specs
+    """{arm: [checkpoint spec per seed]} -> eval_diversity.py --ckpts arguments: the checkpoints of
+    an arm's seeds comma-separated (eval_diversity reports every headline number per seed)."""
+    return [f"{name}={','.join(str(s) for s in seeds)}" for name, seeds in arms.items()]
 
 
 def eval_stage(name, arms, out_dir, cfg, extra=()):
     """arms: {arm name: [checkpoint spec, one per SFT seed]} (post_training)."""
     cmd = [PY, "eval_diversity.py", "--ckpts", *arm_specs(arms),
            "--num_samples", str(cfg["num_samples"]), "--out", str(out_dir), "--base_arm", "base",
+           *(["--annotated_base_arm", "base_annotated"] if "base_annotated" in arms else []),
            *cfg["extra_eval"], *extra]
     return Stage(name, cmd, out_dir)
 
@@ -199,20 +193,25 @@ def post_training(size, runs, cfg, ablations):
     spec, one per seed]}. The one place the evaluation's arm list is made."""
     d = runs / size
     plain, ann = d / "base_plain", d / "base_ann"
-    temps = ",".join(str(t) for t in [*cfg["temperatures"], 1.0])
-    sweep = f":temperature={temps}" if cfg["temperatures"] else ""
     stages, arms = [], {"base": [plain], "base_annotated": [ann], "sft": [], "anchored": []}
     # the paper's two arms, post-trained once per seed from the same bases (seed: the SFT data
-    # order); the first seed is swept over the story temperature. The anchored model samples its
-    # annotation at T = 1 whatever the story temperature, so diversity need not cost it form.
+    # order), sampled at T = 1: the headline numbers are their medians over seeds
     seeds = cfg.get("sft_seeds", [0])
     for seed in seeds:
         tag = "" if seed == seeds[0] else f"_seed{seed}"
         std, anc = d / f"sft_standard{tag}", d / f"sft_anchored{tag}"
         stages += [sft_stage(f"sft {size} standard seed {seed}", plain, "standard", std, cfg, ["--seed", str(seed)]),
                    sft_stage(f"sft {size} anchored seed {seed}", ann, "anchored", anc, cfg, ["--seed", str(seed)])]
-        arms["sft"].append(f"{std}{sweep if not tag else ''}")
-        arms["anchored"].append(f"{anc}{sweep if not tag else ''}")
+        arms["sft"].append(std)
+        arms["anchored"].append(anc)
+    std0, anc0 = arms["sft"][0], arms["anchored"][0]
+    if cfg["temperatures"]:
+        # the first seed swept over the story temperature. The anchored model samples its annotation
+        # at T = 1 whatever the story temperature, so diversity need not cost it form.
+        sweep = ":temperature=" + ",".join(str(t) for t in cfg["temperatures"])
+        arms.update(sft_sweep=[f"{std0}{sweep}"], anchored_sweep=[f"{anc0}{sweep}"])
+    # the upper bound of carrying the prompt's constraints: the sampler pins them in the annotation
+    arms["anchored_pinned"] = [f"{anc0}:ann=prompt"]
     if cfg.get("replay"):
         # an extra beside the paper: annotation replay from the prior (sft.py --replay)
         stages.append(sft_stage(f"sft {size} anchored_replay", ann, "anchored", d / "sft_anchored_replay", cfg,
@@ -294,10 +293,11 @@ def plot_scaling(size_results, path):
     axes[0].set_ylabel("semantic diversity D (bits, open prompts)")
     axes[0].legend(fontsize=7)
     for ax, key in ((axes[1], "collapse_ratio"), (axes[2], "gap_closed")):
-        for kind, marker in (("open", "o"), ("constrained", "s")):
-            ys = [summary["derived"].get(kind, {}).get(key, {}).get("value") for _, summary in size_results]
-            ax.plot(sizes, ys, marker=marker, label=kind)
-        ax.set_ylabel(key.replace("_", " "))
+        for variant, marker in ((key, "o"), (f"{key}_known", "s")):  # median over seeds, open prompts
+            ys = [seed_stat(summary, variant)[0] for _, summary in size_results]
+            ax.plot(sizes, [math.nan if y is None else y for y in ys], marker=marker,
+                    label="unknown labels dropped" if variant.endswith("_known") else "unknown as a label")
+        ax.set_ylabel(key.replace("_", " ") + " (median over seeds)")
         ax.legend()
     for ax in axes:
         ax.set_xlabel("model size (preset)")
@@ -332,26 +332,42 @@ def num(x, nd=2):
     return "n/a" if x is None else f"{x:.{nd}f}"
 
 
+def seed_stat(summary, key):
+    """(median over seeds, ci95 or None) of a headline statistic of one evaluation (open prompts)."""
+    o = summary.get("over_seeds", {}).get(key) or {}
+    return o.get("median"), o.get("ci95")
+
+
+def with_ci(summary, key):
+    med, ci = seed_stat(summary, key)
+    return num(med) + (f" ({num(ci[0])}, {num(ci[1])})" if ci else "")
+
+
 def results_markdown(size_results, study, cfg, command):
-    lines = [f"Made by `{command}`.", "", "### Headline (open prompts; D = mean free-field entropy, bits)", "",
-             "| size | D base | D SFT | D anchored | collapse ratio (95% CI) | gap closed (95% CI) | quality SFT / anchored | house format SFT / anchored | instr. following SFT / anchored |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    n_seeds = len(cfg.get("sft_seeds", [0]))
+    lines = [f"Made by `{command}`.", "",
+             f"### Headline (open prompts, T = 1; median over {n_seeds} SFT seed(s), 95% interval over seeds "
+             "and samples)", "",
+             "| size | D base | D SFT | D anchored | gap closed | gap closed, unknown dropped | collapse ratio | "
+             "quality SFT / anchored | instr. following SFT / anchored | gate min (annotated base) | prior drift max |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for size, s in size_results:
         o = s["derived"]["open"]
-        cr, gc = o["collapse_ratio"], o["gap_closed"]
         sft_row, anc_row = s["derived"]["sft_row"], s["derived"]["anchored_row"]
-        q = "/".join(num(row_metric(s, r, "open", "quality_and_house")) for r in (sft_row, anc_row))
-        h = "/".join(num(row_metric(s, r, "open", "house_format")) for r in (sft_row, anc_row))
-        ifo = "/".join(num(row_metric(s, r, "constrained", "instruction_following")) for r in (sft_row, anc_row))
-        lines.append(f"| {size} | {num(o['D']['base'])} | {num(o['D'][sft_row])} | {num(o['D'][anc_row])} | "
-                     f"{num(cr['value'])} ({num(cr['ci95'][0])}, {num(cr['ci95'][1])}) | "
-                     f"{num(gc['value'])} ({num(gc['ci95'][0])}, {num(gc['ci95'][1])}) | {q} | {h} | {ifo} |")
-    lines += ["", "### Every arm at the largest size (open prompts)", "", "| arm | D | collapse vs base |", "|---|---|---|"]
+        pair = lambda a, b: f"{num(seed_stat(s, a)[0])} / {num(seed_stat(s, b)[0])}"
+        lines.append(f"| {size} | {num(o['D'].get('base'))} | {num(o['D'].get(sft_row))} | {num(o['D'].get(anc_row))} | "
+                     f"{with_ci(s, 'gap_closed')} | {with_ci(s, 'gap_closed_known')} | "
+                     f"{with_ci(s, 'collapse_ratio')} | {pair('quality_sft', 'quality_anchored')} | "
+                     f"{pair('instruction_sft', 'instruction_anchored')} | {num(seed_stat(s, 'base_agreement_min')[0])} | "
+                     f"{num(seed_stat(s, 'prior_drift_max')[0])} |")
+    lines += ["", "D columns: the first seed's rows. Per-seed values: each size's headline.json.", "",
+              "### Every row at the largest size (open prompts, first seed)", "",
+              "| row | D | D, unknown dropped | collapse vs base |", "|---|---|---|---|"]
     size, s = size_results[-1]
     o = s["derived"]["open"]
     for row, dv in o["D"].items():
         col = o["collapse"].get(row, {}).get("value")
-        lines.append(f"| {row} | {num(dv)} | {num(col)} |")
+        lines.append(f"| {row} | {num(dv)} | {num(o.get('D_known', {}).get(row))} | {num(col)} |")
     if study:
         lines += ["", f"### Controlled study ({cfg['study_size']}, open prompts)", "",
                   "| narrowness | SFT data entropy (exact) | D SFT | D anchored |", "|---|---|---|---|"]
@@ -417,7 +433,7 @@ def reproduce(cfg, out, runs, command, skip_study=False, jobs=1):
         dst = out / size
         dst.mkdir(exist_ok=True)
         for f in (runs / size / "eval").glob("*"):
-            if f.suffix in (".json", ".md", ".png") and not f.name.startswith("."):  # not the stage marker
+            if f.suffix in (".json", ".md", ".png", ".gz") and not f.name.startswith("."):  # not the stage marker
                 shutil.copyfile(f, dst / f.name)
     stage_seconds = {name: t["seconds"] for name, t in timings.items()}
     ran_now = [name for name, t in timings.items() if not t.get("skipped")]
@@ -431,6 +447,11 @@ def reproduce(cfg, out, runs, command, skip_study=False, jobs=1):
            "stages_run_now": ran_now,
            "stage_seconds": stage_seconds}
     (out / "run.json").write_text(json.dumps(run, indent=2))
+    # the headline: the largest size's numbers (median and per seed) and the preset's wall time
+    largest = cfg["sizes"][-1]
+    head = json.loads((runs / largest / "eval" / "headline.json").read_text())
+    head.update(size=largest, wall_seconds=run["wall_seconds_this_invocation"])
+    (out / "headline.json").write_text(json.dumps(head, indent=1))
     print(f"\nwrote {out}/results.md, scaling.png, run.json (this invocation: "
           f"{run['wall_seconds_this_invocation']:.0f} s wall, {len(ran_now)} of {len(timings)} stages run)")
     return run

@@ -88,9 +88,9 @@ class SFTConfig(LoopConfig):
 # and 1.7x the base's final LR made 87% of sampled annotations name the three favourite names).
 SFT_PRESETS = {
     "tiny": dict(batch_size=8, warmup_iters=10, eval_interval=50),
-    "cpu-4l48": dict(batch_size=4, warmup_iters=10, eval_interval=50),
     "cpu-4l64": dict(batch_size=4, warmup_iters=10, eval_interval=50),
-    "cpu-4l80": dict(batch_size=4, warmup_iters=10, eval_interval=50),
+    "cpu-4l96": dict(batch_size=4, warmup_iters=10, eval_interval=50),
+    "cpu-4l128": dict(batch_size=4, warmup_iters=10, eval_interval=50),
     "cpu-s": dict(batch_size=8, warmup_iters=10, eval_interval=50),
     "cpu-m": dict(batch_size=8, warmup_iters=10, eval_interval=50),
     "gpu-4l128": dict(batch_size=32, warmup_iters=10, eval_interval=50),

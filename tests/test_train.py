@@ -83,11 +83,11 @@ def test_presets_are_valid_and_gpu_budgets_reach_20_tokens_per_param(name):
 
 def test_sft_is_small_and_gentle_next_to_its_base_by_default():
     base = dict(max_iters=1000, batch_size=4, grad_accum=1, block_size=512, lr=3e-3, min_lr_frac=0.1)
-    cfg = make_config(SFTConfig, SFT_PRESETS, {"preset": "cpu-4l48"})
+    cfg = make_config(SFTConfig, SFT_PRESETS, {"preset": "cpu-4l64"})
     max_iters, lr = sft.sft_schedule(base, cfg)
     assert lr == pytest.approx(3e-4)  # the LR the base ended at
     assert max_iters * cfg.batch_size == pytest.approx(0.04 * 1000 * 4, abs=cfg.batch_size)  # 4% of its tokens
-    cfg = make_config(SFTConfig, SFT_PRESETS, {"preset": "cpu-4l48", "lr": 1e-3, "max_iters": 7})
+    cfg = make_config(SFTConfig, SFT_PRESETS, {"preset": "cpu-4l64", "lr": 1e-3, "max_iters": 7})
     assert sft.sft_schedule(base, cfg) == (7, 1e-3)  # explicit flags win
 
 
