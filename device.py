@@ -64,11 +64,16 @@ def check_device(name, flag="--device"):
 @functools.cache
 def cpu_bf16_is_fast(n=512, repeats=3):
     """Probe, once per process: is an (n,n) bf16 matmul at least 1.5x faster than fp32 here?
-    The capability flags say whether the CPU has bf16 instructions at all (no: skip the probe);
-    the timing says whether torch uses them (oneDNN + AMX) rather than emulating bf16."""
+    The capability flags say whether the CPU has bf16 instructions at all (no: skip the timing) and
+    whether it has AMX (yes: fast, skip the timing); otherwise the timing says whether torch uses
+    the bf16 instructions rather than emulating bf16."""
     caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
     if caps and not any(caps.get(k) for k in ("amx_bf16", "avx512_bf16", "bf16", "sve_bf16")):
         return False
+    if caps.get("amx_bf16"):
+        # AMX tiles are the fast path oneDNN takes; a timing on a busy machine could say otherwise
+        # by chance, and the dtype of a run must not depend on what else the machine was doing
+        return True
     a = torch.randn(n, n, generator=torch.Generator().manual_seed(0))  # leave the global RNG alone
 
     def best(x):

@@ -25,10 +25,11 @@ def test_pick_dtype():
         pick_dtype("cpu", "half")
 
 
-def test_probe_leaves_the_global_rng_alone():
+def test_probe_leaves_the_global_rng_alone(monkeypatch):
     """The probe runs once per process, in whichever run comes first: it must not shift the
     random numbers of that run (dropout, init), or resume would not be exact."""
     from device import cpu_bf16_is_fast
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True})  # timing path
     cpu_bf16_is_fast.cache_clear()
     torch.manual_seed(0)
     cpu_bf16_is_fast()
@@ -51,3 +52,17 @@ def test_make_generator_is_seeded_on_its_device():
     g = make_generator("cpu", 3)
     assert g.device == torch.device("cpu")
     assert torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=make_generator("cpu", 3)))
+
+
+def test_probe_trusts_amx_and_needs_some_bf16_instructions(monkeypatch):
+    """AMX: bf16 without timing (a busy machine must not flip a run's dtype); no bf16 instructions
+    at all: fp32 without timing."""
+    from device import cpu_bf16_is_fast
+    def timing_forbidden(*a, **k):
+        raise AssertionError("the probe timed a matmul")
+    for caps, want in (({"amx_bf16": True, "avx512_bf16": True}, True), ({"avx2": True}, False)):
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda caps=caps: caps)
+        monkeypatch.setattr(torch, "randn", timing_forbidden)
+        cpu_bf16_is_fast.cache_clear()
+        assert cpu_bf16_is_fast() is want
+    cpu_bf16_is_fast.cache_clear()
