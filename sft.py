@@ -33,8 +33,8 @@ An extra beside the paper (its own arm, anchored_replay): --replay mixes in anno
 examples, `prompt || <|ann|>{annotation}<|story|>` with the free values drawn from the pretraining
 prior and the pinned ones from the prompt, every annotation token trained (make_replay_examples).
 
-The training loop, checkpoints, logging and flags are pretrain.py's; only the data differs:
-examples are packed into rows of block_size + 1 tokens (each starts with <|bos|>, so the model's
+The training loop, checkpoints, logging and flags are loop.py's, as pretraining's are; only the
+data differs: examples are packed into rows of block_size + 1 tokens (each starts with <|bos|>, so the model's
 document masking keeps them apart), the rest of a row is <|pad|> with no loss.
 """
 
@@ -48,8 +48,8 @@ import numpy as np
 import torch
 
 from checkpoint import check_out_dir, check_tokenizer, load_checkpoint
+from loop import LoopConfig, build_parser, check_loop_config, make_config, opt, run_distributed, say_next, train
 from model import GPT, GPTConfig
-from pretrain import LoopConfig, build_parser, check_loop_config, make_config, opt, run_distributed, say_next, train
 import tokenizer
 import world
 from tokenizer import ANCHORED_FORMATS, load_tokenizer, special_id, tokenizer_hash

@@ -20,7 +20,8 @@ import model
 import checkpoint
 import pretrain
 import sft
-from pretrain import PRESETS, TrainConfig, build_parser, make_config
+from loop import build_parser, make_config
+from pretrain import PRESETS, TrainConfig
 from sft import SFT_PRESETS, SFTConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,6 +111,8 @@ def test_resume_is_exact(tiny_data_dir, tmp_path, one_thread, dtype):
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert [r["loss"] for r in log_of(tmp_path / "a") if "loss" in r] == \
         [r["loss"] for r in log_of(tmp_path / "b") if "loss" in r]  # no step logged twice
+    for r in (r for r in log_of(tmp_path / "a") if "loss" in r):  # row slots read vs tokens trained
+        assert r["slots"] == r["step"] * 2 * 128 and 0 < r["targets"] <= 2 * 128
 
 
 def test_sft_resume_is_exact(tiny_base_dirs, tmp_path, one_thread):
