@@ -246,10 +246,14 @@ def test_replay_examples_train_the_whole_annotation_and_nothing_else(tiny_data_d
     ann_id, story_id = enc.encode_single_token("<|ann|>"), enc.encode_single_token("<|story|>")
     for ex in sft.make_replay_examples(20, seed=3):
         assert all(ex["annotation"][f] == v for f, v in ex["constraints"].items())  # pins kept
-        ids, mask = sft.encode(enc, ex, "anchored")
+        ids, mask = tokenizer.encode_example(enc, ex, "anchored")
         trained = [t for t, m in zip(ids[1:], mask[1:]) if m]
         assert trained[0] == ann_id and trained[-1] == story_id  # <|ann|>{annotation}<|story|>, no eos
         assert world.parse_annotation(enc.decode(trained[1:-1])) == ex["annotation"]
+        for mode in tokenizer.ANCHORED_FORMATS:  # the whole annotation in every anchored mode
+            assert tokenizer.encode_example(enc, ex, mode) == (ids, mask)
+        with pytest.raises(ValueError, match="annotation replay"):
+            tokenizer.encode_example(enc, ex, "standard")
     assert sft.make_replay_examples(5, seed=3) == sft.make_replay_examples(5, seed=3)  # deterministic
 
 
