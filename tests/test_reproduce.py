@@ -73,8 +73,9 @@ def test_recipe_end_to_end(tmp_path):
         assert (res / name).exists(), name
     summary = json.loads((res / "tiny" / "summary.json").read_text())
     rows = {r["row"] for r in summary["rows"]}
-    for row in ("base", "base_annotated", "sft@T0.6", "sft@T1", "anchored@T0.6", "anchored@T1", "anchored_no_annotation",
-                "anchored_plain_base", "anchored_unmasked", "anchored_strict", "pretrain_data", "sft_data"):
+    for row in ("base", "base_annotated", "sft", "anchored", "sft_sweep", "anchored_sweep", "anchored_pinned",
+                "anchored_no_annotation", "anchored_plain_base", "anchored_unmasked", "anchored_strict",
+                "pretrain_data", "sft_data"):  # the temperature sweep: arms of their own since e363ce2
         assert row in rows, row
     results_md = (res / "results.md").read_text()
     assert "| tiny |" in results_md
