@@ -33,8 +33,8 @@ An extra beside the paper (its own arm, anchored_replay): --replay mixes in anno
 examples, `prompt || <|ann|>{annotation}<|story|>` with the free values drawn from the pretraining
 prior and the pinned ones from the prompt, every annotation token trained (make_replay_examples).
 
-The training loop, checkpoints, logging and flags are pretrain.py's; only the data differs:
-examples are packed into rows of block_size + 1 tokens (each starts with <|bos|>, so the model's
+The training loop, checkpoints, logging and flags are loop.py's, as pretraining's are; only the
+data differs: examples are packed into rows of block_size + 1 tokens (each starts with <|bos|>, so the model's
 document masking keeps them apart), the rest of a row is <|pad|> with no loss.
 """
 
@@ -48,11 +48,10 @@ import numpy as np
 import torch
 
 from checkpoint import check_out_dir, check_tokenizer, load_checkpoint
+from loop import LoopConfig, build_parser, check_loop_config, make_config, opt, run_distributed, say_next, train
 from model import GPT, GPTConfig
-from pretrain import LoopConfig, build_parser, check_loop_config, make_config, opt, run_distributed, say_next, train
-import tokenizer
 import world
-from tokenizer import ANCHORED_FORMATS, load_tokenizer, special_id, tokenizer_hash
+from tokenizer import ANCHORED_FORMATS, encode_example, load_tokenizer, special_id, tokenizer_hash
 
 MODES = ("standard", *ANCHORED_FORMATS)  # names of tokenizer.encode_example formats
 
@@ -144,8 +143,8 @@ def load_examples(cfg):
 def make_replay_examples(n, seed):
     """n annotation replay examples: an SFT prompt (open or constrained, as in the SFT data) and an
     annotation whose free fields are drawn from the *pretraining prior* and whose pinned fields are
-    the prompt's constraints; no response. Trained on the whole annotation (encode), they are an
-    extra beside the paper's recipe with two jobs: they hold p(annotation | prompt) at the prior
+    the prompt's constraints; no response, so tokenizer.encode_example trains the whole annotation.
+    An extra beside the paper's recipe with two jobs: they hold p(annotation | prompt) at the prior
     while SFT moves the shared weights (prior drift), and they teach the annotation to carry what
     the prompt asks for (\"a story about a dragon\" -> character: dragon) from many short examples."""
     rng = random.Random(seed)
@@ -153,17 +152,8 @@ def make_replay_examples(n, seed):
     for _ in range(n):
         prompt, constraints = world.make_prompt(rng, "open" if rng.random() < 0.5 else "constrained")
         out.append({"prompt": prompt, "annotation": {**world.sample_annotation(rng), **constraints},
-                    "constraints": constraints, "replay": True})
+                    "constraints": constraints})
     return out
-
-def encode(enc, example, mode):
-    """(ids, loss mask) of an SFT example: tokenizer.encode_example's, except for a replay example
-    (make_replay_examples): `prompt || <|ann|>{annotation}<|story|>` with every annotation token
-    trained (the anchored_unmasked layout of an empty response, cut before its <|eos|>)."""
-    if not example.get("replay"):
-        return tokenizer.encode_example(enc, example, mode)
-    ids, mask = tokenizer.encode_example(enc, {**example, "response": ""}, "anchored_unmasked")
-    return ids[:-1], mask[:-1]
 
 def pack_examples(enc, examples, mode, block_size):
     """Greedy, in order: each example goes into the current row while it fits in block_size + 1
@@ -173,7 +163,7 @@ def pack_examples(enc, examples, mode, block_size):
     pad = special_id(enc, "<|pad|>")
     rows, ids_row, mask_row = [], [], []
     for i, ex in enumerate(examples):
-        ids, mask = encode(enc, ex, mode)
+        ids, mask = encode_example(enc, ex, mode)
         if len(ids) > width:
             raise SystemExit(f"error: SFT example {i} ({ex.get('prompt', '')[:40]!r}...) is {len(ids)} "
                              f"tokens in mode {mode}, more than block_size + 1 = {width}; drop it "

@@ -168,6 +168,8 @@ FORMATS = ("plain", "annotated", "standard", "anchored", "anchored_strict", "anc
 #   anchored_strict    no annotation token: the paper's recipe taken literally (see README: at toy
 #                      scale the model never learns to write an annotation after a prompt)
 #   anchored_unmasked  every annotation token (the ablation: the annotation collapses too)
+# An SFT example without a response (annotation replay, sft.py --replay) is trained on its whole
+# annotation in each of them (encode_example).
 ANCHORED_FORMATS = ("anchored", "anchored_strict", "anchored_unmasked")
 BASE_FORMATS = ("plain", "annotated")  # pretraining documents: no prompt
 ANNOTATED_FORMATS = ("annotated", *ANCHORED_FORMATS)  # formats with an <|ann|> segment
@@ -235,9 +237,18 @@ def _segments(enc, fmt, prompt=None, annotation=None, body=None, anchor=True, en
 def encode_example(enc, example, fmt, encode=None):
     """(ids, loss_mask) of one example; loss_mask[i] == 1 means ids[i] is a training target.
     plain/annotated take {'story', 'annotation'}; SFT formats take {'prompt', 'annotation', 'response'}.
+    An SFT example without a response is an annotation replay example (sft.make_replay_examples):
+    `<|bos|><|user|>{prompt}<|assistant|><|ann|>{annotation}<|story|>` with every annotation token
+    a target, in every anchored format (the anchored_unmasked layout, cut where the response starts).
     `encode` (text -> ids, default enc.encode_ordinary) lets the dataset build reuse a story's ids."""
     if fmt in BASE_FORMATS:
         segs = _segments(enc, fmt, annotation=example.get("annotation"), body=example["story"], encode=encode)
+    elif example.get("response") is None:  # annotation replay
+        if fmt not in ANCHORED_FORMATS:
+            raise ValueError(f"an example without a response (annotation replay) needs an anchored format, "
+                             f"not fmt={fmt!r}")
+        segs = _segments(enc, "anchored_unmasked", prompt=example["prompt"], annotation=example["annotation"],
+                         encode=encode)
     else:
         segs = _segments(enc, fmt, prompt=example["prompt"], annotation=example.get("annotation"),
                        body=example["response"], encode=encode, pinned=example.get("constraints"))

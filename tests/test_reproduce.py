@@ -73,8 +73,9 @@ def test_recipe_end_to_end(tmp_path):
         assert (res / name).exists(), name
     summary = json.loads((res / "tiny" / "summary.json").read_text())
     rows = {r["row"] for r in summary["rows"]}
-    for row in ("base", "base_annotated", "sft@T0.6", "sft@T1", "anchored@T0.6", "anchored@T1", "anchored_no_annotation",
-                "anchored_plain_base", "anchored_unmasked", "anchored_strict", "pretrain_data", "sft_data"):
+    for row in ("base", "base_annotated", "sft", "anchored", "sft_sweep", "anchored_sweep", "anchored_pinned",
+                "anchored_no_annotation", "anchored_plain_base", "anchored_unmasked", "anchored_strict",
+                "pretrain_data", "sft_data"):  # the temperature sweep: arms of their own since e363ce2
         assert row in rows, row
     results_md = (res / "results.md").read_text()
     assert "| tiny |" in results_md
@@ -89,6 +90,7 @@ def test_recipe_end_to_end(tmp_path):
 def test_every_preset_plans_commands_the_scripts_accept(preset, tmp_path):
     """The gpu preset cannot run in CI: at least its every command must parse, with presets that exist."""
     import eval_diversity
+    import loop
     import pretrain
     import sft
     cfg = reproduce.PRESETS[preset]
@@ -97,10 +99,10 @@ def test_every_preset_plans_commands_the_scripts_accept(preset, tmp_path):
     for stage in (s for wave in waves for s in wave):
         script, args = stage.cmd[1], stage.cmd[2:]
         if script == "pretrain.py":
-            explicit = vars(pretrain.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
-            pretrain.check_train_config(pretrain.make_config(pretrain.TrainConfig, pretrain.PRESETS, explicit))
+            explicit = vars(loop.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
+            pretrain.check_train_config(loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, explicit))
         elif script == "sft.py":
-            explicit = vars(sft.build_parser(sft.SFTConfig, sft.SFT_PRESETS, "").parse_args(args))
+            explicit = vars(loop.build_parser(sft.SFTConfig, sft.SFT_PRESETS, "").parse_args(args))
             size = Path(explicit["init_from"]).parent.name  # runs/<size>/base_*: its SFT defaults exist
             assert size in sft.SFT_PRESETS and explicit["mode"] in sft.MODES
         elif script == "eval_diversity.py":

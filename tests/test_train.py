@@ -20,7 +20,8 @@ import model
 import checkpoint
 import pretrain
 import sft
-from pretrain import PRESETS, TrainConfig, build_parser, make_config
+from loop import build_parser, make_config
+from pretrain import PRESETS, TrainConfig
 from sft import SFT_PRESETS, SFTConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,6 +111,8 @@ def test_resume_is_exact(tiny_data_dir, tmp_path, one_thread, dtype):
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert [r["loss"] for r in log_of(tmp_path / "a") if "loss" in r] == \
         [r["loss"] for r in log_of(tmp_path / "b") if "loss" in r]  # no step logged twice
+    for r in (r for r in log_of(tmp_path / "a") if "loss" in r):  # row slots read vs tokens trained
+        assert r["slots"] == r["step"] * 2 * 128 and 0 < r["targets"] <= 2 * 128
 
 
 def test_sft_resume_is_exact(tiny_base_dirs, tmp_path, one_thread):
@@ -243,10 +246,14 @@ def test_replay_examples_train_the_whole_annotation_and_nothing_else(tiny_data_d
     ann_id, story_id = enc.encode_single_token("<|ann|>"), enc.encode_single_token("<|story|>")
     for ex in sft.make_replay_examples(20, seed=3):
         assert all(ex["annotation"][f] == v for f, v in ex["constraints"].items())  # pins kept
-        ids, mask = sft.encode(enc, ex, "anchored")
+        ids, mask = tokenizer.encode_example(enc, ex, "anchored")
         trained = [t for t, m in zip(ids[1:], mask[1:]) if m]
         assert trained[0] == ann_id and trained[-1] == story_id  # <|ann|>{annotation}<|story|>, no eos
         assert world.parse_annotation(enc.decode(trained[1:-1])) == ex["annotation"]
+        for mode in tokenizer.ANCHORED_FORMATS:  # the whole annotation in every anchored mode
+            assert tokenizer.encode_example(enc, ex, mode) == (ids, mask)
+        with pytest.raises(ValueError, match="annotation replay"):
+            tokenizer.encode_example(enc, ex, "standard")
     assert sft.make_replay_examples(5, seed=3) == sft.make_replay_examples(5, seed=3)  # deterministic
 
 

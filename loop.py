@@ -1,0 +1,512 @@
+"""
+The one training loop of nanoanchor, used by pretrain.py and sft.py; only their data differs.
+
+  1. configuration: a dataclass of fields turned into argparse flags (build_parser), and the
+     precedence defaults < preset < flags typed (make_config), or a resumed run's saved config
+  2. the loop: the learning-rate schedule (lr_at), gradient accumulation over micro-batches, DDP
+     with no_sync, float16 loss scaling, gradient clipping, validation (evaluate), and exact resume
+     (model, optimizer, loss scaler, step, data position and RNG state in every checkpoint)
+  3. what a run leaves: log.jsonl (one JSON object per logged step), loss.png (plot_log), the
+     last lines that say where the checkpoint is (say_next), and the process group (run_distributed)
+
+The data is an object with .get(start, n) -> (x, y) and .n_rows (pretrain.TokenRows, sft.PackedRows):
+rows are addressed by a global row number, so where the run is in its data is one integer,
+data_pos, the number of rows consumed so far.
+"""
+
+import argparse
+import json
+import math
+import signal
+import sys
+import threading
+import time
+import typing
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from checkpoint import check_out_dir, keep_tokenizer, load_checkpoint, save_checkpoint
+from device import autocast, check_device, grad_scaler, pick_dtype, setup_distributed
+
+
+# -----------------------------------------------------------------------------
+# Configuration: a dataclass per script, turned into argparse flags (build_parser, make_config).
+# Precedence: dataclass defaults < preset < flags given on the command line.
+
+
+def opt(default, help, **extra):
+    """A config field with its --help text (extra: e.g. choices=...)."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class LoopConfig:
+    """What the training loop needs; pretrain.py and sft.py add their own fields."""
+    out_dir: str = opt("", "where ckpt.pt, log.jsonl and loss.png go (empty: a name made from the run)")
+    data_dir: str = opt("data", "dataset made by data.py (tokenizer, token shards, SFT jsonl)")
+    preset: str = opt("tiny", "named set of defaults, see PRESETS")
+    resume: bool = opt(False, "continue the run in --out_dir from its ckpt.pt (its config, then your flags)")
+    max_iters: int = opt(600, "optimizer steps in total")
+    batch_size: int = opt(4, "rows per micro-batch per process")
+    grad_accum: int = opt(1, "micro-batches per optimizer step")
+    lr: float = opt(3e-3, "peak learning rate")
+    min_lr_frac: float = opt(0.1, "the cosine decays to lr * min_lr_frac at max_iters")
+    warmup_iters: int = opt(30, "linear warmup steps")
+    weight_decay: float = opt(0.1, "AdamW weight decay (matrices only)")
+    beta1: float = opt(0.9, "AdamW beta1")
+    beta2: float = opt(0.95, "AdamW beta2")
+    grad_clip: float = opt(1.0, "clip the gradient norm to this (0: no clipping)")
+    eval_interval: int = opt(200, "validate and save a checkpoint every this many steps (0: at the end only)")
+    eval_iters: int = opt(10, "validation batches per evaluation")
+    log_interval: int = opt(10, "write a log.jsonl record every this many steps")
+    device: str = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    compile: bool = opt(False, "torch.compile the model (faster on GPU; checkpoints stay plain)")
+    dtype: str = opt("auto", "compute dtype under autocast: auto (device.pick_dtype: bf16 where the "
+                     "device runs it fast, fp16 + loss scaling on older GPUs, else fp32); weights, "
+                     "optimizer and checkpoints stay fp32",
+                     choices=("auto", "float32", "bfloat16", "float16"))
+    seed: int = opt(1337, "seeds the model init (and dropout); data order follows from the step")
+
+
+def build_parser(cls, presets, description):
+    """One flag per dataclass field. Defaults are SUPPRESSed so parse_args returns only the flags
+    the user typed: that is what lets a preset (or a resumed run's config) sit in between."""
+    parser = argparse.ArgumentParser(
+        description=description, allow_abbrev=False,  # --max_it is a typo, not --max_iters
+        epilog="presets: " + "; ".join(f"{name}: {' '.join(f'{k}={v}' for k, v in p.items())}"
+                                       for name, p in presets.items()))
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata.get('help', '')} (default: {f.default!r})")
+        kind = hints[f.name]
+        if kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction  # --compile / --no-compile
+        else:  # int, float, str, or Optional[...] of one of them
+            kw["type"] = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+        if f.name == "preset":
+            kw["choices"] = list(presets)
+        elif "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        parser.add_argument(f"--{f.name}", **kw)
+    return parser
+
+
+def make_config(cls, presets, explicit, saved=None):
+    """defaults < preset < explicit flags; on --resume: the saved run's config < explicit flags."""
+    if saved is not None:
+        known = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in saved.items() if k in known}, **explicit})
+    preset = explicit.get("preset", cls.preset)
+    return cls(**{**presets[preset], "preset": preset, **explicit})
+
+
+def check_loop_config(cfg):
+    """Clear one-line errors for values that would otherwise fail deep inside torch."""
+    for name in ("batch_size", "grad_accum", "eval_iters", "log_interval"):
+        if getattr(cfg, name) <= 0:
+            raise SystemExit(f"error: --{name}={getattr(cfg, name)} must be a positive integer")
+    for name in ("max_iters", "warmup_iters", "eval_interval"):
+        if getattr(cfg, name) < 0:
+            raise SystemExit(f"error: --{name}={getattr(cfg, name)} must be >= 0")
+    if not cfg.lr > 0:
+        raise SystemExit(f"error: --lr={cfg.lr} must be > 0")
+    if not 0 <= cfg.min_lr_frac <= 1:
+        raise SystemExit(f"error: --min_lr_frac={cfg.min_lr_frac} must be in [0, 1]")
+    for name in ("weight_decay", "grad_clip"):
+        if not getattr(cfg, name) >= 0:
+            raise SystemExit(f"error: --{name}={getattr(cfg, name)} must be >= 0")
+    for name in ("beta1", "beta2"):
+        if not 0 <= getattr(cfg, name) < 1:
+            raise SystemExit(f"error: --{name}={getattr(cfg, name)} must be in [0, 1)")
+    check_device(cfg.device)
+
+
+def resume_or_fresh(cfg_cls, presets, explicit, out_dir_default, checker):
+    """The config of this run, and the checkpoint to resume from (None for a fresh run)."""
+    start = None
+    if explicit.get("resume"):
+        if "out_dir" not in explicit:
+            raise SystemExit("error: --resume needs the --out_dir of the run to continue")
+        try:
+            start = load_checkpoint(explicit["out_dir"])
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"error: cannot resume: {e}")
+        cfg = make_config(cfg_cls, presets, explicit, saved=start["config"])
+    else:
+        cfg = make_config(cfg_cls, presets, explicit)
+    checker(cfg)
+    if not cfg.out_dir:
+        cfg.out_dir = out_dir_default(cfg)
+    if start is None and (Path(cfg.out_dir) / "ckpt.pt").exists():
+        raise SystemExit(f"error: {cfg.out_dir} already holds a checkpoint; continue it with "
+                         f"--resume, or choose another --out_dir")
+    check_out_dir(cfg.out_dir)
+    return cfg, start
+
+
+# -----------------------------------------------------------------------------
+# RNG state, saved in every checkpoint for exact resume
+
+
+def rng_state(device):
+    state = {"torch": torch.get_rng_state()}
+    if device.startswith("cuda"):
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state, device):
+    torch.set_rng_state(state["torch"].cpu())
+    if device.startswith("cuda") and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+# -----------------------------------------------------------------------------
+# The training loop (pretraining and SFT)
+
+
+def lr_at(step, cfg):
+    """Linear warmup to cfg.lr, then a cosine down to cfg.lr * cfg.min_lr_frac at max_iters."""
+    if step < cfg.warmup_iters:
+        return cfg.lr * (step + 1) / cfg.warmup_iters
+    span = max(1, cfg.max_iters - cfg.warmup_iters)
+    progress = min(1.0, (step - cfg.warmup_iters) / span)
+    return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def evaluate(raw, rows, cfg, d):
+    """Mean loss over every target of the first eval_iters * batch_size validation rows (fewer
+    if the set is smaller). Batches are split between processes and the sums added up."""
+    raw.eval()
+    n_rows = min(cfg.eval_iters * cfg.batch_size, rows.n_rows)
+    sums = torch.zeros(2, dtype=torch.float64, device=d.device)  # sum of losses, number of targets
+    for i, start in enumerate(range(0, n_rows, cfg.batch_size)):
+        if i % d.world != d.rank:
+            continue
+        x, y = rows.get(start, min(cfg.batch_size, n_rows - start))
+        n = int((y != -1).sum())
+        if n == 0:
+            continue
+        with autocast(d.device, pick_dtype(d.device, cfg.dtype)):
+            _, loss = raw(x.to(d.device), y.to(d.device))
+        sums += torch.stack([loss.double() * n, torch.tensor(n, dtype=torch.float64, device=d.device)])
+    if d.world > 1:
+        dist.all_reduce(sums)
+    raw.train()
+    return (sums[0] / sums[1]).item()
+
+
+class StopFlag:
+    """Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the current step; it then saves a
+    checkpoint and exits cleanly. A second Ctrl-C stops at once (without saving)."""
+
+    def __init__(self):
+        self.requested = False
+        self.old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # signals only work there
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.old[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def handle(self, sig, frame):
+        if self.requested and sig == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\n{signal.Signals(sig).name}: stopping after this step and saving "
+              f"(Ctrl-C again to quit without saving)", file=sys.stderr)
+
+    def __exit__(self, *exc):
+        for sig, old in self.old.items():
+            signal.signal(sig, old)
+
+
+def append_log(path, record):
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def trim_log(path, step):
+    """On --resume, drop records past the checkpoint's step (they will be redone)."""
+    if Path(path).exists():
+        records = []
+        for ln in Path(path).read_text().splitlines():
+            try:
+                records.append(json.loads(ln))
+            except json.JSONDecodeError:  # a line cut short when the run was killed
+                pass
+        Path(path).write_text("".join(json.dumps(r) + "\n" for r in records if r["step"] <= step))
+
+
+def _resume_optimizer(cfg, raw, d, dtype, start, log_path):
+    """The AdamW optimizer, the float16 loss scaler (a pass-through for other dtypes), and the step
+    and data position to start from (a resumed run also gets its optimizer and scaler state and RNG
+    back, and its log trimmed to the checkpoint's step)."""
+    optimizer = raw.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2),
+                                         d.device.split(":")[0])
+    scaler = grad_scaler(d.device, dtype)
+    if start is None:
+        return optimizer, scaler, 0, 0
+    optimizer.load_state_dict(start["optimizer"])
+    if "scaler" in start:
+        scaler.load_state_dict(start["scaler"])
+    set_rng_state(start["rng"], d.device)
+    if d.master:
+        trim_log(log_path, start["step"])
+    return optimizer, scaler, start["step"], start["data_pos"]
+
+
+def _global_batch(train_rows, data_pos, cfg, d, stop):
+    """This process's micro-batches of the step, the number of targets in the whole global batch,
+    and whether any process was interrupted. The global batch of a step is rows data_pos ..
+    data_pos + B*A*W - 1; rank r takes its own contiguous B*A of them. One all-reduce tells every
+    process the target count (so the loss is the mean over all of them, however they are split)
+    and the stop flag (so all processes stop at the same step)."""
+    B, A = cfg.batch_size, cfg.grad_accum
+    first = data_pos + d.rank * B * A
+    batches = [train_rows.get(first + m * B, B) for m in range(A)]
+    n_targets = [int((y != -1).sum()) for _, y in batches]
+    counts = torch.tensor([sum(n_targets), int(stop.requested)], device=d.device)
+    if d.world > 1:
+        dist.all_reduce(counts)
+    n_global, stopping = counts.tolist()
+    return batches, n_targets, n_global, bool(stopping)
+
+
+@dataclass
+class Run:
+    """A training run in progress: what train() and its helpers share. `model` is what the steps
+    call (compiled and/or wrapped in DDP); `raw` is the plain GPT inside it, the one checkpoints
+    hold. Where the run is: `step` (optimizer steps done) and `data_pos` (rows consumed)."""
+    cfg: LoopConfig
+    d: typing.Any  # device.Distributed: rank, world, device, master
+    raw: torch.nn.Module
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: typing.Any  # torch.amp.GradScaler
+    dtype: torch.dtype
+    step: int
+    data_pos: int
+    row_len: int  # tokens per row (block_size)
+    ckpt_meta: dict
+    clock: float = field(default_factory=time.time)  # start of the current throughput window
+    slots_since: int = 0  # row slots trained since then
+
+    @property
+    def out_dir(self):
+        return Path(self.cfg.out_dir)
+
+    def save(self, val_loss=None):
+        """Write ckpt.pt (atomically): everything --resume needs to continue bit for bit."""
+        if self.d.master:
+            save_checkpoint(self.out_dir / "ckpt.pt", dict(
+                model_args=asdict(self.raw.config), model=self.raw.state_dict(), config=asdict(self.cfg),
+                step=self.step, optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
+                rng=rng_state(self.d.device), data_pos=self.data_pos, val_loss=val_loss,
+                world_size=self.d.world, **self.ckpt_meta))
+
+    def log(self, record):
+        if self.d.master:
+            append_log(self.out_dir / "log.jsonl", record)
+
+    def slots_per_s(self):
+        """Row slots per second since the last call (or the last validation), then start anew."""
+        rate = round(self.slots_since / (time.time() - self.clock))
+        self.clock, self.slots_since = time.time(), 0
+        return rate
+
+
+def _start_run(cfg, model, train_rows, d, ckpt_meta, start):
+    """Make cfg.out_dir (with a copy of the tokenizer of cfg.data_dir), the optimizer and loss scaler
+    (their state, the RNG and the position back from `start` on --resume), then compile and wrap
+    the model for DDP as asked."""
+    out_dir = Path(cfg.out_dir)
+    if d.master:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        keep_tokenizer(cfg.data_dir, out_dir)
+    dtype = pick_dtype(d.device, cfg.dtype)
+    optimizer, scaler, step, data_pos = _resume_optimizer(cfg, model, d, dtype, start, out_dir / "log.jsonl")
+    wrapped = torch.compile(model) if cfg.compile else model
+    if d.world > 1:
+        wrapped = DDP(wrapped, device_ids=[d.local_rank] if d.device.startswith("cuda") else None)
+    return Run(cfg, d, model, wrapped, optimizer, scaler, dtype, step, data_pos,
+               row_len=train_rows.get(0, 1)[0].size(1), ckpt_meta=ckpt_meta)
+
+
+def _train_step(run, lr, batches, n_targets, n_global):
+    """Forward and backward over the micro-batches, then clip and step at learning rate lr.
+    -> (loss, gradient norm)."""
+    cfg, d, optimizer, scaler = run.cfg, run.d, run.optimizer, run.scaler
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    W, A = d.world, len(batches)
+    loss_sum = torch.zeros((), device=d.device)
+    for m, (x, y) in enumerate(batches):
+        x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
+        # DDP averages gradients over processes at every backward; only the last
+        # micro-step needs that, the others accumulate locally (no_sync).
+        sync = W == 1 or m == A - 1
+        with (nullcontext() if sync else run.model.no_sync()):
+            with autocast(d.device, run.dtype):
+                _, loss = run.model(x, y)
+            # loss is the mean over this micro-batch's targets; weighting by its share of
+            # the global batch's targets (x W, since DDP divides by W) makes the summed
+            # gradient that of the mean over all targets of the step.
+            loss = loss * (n_targets[m] * W / n_global)
+            scaler.scale(loss).backward()
+        loss_sum += loss.detach()
+    scaler.unscale_(optimizer)  # the clip and the finiteness check see true gradients
+    grad_norm = torch.nn.utils.clip_grad_norm_(
+        run.raw.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+    if W > 1:
+        dist.all_reduce(loss_sum)
+    train_loss, grad_norm = loss_sum.item() / W, grad_norm.item()
+    # under float16 an overflowed gradient is routine: scaler.step skips that step by itself
+    if math.isfinite(train_loss) and (math.isfinite(grad_norm) or scaler.is_enabled()):  # else the caller stops
+        scaler.step(optimizer)  # optimizer.step(), unless float16 gradients overflowed
+        scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return train_loss, grad_norm
+
+
+def _log_and_validate(run, bar, train_rows, val_rows, train_loss, grad_norm, lr, n_global):
+    """After a step: its log record (every log_interval steps and at the end), and validation
+    with a checkpoint (every eval_interval steps and at the end). -> the record ({"step"} only
+    when nothing was due). Two counts of tokens: `slots` is the row slots read so far (data_pos x
+    block_size, padding included: the unit of the token budget), `targets` the tokens this step
+    trained on (its global batch's targets)."""
+    cfg, step = run.cfg, run.step
+    last = step == cfg.max_iters
+    record = {"step": step}
+    if step % cfg.log_interval == 0 or last:
+        record.update(loss=round(train_loss, 5), lr=lr, grad_norm=round(grad_norm, 4),
+                      slots=run.data_pos * run.row_len, targets=n_global,
+                      epoch=round(run.data_pos / train_rows.n_rows, 4), slots_per_s=run.slots_per_s())
+        bar.set_postfix(loss=f"{train_loss:.3f}", slots_s=f"{record['slots_per_s']:,}")
+    if (cfg.eval_interval and step % cfg.eval_interval == 0) or last:
+        record["val_loss"] = round(evaluate(run.raw, val_rows, cfg, run.d), 5)
+        bar.write(f"step {step}: train loss {train_loss:.4f}, val loss {record['val_loss']:.4f}")
+        run.save(record["val_loss"])
+        run.clock, run.slots_since = time.time(), 0  # throughput measures training, not evaluation
+    return record
+
+
+def _diverged(run, train_loss, grad_norm):
+    """The error of a step whose loss or gradient is not finite: the run stops there."""
+    ckpt_path = run.out_dir / "ckpt.pt"
+    good = f"the last good checkpoint is {ckpt_path}" if ckpt_path.exists() else "no checkpoint was written yet"
+    return (f"error: loss is {train_loss} (gradient norm {grad_norm}) at step {run.step}; "
+            f"stopped, {good}. Try a lower --lr.")
+
+
+def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
+    """Train `model` (the raw GPT, already on d.device) for cfg.max_iters optimizer steps.
+
+    train_rows / val_rows: objects with .get(start, n) -> (x, y) and .n_rows (pretrain.TokenRows,
+    sft.PackedRows). ckpt_meta: the checkpoint keys the caller owns (tokenizer_hash, data_dir, fmt,
+    kind, base_fmt). start: a checkpoint to resume (optimizer, step, data position, RNG), or None.
+    Only rank 0 writes files: it makes cfg.out_dir and copies the tokenizer of cfg.data_dir there
+    first. Returns the last logged record."""
+    run = _start_run(cfg, model, train_rows, d, ckpt_meta, start)
+    rows_per_step = cfg.batch_size * cfg.grad_accum * d.world
+    last_record = {}
+    if run.step == 0 and cfg.max_iters > 0:  # the loss before training: the curve's first point
+        last_record = {"step": 0, "val_loss": round(evaluate(run.raw, val_rows, cfg, d), 5)}
+        run.log(last_record)
+    bar = tqdm(total=cfg.max_iters, initial=run.step, disable=not d.master, dynamic_ncols=True,
+               desc=run.out_dir.name, unit="step")
+    with StopFlag() as stop:
+        while run.step < cfg.max_iters:
+            batches, n_targets, n_global, stopping = _global_batch(train_rows, run.data_pos, cfg, d, stop)
+            if stopping:
+                break
+            if n_global == 0:
+                raise SystemExit(f"error: the batch of step {run.step} has no target tokens")
+            lr = lr_at(run.step, cfg)
+            train_loss, grad_norm = _train_step(run, lr, batches, n_targets, n_global)
+            if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
+                bar.close()
+                raise SystemExit(_diverged(run, train_loss, grad_norm))
+            run.step += 1
+            run.data_pos += rows_per_step
+            run.slots_since += rows_per_step * run.row_len
+            bar.update(1)
+            record = _log_and_validate(run, bar, train_rows, val_rows, train_loss, grad_norm, lr, n_global)
+            if len(record) > 1:
+                last_record = record
+                run.log(record)
+    bar.close()
+    if run.step < cfg.max_iters:  # interrupted
+        run.save()
+        if d.master:
+            print(f"interrupted at step {run.step}: saved {run.out_dir / 'ckpt.pt'}; continue with "
+                  f"--resume --out_dir {cfg.out_dir}")
+    if d.master:
+        plot_log(run.out_dir / "log.jsonl", run.out_dir / "loss.png")
+    return last_record
+
+
+# -----------------------------------------------------------------------------
+# The loss curve
+
+
+def plot_log(log_path, png_path):
+    """Train and validation loss against the step, from log.jsonl."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    records = [json.loads(ln) for ln in Path(log_path).read_text().splitlines()] \
+        if Path(log_path).exists() else []
+    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if train:
+        ax.plot(*zip(*train), label="train", lw=1)
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation", ms=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_yscale("log")  # the tail matters: the first steps fall from ~7.6 to ~2
+    ax.set_title(Path(log_path).parent.name)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+
+# -----------------------------------------------------------------------------
+# The end of a run
+
+
+def say_next(cfg, d, record, commands):
+    """The last lines of a finished run: where its checkpoint is, and what to run next."""
+    if d.master and record.get("step") == cfg.max_iters:
+        print(f"done: {Path(cfg.out_dir) / 'ckpt.pt'} (log.jsonl and loss.png beside it). Next:")
+        for c in commands:
+            print(f"  {c}")
+
+
+
+def run_distributed(run, cfg, *args):
+    """run(cfg, d, *args) inside the process group torchrun asked for (none for one process);
+    sft.py's main ends the same way."""
+    d = setup_distributed(cfg.device)
+    try:
+        result = run(cfg, d, *args)
+        if d.world > 1:
+            dist.barrier()  # leave together: rank 0 may still be writing its files
+        return result
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted; nothing saved since the last checkpoint") from None
+    finally:
+        if d.world > 1:
+            dist.destroy_process_group()
+
