@@ -3,7 +3,7 @@ The whole experiment of the paper, at toy scale, as one readable recipe.
 
     python reproduce.py --preset cpu-quick  # one size, the direction, about 12 minutes on 2 CPU cores
     python reproduce.py --preset cpu      # 3 model sizes, 3 SFT seeds, at most 60 minutes on 2 CPU cores
-    python reproduce.py --preset gpu      # the 4-size ladder on one GPU, hours
+    python reproduce.py --preset gpu      # the 4-size ladder: ~25 min on one H100 (estimated), hours on smaller GPUs
     python reproduce.py --preset smoke    # the same recipe in a few minutes (a check, not a result)
 
     python reproduce.py --preset cpu --plan   # print every stage's command and expected time, and stop
