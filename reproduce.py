@@ -449,9 +449,11 @@ def plan(cfg, runs, skip_study=False, device="auto", dtype="auto"):
 
 THROUGHPUT = {
     # Measured on this project's 2-core CPU (bf16 autocast, one thread per stage, two stages side by
-    # side): ~9.2k tokens/s at 4L/128, scaled to other sizes by FLOPs per token (from a cpu-preset run, 2026-11-21; 4L/96 ran ~10.2k, ~10% faster
-    # than the FLOP ratio says: small models lose more to overheads). Sampling: 23.5 samples/s
-    # of ~200 tokens at 2L/96 on one thread (bench/README.md). data.py: 100k stories in 14.4 s.
+    # side, a cpu-preset run of 2026-11-21): ~9.2k tokens/s at 4L/128, scaled to other sizes by FLOPs
+    # per token. That overstates small models: 4L/96 ran ~10.2k where the FLOP ratio says ~14k (a
+    # small model loses more to overheads), so CPU estimates below 4L/128 are optimistic. Sampling:
+    # 23.5 samples/s of ~200 tokens at 2L/96 on one thread (bench/README.md), scaled the same way
+    # (the least certain figure). data.py: 100k stories in 14.4 s, tokenizing and writing included.
     "cpu": dict(train_ref=("cpu-4l128", 9200), sample_ref=("2L/96", 23.5), stories_s=7000, startup_s=5,
                 compile_s=60, shared=False, source="measured on 2 CPU cores"),
     # NOT MEASURED: an H100 SXM's 989 TFLOP/s dense bf16 peak at an ASSUMED 30% MFU (torch.compile,
