@@ -24,6 +24,7 @@ command, commit, machine and wall time of every stage).
 """
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import json
@@ -34,6 +35,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -117,6 +119,9 @@ class Stage:
     out_dir: Path   # the folder the command fills; its .stage.json marks the stage done
 
 
+STOPPING = threading.Event()  # set by Ctrl-C: no stage starts, and none that returns is marked done
+
+
 def stage_hash(cmd):
     return hashlib.sha256(" ".join(cmd).encode()).hexdigest()[:16]
 
@@ -128,6 +133,8 @@ def run_stage(stage, timings, threads=None):
     checkpoint with --resume when it is a training stage; any other unfinished or stale stage starts
     over. With `threads` set, the stage runs with that many CPU threads and writes its output to
     <out_dir>/stage.log (stages running side by side would garble one terminal)."""
+    if STOPPING.is_set():  # Ctrl-C: start nothing new
+        return
     out_dir, cmd = Path(stage.out_dir), stage.cmd
     marker = out_dir / ".stage.json"
     h = stage_hash(cmd)
@@ -145,14 +152,19 @@ def run_stage(stage, timings, threads=None):
     marker.write_text(json.dumps({"hash": h, "cmd": shlex.join(stage.cmd)}))
     print(f"\n[run] {stage.name}\n  $ {shlex.join(['python', *cmd[1:]])}", flush=True)
     t0 = time.time()
-    if threads is None:
-        subprocess.run(cmd, check=True)
-    else:
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        with open(out_dir / "stage.log", "w") as log:
-            result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        if result.returncode:
-            raise SystemExit(f"error: stage '{stage.name}' failed; see {out_dir / 'stage.log'}")
+    env = os.environ if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    with open(out_dir / "stage.log", "w") if threads else contextlib.nullcontext() as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT if log else None, env=env)
+        try:
+            returncode = proc.wait()
+        except KeyboardInterrupt:  # the stage got the Ctrl-C too: let it save its checkpoint
+            STOPPING.set()
+            proc.wait()
+            raise
+    if STOPPING.is_set():  # stopped by Ctrl-C while side by side: unfinished, whatever it returned
+        return
+    if returncode:
+        raise SystemExit(f"error: stage '{stage.name}' failed" + (f"; see {out_dir / 'stage.log'}" if log else ""))
     seconds = round(time.time() - t0, 1)
     timings[stage.name] = {"seconds": seconds}
     marker.write_text(json.dumps({"hash": h, "cmd": shlex.join(stage.cmd), "seconds": seconds}))
@@ -170,8 +182,14 @@ def run_stages(stages, timings, jobs=1):
         return
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ThreadPoolExecutor(jobs) as pool:
-        for future in [pool.submit(run_stage, stage, timings, threads) for stage in stages]:
-            future.result()  # re-raises the first failure
+        try:
+            for future in [pool.submit(run_stage, stage, timings, threads) for stage in stages]:
+                future.result()  # re-raises the first failure
+        except KeyboardInterrupt:
+            # Ctrl-C reached the running stages too; they save a checkpoint and exit. Stages that
+            # return now are not marked done (they resume next time), queued ones do not start.
+            STOPPING.set()
+            raise
 
 
 def pretrain_stage(size, annotations, runs, cfg, data_dir):

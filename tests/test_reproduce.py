@@ -67,6 +67,21 @@ def test_failed_stage_in_parallel_says_where_its_log_is(tmp_path):
     assert "seconds" not in json.loads((tmp_path / "bad" / ".stage.json").read_text())  # not marked done
 
 
+def test_ctrl_c_marks_no_stage_done(tmp_path, monkeypatch):
+    """Ctrl-C while stages run side by side: each running stage saves and exits (often with status
+    0), so reproduce.py must not take its return for "done"; and no queued stage starts."""
+    import threading
+    import time
+    monkeypatch.setattr(reproduce, "STOPPING", threading.Event())
+    slow = reproduce.Stage("slow", [sys.executable, "-c", "import time; time.sleep(1)"], tmp_path / "slow")
+    threading.Timer(0.3, reproduce.STOPPING.set).start()  # what run_stages does on KeyboardInterrupt
+    reproduce.run_stage(slow, {}, threads=1)
+    assert "seconds" not in json.loads((tmp_path / "slow" / ".stage.json").read_text())
+    queued, counter = counting_stage(tmp_path)
+    reproduce.run_stage(queued, {})
+    assert not counter.exists()
+
+
 def test_recipe_end_to_end(tmp_path):
     run = reproduce.reproduce(TINY, tmp_path / "results", tmp_path / "runs", "python reproduce.py --test", jobs=2)
     res = tmp_path / "results"
@@ -75,8 +90,9 @@ def test_recipe_end_to_end(tmp_path):
         assert (res / name).exists(), name
     summary = json.loads((res / "tiny" / "summary.json").read_text())
     rows = {r["row"] for r in summary["rows"]}
-    for row in ("base", "base_annotated", "sft@T0.6", "sft@T1", "anchored@T0.6", "anchored@T1", "anchored_no_annotation",
-                "anchored_plain_base", "anchored_unmasked", "anchored_strict", "pretrain_data", "sft_data"):
+    for row in ("base", "base_annotated", "sft", "anchored", "sft_sweep", "anchored_sweep", "anchored_pinned",
+                "anchored_no_annotation", "anchored_plain_base", "anchored_unmasked", "anchored_strict",
+                "pretrain_data", "sft_data"):
         assert row in rows, row
     results_md = (res / "results.md").read_text()
     assert "| tiny |" in results_md
