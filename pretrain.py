@@ -64,9 +64,14 @@ MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "attenti
 # with 64 x 512 = 32,768 tokens per step (32 x 512 for the smallest: small models learn more per
 # token from more, smaller steps, as the tiny preset showed on CPU):
 #   gpu-4l128   1.05M params:  1,400 steps =  22.9M tokens = 21.9 tokens/param
-#   gpu-6l256   5.25M params:  4,000 steps =   131M tokens = 25.0 tokens/param
-#   gpu-6l384  11.4M params:   8,000 steps =   262M tokens = 23.0 tokens/param
+#   gpu-6l256   5.25M params:  3,300 steps =   108M tokens = 20.6 tokens/param
+#   gpu-6l384  11.4M params:   7,200 steps =   236M tokens = 20.7 tokens/param
+#   gpu-8l512  26.2M params:  16,400 steps =   537M tokens = 20.5 tokens/param  (reproduce's top rung)
 #   gpu-10l512 32.5M params:  22,000 steps =   721M tokens = 22.2 tokens/param
+# reproduce.py --preset gpu stops at 8L/512: at 20 tokens per parameter the compute grows as N^2,
+# and two 10L/512 bases alone would take ~17 of the lease's 25 H100 minutes (`reproduce.py --plan`).
+# eval_interval (a checkpoint each) is about a minute of H100 work at the planned rate, so a run cut
+# into 10-minute chunks loses at most that (two at the rate if the assumed MFU is twice too high).
 # (pretrain.py prints the exact ratio and the number of epochs of the data at start; the default
 # dataset holds ~19M annotated tokens, so the larger rungs want a larger `python data.py --n_stories`.)
 PRESETS = {
@@ -94,9 +99,11 @@ PRESETS = {
     "gpu-4l128": dict(n_layer=4, n_head=4, n_embd=128, block_size=512, batch_size=32,
                       max_iters=1400, lr=3e-3, warmup_iters=100, eval_interval=350, eval_iters=40),
     "gpu-6l256": dict(n_layer=6, n_head=4, n_embd=256, block_size=512, batch_size=64,
-                      max_iters=4000, lr=1.5e-3, warmup_iters=200, eval_interval=500, eval_iters=20),
+                      max_iters=3300, lr=1.5e-3, warmup_iters=200, eval_interval=500, eval_iters=20),
     "gpu-6l384": dict(n_layer=6, n_head=6, n_embd=384, block_size=512, batch_size=64,
-                      max_iters=8000, lr=1e-3, warmup_iters=300, eval_interval=1000, eval_iters=20),
+                      max_iters=7200, lr=1e-3, warmup_iters=300, eval_interval=1000, eval_iters=20),
+    "gpu-8l512": dict(n_layer=8, n_head=8, n_embd=512, block_size=512, batch_size=64,
+                      max_iters=16400, lr=8e-4, warmup_iters=500, eval_interval=2000, eval_iters=20),
     "gpu-10l512": dict(n_layer=10, n_head=8, n_embd=512, block_size=512, batch_size=64,
                        max_iters=22000, lr=8e-4, warmup_iters=500, eval_interval=2000, eval_iters=20),
 }

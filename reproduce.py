@@ -3,10 +3,13 @@ The whole experiment of the paper, at toy scale, as one readable recipe.
 
     python reproduce.py --preset cpu-quick  # one size, the direction, about 12 minutes on 2 CPU cores
     python reproduce.py --preset cpu      # 3 model sizes, 3 SFT seeds, at most 60 minutes on 2 CPU cores
-    python reproduce.py --preset gpu      # the 4-size ladder on one GPU, hours
+    python reproduce.py --preset gpu      # the 4-size ladder: ~25 min on one H100 (estimated), hours on smaller GPUs
     python reproduce.py --preset smoke    # the same recipe in a few minutes (a check, not a result)
 
-    python reproduce.py --preset cpu --plan   # print every stage's command and stop
+    python reproduce.py --preset cpu --plan   # print every stage's command and expected time, and stop
+    python reproduce.py --preset gpu --plan --device cuda           # the GPU plan, from an assumed MFU
+    python reproduce.py --preset gpu --plan --measure               # ... with tokens/s timed here
+    python reproduce.py --preset gpu --device cuda:1 --dtype float16  # every stage on that GPU, in fp16
 
 Every stage is an ordinary command a student could type (printed as it runs): make the data,
 pretrain a plain and an annotated base per size, post-train them (standard SFT, anchored SFT and
@@ -21,6 +24,8 @@ command, commit, machine and wall time of every stage).
 """
 
 import argparse
+import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -30,17 +35,27 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+import data
+import eval_diversity
+import pretrain
+import sft
+import world
 from checkpoint import check_out_dir
+from device import check_device, pick_device
 from world import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT files (the main arms)
 
 # -----------------------------------------------------------------------------
 # Presets: plain data. sizes are pretrain.py presets; iters are optimizer steps; the ablations
-# run at ablation_sizes (default: the largest size); jobs = stages run side by side.
+# run at ablation_sizes (default: the largest size); jobs = stages run side by side; compile_sizes:
+# pretraining with --compile at these sizes.
 
 # sft_iters: None = sft.py's default schedule (4% of the base's tokens at the base's final LR);
 # sft_seeds: the headline arms (sft, anchored) are post-trained once per seed from the same bases;
@@ -74,13 +89,21 @@ PRESETS = {
         replay=False, num_samples=100, temperatures=[0.6, 0.8, 1.2], study_narrowness=[], study_size="cpu-m",
         ablation_sizes=[], extra_pretrain=[], extra_sft=["--batch_size", "4"], extra_eval=["--threads", "1"],
         jobs=2),
+    # the 4-size ladder in at most 25 minutes on one H100 (`--plan --device cuda` prints the
+    # estimate, ~23 min at an assumed 30% MFU), each rung at >= 20 tokens per parameter (pretrain.py).
+    # 1M stories: ~190M annotated tokens, so the top rung sees its data ~2.8 times (repeating up to
+    # ~4 epochs costs about as little as fresh data: Muennighoff et al. 2023); data.py is one process,
+    # ~2.5 min. Two stages side by side share the GPU: small SFT and evaluation stages leave it idle
+    # while starting. torch.compile only where it pays for its ~40 s: the two largest rungs' bases.
+    # Checkpoints every eval_interval steps (about a minute each), so `timeout 10m python
+    # reproduce.py --preset gpu`, repeated, gets there in chunks.
     "gpu": dict(
-        data_flags=["--n_stories", "2000000"], sizes=["gpu-4l128", "gpu-6l256", "gpu-6l384", "gpu-10l512"],
+        data_flags=["--n_stories", "1000000"], sizes=["gpu-4l128", "gpu-6l256", "gpu-6l384", "gpu-8l512"],
         pretrain_iters={},  # the presets' own budgets (>= 20 tokens per parameter, see pretrain.py)
-        sft_iters=None, sft_seeds=[0, 1, 2], replay=True, num_samples=256, temperatures=[0.6, 0.8, 1.2],
-        study_narrowness=[0.0, 0.5, 0.8, 0.95], study_size="gpu-6l384",
-        ablation_sizes=["gpu-4l128", "gpu-6l256", "gpu-6l384", "gpu-10l512"],
-        extra_pretrain=["--compile"], extra_sft=["--compile"], extra_eval=[], jobs=1),
+        compile_sizes=["gpu-6l384", "gpu-8l512"],
+        sft_iters=None, sft_seeds=[0, 1, 2], replay=False, num_samples=128, temperatures=[0.6, 0.8, 1.2],
+        study_narrowness=[0.0, 0.5, 0.8, 0.95], study_size="gpu-6l384", ablation_sizes=["gpu-8l512"],
+        extra_pretrain=[], extra_sft=[], extra_eval=[], jobs=2),
 }
 
 PY = sys.executable
@@ -96,6 +119,9 @@ class Stage:
     out_dir: Path   # the folder the command fills; its .stage.json marks the stage done
 
 
+STOPPING = threading.Event()  # set by Ctrl-C: no stage starts, and none that returns is marked done
+
+
 def stage_hash(cmd):
     return hashlib.sha256(" ".join(cmd).encode()).hexdigest()[:16]
 
@@ -107,6 +133,8 @@ def run_stage(stage, timings, threads=None):
     checkpoint with --resume when it is a training stage; any other unfinished or stale stage starts
     over. With `threads` set, the stage runs with that many CPU threads and writes its output to
     <out_dir>/stage.log (stages running side by side would garble one terminal)."""
+    if STOPPING.is_set():  # Ctrl-C: start nothing new
+        return
     out_dir, cmd = Path(stage.out_dir), stage.cmd
     marker = out_dir / ".stage.json"
     h = stage_hash(cmd)
@@ -124,14 +152,19 @@ def run_stage(stage, timings, threads=None):
     marker.write_text(json.dumps({"hash": h, "cmd": shlex.join(stage.cmd)}))
     print(f"\n[run] {stage.name}\n  $ {shlex.join(['python', *cmd[1:]])}", flush=True)
     t0 = time.time()
-    if threads is None:
-        subprocess.run(cmd, check=True)
-    else:
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        with open(out_dir / "stage.log", "w") as log:
-            result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        if result.returncode:
-            raise SystemExit(f"error: stage '{stage.name}' failed; see {out_dir / 'stage.log'}")
+    env = os.environ if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    with open(out_dir / "stage.log", "w") if threads else contextlib.nullcontext() as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT if log else None, env=env)
+        try:
+            returncode = proc.wait()
+        except KeyboardInterrupt:  # the stage got the Ctrl-C too: let it save its checkpoint
+            STOPPING.set()
+            proc.wait()
+            raise
+    if STOPPING.is_set():  # stopped by Ctrl-C while side by side: unfinished, whatever it returned
+        return
+    if returncode:
+        raise SystemExit(f"error: stage '{stage.name}' failed" + (f"; see {out_dir / 'stage.log'}" if log else ""))
     seconds = round(time.time() - t0, 1)
     timings[stage.name] = {"seconds": seconds}
     marker.write_text(json.dumps({"hash": h, "cmd": shlex.join(stage.cmd), "seconds": seconds}))
@@ -149,8 +182,14 @@ def run_stages(stages, timings, jobs=1):
         return
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ThreadPoolExecutor(jobs) as pool:
-        for future in [pool.submit(run_stage, stage, timings, threads) for stage in stages]:
-            future.result()  # re-raises the first failure
+        try:
+            for future in [pool.submit(run_stage, stage, timings, threads) for stage in stages]:
+                future.result()  # re-raises the first failure
+        except KeyboardInterrupt:
+            # Ctrl-C reached the running stages too; they save a checkpoint and exit. Stages that
+            # return now are not marked done (they resume next time), queued ones do not start.
+            STOPPING.set()
+            raise
 
 
 def pretrain_stage(size, annotations, runs, cfg, data_dir):
@@ -160,6 +199,8 @@ def pretrain_stage(size, annotations, runs, cfg, data_dir):
            "--annotations" if annotations else "--no-annotations", *cfg["extra_pretrain"]]
     if size in cfg["pretrain_iters"]:
         cmd += ["--max_iters", str(cfg["pretrain_iters"][size])]
+    if size in cfg.get("compile_sizes", ()):
+        cmd.append("--compile")
     return Stage(f"pretrain {size} {tag}", cmd, out_dir)
 
 
@@ -384,9 +425,18 @@ def git_commit():
         return "unknown"
 
 
-def plan(cfg, runs, skip_study=False):
+def with_device(cfg, device="auto", dtype="auto"):
+    """The preset with --device/--dtype added to every training and evaluation command. "auto" is
+    every script's default, so it adds nothing (and a run started before these flags keeps its
+    stage hashes)."""
+    flags = [*(["--device", device] if device != "auto" else []), *(["--dtype", dtype] if dtype != "auto" else [])]
+    return {**cfg, **{k: [*cfg[k], *flags] for k in ("extra_pretrain", "extra_sft", "extra_eval")}}
+
+
+def plan(cfg, runs, skip_study=False, device="auto", dtype="auto"):
     """The recipe as four waves of stages. Each wave needs the one before it; the stages of one
     wave do not need each other, so they may run side by side."""
+    cfg = with_device(cfg, device, dtype)
     runs, sizes = Path(runs), cfg["sizes"]
     data_dir = runs / "data"
     data_wave = [Stage("data", [PY, "data.py", "--out_dir", str(data_dir), *cfg["data_flags"]], data_dir)]
@@ -409,12 +459,171 @@ def plan(cfg, runs, skip_study=False):
     return [data_wave, pretraining, post + study_sft, evaluation + study_eval]
 
 
-def reproduce(cfg, out, runs, command, skip_study=False, jobs=1):
+# -----------------------------------------------------------------------------
+# How long: the expected time of a stage is its work divided by the device's throughput.
+# Work: a training stage's tokens (steps x batch x grad_accum x block), an evaluation's samples, the
+# data's stories. Throughput per device kind below; a training figure is FLOP/s, turned into tokens/s
+# per size with the model's own flops_per_token (6 N + attention), so one figure covers every size.
+
+THROUGHPUT = {
+    # Measured on this project's 2-core CPU (bf16 autocast, one thread per stage, two stages side by
+    # side, a cpu-preset run of 2026-11-21): ~9.2k tokens/s at 4L/128, scaled to other sizes by FLOPs
+    # per token. That overstates small models: 4L/96 ran ~10.2k where the FLOP ratio says ~14k (a
+    # small model loses more to overheads), so CPU estimates below 4L/128 are optimistic. Sampling:
+    # 23.5 samples/s of ~200 tokens at 2L/96 on one thread (bench/README.md), scaled the same way
+    # (the least certain figure). data.py: 100k stories in 14.4 s, tokenizing and writing included.
+    "cpu": dict(train_ref=("cpu-4l128", 9200), sample_ref=("2L/96", 23.5), stories_s=7000, startup_s=5,
+                compile_s=60, shared=False, source="measured on 2 CPU cores"),
+    # NOT MEASURED: an H100 SXM's 989 TFLOP/s dense bf16 peak at an ASSUMED 30% MFU (torch.compile,
+    # batch 64 x 512; small models fall short of big ones' 40-50%). Sampling: ASSUMED 200 samples/s
+    # for every size (decoding a 128-row batch with a KV cache is bound by kernel launches, not
+    # FLOPs). Start-up: an assumed 10 s per stage (imports, CUDA, loading), 40 s more for
+    # torch.compile. Stages side by side share the one GPU (see wave_seconds). data.py runs on one
+    # CPU core, at this project's CPU rate. Replace with --measure, then with a real run's figures.
+    "cuda": dict(train_flops=0.30 * 989e12, samples_s=200, stories_s=7000, startup_s=10, compile_s=40, shared=True,
+                 source="estimated, not measured: H100 at an assumed 30% MFU"),
+    # NOT MEASURED: an Apple M-series GPU in fp32, assumed ~3 TFLOP/s effective.
+    "mps": dict(train_flops=3e12, samples_s=40, stories_s=7000, startup_s=10, compile_s=60, shared=True,
+                source="estimated, not measured: Apple GPU at an assumed 3 TFLOP/s"),
+}
+
+
+@functools.cache
+def flops_per_token(n_layer, n_embd, n_head, block_size=512, vocab_size=2048):
+    """model.GPT's own count (6 x every parameter, the tied embedding included, + attention), built
+    on the meta device: no memory, no time."""
+    from model import GPT, GPTConfig
+    with torch.device("meta"):
+        return GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
+                             n_embd=n_embd)).flops_per_token()
+
+
+def model_flops(size):
+    c = pretrain.PRESETS[size]
+    return flops_per_token(c["n_layer"], c["n_embd"], c["n_head"], c["block_size"])
+
+
+def stage_work(stage):
+    """(kind, size, amount) of a stage: ("train", size, tokens), ("sample", size, samples) or
+    ("data", None, stories), read from the stage's own command with the scripts' own parsers."""
+    script, args = Path(stage.cmd[1]).name, stage.cmd[2:]
+    if script == "data.py":
+        n = int(args[args.index("--n_stories") + 1]) if "--n_stories" in args else data.DEFAULTS["n_stories"]
+        return "data", None, n
+    if script == "pretrain.py":
+        explicit = vars(pretrain.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
+        c = pretrain.make_config(pretrain.TrainConfig, pretrain.PRESETS, explicit)
+        return "train", c.preset, c.max_iters * c.batch_size * c.grad_accum * c.block_size
+    if script == "sft.py":
+        explicit = vars(sft.build_parser(sft.SFTConfig, sft.SFT_PRESETS, "").parse_args(args))
+        size = Path(explicit["init_from"]).parent.name  # runs/<size>/base_*
+        c = sft.make_config(sft.SFTConfig, sft.SFT_PRESETS, {**explicit, "preset": explicit.get("preset") or size})
+        base = pretrain.make_config(pretrain.TrainConfig, pretrain.PRESETS, {"preset": size})
+        iters, _ = sft.sft_schedule(vars(base), c)
+        return "train", size, iters * c.batch_size * c.grad_accum * base.block_size
+    assert script == "eval_diversity.py", script
+    specs = args[args.index("--ckpts") + 1:args.index("--num_samples")]
+    k, n_prompts = int(args[args.index("--num_samples") + 1]), len(world.EVAL_PROMPTS)
+    arms = [eval_diversity.parse_arm(spec, [1.0]) for spec in specs]
+    # a base model is sampled once without a prompt; every other row once per evaluation prompt
+    rows = sum(len(a["paths"]) * len(a["temperatures"]) * (1 if a["name"].startswith("base") else n_prompts)
+               for a in arms)
+    return "sample", Path(arms[0]["path"]).parent.name, k * rows
+
+
+def samples_per_s(size, throughput):
+    if "samples_s" in throughput:
+        return throughput["samples_s"]
+    ref, rate = throughput["sample_ref"]  # scaled from a measured size by FLOPs per token
+    layers, width = (int(x) for x in ref.replace("L", "").split("/"))
+    return rate * flops_per_token(layers, width, 2) / model_flops(size)
+
+
+def tokens_per_s(size, throughput):
+    """Training tokens/s of a size: measured by --measure if it was, else the table's FLOP/s."""
+    if size in throughput.get("measured_tokens_s", {}):
+        return throughput["measured_tokens_s"][size]
+    if "train_ref" in throughput:  # a measured size, scaled by FLOPs per token
+        ref, rate = throughput["train_ref"]
+        return rate * model_flops(ref) / model_flops(size)
+    return throughput["train_flops"] / model_flops(size)
+
+
+def stage_seconds(stage, throughput):
+    """(work, start-up) seconds of one stage: its work / the throughput, and the fixed cost of
+    starting it (imports, loading, and torch.compile's first step when the command compiles)."""
+    kind, size, amount = stage_work(stage)
+    rate = {"data": lambda: throughput["stories_s"], "train": lambda: tokens_per_s(size, throughput),
+            "sample": lambda: samples_per_s(size, throughput)}[kind]()
+    return amount / rate, throughput["startup_s"] + throughput["compile_s"] * ("--compile" in stage.cmd)
+
+
+def estimate_seconds(stage, throughput):
+    """Expected seconds of one stage (start-up included)."""
+    return sum(stage_seconds(stage, throughput))
+
+
+def wave_seconds(parts, jobs, shared):
+    """Wall time of a wave of (work, start-up) pairs: stages start in order on the first free of
+    `jobs` workers. On one accelerator (`shared`) the stages side by side share it: their start-ups
+    overlap, their work does not, so the wave takes at least the sum of the work."""
+    workers = [0.0] * max(1, jobs)
+    for work, startup in parts:
+        workers[workers.index(min(workers))] += work + startup
+    floor = sum(w for w, _ in parts) + min(s for _, s in parts) if shared else 0
+    return max(max(workers), floor)
+
+
+def print_plan(waves, throughput, jobs):
+    """Every stage's command with its expected time; each wave's wall time and the total."""
+    total = 0.0
+    print(f"# throughput: {throughput['source']}")
+    for i, wave in enumerate(waves):
+        parts = [stage_seconds(stage, throughput) for stage in wave]
+        wall = wave_seconds(parts, jobs, throughput["shared"])
+        total += wall
+        print(f"# wave {i}: {len(wave)} stage(s), {jobs} at a time, ~{wall / 60:.1f} min")
+        for stage, (work, startup) in zip(wave, parts):
+            kind, size, amount = stage_work(stage)
+            unit = {"train": "tokens", "sample": "samples", "data": "stories"}[kind]
+            what = f"{amount / 1e6:.1f}M {unit}" if amount >= 1e5 else f"{amount:,} {unit}"
+            print(f"#   ~{work + startup:4.0f} s  {stage.name} ({what})")
+            print(shlex.join(["python", *stage.cmd[1:]]))
+    print(f"# expected total: ~{total / 60:.0f} min ({throughput['source']})")
+    return total
+
+
+def measure_tokens_per_s(size, device, dtype="auto", compile=False, steps=6):
+    """Time a few real training steps (AdamW, autocast, random tokens) of a size on this device:
+    the tokens/s that --measure puts in place of the table's estimate. The first two steps warm up."""
+    from device import autocast, pick_dtype
+    from model import GPT, GPTConfig
+    c = pretrain.PRESETS[size]
+    dt = pick_dtype(device, dtype)
+    model = GPT(GPTConfig(vocab_size=2048, **{k: c[k] for k in ("block_size", "n_layer", "n_head", "n_embd")})).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.startswith("cuda"))
+    step = torch.compile(model) if compile else model
+    x = torch.randint(0, 2048, (c["batch_size"], c["block_size"]), device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    for i in range(steps):
+        if i == 2:
+            sync()
+            t0 = time.perf_counter()
+        with autocast(device, dt):
+            _, loss = step(x, x)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    sync()
+    return (steps - 2) * x.numel() / (time.perf_counter() - t0)
+
+
+def reproduce(cfg, out, runs, command, skip_study=False, jobs=1, device="auto", dtype="auto"):
     """Run (or continue) every stage of the recipe; write the plots, results.md and run.json."""
     out, runs = Path(out), Path(runs)
     out.mkdir(parents=True, exist_ok=True)
     timings, t0 = {}, time.time()
-    waves = plan(cfg, runs, skip_study)
+    waves = plan(cfg, runs, skip_study, device, dtype)
     for wave in waves:
         run_stages(wave, timings, jobs)
 
@@ -465,24 +674,41 @@ def main(argv=None):
     p.add_argument("--skip_study", action="store_true", help="leave out the controlled study")
     p.add_argument("--jobs", type=int, default=None,
                    help="stages run side by side, sharing the CPU threads (default: the preset's)")
-    p.add_argument("--plan", action="store_true", help="print every stage's command, wave by wave, and stop")
+    p.add_argument("--plan", action="store_true",
+                   help="print every stage's command and expected time, wave by wave, and stop")
+    p.add_argument("--measure", action="store_true",
+                   help="with --plan: time a few training steps of each size on this device first "
+                        "(seconds per size) and use that instead of the table's figure")
+    p.add_argument("--device", default="auto", help="passed to every stage: auto (cuda > mps > cpu), "
+                   "cpu, cuda, cuda:N, mps; with --plan alone it only picks the throughput table")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="passed to every stage (auto: device.pick_dtype's policy)")
     args = p.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         p.error(f"--jobs {args.jobs}: need at least 1")
     cfg = PRESETS[args.preset]
     jobs = args.jobs or cfg["jobs"]
     runs = args.runs or f"runs/{args.preset}"
-    if not args.plan:  # an unwritable folder fails now, not after an hour of training
-        check_out_dir(args.out or f"results/{args.preset}", "--out")
-        check_out_dir(runs, "--runs")
     if args.plan:
-        for i, wave in enumerate(plan(cfg, runs, args.skip_study)):
-            print(f"# wave {i}: {len(wave)} stage(s), {jobs} at a time")
-            for stage in wave:
-                print(shlex.join(["python", *stage.cmd[1:]]))
+        # a plan for another machine (--device cuda on a laptop) needs no GPU here, unless measured
+        kind = (pick_device("auto") if args.device == "auto" else args.device).split(":")[0]
+        if kind not in THROUGHPUT:
+            p.error(f"--device {args.device}: no throughput figures for {kind!r}; use cpu, cuda or mps")
+        throughput = dict(THROUGHPUT[kind])
+        if args.measure:
+            device = check_device(args.device)
+            throughput["measured_tokens_s"] = {size: measure_tokens_per_s(size, device, args.dtype,
+                                                                          "--compile" in cfg["extra_pretrain"])
+                                               for size in cfg["sizes"]}
+            throughput["source"] += f"; training tokens/s measured now on {device}: " + ", ".join(
+                f"{s} {t:,.0f}" for s, t in throughput["measured_tokens_s"].items())
+        print_plan(plan(cfg, runs, args.skip_study, args.device, args.dtype), throughput, jobs)
         return
+    check_device(args.device)  # a missing GPU fails now, not in the first stage
+    check_out_dir(args.out or f"results/{args.preset}", "--out")  # an unwritable folder: now, not in an hour
+    check_out_dir(runs, "--runs")
     command = "python " + shlex.join(["reproduce.py", *sys.argv[1:]])
-    reproduce(cfg, args.out or f"results/{args.preset}", runs, command, args.skip_study, jobs)
+    reproduce(cfg, args.out or f"results/{args.preset}", runs, command, args.skip_study, jobs, args.device, args.dtype)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,7 @@ SFT_PRESETS = {
     "gpu-4l128": dict(batch_size=32, warmup_iters=10, eval_interval=50),
     "gpu-6l256": dict(batch_size=32, warmup_iters=20, eval_interval=100),
     "gpu-6l384": dict(batch_size=32, warmup_iters=20, eval_interval=100),
+    "gpu-8l512": dict(batch_size=32, warmup_iters=50, eval_interval=200),
     "gpu-10l512": dict(batch_size=32, warmup_iters=50, eval_interval=200),
 }
 

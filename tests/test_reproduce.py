@@ -2,10 +2,12 @@
 end on a tiny configuration (tiny data, 1-layer models, a few steps, K = 4), writing every output."""
 
 import json
+import math
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import reproduce
 
@@ -65,6 +67,20 @@ def test_failed_stage_in_parallel_says_where_its_log_is(tmp_path):
     assert "seconds" not in json.loads((tmp_path / "bad" / ".stage.json").read_text())  # not marked done
 
 
+def test_ctrl_c_marks_no_stage_done(tmp_path, monkeypatch):
+    """Ctrl-C while stages run side by side: each running stage saves and exits (often with status
+    0), so reproduce.py must not take its return for "done"; and no queued stage starts."""
+    import threading
+    monkeypatch.setattr(reproduce, "STOPPING", threading.Event())
+    slow = reproduce.Stage("slow", [sys.executable, "-c", "import time; time.sleep(1)"], tmp_path / "slow")
+    threading.Timer(0.3, reproduce.STOPPING.set).start()  # what run_stages does on KeyboardInterrupt
+    reproduce.run_stage(slow, {}, threads=1)
+    assert "seconds" not in json.loads((tmp_path / "slow" / ".stage.json").read_text())
+    queued, counter = counting_stage(tmp_path)
+    reproduce.run_stage(queued, {})
+    assert not counter.exists()
+
+
 def test_recipe_end_to_end(tmp_path):
     run = reproduce.reproduce(TINY, tmp_path / "results", tmp_path / "runs", "python reproduce.py --test", jobs=2)
     res = tmp_path / "results"
@@ -75,7 +91,7 @@ def test_recipe_end_to_end(tmp_path):
     rows = {r["row"] for r in summary["rows"]}
     for row in ("base", "base_annotated", "sft", "anchored", "sft_sweep", "anchored_sweep", "anchored_pinned",
                 "anchored_no_annotation", "anchored_plain_base", "anchored_unmasked", "anchored_strict",
-                "pretrain_data", "sft_data"):  # the temperature sweep: arms of their own since e363ce2
+                "pretrain_data", "sft_data"):
         assert row in rows, row
     results_md = (res / "results.md").read_text()
     assert "| tiny |" in results_md
@@ -111,3 +127,144 @@ def test_every_preset_plans_commands_the_scripts_accept(preset, tmp_path):
             assert "base" in [a["name"] for a in arms]
         else:
             assert script == "data.py"
+
+
+def test_device_and_dtype_reach_every_stage(tmp_path):
+    """--device and --dtype of reproduce.py land in every training and evaluation command, where the
+    scripts' own parsers read them back; "auto" (every script's default) leaves the commands, and so
+    the stage hashes of runs started before these flags, as they were."""
+    import eval_diversity
+    import pretrain
+    import sft
+    cfg = reproduce.PRESETS["gpu"]
+    stages = [s for wave in reproduce.plan(cfg, tmp_path, device="cuda:1", dtype="float16") for s in wave]
+    for stage in stages:
+        script, args = stage.cmd[1], stage.cmd[2:]
+        if script == "pretrain.py":
+            got = vars(pretrain.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
+        elif script == "sft.py":
+            got = vars(sft.build_parser(sft.SFTConfig, sft.SFT_PRESETS, "").parse_args(args))
+        elif script == "eval_diversity.py":
+            got = vars(eval_diversity.build_parser().parse_args(args))
+        else:
+            assert script == "data.py"
+            continue
+        assert (got["device"], got["dtype"]) == ("cuda:1", "float16"), stage.name
+    auto = [s.cmd for wave in reproduce.plan(cfg, tmp_path, device="auto", dtype="auto") for s in wave]
+    assert auto == [s.cmd for wave in reproduce.plan(cfg, tmp_path) for s in wave]
+    assert not any("--device" in cmd for cmd in auto)
+
+
+def test_plan_estimate_is_work_over_throughput(tmp_path):
+    """A pretraining stage's expected time is its tokens / the table's tokens/s (+ start-up); an
+    evaluation's is its samples / samples/s (+ start-up)."""
+    cfg = reproduce.PRESETS["cpu"]
+    cpu = reproduce.THROUGHPUT["cpu"]
+    data_wave, pretraining, _, evaluation = reproduce.plan(cfg, tmp_path)
+    stage = next(s for s in pretraining if s.name == "pretrain cpu-4l128 ann")
+    tokens = 3600 * 4 * 512  # pretrain.PRESETS["cpu-4l128"]: steps x batch x block
+    assert reproduce.stage_work(stage) == ("train", "cpu-4l128", tokens)
+    assert reproduce.estimate_seconds(stage, cpu) == pytest.approx(tokens / 9200 + cpu["startup_s"])
+    cuda = reproduce.THROUGHPUT["cuda"]
+    stage = next(s for s in evaluation if s.name == "eval cpu-4l64")
+    # base + base_annotated once each; sft, anchored x 3 seeds, 2 sweeps x 2 T, pinned, replay per prompt
+    samples = 100 * (2 + 4 * (3 + 3 + 2 + 2 + 1 + 1))
+    assert reproduce.stage_work(stage) == ("sample", "cpu-4l64", samples)
+    assert reproduce.estimate_seconds(stage, cuda) == pytest.approx(samples / cuda["samples_s"] + cuda["startup_s"])
+    assert reproduce.estimate_seconds(data_wave[0], cpu) == pytest.approx(100_000 / cpu["stories_s"] + cpu["startup_s"])
+
+
+@pytest.mark.parametrize("kind", list(reproduce.THROUGHPUT))
+def test_every_stage_gets_an_estimate(kind, tmp_path, capsys):
+    throughput = reproduce.THROUGHPUT[kind]
+    for name, cfg in reproduce.PRESETS.items():
+        waves = reproduce.plan(cfg, tmp_path)
+        for stage in (s for wave in waves for s in wave):
+            assert 0 < reproduce.estimate_seconds(stage, throughput) < math.inf, (name, stage.name)
+        total = reproduce.print_plan(waves, throughput, cfg["jobs"])
+        out = capsys.readouterr().out
+        assert out.count(" s  ") == sum(len(w) for w in waves) and "expected total" in out
+        assert total >= max(reproduce.estimate_seconds(s, throughput) for w in waves for s in w)
+    if kind != "cpu":
+        assert "not measured" in throughput["source"]  # an assumption is printed as one
+
+
+def test_gpu_preset_fits_the_lease_by_its_own_estimate(tmp_path):
+    """The gpu preset's plan, at the table's (assumed) H100 throughput: at most 25 minutes, no
+    stage over 10 (a longer one resumes from its checkpoint, see the next test), K >= 128, and 4
+    sizes from about 1M to about 30M parameters."""
+    cfg = reproduce.PRESETS["gpu"]
+    cuda = reproduce.THROUGHPUT["cuda"]
+    waves = reproduce.plan(cfg, tmp_path)
+    total = sum(reproduce.wave_seconds([reproduce.stage_seconds(s, cuda) for s in w], cfg["jobs"], True)
+                for w in waves)
+    assert total <= 25 * 60
+    assert all(reproduce.estimate_seconds(s, cuda) <= 10 * 60 for w in waves for s in w)
+    assert cfg["num_samples"] >= 128 and len(cfg["sizes"]) == 4
+    import model
+    import pretrain
+    params = []
+    for size in cfg["sizes"]:
+        c = pretrain.PRESETS[size]
+        with torch.device("meta"):
+            gpt = model.GPT(model.GPTConfig(vocab_size=2048, **{k: c[k] for k in ("n_layer", "n_head", "n_embd")}))
+        params.append(gpt.num_params(non_embedding=False))
+    assert 0.8e6 < params[0] < 1.5e6 and 20e6 < params[-1] < 40e6, params
+
+
+def test_wave_seconds_on_a_shared_gpu():
+    # two workers: the start-ups overlap; on one GPU the work does not
+    assert reproduce.wave_seconds([(10, 1), (10, 1)], jobs=2, shared=False) == 11
+    assert reproduce.wave_seconds([(10, 1), (10, 1)], jobs=2, shared=True) == 21
+    assert reproduce.wave_seconds([(1, 10), (1, 10)], jobs=2, shared=True) == 12  # 10 s together, then 1 + 1
+
+
+def test_measure_times_real_steps(one_thread):
+    assert reproduce.measure_tokens_per_s("tiny", "cpu", "float32", steps=3) > 0
+
+
+def test_main_plan_prints_times(capsys):
+    reproduce.main(["--preset", "gpu", "--plan", "--device", "cuda"])  # no GPU needed for a plan
+    out = capsys.readouterr().out
+    assert "estimated, not measured" in out and "expected total" in out
+    with pytest.raises(SystemExit):
+        reproduce.main(["--preset", "gpu", "--plan", "--device", "tpu"])
+
+
+def test_stage_cut_by_timeout_resumes_from_its_checkpoint(tiny_data_dir, tmp_path):
+    """`timeout 10m python reproduce.py ...` sends SIGTERM to reproduce.py and its running stage: the
+    stage saves a checkpoint and stops, reproduce.py dies with the stage unfinished; the next
+    invocation continues that stage from its checkpoint (--resume), not from step 0."""
+    import os
+    import signal
+    import subprocess
+    import time
+    out = tmp_path / "base"
+    cmd = [sys.executable, "pretrain.py", "--data_dir", str(tiny_data_dir), "--out_dir", str(out), "--max_iters",
+           "100", *TINY_MODEL[:6], "--batch_size", "2", "--device", "cpu", "--eval_interval", "10",
+           "--eval_iters", "1", "--log_interval", "1"]
+    runner = (f"import reproduce; reproduce.run_stage(reproduce.Stage('pretrain', {cmd!r}, "
+              f"reproduce.Path({str(out)!r})), {{}}, threads=1)")
+    proc = subprocess.Popen([sys.executable, "-c", runner], start_new_session=True)  # its own process group
+    deadline = time.time() + 120
+    while not (out / "ckpt.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)  # what timeout(1) does at its limit: the whole group
+    proc.wait()
+    while time.time() < deadline:  # wait for the stage (reproduce's child) to save and exit
+        try:
+            os.killpg(proc.pid, 0)
+            time.sleep(0.05)
+        except ProcessLookupError:
+            break
+    marker = json.loads((out / ".stage.json").read_text())
+    assert "seconds" not in marker  # not marked done
+    stopped_at = torch.load(out / "ckpt.pt", weights_only=False)["step"]
+    assert 0 < stopped_at < 100
+    (out / "sentinel").write_text("a restarted stage would start in a clean folder")
+    reproduce.run_stage(reproduce.Stage("pretrain", cmd, out), {}, threads=1)
+    assert (out / "sentinel").exists()  # continued in place, with --resume
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 100 and len(steps) == len(set(steps))  # no step redone
+    assert torch.load(out / "ckpt.pt", weights_only=False)["step"] == 100
+    assert "seconds" in json.loads((out / ".stage.json").read_text())
