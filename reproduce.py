@@ -45,6 +45,7 @@ import torch
 
 import data
 import eval_diversity
+import loop
 import pretrain
 import sft
 import world
@@ -511,14 +512,14 @@ def stage_work(stage):
         n = int(args[args.index("--n_stories") + 1]) if "--n_stories" in args else data.DEFAULTS["n_stories"]
         return "data", None, n
     if script == "pretrain.py":
-        explicit = vars(pretrain.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
-        c = pretrain.make_config(pretrain.TrainConfig, pretrain.PRESETS, explicit)
+        explicit = vars(loop.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
+        c = loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, explicit)
         return "train", c.preset, c.max_iters * c.batch_size * c.grad_accum * c.block_size
     if script == "sft.py":
-        explicit = vars(sft.build_parser(sft.SFTConfig, sft.SFT_PRESETS, "").parse_args(args))
+        explicit = vars(loop.build_parser(sft.SFTConfig, sft.SFT_PRESETS, "").parse_args(args))
         size = Path(explicit["init_from"]).parent.name  # runs/<size>/base_*
-        c = sft.make_config(sft.SFTConfig, sft.SFT_PRESETS, {**explicit, "preset": explicit.get("preset") or size})
-        base = pretrain.make_config(pretrain.TrainConfig, pretrain.PRESETS, {"preset": size})
+        c = loop.make_config(sft.SFTConfig, sft.SFT_PRESETS, {**explicit, "preset": explicit.get("preset") or size})
+        base = loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, {"preset": size})
         iters, _ = sft.sft_schedule(vars(base), c)
         return "train", size, iters * c.batch_size * c.grad_accum * base.block_size
     assert script == "eval_diversity.py", script
