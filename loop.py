@@ -181,9 +181,10 @@ def lr_at(step, cfg):
 
 
 @torch.no_grad()
-def evaluate(raw, rows, cfg, d):
+def evaluate(raw, rows, cfg, d, dtype):
     """Mean loss over every target of the first eval_iters * batch_size validation rows (fewer
-    if the set is smaller). Batches are split between processes and the sums added up."""
+    if the set is smaller), under the run's autocast dtype. Batches are split between processes
+    and the sums added up."""
     raw.eval()
     n_rows = min(cfg.eval_iters * cfg.batch_size, rows.n_rows)
     sums = torch.zeros(2, dtype=torch.float64, device=d.device)  # sum of losses, number of targets
@@ -194,7 +195,7 @@ def evaluate(raw, rows, cfg, d):
         n = int((y != -1).sum())
         if n == 0:
             continue
-        with autocast(d.device, pick_dtype(d.device, cfg.dtype)):
+        with autocast(d.device, dtype):
             _, loss = raw(x.to(d.device), y.to(d.device))
         sums += torch.stack([loss.double() * n, torch.tensor(n, dtype=torch.float64, device=d.device)])
     if d.world > 1:
@@ -392,7 +393,7 @@ def _log_and_validate(run, bar, train_rows, val_rows, train_loss, grad_norm, lr,
                       epoch=round(run.data_pos / train_rows.n_rows, 4), slots_per_s=run.slots_per_s())
         bar.set_postfix(loss=f"{train_loss:.3f}", slots_s=f"{record['slots_per_s']:,}")
     if (cfg.eval_interval and step % cfg.eval_interval == 0) or last:
-        record["val_loss"] = round(evaluate(run.raw, val_rows, cfg, run.d), 5)
+        record["val_loss"] = round(evaluate(run.raw, val_rows, cfg, run.d, run.dtype), 5)
         bar.write(f"step {step}: train loss {train_loss:.4f}, val loss {record['val_loss']:.4f}")
         run.save(record["val_loss"])
         run.clock, run.slots_since = time.time(), 0  # throughput measures training, not evaluation
@@ -419,7 +420,7 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
     rows_per_step = cfg.batch_size * cfg.grad_accum * d.world
     last_record = {}
     if run.step == 0 and cfg.max_iters > 0:  # the loss before training: the curve's first point
-        last_record = {"step": 0, "val_loss": round(evaluate(run.raw, val_rows, cfg, d), 5)}
+        last_record = {"step": 0, "val_loss": round(evaluate(run.raw, val_rows, cfg, d, run.dtype), 5)}
         run.log(last_record)
     bar = tqdm(total=cfg.max_iters, initial=run.step, disable=not d.master, dynamic_ncols=True,
                desc=run.out_dir.name, unit="step")
