@@ -6,31 +6,60 @@ A checkpoint (out_dir/ckpt.pt) is one dict holding everything an exact resume ne
 optimizer, step, RNG states, data position) and what a reader needs (the model's arguments, the
 format it was trained on, the hash of its tokenizer). It is written atomically and read with
 weights_only=True. The tokenizer is copied next to it, so a run stays usable if data/ is rebuilt.
+
+Every other output is written the same way, whole or not at all (write_atomic, save_figure): the
+dataset's files, the evaluation's summaries and samples, the plots. torch is imported where a
+checkpoint is read or written, so data.py can use write_atomic without paying for it.
 """
 
+import contextlib
+import io
 import os
-import shutil
 from pathlib import Path
 
-import torch
-
-from model import GPT, GPTConfig
 from tokenizer import TOKENIZER_FILE, load_tokenizer, tokenizer_hash
 
 CKPT_KEYS = ("model_args", "model", "config", "step", "optimizer", "rng", "data_pos",
              "tokenizer_hash", "data_dir", "fmt", "kind", "base_fmt")
 
 
-def save_checkpoint(path, ckpt):
-    """Write to a temporary file, flush it to disk, then rename: os.replace is atomic, so a run
-    killed at any moment leaves either the old checkpoint or the new one, never half a file."""
+@contextlib.contextmanager
+def _atomic_file(path):
+    """Open path.tmp (same folder) for writing; on success flush it to disk and os.replace it onto
+    path. os.replace is atomic, so a process killed at any moment leaves either the old file or the
+    new one, never half a file; on an error the temporary file is removed and the old file stays."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def write_atomic(path, data):
+    """Write data (bytes, or str as UTF-8) to path whole or not at all (see _atomic_file)."""
+    with _atomic_file(path) as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+
+
+def save_figure(fig, path, **savefig_kw):
+    """A matplotlib figure to path (its format from the suffix), whole or not at all."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **savefig_kw)
+    write_atomic(path, buf.getvalue())
+
+
+def save_checkpoint(path, ckpt):
+    """torch.save through _atomic_file: a run killed while saving keeps its previous checkpoint."""
+    import torch
+    with _atomic_file(path) as f:
         torch.save(ckpt, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path, device="cpu"):
@@ -39,6 +68,7 @@ def load_checkpoint(path, device="cpu"):
     path = Path(path)
     if path.is_dir() or not path.suffix:
         path = path / "ckpt.pt"
+    import torch
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path} (train one with pretrain.py or sft.py "
                                 f"--out_dir {path.parent})")
@@ -80,13 +110,14 @@ def check_tokenizer(ckpt, enc, data_dir):
 
 def keep_tokenizer(data_dir, out_dir):
     """Copy the tokenizer next to the checkpoint: a run stays usable if data/ is rebuilt or moved."""
-    shutil.copyfile(Path(data_dir) / TOKENIZER_FILE, Path(out_dir) / TOKENIZER_FILE)
+    write_atomic(Path(out_dir) / TOKENIZER_FILE, (Path(data_dir) / TOKENIZER_FILE).read_bytes())
 
 
 def load_model(out_dir, device="cpu", data_dir=None):
     """-> (model in eval mode on device, ckpt dict without the optimizer state, tokenizer).
     For sample.py and eval_diversity.py. The tokenizer comes from data_dir if given, else the copy
     in out_dir, else the checkpoint's data_dir; it must be the one the model was trained with."""
+    from model import GPT, GPTConfig
     ckpt = load_checkpoint(out_dir, device)
     ckpt.pop("optimizer")
     if data_dir is None:
