@@ -7,15 +7,31 @@ trains the BPE and holds every format and loss mask. This file puts them togethe
 pretraining docs (a `noise` fraction corrupted), the SFT examples and the evaluation prompts,
 train the tokenizer, write the token shards, and record everything in meta.json. A build is
 reused only when its options (and the grammar's hash) are identical.
+
+Files on disk prove they are whole. Every file is written whole or not at all (write_atomic), and
+meta.json last: a folder without it holds no finished build. meta.json records each file's size and,
+for the small ones (tokenizer, SFT jsonl, prompts), a sha256 of its bytes; check_dataset compares
+them (sizes always, hashes where a file is read anyway) and raises DatasetError naming the file and
+the command that rebuilds it. A build from before these records (no "files" in meta.json) is still
+reused: its shards are checked against their recorded token counts and its tokenizer against
+tokenizer_hash. One builder per folder at a time: an OS lock that ends with its holder.
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import random
+import socket
 import time
 from collections import Counter
+
+try:
+    import fcntl
+except ImportError:  # Windows (not a target): msvcrt's byte lock also ends with its holder
+    fcntl = None
+    import msvcrt
 
 import numpy as np
 from tqdm import tqdm
@@ -23,8 +39,9 @@ from tqdm import tqdm
 import templates
 import world
 from judge import quality
-from tokenizer import (MIN_VOCAB_SIZE, PAT_STR, SPECIAL_TOKENS, TOKENIZER_FILE, encode_example, save_tokenizer,
-                       special_ids, tokenizer_hash, train_tokenizer)
+from checkpoint import write_atomic
+from tokenizer import (MIN_VOCAB_SIZE, PAT_STR, SPECIAL_TOKENS, TOKENIZER_FILE, encode_example, load_tokenizer,
+                       special_ids, tokenizer_file, tokenizer_hash, train_tokenizer)
 from world import (DEFAULT_NARROWNESS, EVAL_PROMPTS, FIELDS, corrupt, format_annotation, make_sft_example,
                    make_sft_examples, mean_free_entropy, prior_entropy, render_story, sample_annotation,
                    sft_distribution, sft_entropy)
@@ -41,6 +58,17 @@ DEFAULTS = dict(n_stories=100_000, seed=1337, noise=0.2, narrowness=DEFAULT_NARR
 OUTPUT_FILES = [TOKENIZER_FILE, "pretrain_plain_train.bin", "pretrain_plain_val.bin",
                 "pretrain_annotated_train.bin", "pretrain_annotated_val.bin", "sft_train.jsonl", "sft_val.jsonl",
                 "eval_prompts.json", "meta.json"]
+HASHED = (TOKENIZER_FILE, "sft_train.jsonl", "sft_val.jsonl", "eval_prompts.json")  # the shards: size only
+TOKEN_BYTES = np.dtype(np.uint16).itemsize
+
+
+def _put(out_dir, name, data, files):
+    """Write out_dir/name whole (write_atomic) and record its size (and hash) in files."""
+    data = data.encode() if isinstance(data, str) else data
+    write_atomic(os.path.join(out_dir, name), data)
+    files[name] = {"bytes": len(data)}
+    if name in HASHED:
+        files[name]["sha256"] = hashlib.sha256(data).hexdigest()[:16]
 
 
 def generate_pretraining_docs(n, seed, noise, progress=True):
@@ -57,7 +85,7 @@ def generate_pretraining_docs(n, seed, noise, progress=True):
     return docs
 
 
-def _write_shards(enc, docs, out_dir, split, progress=True):
+def _write_shards(enc, docs, out_dir, split, files, progress=True):
     """pretrain_{plain,annotated}_{split}.bin from the same docs, each story tokenized once."""
     chunks = {"plain": [], "annotated": []}
     for story, ann, _ in tqdm(docs, desc=f"tokenize {split}", disable=not progress, mininterval=1.0):
@@ -70,9 +98,7 @@ def _write_shards(enc, docs, out_dir, split, progress=True):
     for fmt, ch in chunks.items():
         name = f"pretrain_{fmt}_{split}"
         arr = np.concatenate(ch) if ch else np.zeros(0, dtype=np.uint16)
-        path = os.path.join(out_dir, name + ".bin")
-        arr.tofile(path + ".tmp")
-        os.replace(path + ".tmp", path)
+        _put(out_dir, name + ".bin", arr.tobytes(), files)
         tokens[name] = int(arr.size)
     return tokens
 
@@ -127,18 +153,16 @@ def build_dataset(out_dir, opts, progress=True):
     texts += [e["prompt"] for e in sft_train[:5000]] + [e["response"] for e in sft_train[:2000]]
     texts += [p["prompt"] for p in EVAL_PROMPTS] + [format_annotation({f: v}) for f in FIELDS for v in FIELDS[f]]
     enc = train_tokenizer(texts, opts["vocab_size"])
-    save_tokenizer(enc, os.path.join(out_dir, TOKENIZER_FILE))
+    files = {}
+    _put(out_dir, TOKENIZER_FILE, tokenizer_file(enc), files)
     n_val = max(1, int(len(docs) * opts["val_frac"])) if docs else 0
     splits = {"train": docs[n_val:], "val": docs[:n_val]}
     tokens = {}
     for split, ds in splits.items():
-        tokens.update(_write_shards(enc, ds, out_dir, split, progress))
+        tokens.update(_write_shards(enc, ds, out_dir, split, files, progress))
     for name, exs in (("sft_train", sft_train), ("sft_val", sft_val)):
-        with open(os.path.join(out_dir, name + ".jsonl"), "w") as f:
-            for e in exs:
-                f.write(json.dumps(e) + "\n")
-    with open(os.path.join(out_dir, "eval_prompts.json"), "w") as f:
-        json.dump(EVAL_PROMPTS, f, indent=1)
+        _put(out_dir, name + ".jsonl", "".join(json.dumps(e) + "\n" for e in exs), files)
+    _put(out_dir, "eval_prompts.json", json.dumps(EVAL_PROMPTS, indent=1), files)
     pe = prior_entropy()
     so = sft_entropy(opts["narrowness"])
     meta = {
@@ -158,64 +182,189 @@ def build_dataset(out_dir, opts, progress=True):
                                   "mean_free": mean_free_entropy(sft_entropy(opts["narrowness"], p["constraints"]),
                                                                  p["constraints"])} for p in EVAL_PROMPTS],
         },
+        "files": files,
         "build_seconds": round(time.time() - t0, 1),
     }
-    with open(meta_path + ".tmp", "w") as f:
-        json.dump(meta, f, indent=1)
-    os.replace(meta_path + ".tmp", meta_path)
+    write_atomic(meta_path, json.dumps(meta, indent=1))  # last: now the build is complete
     return meta
 
 
-def _reusable(out_dir, opts):
-    """The meta of a complete build in out_dir made with exactly `opts`, else None."""
-    meta_path = os.path.join(out_dir, "meta.json")
-    if not os.path.exists(meta_path):
+# -----------------------------------------------------------------------------
+# Checking a build: every file the size (and hash) meta.json recorded
+
+class DatasetError(ValueError):
+    """A dataset file is missing or not the one meta.json recorded: `problem`, then what to run."""
+
+    def __init__(self, problem, data_dir, options=None):
+        self.problem = problem
+        super().__init__(f"{problem}; rebuild the dataset: {rebuild_command(data_dir, options or {})}")
+
+
+CLI_OPTIONS = ("n_stories", "seed", "noise", "narrowness", "vocab_size", "n_sft", "n_sft_val")  # main()'s flags
+
+
+def rebuild_command(data_dir, options):
+    """The command that rebuilds data_dir with these options (data.py repairs a damaged build)."""
+    changed = {k: v for k, v in options.items() if k in DEFAULTS and v != DEFAULTS[k]}
+    if set(changed) - set(CLI_OPTIONS):  # options data.py has no flag for
+        return f"data.ensure_dataset({str(data_dir)!r}, repair=True, **{changed})"
+    return " ".join([f"python data.py --out_dir {data_dir}", *(f"--{k} {v}" for k, v in changed.items())])
+
+
+def read_meta(data_dir):
+    """meta.json of data_dir as a dict; None if there is none (no build, or one that did not finish)."""
+    path = os.path.join(data_dir, "meta.json")
+    try:
+        with open(path, "rb") as f:
+            meta = json.loads(f.read())
+    except FileNotFoundError:
         return None
-    with open(meta_path) as f:
-        meta = json.load(f)
-    if meta.get("options") == opts and all(os.path.exists(os.path.join(out_dir, n)) for n in OUTPUT_FILES):
-        return meta
-    return None
+    except (ValueError, UnicodeDecodeError) as e:  # (never half-written: someone edited or cut it)
+        raise DatasetError(f"{path} is not readable JSON ({e})", data_dir) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("options"), dict):
+        raise DatasetError(f"{path} is not a meta.json of data.py (no options)", data_dir)
+    return meta
 
 
-def ensure_dataset(out_dir="data", progress=True, **options):
-    """Build the dataset in out_dir unless an identical build (same options, all files) is there.
-    Different options never mix with old files: the old build is replaced (and we say so).
-    A lock file makes parallel callers (several training runs) wait for one builder."""
+def _records(meta):
+    """{file name: {"bytes": n[, "sha256": h]}} of what a build vouches for. An older build (no "files")
+    vouches for each shard's size through its token count only."""
+    if "files" in meta:
+        return meta["files"]
+    return {f"{name}.bin": {"bytes": n * TOKEN_BYTES} for name, n in meta.get("tokens", {}).items()}
+
+
+def check_file(data_dir, name, meta, content=None):
+    """DatasetError unless data_dir/name is the file meta.json recorded: its size; a shard, a whole
+    number of tokens; its sha256 if one is recorded and `content` (its bytes, read by the caller) given."""
+    path = os.path.join(data_dir, name)
+    try:
+        size = os.path.getsize(path) if content is None else len(content)
+    except FileNotFoundError:
+        raise DatasetError(f"{path} is missing from a finished build", data_dir, meta["options"]) from None
+    want = _records(meta).get(name, {})
+    if name.endswith(".bin") and size % TOKEN_BYTES:
+        raise DatasetError(f"{path} is {size:,} bytes, not a whole number of {TOKEN_BYTES}-byte tokens: a cut "
+                           f"or half-copied file", data_dir, meta["options"])
+    if "bytes" in want and size != want["bytes"]:
+        raise DatasetError(f"{path} is {size:,} bytes but meta.json recorded {want['bytes']:,}: a damaged "
+                           f"or half-copied file", data_dir, meta["options"])
+    if content is not None and "sha256" in want:
+        have = hashlib.sha256(content).hexdigest()[:16]
+        if have != want["sha256"]:
+            raise DatasetError(f"{path} changed since the build (sha256 {have}, meta.json recorded "
+                               f"{want['sha256']})", data_dir, meta["options"])
+
+
+def read_checked(data_dir, name, meta):
+    """The bytes of data_dir/name, checked against meta.json (size and hash)."""
+    check_file(data_dir, name, meta)  # missing / wrong size: said before reading
+    with open(os.path.join(data_dir, name), "rb") as f:
+        content = f.read()
+    check_file(data_dir, name, meta, content)
+    return content
+
+
+def check_dataset(data_dir, names=None, meta=None):
+    """-> meta of data_dir after checking the files `names` (default: all): sizes, and the hash of
+    the tokenizer and the prompts (small; the SFT jsonl are hashed by sft.py, which reads them)."""
+    meta = meta or read_meta(data_dir)
+    if meta is None:
+        raise DatasetError(f"{data_dir} holds no finished dataset (no meta.json)", data_dir)
+    names = names or [n for n in OUTPUT_FILES if n != "meta.json"]
+    for name in names:
+        if name in (TOKENIZER_FILE, "eval_prompts.json"):
+            read_checked(data_dir, name, meta)
+        else:
+            check_file(data_dir, name, meta)
+    if TOKENIZER_FILE in names and "files" not in meta:  # an older build: no file hash, the tokenizer's own
+        if tokenizer_hash(load_tokenizer(str(data_dir))) != meta.get("tokenizer_hash"):
+            raise DatasetError(f"{os.path.join(data_dir, TOKENIZER_FILE)} is not the tokenizer the shards were "
+                               f"made with (tokenizer_hash differs from meta.json's)", data_dir, meta["options"])
+    return meta
+
+
+def _reusable(out_dir, opts, repair, quiet=False):
+    """The meta of a whole build in out_dir made with exactly `opts`, else None (build it). A damaged
+    build: DatasetError, or None (with a line saying so unless quiet) if `repair`."""
+    try:
+        meta = read_meta(out_dir)
+        return check_dataset(out_dir, meta=meta) if meta is not None and meta["options"] == opts else None
+    except DatasetError as e:
+        if not repair:
+            raise
+        if not quiet:
+            print(f"data: {e.problem}; rebuilding")
+        return None
+
+# -----------------------------------------------------------------------------
+# One builder at a time: a lock that ends with its holder
+
+@contextlib.contextmanager
+def build_lock(out_dir):
+    """Hold out_dir/.lock for a build. It is an OS lock (flock), so the kernel drops it when its
+    holder ends in any way, SIGKILL included: a killed build never blocks the next. A caller that
+    finds it held says on one line who holds it, and waits. (Not over NFS, where flock may not lock.)"""
+    with open(os.path.join(out_dir, ".lock"), "a+") as f:
+        if not _try_lock(f):
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            print(f"data: waiting for {holder}, which is building {out_dir} (the lock {f.name} ends with "
+                  f"that process: let it finish, or end it and this run builds at once)", flush=True)
+            while not _try_lock(f):
+                time.sleep(0.2)
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n")
+        f.flush()
+        yield
+
+
+def _try_lock(f):
+    try:
+        if fcntl is not None:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when f closes or we die
+        else:
+            f.seek(0)
+            msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+        return True
+    except OSError:
+        return False
+
+
+def _say_why(out_dir, opts):
+    """One line when a build replaces what is in out_dir: other options, or an unfinished build."""
+    try:
+        old = read_meta(out_dir)
+    except DatasetError:
+        return  # (a damaged meta.json: _reusable said so)
+    if old is not None and old["options"] != opts:
+        diff = {k: (old["options"].get(k), opts[k]) for k in opts if old["options"].get(k) != opts[k]}
+        print(f"data: {out_dir} was built with other options {diff} (old, new); rebuilding")
+    elif old is None and any(os.path.exists(os.path.join(out_dir, n)) for n in OUTPUT_FILES):
+        print(f"data: {out_dir} holds an unfinished build (no meta.json: it was stopped); rebuilding")
+
+
+def ensure_dataset(out_dir="data", progress=True, repair=False, **options):
+    """Build the dataset in out_dir unless an identical, whole build (same options, every file its
+    recorded size and hash) is there. Different options never mix with old files: the old build is
+    replaced (and we say so). A damaged build is a DatasetError naming the file, or rebuilt if
+    `repair` (what `python data.py` does). Parallel callers wait for one builder (build_lock)."""
     opts = _resolve_options(options)
-    meta = _reusable(out_dir, opts)
+    meta = _reusable(out_dir, opts, repair, quiet=True)
     if meta is not None:
         return meta
     os.makedirs(out_dir, exist_ok=True)
-    lock = os.path.join(out_dir, ".building")
-    while True:
-        try:
-            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            break
-        except FileExistsError:
-            try:
-                if time.time() - os.path.getmtime(lock) > 900:  # a builder that died long ago
-                    os.remove(lock)
-            except FileNotFoundError:
-                pass
-            time.sleep(1)
-    try:
-        meta = _reusable(out_dir, opts)  # the builder we waited for may have made just this
+    with build_lock(out_dir):
+        meta = _reusable(out_dir, opts, repair)  # the builder we waited for may have made just this
         if meta is not None:
             return meta
-        meta_path = os.path.join(out_dir, "meta.json")
-        if os.path.exists(meta_path):
-            with open(meta_path) as f:
-                old = json.load(f).get("options", {})
-            diff = {k: (old.get(k), opts[k]) for k in opts if old.get(k) != opts[k]}
-            print(f"data: {out_dir} was built with other options {diff} (old, new) or is incomplete; rebuilding")
-        for n in OUTPUT_FILES:
-            p = os.path.join(out_dir, n)
-            if os.path.exists(p):
-                os.remove(p)
+        _say_why(out_dir, opts)
+        for n in ["meta.json", *OUTPUT_FILES]:  # meta.json first: from here on no finished build is here
+            for p in (os.path.join(out_dir, n), os.path.join(out_dir, n + ".tmp")):
+                if os.path.exists(p):
+                    os.remove(p)
         return build_dataset(out_dir, opts, progress)
-    finally:
-        os.remove(lock)
 
 
 def show(n, seed):
@@ -251,8 +400,8 @@ def main(argv=None):
         show(a.show, a.seed)
         return
     try:
-        meta = ensure_dataset(a.out_dir, n_stories=a.n_stories, seed=a.seed, noise=a.noise, narrowness=a.narrowness,
-                              vocab_size=a.vocab_size, n_sft=a.n_sft, n_sft_val=a.n_sft_val)
+        meta = ensure_dataset(a.out_dir, repair=True, n_stories=a.n_stories, seed=a.seed, noise=a.noise,
+                              narrowness=a.narrowness, vocab_size=a.vocab_size, n_sft=a.n_sft, n_sft_val=a.n_sft_val)
     except ValueError as e:
         p.error(str(e))
     except OSError as e:

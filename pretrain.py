@@ -24,7 +24,6 @@ the presets, the rows (TokenRows) and pretrain().
 """
 
 import bisect
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import data
 from checkpoint import check_tokenizer
 from loop import LoopConfig, build_parser, check_loop_config, opt, resume_or_fresh, run_distributed, say_next, train
 from model import GPT, GPTConfig
-from tokenizer import load_tokenizer, special_id, tokenizer_hash
+from tokenizer import TOKENIZER_FILE, load_tokenizer, special_id, tokenizer_hash
 
 
 # -----------------------------------------------------------------------------
@@ -237,11 +236,23 @@ def fmt_of(cfg):
 def ensure_data(data_dir):
     """Make the default dataset if data_dir has none. An existing one is checked with the options
     it was built with (data.ensure_dataset rebuilds it if data.py's grammar changed since)."""
-    meta = Path(data_dir) / "meta.json"
-    options = json.loads(meta.read_text()).get("options", {}) if meta.exists() else {}
-    if not options:
-        print(f"no dataset in {data_dir}: making the default one (data.ensure_dataset)")
-    return data.ensure_dataset(data_dir, **{k: v for k, v in options.items() if k != "version"})
+    try:
+        meta = data.read_meta(data_dir)
+        if meta is None:
+            print(f"no dataset in {data_dir}: making the default one (data.ensure_dataset)")
+        options = meta["options"] if meta else {}
+        return data.ensure_dataset(data_dir, **{k: v for k, v in options.items() if k != "version"})
+    except data.DatasetError as e:  # a damaged file: never train on it, never rebuild behind the user's back
+        raise SystemExit(f"error: {e}")
+
+
+def check_data(cfg):
+    """The files this run reads are the ones data.py wrote (sizes, the tokenizer's hash): else exit."""
+    shard = f"pretrain_{fmt_of(cfg)}"
+    try:
+        data.check_dataset(cfg.data_dir, [TOKENIZER_FILE, f"{shard}_train.bin", f"{shard}_val.bin"])
+    except data.DatasetError as e:
+        raise SystemExit(f"error: {e}")
 
 
 def pretrain(cfg, d, start=None):
@@ -249,6 +260,7 @@ def pretrain(cfg, d, start=None):
         ensure_data(cfg.data_dir)
     if d.world > 1:
         dist.barrier()  # the others wait for rank 0 to make the data
+    check_data(cfg)
     enc = load_tokenizer(cfg.data_dir)
     if start is not None:
         try:

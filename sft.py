@@ -50,8 +50,9 @@ import torch
 from checkpoint import check_out_dir, check_tokenizer, load_checkpoint
 from loop import LoopConfig, build_parser, check_loop_config, make_config, opt, run_distributed, say_next, train
 from model import GPT, GPTConfig
+import data
 import world
-from tokenizer import ANCHORED_FORMATS, encode_example, load_tokenizer, special_id, tokenizer_hash
+from tokenizer import ANCHORED_FORMATS, TOKENIZER_FILE, encode_example, load_tokenizer, special_id, tokenizer_hash
 
 MODES = ("standard", *ANCHORED_FORMATS)  # names of tokenizer.encode_example formats
 
@@ -114,22 +115,47 @@ def sft_schedule(base_config, cfg, world=1):
 # -----------------------------------------------------------------------------
 # Examples -> packed rows of (inputs, targets)
 
-def read_jsonl(path, n=0):
-    path = Path(path)
+def read_jsonl(data_dir, name, meta, n=0):
+    """The first n examples (0: all) of data_dir/name, one JSON object a line; a damaged line is an
+    error naming it, and the file must be the one meta.json recorded (size and sha256)."""
+    path = Path(data_dir) / name
     if not path.exists():
-        raise SystemExit(f"error: {path} not found (make the data: python data.py --out_dir {path.parent})")
-    lines = path.read_text().splitlines()
-    return [json.loads(ln) for ln in (lines[:n] if n else lines)]
+        raise SystemExit(f"error: {path} not found (make the data: python data.py --out_dir {data_dir})")
+    content = path.read_bytes()
+    lines = content.decode(errors="replace").splitlines()
+    examples = []
+    for i, line in enumerate(lines[:n] if n else lines, 1):
+        try:
+            examples.append(json.loads(line))
+        except ValueError as e:
+            raise SystemExit(f"error: {path} line {i} is not a JSON example ({e}): a damaged file; rebuild the "
+                             f"dataset: {data.rebuild_command(data_dir, meta['options'])}") from None
+        if not isinstance(examples[-1], dict):
+            raise SystemExit(f"error: {path} line {i} is not a JSON object; rebuild the dataset: "
+                             f"{data.rebuild_command(data_dir, meta['options'])}")
+    try:
+        data.check_file(data_dir, name, meta, content)
+    except data.DatasetError as e:
+        raise SystemExit(f"error: {e}")
+    return examples
 
-def load_examples(cfg):
+def check_data(cfg):
+    """-> meta.json of cfg.data_dir, after checking the tokenizer (and the jsonl sizes) against it."""
+    names = [TOKENIZER_FILE] + (["sft_train.jsonl", "sft_val.jsonl"] if cfg.narrowness is None else [])
+    try:
+        return data.check_dataset(cfg.data_dir, names)
+    except data.DatasetError as e:
+        raise SystemExit(f"error: {e}")
+
+def load_examples(cfg, meta):
     """(train, val) lists of SFT example dicts: from the data dir, or made in memory."""
     data_dir = Path(cfg.data_dir)
     if cfg.narrowness is None:
-        train = read_jsonl(data_dir / "sft_train.jsonl", cfg.n_sft_examples)
+        train = read_jsonl(data_dir, "sft_train.jsonl", meta, cfg.n_sft_examples)
         if cfg.n_sft_examples and len(train) < cfg.n_sft_examples:
             raise SystemExit(f"error: --n_sft_examples={cfg.n_sft_examples} but "
                              f"{data_dir / 'sft_train.jsonl'} has only {len(train)}")
-        return train, read_jsonl(data_dir / "sft_val.jsonl")
+        return train, read_jsonl(data_dir, "sft_val.jsonl", meta)
     n = cfg.n_sft_examples
     if not n:
         path = data_dir / "sft_train.jsonl"
@@ -219,6 +245,7 @@ def check_base(base, cfg):
 
 def sft(cfg, d, source, start=None):
     """source: the checkpoint the weights come from (the base, or this run's own on --resume)."""
+    meta = check_data(cfg)
     enc = load_tokenizer(cfg.data_dir)
     try:
         check_tokenizer(source, enc, cfg.data_dir)
@@ -230,7 +257,7 @@ def sft(cfg, d, source, start=None):
     model.to(d.device)
     block_size = model.config.block_size
 
-    train_ex, val_ex = load_examples(cfg)
+    train_ex, val_ex = load_examples(cfg, meta)
     if cfg.replay:  # replay examples pack into rows of their own, shuffled in among the SFT rows
         train_ex = train_ex + make_replay_examples(round(cfg.replay * len(train_ex)), cfg.seed + 7)
     x, y = pack_examples(enc, train_ex, cfg.mode, block_size)
@@ -243,9 +270,9 @@ def sft(cfg, d, source, start=None):
               f"{len(train_ex):,} examples in {len(x):,} rows of {block_size} "
               f"({n_targets:,} target tokens, {(y != -1).float().mean():.0%} of the row slots); "
               f"{cfg.max_iters / steps_per_epoch:.2f} epochs in {cfg.max_iters} steps at peak LR {cfg.lr:.3g}")
-    meta = dict(tokenizer_hash=tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
-                fmt=cfg.mode, kind="sft", base_fmt=source["base_fmt"] or source["fmt"])
-    record = train(cfg, model, train_rows, val_rows, d, meta, start)
+    ckpt_meta = dict(tokenizer_hash=tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
+                     fmt=cfg.mode, kind="sft", base_fmt=source["base_fmt"] or source["fmt"])
+    record = train(cfg, model, train_rows, val_rows, d, ckpt_meta, start)
     say_next(cfg, d, record, [f"python sample.py --ckpt {cfg.out_dir} --prompt 'Write a story.'",
                               f"python eval_diversity.py --ckpts base={cfg.init_from} "
                               f"{'sft' if cfg.mode == 'standard' else 'anchored'}={cfg.out_dir} --out {cfg.out_dir}/eval"])

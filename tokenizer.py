@@ -118,16 +118,10 @@ def _ranks(enc):
     return [(enc.decode_single_token_bytes(i), i) for i in range(enc.n_vocab) if i not in specials]
 
 
-def save_tokenizer(enc, path):
-    """tiktoken rank-file format: base64(token bytes) + ' ' + rank, one per line."""
-    if os.path.isdir(path):
-        path = os.path.join(path, TOKENIZER_FILE)
-    lines = [f"{base64.b64encode(b).decode()} {r}" for b, r in _ranks(enc)]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+def tokenizer_file(enc):
+    """The text of tokenizer.tiktoken, tiktoken's rank-file format: base64(token bytes) + ' ' + rank,
+    one per line. data.py writes it (checkpoint.write_atomic) and records its size and hash."""
+    return "".join(f"{base64.b64encode(b).decode()} {r}\n" for b, r in _ranks(enc))
 
 
 def load_tokenizer(data_dir):

@@ -479,10 +479,12 @@ def test_ensure_dataset_parallel_callers_build_once(tmp_path, capsys):
         t.start()
     for t in threads:
         t.join()
-    assert len(metas) == 2 and metas[0] == metas[1] and not os.path.exists(os.path.join(out, ".building"))
-    # an incomplete build is rebuilt, not reused
+    assert len(metas) == 2 and metas[0] == metas[1]
+    # a file missing from a finished build: an error naming it, or (repair, as python data.py) a rebuild
     os.remove(os.path.join(out, "sft_val.jsonl"))
-    data.ensure_dataset(out, progress=False, **opts)
+    with pytest.raises(data.DatasetError, match="sft_val.jsonl is missing"):
+        data.ensure_dataset(out, progress=False, **opts)
+    data.ensure_dataset(out, progress=False, repair=True, **opts)
     assert "rebuilding" in capsys.readouterr().out and os.path.exists(os.path.join(out, "sft_val.jsonl"))
 
 
