@@ -19,6 +19,7 @@ and labels; the measures are pure functions in metrics.py, which says what each 
 report.py draws the tables and plots.
 """
 import argparse
+import io
 import json
 import math
 import os
@@ -31,7 +32,7 @@ from tqdm import tqdm
 
 import judge
 import world
-from checkpoint import check_out_dir, load_model
+from checkpoint import check_out_dir, load_model, write_atomic
 from device import check_device, pick_device, pick_dtype
 from metrics import UNKNOWN, annotated_base_row, derive, exact_annotation_prior, headline, measure_rows, seed_summary
 from report import (plot_field_entropy, plot_label_histograms, plot_prior_drift, plot_quality_diversity,
@@ -298,16 +299,16 @@ def write_outputs(summary, rows, out_dir, size=None):
     import gzip
     os.makedirs(out_dir, exist_ok=True)
     prompts = summary["config"]["prompts"]
-    with open(os.path.join(out_dir, "summary.json"), "w") as f:
-        json.dump(_finite(summary), f, indent=1)
-    with open(os.path.join(out_dir, "summary.md"), "w") as f:
-        f.write(summary_markdown(summary))
-    with open(os.path.join(out_dir, "headline.json"), "w") as f:
-        json.dump(_finite(headline(summary, size)), f, indent=1)
+    # each file whole or not at all (write_atomic): a killed evaluation leaves the old file or the new
+    write_atomic(os.path.join(out_dir, "summary.json"), json.dumps(_finite(summary), indent=1))
+    write_atomic(os.path.join(out_dir, "summary.md"), summary_markdown(summary))
+    write_atomic(os.path.join(out_dir, "headline.json"), json.dumps(_finite(headline(summary, size)), indent=1))
     # mtime=0: the same samples give the same bytes (a committed file changes only when they do)
-    with gzip.GzipFile(os.path.join(out_dir, "samples.jsonl.gz"), "wb", mtime=0) as f:
+    buf = io.BytesIO()
+    with gzip.GzipFile("samples.jsonl.gz", "wb", fileobj=buf, mtime=0) as f:  # (the name goes in the header)
         for rec in sample_records(rows, prompts):
             f.write((json.dumps(rec) + "\n").encode())
+    write_atomic(os.path.join(out_dir, "samples.jsonl.gz"), buf.getvalue())
     plot_prior_drift(summary, os.path.join(out_dir, "prior_drift.png"))
     d = summary["derived"]
     plot_field_entropy(summary, os.path.join(out_dir, "field_entropy.png"))

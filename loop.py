@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from checkpoint import check_out_dir, keep_tokenizer, load_checkpoint, save_checkpoint
+from checkpoint import check_out_dir, keep_tokenizer, load_checkpoint, save_checkpoint, save_figure
 from device import autocast, check_device, grad_scaler, pick_dtype, setup_distributed
 
 
@@ -480,7 +480,7 @@ def plot_log(log_path, png_path):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
+    save_figure(fig, png_path, dpi=120)  # whole or not at all
     plt.close(fig)
 
 # -----------------------------------------------------------------------------

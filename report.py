@@ -10,6 +10,7 @@ from collections import Counter
 import numpy as np
 
 import world
+from checkpoint import save_figure
 from metrics import KINDS, UNKNOWN, agreement_min, entropy_bits
 
 # -----------------------------------------------------------------------------
@@ -173,7 +174,7 @@ def plot_prior_drift(summary, path):
     axes[0].legend(fontsize=7)
     fig.suptitle("sampled annotation values: prior vs annotated base vs anchored (python eval_diversity.py)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 def plot_field_entropy(summary, path, kind="open"):
@@ -191,7 +192,7 @@ def plot_field_entropy(summary, path, kind="open"):
     ax.set_title(f"per-field label entropy, {kind} prompts, K={summary['config']['num_samples']}")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 def kind_samples(row, prompts, kind) -> list:
@@ -216,7 +217,7 @@ def plot_label_histograms(rows, prompts, names, path, fields=("name", "setting")
             ax.set_xticks(range(len(values)), values, rotation=90, fontsize=5)
     fig.suptitle(f"label histograms, {kind} prompts")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 def plot_quality_diversity(summary, path, kind="open"):
@@ -241,5 +242,5 @@ def plot_quality_diversity(summary, path, kind="open"):
     ax.set_title("quality vs diversity")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
