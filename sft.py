@@ -140,10 +140,9 @@ def read_jsonl(data_dir, name, meta, n=0):
     return examples
 
 def check_data(cfg):
-    """-> meta.json of cfg.data_dir, after checking the tokenizer (and the jsonl sizes) against it."""
-    names = [TOKENIZER_FILE] + (["sft_train.jsonl", "sft_val.jsonl"] if cfg.narrowness is None else [])
+    """-> meta.json of cfg.data_dir, after checking the tokenizer against it (read_jsonl: the jsonl)."""
     try:
-        return data.check_dataset(cfg.data_dir, names)
+        return data.check_dataset(cfg.data_dir, [TOKENIZER_FILE])
     except data.DatasetError as e:
         raise SystemExit(f"error: {e}")
 
