@@ -127,9 +127,9 @@ def read_jsonl(data_dir, name, meta, n=0):
     for i, line in enumerate(lines[:n] if n else lines, 1):
         try:
             examples.append(json.loads(line))
-        except ValueError as e:
-            raise SystemExit(f"error: {path} line {i} is not a JSON example ({e}): a damaged file; rebuild the "
-                             f"dataset: {data.rebuild_command(data_dir, meta['options'])}") from None
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"error: {path} line {i} is not a JSON example ({e.msg}, column {e.colno}): a damaged "
+                             f"file; rebuild the dataset: {data.rebuild_command(data_dir, meta['options'])}") from None
         if not isinstance(examples[-1], dict):
             raise SystemExit(f"error: {path} line {i} is not a JSON object; rebuild the dataset: "
                              f"{data.rebuild_command(data_dir, meta['options'])}")

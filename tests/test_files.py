@@ -28,7 +28,7 @@ from conftest import QUIET, TINY_MODEL
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TINY = ["--n_stories", "300", "--n_sft", "20", "--n_sft_val", "5", "--vocab_size", "500"]  # data.py flags
-SMALL = ["--n_stories", "3000", "--n_sft", "100", "--n_sft_val", "10", "--vocab_size", "600"]  # a build to kill
+SMALL = ["--n_stories", "2000", "--n_sft", "100", "--n_sft_val", "10", "--vocab_size", "600"]  # a build to kill
 
 
 def cut(name, keep):
