@@ -274,6 +274,13 @@ def restore(start, optimizer, scaler, d, log_path):
     return start["step"], start["data_pos"]
 
 
+def diverged(train_loss, grad_norm, step, ckpt_path):
+    """The error of a step whose loss or gradient norm is not finite."""
+    good = f"the last good checkpoint is {ckpt_path}" if ckpt_path.exists() else "no checkpoint was written yet"
+    return (f"error: loss is {train_loss} (gradient norm {grad_norm}) at step {step}; "
+            f"stopped, {good}. Try a lower --lr.")
+
+
 def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
     """Train `model` (the raw GPT, on d.device) for cfg.max_iters optimizer steps; resume from
     checkpoint `start` if given. Rows: .get(start, n) -> (x, y) and .n_rows. ckpt_meta: the
@@ -336,10 +343,7 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
             train_loss, grad_norm = loss_sum.item() / W, grad_norm.item()
             if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):  # the run stops here
                 bar.close()
-                good = f"the last good checkpoint is {ckpt_path}" if ckpt_path.exists() else \
-                    "no checkpoint was written yet"
-                raise SystemExit(f"error: loss is {train_loss} (gradient norm {grad_norm}) at step "
-                                 f"{step}; stopped, {good}. Try a lower --lr.")
+                raise SystemExit(diverged(train_loss, grad_norm, step, ckpt_path))
             scaler.step(optimizer)  # optimizer.step(), unless float16 gradients overflowed
             scaler.update()
             optimizer.zero_grad(set_to_none=True)

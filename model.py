@@ -41,7 +41,6 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from device import autocast
 
 ATTENTION_PATHS = ("manual", "sdpa", "flex")
 
