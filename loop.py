@@ -3,9 +3,11 @@ The one training loop of nanoanchor, used by pretrain.py and sft.py; only their 
 
   1. configuration: a dataclass of fields turned into argparse flags (build_parser), and the
      precedence defaults < preset < flags typed (make_config), or a resumed run's saved config
-  2. the loop: the learning-rate schedule (lr_at), gradient accumulation over micro-batches, DDP
-     with no_sync, float16 loss scaling, gradient clipping, validation (evaluate), and exact resume
-     (model, optimizer, loss scaler, step, data position and RNG state in every checkpoint)
+  2. the loop: one train(), read top to bottom: gradient accumulation over micro-batches, DDP
+     with no_sync, float16 loss scaling, gradient clipping, logging, validation and checkpoints;
+     beside it only small helpers: the learning-rate schedule (lr_at), validation (evaluate), the
+     Ctrl-C flag (StopFlag) and exact resume (save / restore: model, optimizer, loss scaler, step,
+     data position and RNG state in every checkpoint)
   3. what a run leaves: log.jsonl (one JSON object per logged step), loss.png (plot_log), the
      last lines that say where the checkpoint is (say_next), and the process group (run_distributed)
 
@@ -230,9 +232,11 @@ class StopFlag:
             signal.signal(sig, old)
 
 
-def append_log(path, record):
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+def append_log(path, record, d):
+    """One JSON object per line; rank 0 only."""
+    if d.master:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 def trim_log(path, step):
@@ -247,212 +251,129 @@ def trim_log(path, step):
         Path(path).write_text("".join(json.dumps(r) + "\n" for r in records if r["step"] <= step))
 
 
-def _resume_optimizer(cfg, raw, d, dtype, start, log_path):
-    """The AdamW optimizer, the float16 loss scaler (a pass-through for other dtypes), and the step
-    and data position to start from (a resumed run also gets its optimizer and scaler state and RNG
-    back, and its log trimmed to the checkpoint's step)."""
-    optimizer = raw.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2),
-                                         d.device.split(":")[0])
-    scaler = grad_scaler(d.device, dtype)
-    if start is None:
-        return optimizer, scaler, 0, 0
+def save(path, cfg, raw, optimizer, scaler, step, data_pos, d, ckpt_meta, val_loss=None):
+    """Write ckpt.pt atomically (rank 0 only) with everything --resume needs to continue bit for
+    bit: the raw model's weights (never the compiled wrapper's, whose keys start with
+    "_orig_mod."), the optimizer and loss scaler, the step, the RNG and data_pos."""
+    if d.master:
+        save_checkpoint(path, dict(
+            model_args=asdict(raw.config), model=raw.state_dict(), config=asdict(cfg), step=step,
+            optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=rng_state(d.device),
+            data_pos=data_pos, val_loss=val_loss, world_size=d.world, **ckpt_meta))
+
+
+def restore(start, optimizer, scaler, d, log_path):
+    """--resume: the optimizer, loss scaler and RNG back from checkpoint `start`, the log trimmed
+    to its step (rank 0); -> step, data_pos."""
     optimizer.load_state_dict(start["optimizer"])
     if "scaler" in start:
         scaler.load_state_dict(start["scaler"])
     set_rng_state(start["rng"], d.device)
     if d.master:
         trim_log(log_path, start["step"])
-    return optimizer, scaler, start["step"], start["data_pos"]
+    return start["step"], start["data_pos"]
 
 
-def _global_batch(train_rows, data_pos, cfg, d, stop):
-    """This process's micro-batches of the step, the number of targets in the whole global batch,
-    and whether any process was interrupted. The global batch of a step is rows data_pos ..
-    data_pos + B*A*W - 1; rank r takes its own contiguous B*A of them. One all-reduce tells every
-    process the target count (so the loss is the mean over all of them, however they are split)
-    and the stop flag (so all processes stop at the same step)."""
-    B, A = cfg.batch_size, cfg.grad_accum
-    first = data_pos + d.rank * B * A
-    batches = [train_rows.get(first + m * B, B) for m in range(A)]
-    n_targets = [int((y != -1).sum()) for _, y in batches]
-    counts = torch.tensor([sum(n_targets), int(stop.requested)], device=d.device)
-    if d.world > 1:
-        dist.all_reduce(counts)
-    n_global, stopping = counts.tolist()
-    return batches, n_targets, n_global, bool(stopping)
-
-
-@dataclass
-class Run:
-    """A training run in progress: what train() and its helpers share. `model` is what the steps
-    call (compiled and/or wrapped in DDP); `raw` is the plain GPT inside it, the one checkpoints
-    hold. Where the run is: `step` (optimizer steps done) and `data_pos` (rows consumed)."""
-    cfg: LoopConfig
-    d: typing.Any  # device.Distributed: rank, world, device, master
-    raw: torch.nn.Module
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scaler: typing.Any  # torch.amp.GradScaler
-    dtype: torch.dtype
-    step: int
-    data_pos: int
-    row_len: int  # tokens per row (block_size)
-    ckpt_meta: dict
-    clock: float = field(default_factory=time.time)  # start of the current throughput window
-    slots_since: int = 0  # row slots trained since then
-
-    @property
-    def out_dir(self):
-        return Path(self.cfg.out_dir)
-
-    def save(self, val_loss=None):
-        """Write ckpt.pt (atomically): everything --resume needs to continue bit for bit."""
-        if self.d.master:
-            save_checkpoint(self.out_dir / "ckpt.pt", dict(
-                model_args=asdict(self.raw.config), model=self.raw.state_dict(), config=asdict(self.cfg),
-                step=self.step, optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
-                rng=rng_state(self.d.device), data_pos=self.data_pos, val_loss=val_loss,
-                world_size=self.d.world, **self.ckpt_meta))
-
-    def log(self, record):
-        if self.d.master:
-            append_log(self.out_dir / "log.jsonl", record)
-
-    def slots_per_s(self):
-        """Row slots per second since the last call (or the last validation), then start anew."""
-        rate = round(self.slots_since / (time.time() - self.clock))
-        self.clock, self.slots_since = time.time(), 0
-        return rate
-
-
-def _start_run(cfg, model, train_rows, d, ckpt_meta, start):
-    """Make cfg.out_dir (with a copy of the tokenizer of cfg.data_dir), the optimizer and loss scaler
-    (their state, the RNG and the position back from `start` on --resume), then compile and wrap
-    the model for DDP as asked."""
-    out_dir = Path(cfg.out_dir)
-    if d.master:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        keep_tokenizer(cfg.data_dir, out_dir)
-    dtype = pick_dtype(d.device, cfg.dtype)
-    optimizer, scaler, step, data_pos = _resume_optimizer(cfg, model, d, dtype, start, out_dir / "log.jsonl")
-    wrapped = torch.compile(model) if cfg.compile else model
-    if d.world > 1:
-        wrapped = DDP(wrapped, device_ids=[d.local_rank] if d.device.startswith("cuda") else None)
-    return Run(cfg, d, model, wrapped, optimizer, scaler, dtype, step, data_pos,
-               row_len=train_rows.get(0, 1)[0].size(1), ckpt_meta=ckpt_meta)
-
-
-def _train_step(run, lr, batches, n_targets, n_global):
-    """Forward and backward over the micro-batches, then clip and step at learning rate lr.
-    -> (loss, gradient norm)."""
-    cfg, d, optimizer, scaler = run.cfg, run.d, run.optimizer, run.scaler
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    W, A = d.world, len(batches)
-    loss_sum = torch.zeros((), device=d.device)
-    for m, (x, y) in enumerate(batches):
-        x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
-        # DDP averages gradients over processes at every backward; only the last
-        # micro-step needs that, the others accumulate locally (no_sync).
-        sync = W == 1 or m == A - 1
-        with (nullcontext() if sync else run.model.no_sync()):
-            with autocast(d.device, run.dtype):
-                _, loss = run.model(x, y)
-            # loss is the mean over this micro-batch's targets; weighting by its share of
-            # the global batch's targets (x W, since DDP divides by W) makes the summed
-            # gradient that of the mean over all targets of the step.
-            loss = loss * (n_targets[m] * W / n_global)
-            scaler.scale(loss).backward()
-        loss_sum += loss.detach()
-    scaler.unscale_(optimizer)  # the clip and the finiteness check see true gradients
-    grad_norm = torch.nn.utils.clip_grad_norm_(
-        run.raw.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-    if W > 1:
-        dist.all_reduce(loss_sum)
-    train_loss, grad_norm = loss_sum.item() / W, grad_norm.item()
-    # under float16 an overflowed gradient is routine: scaler.step skips that step by itself
-    if math.isfinite(train_loss) and (math.isfinite(grad_norm) or scaler.is_enabled()):  # else the caller stops
-        scaler.step(optimizer)  # optimizer.step(), unless float16 gradients overflowed
-        scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-    return train_loss, grad_norm
-
-
-def _log_and_validate(run, bar, train_rows, val_rows, train_loss, grad_norm, lr, n_global):
-    """After a step: its log record (every log_interval steps and at the end), and validation
-    with a checkpoint (every eval_interval steps and at the end). -> the record ({"step"} only
-    when nothing was due). Two counts of tokens: `slots` is the row slots read so far (data_pos x
-    block_size, padding included: the unit of the token budget), `targets` the tokens this step
-    trained on (its global batch's targets)."""
-    cfg, step = run.cfg, run.step
-    last = step == cfg.max_iters
-    record = {"step": step}
-    if step % cfg.log_interval == 0 or last:
-        record.update(loss=round(train_loss, 5), lr=lr, grad_norm=round(grad_norm, 4),
-                      slots=run.data_pos * run.row_len, targets=n_global,
-                      epoch=round(run.data_pos / train_rows.n_rows, 4), slots_per_s=run.slots_per_s())
-        bar.set_postfix(loss=f"{train_loss:.3f}", slots_s=f"{record['slots_per_s']:,}")
-    if (cfg.eval_interval and step % cfg.eval_interval == 0) or last:
-        record["val_loss"] = round(evaluate(run.raw, val_rows, cfg, run.d, run.dtype), 5)
-        bar.write(f"step {step}: train loss {train_loss:.4f}, val loss {record['val_loss']:.4f}")
-        run.save(record["val_loss"])
-        run.clock, run.slots_since = time.time(), 0  # throughput measures training, not evaluation
-    return record
-
-
-def _diverged(run, train_loss, grad_norm):
-    """The error of a step whose loss or gradient is not finite: the run stops there."""
-    ckpt_path = run.out_dir / "ckpt.pt"
+def diverged(train_loss, grad_norm, step, ckpt_path):
+    """The error of a step whose loss or gradient norm is not finite."""
     good = f"the last good checkpoint is {ckpt_path}" if ckpt_path.exists() else "no checkpoint was written yet"
-    return (f"error: loss is {train_loss} (gradient norm {grad_norm}) at step {run.step}; "
+    return (f"error: loss is {train_loss} (gradient norm {grad_norm}) at step {step}; "
             f"stopped, {good}. Try a lower --lr.")
 
 
 def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
-    """Train `model` (the raw GPT, already on d.device) for cfg.max_iters optimizer steps.
-
-    train_rows / val_rows: objects with .get(start, n) -> (x, y) and .n_rows (pretrain.TokenRows,
-    sft.PackedRows). ckpt_meta: the checkpoint keys the caller owns (tokenizer_hash, data_dir, fmt,
-    kind, base_fmt). start: a checkpoint to resume (optimizer, step, data position, RNG), or None.
-    Only rank 0 writes files: it makes cfg.out_dir and copies the tokenizer of cfg.data_dir there
-    first. Returns the last logged record."""
-    run = _start_run(cfg, model, train_rows, d, ckpt_meta, start)
-    rows_per_step = cfg.batch_size * cfg.grad_accum * d.world
-    last_record = {}
-    if run.step == 0 and cfg.max_iters > 0:  # the loss before training: the curve's first point
-        last_record = {"step": 0, "val_loss": round(evaluate(run.raw, val_rows, cfg, d, run.dtype), 5)}
-        run.log(last_record)
-    bar = tqdm(total=cfg.max_iters, initial=run.step, disable=not d.master, dynamic_ncols=True,
-               desc=run.out_dir.name, unit="step")
+    """Train `model` (the raw GPT, on d.device) for cfg.max_iters optimizer steps; resume from
+    checkpoint `start` if given. Rows: .get(start, n) -> (x, y) and .n_rows. ckpt_meta: the
+    checkpoint keys the caller owns. Only rank 0 writes files. Returns the last logged record."""
+    out_dir, raw = Path(cfg.out_dir), model  # raw: the plain GPT, the one checkpoints hold
+    log_path, ckpt_path = out_dir / "log.jsonl", out_dir / "ckpt.pt"
+    if d.master:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        keep_tokenizer(cfg.data_dir, out_dir)
+    dtype = pick_dtype(d.device, cfg.dtype)
+    optimizer = raw.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2),
+                                         d.device.split(":")[0])
+    scaler = grad_scaler(d.device, dtype)  # float16 loss scaling; a pass-through for other dtypes
+    step, data_pos = (0, 0) if start is None else restore(start, optimizer, scaler, d, log_path)
+    model = torch.compile(model) if cfg.compile else model  # what the steps call
+    if d.world > 1:
+        model = DDP(model, device_ids=[d.local_rank] if d.device.startswith("cuda") else None)
+    B, A, W = cfg.batch_size, cfg.grad_accum, d.world
+    row_len = train_rows.get(0, 1)[0].size(1)  # tokens per row (block_size)
+    last = {}
+    if step == 0 and cfg.max_iters > 0:  # the loss before training: the curve's first point
+        last = {"step": 0, "val_loss": round(evaluate(raw, val_rows, cfg, d, dtype), 5)}
+        append_log(log_path, last, d)
+    bar = tqdm(total=cfg.max_iters, initial=step, disable=not d.master, dynamic_ncols=True,
+               desc=out_dir.name, unit="step")
+    clock, slots = time.time(), 0  # the throughput window: its start, row slots trained since
     with StopFlag() as stop:
-        while run.step < cfg.max_iters:
-            batches, n_targets, n_global, stopping = _global_batch(train_rows, run.data_pos, cfg, d, stop)
+        while step < cfg.max_iters:
+            # The global batch is rows data_pos .. data_pos + B*A*W - 1; rank r takes its own B*A.
+            batches = [train_rows.get(data_pos + (d.rank * A + m) * B, B) for m in range(A)]
+            n_targets = [int((y != -1).sum()) for _, y in batches]
+            # one all-reduce: every process learns the global target count and whether to stop
+            counts = torch.tensor([sum(n_targets), int(stop.requested)], device=d.device)
+            if W > 1:
+                dist.all_reduce(counts)
+            n_global, stopping = counts.tolist()
             if stopping:
                 break
             if n_global == 0:
-                raise SystemExit(f"error: the batch of step {run.step} has no target tokens")
-            lr = lr_at(run.step, cfg)
-            train_loss, grad_norm = _train_step(run, lr, batches, n_targets, n_global)
-            if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
+                raise SystemExit(f"error: the batch of step {step} has no target tokens")
+            lr = lr_at(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss_sum = torch.zeros((), device=d.device)
+            for m, (x, y) in enumerate(batches):
+                x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
+                # DDP averages gradients over processes at every backward: only the last micro-step
+                with nullcontext() if W == 1 or m == A - 1 else model.no_sync():  # needs to (no_sync)
+                    with autocast(d.device, dtype):
+                        _, loss = model(x, y)
+                    # loss is this micro-batch's mean; weighted by its share of the global batch's
+                    # targets (x W, as DDP divides by W), the gradients sum to the global mean's.
+                    loss = loss * (n_targets[m] * W / n_global)
+                    scaler.scale(loss).backward()
+                loss_sum += loss.detach()
+            scaler.unscale_(optimizer)  # the clip and the finiteness check see true gradients
+            grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.grad_clip or float("inf"))
+            if W > 1:
+                dist.all_reduce(loss_sum)
+            train_loss, grad_norm = loss_sum.item() / W, grad_norm.item()
+            if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):  # the run stops here
                 bar.close()
-                raise SystemExit(_diverged(run, train_loss, grad_norm))
-            run.step += 1
-            run.data_pos += rows_per_step
-            run.slots_since += rows_per_step * run.row_len
+                raise SystemExit(diverged(train_loss, grad_norm, step, ckpt_path))
+            scaler.step(optimizer)  # optimizer.step(), unless float16 gradients overflowed
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            step, data_pos, slots = step + 1, data_pos + B * A * W, slots + B * A * W * row_len
             bar.update(1)
-            record = _log_and_validate(run, bar, train_rows, val_rows, train_loss, grad_norm, lr, n_global)
+            record, done = {"step": step}, step == cfg.max_iters
+            if step % cfg.log_interval == 0 or done:  # slots: row slots read so far (padding included:
+                record.update(  # the token budget's unit); targets: the tokens this step trained on
+                    loss=round(train_loss, 5), lr=lr, grad_norm=round(grad_norm, 4), slots=data_pos * row_len,
+                    targets=n_global, epoch=round(data_pos / train_rows.n_rows, 4),
+                    slots_per_s=round(slots / (time.time() - clock)))
+                clock, slots = time.time(), 0
+                bar.set_postfix(loss=f"{train_loss:.3f}", slots_s=f"{record['slots_per_s']:,}")
+            if (cfg.eval_interval and step % cfg.eval_interval == 0) or done:  # validate and save
+                record["val_loss"] = round(evaluate(raw, val_rows, cfg, d, dtype), 5)
+                bar.write(f"step {step}: train loss {train_loss:.4f}, val loss {record['val_loss']:.4f}")
+                save(ckpt_path, cfg, raw, optimizer, scaler, step, data_pos, d, ckpt_meta, record["val_loss"])
+                clock, slots = time.time(), 0  # throughput measures training, not evaluation
             if len(record) > 1:
-                last_record = record
-                run.log(record)
+                last = record
+                append_log(log_path, record, d)
     bar.close()
-    if run.step < cfg.max_iters:  # interrupted
-        run.save()
+    if step < cfg.max_iters:  # interrupted
+        save(ckpt_path, cfg, raw, optimizer, scaler, step, data_pos, d, ckpt_meta)
         if d.master:
-            print(f"interrupted at step {run.step}: saved {run.out_dir / 'ckpt.pt'}; continue with "
+            print(f"interrupted at step {step}: saved {ckpt_path}; continue with "
                   f"--resume --out_dir {cfg.out_dir}")
     if d.master:
-        plot_log(run.out_dir / "log.jsonl", run.out_dir / "loss.png")
-    return last_record
+        plot_log(log_path, out_dir / "loss.png")
+    return last
 
 
 # -----------------------------------------------------------------------------

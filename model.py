@@ -1,5 +1,6 @@
 """
-A small GPT for nanoanchor, read top to bottom: config, small parts, the whole model, generation.
+A small GPT for nanoanchor, read top to bottom: config, documents, small parts, the whole model.
+The KV cache, batched generation and the sampling rules live beside it in engine.py.
 
 Architecture choices, and why:
 - RoPE (rotary position embeddings) instead of a learned position table: attention sees only
@@ -9,8 +10,7 @@ Architecture choices, and why:
   (though on CPU eager PyTorch runs rms_norm as several kernels; torch.compile fuses them).
 - No biases anywhere: they do not help at this scale and every weight is then a matrix.
 - ReLU^2 MLP (relu(x)**2, Primer, So et al. 2021; used by modded-nanogpt and nanochat): cheaper
-  than GELU (no erf/tanh) and trains at least as well on small GPTs. Its backward is written by
-  hand (ReLUSquared): autograd's version makes four passes over the largest activation.
+  than GELU (no erf/tanh) and trains at least as well on small GPTs.
 - Tied input/output embeddings: with a vocabulary of a few thousand and n_embd of 128-512 the
   embedding table is a large share of all weights; tying halves it (as GPT-2 and nanoGPT do).
 - Document masking: when config.bos_id is set, a row is split into documents at <|bos|> and a
@@ -21,11 +21,16 @@ Architecture choices, and why:
     'sdpa'   F.scaled_dot_product_attention (default), is_causal=True when each row is one document;
     'flex'   FlexAttention with a document-causal block mask, compiled (CUDA only; on CPU it has
              no backward, so it warns once and uses 'sdpa'). It skips fully masked tiles, and has
-             no attention-weight dropout. Cached generation always uses sdpa (or manual).
+             no attention-weight dropout. engine.py's cached generation uses sdpa (or manual).
 - Precision: the model is fp32; callers run it under device.autocast (bf16 where the device
-  runs it fast, see device.py), and generate(dtype=...) does the same for sampling.
+  runs it fast, see device.py), and engine.generate(dtype=...) does the same for sampling.
 - Save the raw module: torch.compile wraps the model and prefixes its state dict keys with
-  "_orig_mod."; training code keeps the raw module for checkpoints (see unwrap()).
+  "_orig_mod."; loop.py keeps the raw module beside the compiled one and saves the raw one.
+- Speed tricks, each marked "Speed trick" where it is, and each tested in tests/test_model.py
+  against the plain version it must equal: ReLUSquared's hand-written backward (plain:
+  relu(x)**2 under autograd), apply_rotary's roll + addcmul (plain: the rotation formula),
+  sdpa's is_causal path for one-document rows (plain: the document mask) and the compiled
+  'flex' kernel (plain: 'manual').
 """
 
 import math
@@ -36,7 +41,6 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from device import autocast
 
 ATTENTION_PATHS = ("manual", "sdpa", "flex")
 
@@ -69,11 +73,6 @@ class GPTConfig:
         if self.bos_id is not None and not 0 <= self.bos_id < self.vocab_size:
             raise ValueError(f"bos_id={self.bos_id} is outside the vocabulary [0, {self.vocab_size})")
 
-
-def unwrap(model):
-    """The raw GPT inside torch.compile (._orig_mod) or DDP (.module): save this one's state_dict."""
-    model = getattr(model, "_orig_mod", model)
-    return getattr(model, "module", model)
 
 # -----------------------------------------------------------------------------
 # Documents: which tokens may see which
@@ -110,6 +109,8 @@ def flex_block_mask(doc):
     return create_block_mask(doc_causal, B, None, T, T, device=doc.device)
 
 
+# Speed trick: the compiled FlexAttention kernel (plain version: manual_attention with
+# document_causal_mask; test_flex_matches_manual_cuda).
 _flex_attention = None  # torch.compile(flex_attention), built on first use: eager flex is slow
 
 
@@ -147,7 +148,8 @@ def rotary_tables(head_dim, max_len, base=10000.0):
 
 
 def apply_rotary(x, cos, sin):
-    """Rotate channel pairs (x1[j], x2[j]) = (x[j], x[j + hd/2]) of x (..., hd) by each token's
+    """Speed trick (plain version: the formula below, test_apply_rotary_equals_the_formula).
+    Rotate channel pairs (x1[j], x2[j]) = (x[j], x[j + hd/2]) of x (..., hd) by each token's
     angle: x1' = x1 cos + x2 sin, x2' = x2 cos - x1 sin. Then q.k depends only on the distance
     between the two positions. cos, sin (..., hd) from rotary_tables, broadcast against x.
     In one line: [x1, x2] * [cos, cos] + [x2, x1] * [sin, -sin], where roll swaps the halves.
@@ -201,7 +203,8 @@ class CausalSelfAttention(nn.Module):
 
 
 class ReLUSquared(torch.autograd.Function):
-    """relu(x)^2 with a hand-written backward. Autograd would run relu, square, then square's
+    """Speed trick (plain version: relu(x) ** 2 under autograd, test_relu_squared_gradient).
+    relu(x)^2 with a hand-written backward. Autograd would run relu, square, then square's
     backward (2 x * grad) and relu's threshold_backward: four full passes over the (B,T,4C)
     activation, the largest tensor of the block. Here the backward is 2 * relu(x) * grad, which
     is already zero where x < 0: two passes, and relu(x) is the one tensor saved. On CPU in eager
@@ -246,51 +249,6 @@ class Block(nn.Module):
         x = x + self.attn(self.norm_1(x), cos, sin, mask, cache)
         return x + self.mlp(self.norm_2(x))
 
-
-class KVCache:
-    """Preallocated keys and values of every layer for batched generation: (L,B,H,max_len,hd).
-    All rows share one length because prompts are left padded to the same length."""
-
-    def __init__(self, config, batch_size, max_len, device, dtype):
-        shape = (config.n_layer, batch_size, config.n_head, max_len, config.n_embd // config.n_head)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.doc = torch.zeros(batch_size, max_len, dtype=torch.long, device=device)  # doc of each slot
-        self.len = 0  # slots filled so far (advanced by GPT after all layers ran)
-
-    def update(self, layer, k, v):
-        """Write k, v (B,H,T,hd) at slots [len, len+T); return all keys/values so far."""
-        end = self.len + k.size(2)
-        self.k[layer, :, :, self.len:end] = k
-        self.v[layer, :, :, self.len:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
-
-    def keep(self, rows):
-        """Drop finished rows (rows: LongTensor of the rows to keep), so they stop costing work."""
-        self.k, self.v, self.doc = self.k[:, rows], self.v[:, rows], self.doc[rows]
-
-
-def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
-    """logits (B,V) -> next token ids (B,). temperature 0 = greedy. Randomness only from generator."""
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = logits.float() / temperature
-    if top_k is not None:  # keep the k most likely tokens
-        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = F.softmax(logits, dim=-1)
-    if top_p is not None:  # keep the smallest set of most likely tokens whose mass reaches top_p
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        outside = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # mass before it already reached top_p
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p.masked_fill(outside, 0.0))
-    # inverse CDF: one uniform number per row (torch.multinomial draws one per vocabulary entry).
-    # right=True picks the token whose step of the CDF covers u, never a zero-probability one
-    # The uniform is drawn where the generator lives (torch refuses a CPU generator for a CUDA
-    # tensor), then moved to the logits: device.make_generator(model's device, seed) avoids the move.
-    cdf = probs.cumsum(dim=-1)
-    where = generator.device if generator is not None else cdf.device
-    u = torch.rand(cdf.size(0), 1, device=where, generator=generator).to(cdf.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).clamp_max(cdf.size(-1) - 1).squeeze(-1)
 
 # -----------------------------------------------------------------------------
 # The whole model
@@ -345,8 +303,6 @@ class GPT(nn.Module):
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas,
                                  fused=device_type in ("cuda", "cpu"))
 
-    # ---- forward passes
-
     def _layout(self, idx):
         """Positions (B|1,T) and attention mask for a training row (None = plain causal)."""
         B, T = idx.shape
@@ -394,101 +350,25 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
         return logits, loss
 
-    def _forward_cached(self, idx, doc, pos, cache):
-        """Run idx (B,T) (with its doc ids and positions) after the cache's slots; returns the
-        logits of the last position (B,V). Prefill (the whole prompt) and decode (one token)."""
-        start, end = cache.len, cache.len + idx.size(1)
-        cache.doc[:, start:end] = doc
-        mask = document_causal_mask(doc, cache.doc[:, :end], offset=start)
-        x = self._hidden(idx, pos, mask, cache)
-        cache.len = end
-        return self.lm_head(x[:, -1]).float()
 
-    def _padded_layout(self, seq, pad):
-        """Doc ids and positions (B,T) of a batch left padded by pad (B,) tokens: the prompt
-        starts a document (even without <|bos|>, so the padding is never seen), as does every
-        <|bos|> in it."""
-        t = torch.arange(seq.size(1), device=seq.device)
-        starts = t[None] == pad[:, None]
-        if self.config.bos_id is not None:
-            starts = starts | (seq == self.config.bos_id)
-        return document_layout(starts)
-
-    def _forward_full(self, seq, pad):
-        """Reference for generation: recompute the whole left-padded seq (B,T) from scratch."""
-        doc, pos = self._padded_layout(seq, pad)
-        x = self._hidden(seq, pos, document_causal_mask(doc, doc))
-        return self.lm_head(x[:, -1]).float()
-
-    # ---- generation
-
-    @torch.inference_mode()
-    def generate(self, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
-                 stop_ids=(), generator=None, use_cache=True, pad_id=0, dtype=None):
-        """Sample continuations of a batch of prompts (lists of token ids, any lengths).
-        Returns the new tokens of each row, up to and including its first stop token.
-        Prompts are left padded; the padding is its own document, so it is never attended to and
-        the prompt's positions start at 0. With use_cache the prompt is prefilled in one pass and
-        each step feeds one token per row; rows that finish are dropped from the batch. use_cache=
-        False recomputes everything each step: the slow reference. dtype (e.g. torch.bfloat16,
-        from device.pick_dtype): run under that autocast, with the KV cache in it; None = fp32."""
-        c = self.config
-        if not prompts or any(len(p) == 0 for p in prompts):
-            raise ValueError("prompts must be a non-empty list of non-empty token lists")
-        P = max(len(p) for p in prompts)
-        if P + max_new_tokens > c.block_size:
-            raise ValueError(f"longest prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) = "
-                             f"{P + max_new_tokens} exceeds block_size={c.block_size}")
-        if temperature < 0 or (top_k is not None and top_k < 1) or \
-                (top_p is not None and not 0 < top_p <= 1):
-            raise ValueError(f"need temperature >= 0, top_k >= 1, 0 < top_p <= 1; got "
-                             f"temperature={temperature}, top_k={top_k}, top_p={top_p}")
-        device = self.wte.weight.device
-        with autocast(device.type, dtype or torch.float32):
-            return self._generate(prompts, max_new_tokens, temperature, top_k, top_p, stop_ids,
-                                  generator, use_cache, pad_id, dtype or self.wte.weight.dtype)
-
-    def _generate(self, prompts, max_new_tokens, temperature, top_k, top_p, stop_ids, generator,
-                  use_cache, pad_id, dtype):
-        """generate's body, run inside its autocast context; dtype is the KV cache's."""
-        c = self.config
-        P = max(len(p) for p in prompts)
-        was_training = self.training
-        self.eval()
-        device = self.wte.weight.device
-        B = len(prompts)
-        seq = torch.tensor([[pad_id] * (P - len(p)) + list(p) for p in prompts], device=device)
-        pad = torch.tensor([P - len(p) for p in prompts], device=device)  # left-pad lengths
-        stop = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
-        out = [[] for _ in range(B)]
-        rows = torch.arange(B, device=device)        # original row of each row still in the batch
-        alive = torch.ones(B, dtype=torch.bool, device=device)
-        if use_cache:
-            cache = KVCache(c, B, P + max_new_tokens, device, dtype)
-            doc, pos = self._padded_layout(seq, pad)
-            logits = self._forward_cached(seq, doc, pos, cache)  # prefill: the whole prompt at once
-            doc, pos = doc[:, -1], pos[:, -1]                    # (B,) of each row's last token
-        else:
-            logits = self._forward_full(seq, pad)
-        for step in range(max_new_tokens):
-            # sample only the unfinished rows (same generator draws with and without the cache)
-            tok = torch.full((len(rows),), pad_id, dtype=torch.long, device=device)
-            tok[alive] = sample_next(logits[alive], temperature, top_k, top_p, generator)
-            for r, tk in zip(rows[alive].tolist(), tok[alive].tolist()):
-                out[r].append(tk)
-            alive &= ~torch.isin(tok, stop)
-            if step == max_new_tokens - 1 or not alive.any():
-                break
-            if not use_cache:
-                seq = torch.cat([seq, tok[:, None]], dim=1)
-                logits = self._forward_full(seq, pad)
-                continue
-            if 4 * (~alive).sum() >= len(rows):  # a quarter of the batch is done: compact it
-                keep = alive.nonzero().squeeze(1)
-                cache.keep(keep)
-                rows, alive, tok, doc, pos = rows[keep], alive[keep], tok[keep], doc[keep], pos[keep]
-            new_doc = tok == c.bos_id if c.bos_id is not None else torch.zeros_like(alive)
-            doc, pos = doc + new_doc, torch.where(new_doc, 0, pos + 1)  # a sampled <|bos|> restarts
-            logits = self._forward_cached(tok[:, None], doc[:, None], pos[:, None], cache)
-        self.train(was_training)
-        return out
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
+        """The plain reference (nanoGPT's): idx (B,T) prompts of one length; feed the whole
+        sequence back in at every step and append one sampled token per row. Returns (B,T+new).
+        Slow (no cache), no stop tokens, no padding, and what it feeds in must fit block_size:
+        engine.generate is what sampling uses, and tests check it against this token for token."""
+        for _ in range(max_new_tokens):
+            logits = self(idx)[0][:, -1].float()  # (B,V), the last position
+            if temperature == 0:
+                next_id = logits.argmax(dim=-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:  # keep the k most likely tokens
+                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                # inverse CDF, one uniform per row: engine.sample_next's draw (same seed, same tokens)
+                cdf = F.softmax(logits, dim=-1).cumsum(dim=-1)
+                u = torch.rand(idx.size(0), 1, device=idx.device, generator=generator) * cdf[:, -1:]
+                next_id = torch.searchsorted(cdf, u, right=True).clamp_max(cdf.size(-1) - 1)
+            idx = torch.cat([idx, next_id], dim=1)
+        return idx

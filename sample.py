@@ -18,6 +18,7 @@ import torch
 
 from checkpoint import load_model
 from device import check_device, make_generator, pick_dtype
+from engine import generate
 from tokenizer import (ANNOTATED_FORMATS, BASE_FORMATS, FORMATS, annotation_pieces, prompt_ids,
                        resolve_anchor, separator_ids, special_id, special_ids)
 from world import FIELDS, parse_annotation
@@ -28,14 +29,6 @@ FIELD_MAX_TOKENS = 12   # tokens for one free field's value when building a pinn
 
 # -----------------------------------------------------------------------------
 # sampling
-
-def _generate(model, prompts, max_new, stop_ids, generator, temperature=1.0, top_k=None, top_p=None, pad_id=0,
-              dtype=None):
-    room = model.config.block_size - max(len(p) for p in prompts)
-    if room <= 0:  # the context is full (a long annotation on a short-context model): nothing more
-        return [[] for _ in prompts]
-    return model.generate(prompts, min(max_new, room), temperature=temperature, top_k=top_k, top_p=top_p,
-                          stop_ids=tuple(stop_ids), generator=generator, pad_id=pad_id, dtype=dtype)
 
 def _strip_stop(ids, stops):
     return ids[:-1] if ids and ids[-1] in stops else ids
@@ -48,8 +41,8 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False, 
     pad, specials = special_id(enc, "<|pad|>"), set(special_ids(enc).values())
     if not pinned and not by_field:
         # the annotation ends at <|story|>, or at any other special token (then it is cut there)
-        outs = _generate(model, prefixes, ANN_MAX_TOKENS, specials, generator, ANN_TEMPERATURE, pad_id=pad,
-                         dtype=dtype)
+        outs = generate(model, prefixes, ANN_MAX_TOKENS, ANN_TEMPERATURE, stop_ids=specials,
+                        generator=generator, pad_id=pad, dtype=dtype)
         return [_strip_stop(o, specials) for o in outs]
     stops = separator_ids(enc) | specials
     anns = [[] for _ in prefixes]
@@ -61,8 +54,8 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False, 
             for a in anns:
                 a += value
         else:
-            outs = _generate(model, [p + a for p, a in zip(prefixes, anns)], FIELD_MAX_TOKENS, stops, generator,
-                             ANN_TEMPERATURE, pad_id=pad, dtype=dtype)
+            outs = generate(model, [p + a for p, a in zip(prefixes, anns)], FIELD_MAX_TOKENS, ANN_TEMPERATURE,
+                            stop_ids=stops, generator=generator, pad_id=pad, dtype=dtype)
             for a, o in zip(anns, outs):
                 a += _strip_stop(o, stops)
     return anns
@@ -117,7 +110,8 @@ def sample_many(model, enc, fmt, prompts, n, *, temperature=1.0, top_k=None, top
             anns = sample_annotations(model, enc, prefixes, pinned, gen, by_field=ann_by_field, dtype=dtype)
             prefixes = [p + a + [story] for p, a in zip(prefixes, anns)]
         # every special token ends the story (not only <|eos|>): the judge reads the story alone
-        outs = _generate(model, prefixes, max_new, stops, gen, temperature, top_k, top_p, pad_id=pad, dtype=dtype)
+        outs = generate(model, prefixes, max_new, temperature, top_k, top_p, stop_ids=stops, generator=gen,
+                        pad_id=pad, dtype=dtype)
         for (j, _), a, o in zip(batch, anns, outs):
             out[j].append({"annotation": None if a is None else enc.decode(a).strip(),
                            "text": enc.decode(_strip_stop(o, stops)).strip(),

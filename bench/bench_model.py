@@ -38,6 +38,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from device import autocast, make_generator, pick_device, pick_dtype  # noqa: E402
+from engine import generate  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 
 BOS = 1
@@ -203,16 +204,20 @@ def bench_generation(device, low, new_tokens):
     g = torch.Generator().manual_seed(0)
     prompts = [[BOS] + torch.randint(2, V, (15,), generator=g).tolist() for _ in range(32)]
 
-    def run(use_cache, dtype):  # no stop tokens: every row runs the full length
-        return lambda: model.generate(prompts, new_tokens, top_k=50, generator=make_generator(device, 0),
-                                      use_cache=use_cache, dtype=dtype)
-    fns = {"KV cache fp32": run(True, torch.float32)}
+    def run(dtype):  # no stop tokens: every row runs the full length
+        return lambda: generate(model, prompts, new_tokens, top_k=50, generator=make_generator(device, 0),
+                                dtype=dtype)
+    fns = {"KV cache fp32": run(torch.float32)}
     if low != torch.float32:
-        fns[f"KV cache {str(low).split('.')[-1]}"] = run(True, low)
+        fns[f"KV cache {str(low).split('.')[-1]}"] = run(low)
     for fn in fns.values():
         fn()
     best = alternate(fns, 2, device)
-    best.update(alternate({"no cache fp32": run(False, torch.float32)}, 1, device))  # slow: once
+    idx = torch.tensor(prompts, device=device)  # GPT.generate, the plain reference: recomputes everything
+
+    def no_cache():
+        return model.generate(idx, new_tokens, top_k=50, generator=make_generator(device, 0))
+    best.update(alternate({"no cache fp32": no_cache}, 1, device))  # slow: once
     print(f"\ngeneration 4l256, batch 32, prompt 16, {new_tokens} new tokens")
     for name, t in best.items():
         print(f"  {name:22s} {32 * new_tokens / t:9.0f} tok/s  x{best['no cache fp32'] / t:5.1f} no cache")
@@ -225,8 +230,8 @@ def bench_eval_sampling(device, low, k=64, new_tokens=200):
     prompts = [[BOS, 5, 6, 7, 8, 9]] * k  # one prompt, K samples: what eval_diversity does per arm
 
     def run(dtype):
-        return lambda: model.generate(prompts, new_tokens, top_k=50, generator=make_generator(device, 0),
-                                      dtype=dtype)
+        return lambda: generate(model, prompts, new_tokens, top_k=50, generator=make_generator(device, 0),
+                                dtype=dtype)
     fns = {"fp32": run(torch.float32)}
     if low != torch.float32:
         fns[str(low).split(".")[-1]] = run(low)

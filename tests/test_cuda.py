@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from device import autocast, grad_scaler
-from model import GPT, GPTConfig, unwrap
+from model import GPT, GPTConfig
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
 
@@ -72,7 +72,7 @@ def loss_and_grads(model, x, y, dtype=torch.float32):
     with autocast("cuda", dtype):
         _, loss = model(x, y)
     loss.backward()
-    return loss.detach().float(), {n: p.grad.detach().clone() for n, p in unwrap(model).named_parameters()}
+    return loss.detach().float(), {n: p.grad.detach().clone() for n, p in getattr(model, "_orig_mod", model).named_parameters()}
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "flex"])
@@ -87,7 +87,7 @@ def test_compile_matches_eager_cuda(attention):
     torch.testing.assert_close(l2, l1, rtol=1e-4, atol=1e-4)
     for name in g1:
         torch.testing.assert_close(g2[name], g1[name], rtol=1e-3, atol=1e-4, msg=name)
-    assert not any(k.startswith("_orig_mod.") for k in unwrap(compiled).state_dict())
+    assert not any(k.startswith("_orig_mod.") for k in compiled._orig_mod.state_dict())
 
 
 def test_flex_matches_manual_under_bf16_cuda():

@@ -358,15 +358,15 @@ def test_eval_diversity_seeds(ckpts, tmp_path):
 
 def test_sampling_lives_on_the_model_device(ckpts, monkeypatch):
     """The generator and every tensor sampling makes live on the model's device (a CPU generator
-    with CUDA logits is what broke --device cuda): checked on CPU by watching what generate gets."""
+    with CUDA logits is what broke --device cuda): checked on CPU by watching what engine.generate gets."""
     import sample
     model, _, enc = _load(ckpts["anchored"])
     seen = []
-    real = model.generate
-    def spy(prompts, max_new, **kw):
+    real = sample.generate  # engine.generate, as sample.py calls it
+    def spy(model, prompts, max_new, *rules, **kw):
         seen.append(kw["generator"].device)
-        return real(prompts, max_new, **kw)
-    monkeypatch.setattr(model, "generate", spy)
+        return real(model, prompts, max_new, *rules, **kw)
+    monkeypatch.setattr(sample, "generate", spy)
     sample.sample_stories(model, enc, "anchored", "Write a story.", 2, seed=0, max_new_tokens=4)
     dev = next(model.parameters()).device
     assert seen and all(d == dev for d in seen)
@@ -377,11 +377,11 @@ def test_stories_stop_at_every_special_token(ckpts, monkeypatch):
     import sample
     model, _, enc = _load(ckpts["anchored"])
     stops = []
-    real = model.generate
-    def spy(prompts, max_new, **kw):
+    real = sample.generate  # engine.generate, as sample.py calls it
+    def spy(model, prompts, max_new, *rules, **kw):
         stops.append(set(kw["stop_ids"]))
-        return real(prompts, max_new, **kw)
-    monkeypatch.setattr(model, "generate", spy)
+        return real(model, prompts, max_new, *rules, **kw)
+    monkeypatch.setattr(sample, "generate", spy)
     out = sample.sample_stories(model, enc, "anchored", "Write a story.", 3, seed=1, max_new_tokens=24)
     specials = set(tokenizer.special_ids(enc).values())
     assert len(specials) == len(tokenizer.SPECIAL_TOKENS) and stops[-1] == specials

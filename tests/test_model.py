@@ -1,12 +1,14 @@
-"""Tests of model.py on CPU (seconds): attention paths agree, document masking is exact,
-cached generation equals the reference, sampling is reproducible, a tiny model can learn."""
+"""Tests of model.py and engine.py on CPU (seconds): attention paths agree, document masking is
+exact, every speed trick equals its plain version, engine.py's cached batched generation equals
+GPT.generate (the plain reference), sampling is reproducible, a tiny model can learn."""
 
 import pytest
 import torch
 import torch.nn as nn
 
-from model import (GPT, GPTConfig, document_causal_mask, document_layout, manual_attention,
-                   sample_next, unwrap)
+from engine import generate, sample_next
+from model import (GPT, GPTConfig, apply_rotary, document_causal_mask, document_layout,
+                   manual_attention, rotary_tables)
 
 BOS = 1
 
@@ -161,9 +163,20 @@ def test_single_document_fast_path_matches_mask():
 PROMPTS = [[BOS, 5, 6, 7], [BOS, 9], [BOS, 3, 4, 5, 6, 7, 8, 9, 10], [BOS, 11, 12], [BOS, 13] * 3]
 
 
-def test_greedy_cache_equals_reference_with_stops():
+def reference(model, prompt, n, **kw):
+    """The new tokens of GPT.generate (the plain, uncached reference) for one prompt."""
+    return model.generate(torch.tensor([prompt]), n, **kw)[0, len(prompt):].tolist()
+
+
+def up_to_stop(tokens, stop_ids):
+    """tokens up to and including the first stop token (what engine.generate returns)."""
+    ends = [i for i, t in enumerate(tokens) if t in stop_ids]
+    return tokens[:ends[0] + 1] if ends else tokens
+
+
+def test_greedy_engine_equals_reference_with_stops():
     model = chaotic(tiny(), std=0.5)
-    ref = model.generate(PROMPTS, 30, temperature=0, use_cache=False)
+    ref = [reference(model, p, 30, temperature=0) for p in PROMPTS]
     # stop tokens that some rows produce after their first few tokens, as many as keep one row
     # running: rows then finish at different steps and the cached batch gets compacted
     first_few = {t for r in ref for t in r[:3]}
@@ -171,43 +184,47 @@ def test_greedy_cache_equals_reference_with_stops():
     for t in sorted({t for r in ref for t in r} - first_few):
         if sum(any(s in r for s in stop_ids + [t]) for r in ref) < len(ref):
             stop_ids.append(t)
-    ref = model.generate(PROMPTS, 30, temperature=0, stop_ids=stop_ids, use_cache=False)
-    out = model.generate(PROMPTS, 30, temperature=0, stop_ids=stop_ids)
-    assert out == ref
+    out = generate(model, PROMPTS, 30, temperature=0, stop_ids=stop_ids)
+    assert out == [up_to_stop(r, stop_ids) for r in ref]
     lengths = [len(r) for r in out]
     assert sum(n < 30 for n in lengths) >= 3 and max(lengths) == 30, lengths
-    for r in out:  # a row ends at its first stop token, or runs the full length
-        stops = [i for i, t in enumerate(r) if t in stop_ids]
-        assert (stops == [len(r) - 1]) if stops else len(r) == 30
 
 
 def test_left_padding_is_free():
     """A prompt generated in a padded batch continues exactly as when generated alone."""
     model = chaotic(tiny())
-    batch = model.generate(PROMPTS, 20, temperature=0, pad_id=7)
+    batch = generate(model, PROMPTS, 20, temperature=0, pad_id=7)
     for p, b in zip(PROMPTS, batch):
-        assert model.generate([p], 20, temperature=0) == [b]
+        assert generate(model, [p], 20, temperature=0) == [b]
 
 
 def test_no_bos_prompts_generate_the_same():
     """Without bos_id, padding is still masked: the prompt starts its own document."""
     model = chaotic(tiny(bos_id=None))
     prompts = [[5, 6, 7], [9], [3, 4, 5, 6, 7, 8]]
-    out = model.generate(prompts, 15, temperature=0)
-    assert out == model.generate(prompts, 15, temperature=0, use_cache=False)
-    assert out[1] == model.generate([prompts[1]], 15, temperature=0)[0]
+    out = generate(model, prompts, 15, temperature=0)
+    assert out == [reference(model, p, 15, temperature=0) for p in prompts]
 
 
 def test_sampling_is_seeded():
     model = chaotic(tiny(), std=0.1)
     kw = dict(max_new_tokens=25, temperature=1.0, top_k=40, top_p=0.95)
-    a = model.generate(PROMPTS, generator=torch.Generator().manual_seed(0), **kw)
-    b = model.generate(PROMPTS, generator=torch.Generator().manual_seed(0), **kw)
-    c = model.generate(PROMPTS, generator=torch.Generator().manual_seed(1), **kw)
-    d = model.generate(PROMPTS, generator=torch.Generator().manual_seed(0), use_cache=False, **kw)
+    a = generate(model, PROMPTS, generator=torch.Generator().manual_seed(0), **kw)
+    b = generate(model, PROMPTS, generator=torch.Generator().manual_seed(0), **kw)
+    c = generate(model, PROMPTS, generator=torch.Generator().manual_seed(1), **kw)
     assert a == b and a != c
-    assert any(BOS in r for r in a)  # a sampled <|bos|> starts a new document in the cache too
-    assert a == d  # the reference draws the same random numbers
+
+
+def test_seeded_sampling_equals_reference():
+    """Same seed, same tokens: the cached engine and GPT.generate draw the same numbers, on a
+    batch of equal-length prompts (the reference has no padding), a sampled <|bos|> included."""
+    model = chaotic(tiny(), std=0.3)
+    prompts = [[BOS, 5 + i, 6, 7] for i in range(6)]
+    kw = dict(temperature=0.9, top_k=40)
+    out = generate(model, prompts, 25, generator=torch.Generator().manual_seed(0), **kw)
+    ref = model.generate(torch.tensor(prompts), 25, generator=torch.Generator().manual_seed(0), **kw)
+    assert out == ref[:, 4:].tolist()
+    assert any(BOS in r for r in out)  # a sampled <|bos|> starts a new document in the cache too
 
 
 def test_sample_next_filters():
@@ -232,10 +249,18 @@ def test_sample_next_matches_softmax():
     torch.testing.assert_close(freq, expected, atol=0.01, rtol=0)  # ~4 standard errors
 
 
-def test_generate_rejects_too_long():
+def test_generation_stops_at_the_context():
+    """The engine stops where the context is full; the reference refuses to go past it."""
     model = tiny()
+    assert [len(r) for r in generate(model, [[BOS] * 10, [BOS] * 3], 60, temperature=0)] == [54, 54]
+    assert generate(model, [[BOS] * 64], 5) == [[]]
     with pytest.raises(ValueError, match="block_size"):
-        model.generate([[BOS] * 10], max_new_tokens=60)
+        model.generate(torch.tensor([[BOS] * 62]), max_new_tokens=5)
+
+
+def test_generate_rejects_bad_rules():
+    with pytest.raises(ValueError, match="top_p=1.5"):
+        generate(tiny(), PROMPTS, 5, top_p=1.5)
 
 # -----------------------------------------------------------------------------
 # training
@@ -271,18 +296,19 @@ def test_loss_ignores_minus_one():
 
 
 def test_compile_fullgraph_and_state_dict():
-    """The training forward traces with no graph break (document mask included), and the state
-    dict saved through unwrap() has no "_orig_mod." prefix. The aot_eager backend traces forward
-    and backward like inductor but skips C++ code generation, which takes minutes on 2 cores."""
+    """The training forward traces with no graph break (document mask included). The compiled
+    wrapper's state dict prefixes "_orig_mod.", which is why loop.py saves the raw module's. The
+    aot_eager backend traces forward and backward like inductor but skips C++ code generation,
+    which takes minutes on 2 cores."""
     model = tiny()
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
     idx = packed_rows()
     logits, loss = compiled(idx, idx)
     loss.backward()
     torch.testing.assert_close(logits, model(idx, idx)[0])
-    assert unwrap(compiled) is model
-    assert not any(k.startswith("_orig_mod.") for k in unwrap(compiled).state_dict())
-    assert any(k.startswith("_orig_mod.") for k in compiled.state_dict())  # why unwrap exists
+    assert compiled._orig_mod is model  # the same parameters: saving `model` saves the trained ones
+    assert not any(k.startswith("_orig_mod.") for k in model.state_dict())
+    assert any(k.startswith("_orig_mod.") for k in compiled.state_dict())  # why loop.py keeps `raw`
 
 
 def test_optimizer_groups_and_counts():
@@ -321,22 +347,22 @@ def test_sampling_draws_where_the_model_lives(device):
     model = chaotic(tiny(), std=0.1).to(device)
     g = make_generator(device, 0)
     assert g.device.type == model.wte.weight.device.type
-    a = model.generate(PROMPTS, 10, top_k=20, generator=g)
-    b = model.generate(PROMPTS, 10, top_k=20, generator=make_generator(device, 0))
+    a = generate(model, PROMPTS, 10, top_k=20, generator=g)
+    b = generate(model, PROMPTS, 10, top_k=20, generator=make_generator(device, 0))
     assert a == b
 
 
 def test_sample_next_draws_on_the_generators_device(monkeypatch):
     """Logits on another device than the generator (meta stands in for a GPU here): the uniform
     must be drawn on the generator's device, else torch rejects it on a real GPU."""
-    import model as model_module
+    import engine
     seen = []
     real_rand = torch.rand
 
     def spy(*size, device=None, generator=None, **kw):
         seen.append((torch.device(device), generator.device))
         return real_rand(*size, device=device, generator=generator, **kw)
-    monkeypatch.setattr(model_module.torch, "rand", spy)
+    monkeypatch.setattr(engine.torch, "rand", spy)
     logits = torch.zeros(3, 8, device="meta")
     sample_next(logits, generator=torch.Generator().manual_seed(0))
     assert seen and all(d == g for d, g in seen), seen
@@ -359,12 +385,36 @@ def test_bf16_loss_matches_fp32():
 
 def test_bf16_generation_runs_with_a_bf16_cache():
     model = chaotic(tiny(), std=0.1)
-    out = model.generate(PROMPTS, 8, temperature=0, dtype=torch.bfloat16)
+    out = generate(model, PROMPTS, 8, temperature=0, dtype=torch.bfloat16)
     assert [len(r) for r in out] == [8] * len(PROMPTS)
 
 
+# -----------------------------------------------------------------------------
+# speed tricks against their plain versions (the attention paths and the one-document fast path
+# are checked above: test_attention_paths_agree, test_flex_*, test_single_document_fast_path_*)
+
+
 def test_relu_squared_gradient():
+    """ReLUSquared (hand-written backward) equals relu(x) ** 2 under autograd, value and gradient."""
     from model import ReLUSquared
     x = torch.randn(4, 7, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(ReLUSquared.apply, (x,))
+    grad = torch.randn(4, 7, dtype=torch.float64)
+    fast, = torch.autograd.grad(ReLUSquared.apply(x), x, grad)
+    plain, = torch.autograd.grad(torch.relu(x) ** 2, x, grad)
     torch.testing.assert_close(ReLUSquared.apply(x), torch.relu(x) ** 2)
+    torch.testing.assert_close(fast, plain)
+
+
+def test_apply_rotary_equals_the_formula():
+    """apply_rotary (one roll and one addcmul) equals the rotation written out: channel pair
+    (x1[j], x2[j]) = (x[j], x[j + hd/2]) turned by pos * 10000^(-2j/hd)."""
+    T, hd = 11, 16
+    x = torch.randn(2, T, 3, hd)
+    cos, sin = rotary_tables(hd, T)
+    fast = apply_rotary(x, cos[:, None], sin[:, None])
+    angle = torch.arange(T)[:, None] * 10000.0 ** (-torch.arange(0, hd, 2) / hd)  # (T, hd/2)
+    c, s = angle.cos()[:, None], angle.sin()[:, None]
+    x1, x2 = x[..., :hd // 2], x[..., hd // 2:]
+    plain = torch.cat([x1 * c + x2 * s, x2 * c - x1 * s], dim=-1)
+    torch.testing.assert_close(fast, plain)

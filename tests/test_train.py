@@ -197,6 +197,28 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data_dir, tmp_pa
     assert "loss is nan" in msg and "step 4" in msg and "last good checkpoint" in msg
     assert checkpoint.load_checkpoint(tmp_path)["step"] == 4
 
+
+def test_compiled_run_saves_the_raw_weights(tiny_data_dir, tmp_path, monkeypatch, one_thread):
+    """--compile trains through the compiled wrapper (whose state dict keys start "_orig_mod.")
+    but checkpoints hold the raw GPT's: the keys are plain, they are the trained weights, and
+    load_model loads them. The aot_eager backend traces like inductor without C++ code generation."""
+    import loop
+    real_compile, compiled = torch.compile, []
+
+    def compile_aot_eager(m):
+        compiled.append(m)
+        return real_compile(m, backend="aot_eager")
+    monkeypatch.setattr(loop.torch, "compile", compile_aot_eager)
+    argv = ["--data_dir", tiny_data_dir, *SMALL, "--batch_size", "2", "--out_dir", tmp_path,
+            "--max_iters", "2", "--compile"]
+    pretrain.main([str(a) for a in argv])
+    saved = checkpoint.load_checkpoint(tmp_path)["model"]
+    assert len(compiled) == 1 and not any(k.startswith("_orig_mod.") for k in saved)
+    for k, v in compiled[0].state_dict().items():  # the module that was trained, as trained
+        assert torch.equal(saved[k], v), k
+    loaded, _, _ = checkpoint.load_model(tmp_path)
+    assert torch.equal(loaded.wte.weight, compiled[0].wte.weight)
+
 # -----------------------------------------------------------------------------
 # Which tokens carry the SFT loss
 

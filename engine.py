@@ -1,0 +1,154 @@
+"""
+The inference engine: batched generation with a KV cache, and the sampling rules. sample.py
+(and through it eval_diversity.py) draws every sample through generate() here.
+
+model.py's GPT.generate is the plain reference: it recomputes the whole sequence at every step.
+This file does the same work faster, and tests/test_model.py checks that the two agree token for
+token (greedy and seeded sampling). Three ideas:
+- KV cache (KVCache): the keys and values of every layer are kept, so after the prompt (the
+  prefill, one pass) each new token costs one position's forward pass, not the whole sequence's.
+- Left padding: prompts of different lengths share a batch, padded on the left to one length.
+  The padding is a document of its own, so it is never attended to, and each prompt's positions
+  start at 0: a prompt continues in a batch exactly as it would alone. Rows that finish (reach a
+  stop token) are dropped from the batch, so they stop costing work.
+- Sampling rules (sample_next): temperature, top-k, top-p, and one uniform number per row from
+  a seeded generator, so the same seed gives the same samples.
+"""
+
+import torch
+from torch.nn import functional as F
+
+from device import autocast
+from model import document_causal_mask, document_layout
+
+
+class KVCache:
+    """Preallocated keys and values of every layer for batched generation: (L,B,H,max_len,hd).
+    All rows share one length because prompts are left padded to the same length."""
+
+    def __init__(self, config, batch_size, max_len, device, dtype):
+        shape = (config.n_layer, batch_size, config.n_head, max_len, config.n_embd // config.n_head)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.doc = torch.zeros(batch_size, max_len, dtype=torch.long, device=device)  # doc of each slot
+        self.len = 0  # slots filled so far (advanced by forward_cached after all layers ran)
+
+    def update(self, layer, k, v):
+        """Write k, v (B,H,T,hd) at slots [len, len+T); return all keys/values so far.
+        CausalSelfAttention calls this for its own layer."""
+        end = self.len + k.size(2)
+        self.k[layer, :, :, self.len:end] = k
+        self.v[layer, :, :, self.len:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def keep(self, rows):
+        """Drop finished rows (rows: LongTensor of the rows to keep), so they stop costing work."""
+        self.k, self.v, self.doc = self.k[:, rows], self.v[:, rows], self.doc[rows]
+
+
+def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """logits (B,V) -> next token ids (B,). temperature 0 = greedy. Randomness only from generator."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k is not None:  # keep the k most likely tokens
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    if top_p is not None:  # keep the smallest set of most likely tokens whose mass reaches top_p
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        outside = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # mass before it already reached top_p
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p.masked_fill(outside, 0.0))
+    # inverse CDF: one uniform number per row (torch.multinomial draws one per vocabulary entry).
+    # right=True picks the token whose step of the CDF covers u, never a zero-probability one
+    # The uniform is drawn where the generator lives (torch refuses a CPU generator for a CUDA
+    # tensor), then moved to the logits: device.make_generator(model's device, seed) avoids the move.
+    cdf = probs.cumsum(dim=-1)
+    where = generator.device if generator is not None else cdf.device
+    u = torch.rand(cdf.size(0), 1, device=where, generator=generator).to(cdf.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_max(cdf.size(-1) - 1).squeeze(-1)
+
+
+def padded_layout(seq, pad, bos_id):
+    """Doc ids and positions (B,T) of a batch left padded by pad (B,) tokens: the prompt
+    starts a document (even without <|bos|>, so the padding is never seen), as does every
+    <|bos|> in it."""
+    t = torch.arange(seq.size(1), device=seq.device)
+    starts = t[None] == pad[:, None]
+    if bos_id is not None:
+        starts = starts | (seq == bos_id)
+    return document_layout(starts)
+
+
+def forward_cached(model, idx, doc, pos, cache):
+    """Run idx (B,T) (with its doc ids and positions) after the cache's slots; returns the
+    logits of the last position (B,V). Prefill (the whole prompt) and decode (one token)."""
+    start, end = cache.len, cache.len + idx.size(1)
+    cache.doc[:, start:end] = doc
+    mask = document_causal_mask(doc, cache.doc[:, :end], offset=start)
+    x = model._hidden(idx, pos, mask, cache)
+    cache.len = end
+    return model.lm_head(x[:, -1]).float()
+
+
+@torch.inference_mode()
+def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+             stop_ids=(), generator=None, pad_id=0, dtype=None):
+    """Sample continuations of a batch of prompts (lists of token ids, any lengths) from model
+    (a GPT). Returns the new tokens of each row, up to and including its first stop token: at
+    most max_new_tokens, fewer where the context (block_size) fills up first (none at all for
+    a prompt that already fills it). dtype (e.g. torch.bfloat16, from device.pick_dtype): run
+    under that autocast, with the KV cache in it; None = fp32."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("prompts must be a non-empty list of non-empty token lists")
+    if temperature < 0 or (top_k is not None and top_k < 1) or \
+            (top_p is not None and not 0 < top_p <= 1):
+        raise ValueError(f"need temperature >= 0, top_k >= 1, 0 < top_p <= 1; got "
+                         f"temperature={temperature}, top_k={top_k}, top_p={top_p}")
+    room = model.config.block_size - max(len(p) for p in prompts)
+    if room <= 0:  # the context is full (a long annotation on a short-context model): nothing more
+        return [[] for _ in prompts]
+    device = model.wte.weight.device
+    rules = dict(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+    was_training = model.training
+    model.eval()
+    with autocast(device.type, dtype or torch.float32):
+        out = _decode(model, prompts, min(max_new_tokens, room), rules, stop_ids, pad_id,
+                      dtype or model.wte.weight.dtype)
+    model.train(was_training)
+    return out
+
+
+def _decode(model, prompts, max_new_tokens, rules, stop_ids, pad_id, cache_dtype):
+    """generate's loop: prefill the left-padded prompts in one pass, then one token per row per
+    step, compacting the batch when a quarter of its rows are done. rules: sample_next's."""
+    bos_id = model.config.bos_id
+    device = model.wte.weight.device
+    B, P = len(prompts), max(len(p) for p in prompts)
+    seq = torch.tensor([[pad_id] * (P - len(p)) + list(p) for p in prompts], device=device)
+    pad = torch.tensor([P - len(p) for p in prompts], device=device)  # left-pad lengths
+    stop = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
+    out = [[] for _ in range(B)]
+    rows = torch.arange(B, device=device)        # original row of each row still in the batch
+    alive = torch.ones(B, dtype=torch.bool, device=device)
+    cache = KVCache(model.config, B, P + max_new_tokens, device, cache_dtype)
+    doc, pos = padded_layout(seq, pad, bos_id)
+    logits = forward_cached(model, seq, doc, pos, cache)  # prefill: the whole prompt at once
+    doc, pos = doc[:, -1], pos[:, -1]                     # (B,) of each row's last token
+    for step in range(max_new_tokens):
+        # sample only the unfinished rows (the reference draws the same numbers for each row)
+        tok = torch.full((len(rows),), pad_id, dtype=torch.long, device=device)
+        tok[alive] = sample_next(logits[alive], **rules)
+        for r, tk in zip(rows[alive].tolist(), tok[alive].tolist()):
+            out[r].append(tk)
+        alive &= ~torch.isin(tok, stop)
+        if step == max_new_tokens - 1 or not alive.any():
+            break
+        if 4 * (~alive).sum() >= len(rows):  # a quarter of the batch is done: compact it
+            keep = alive.nonzero().squeeze(1)
+            cache.keep(keep)
+            rows, alive, tok, doc, pos = rows[keep], alive[keep], tok[keep], doc[keep], pos[keep]
+        new_doc = tok == bos_id if bos_id is not None else torch.zeros_like(alive)
+        doc, pos = doc + new_doc, torch.where(new_doc, 0, pos + 1)  # a sampled <|bos|> restarts
+        logits = forward_cached(model, tok[:, None], doc[:, None], pos[:, None], cache)
+    return out
