@@ -74,6 +74,12 @@ MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "attenti
 # into 10-minute chunks loses at most that (two at the rate if the assumed MFU is twice too high).
 # (pretrain.py prints the exact ratio and the number of epochs of the data at start; the default
 # dataset holds ~19M annotated tokens, so the larger rungs want a larger `python data.py --n_stories`.)
+# The gpu-quick ladder (reproduce.py --preset gpu-quick, one H100 command) adds two rungs between
+# and below those, sized so the whole preset plans at <= 6 GPU minutes:
+#   gpu-q-6l192  3.05M params:  1,900 steps =  62.3M tokens = 20.4 tokens/param
+#   gpu-q-6l320  8.03M params:  5,000 steps =   164M tokens = 20.4 tokens/param  (its top rung)
+# Their learning rates sit between their neighbours' (4l128 3e-3, 6l256 1.5e-3, 6l384 1e-3): a guess
+# until a GPU run says otherwise.
 PRESETS = {
     # a laptop CPU in a few minutes: a model that already writes recognisable stories
     "tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,
@@ -104,6 +110,10 @@ PRESETS = {
                       max_iters=7200, lr=1e-3, warmup_iters=300, eval_interval=1000, eval_iters=20),
     "gpu-8l512": dict(n_layer=8, n_head=8, n_embd=512, block_size=512, batch_size=64,
                       max_iters=16400, lr=8e-4, warmup_iters=500, eval_interval=2000, eval_iters=20),
+    "gpu-q-6l192": dict(n_layer=6, n_head=3, n_embd=192, block_size=512, batch_size=64,
+                        max_iters=1900, lr=2e-3, warmup_iters=150, eval_interval=500, eval_iters=20),
+    "gpu-q-6l320": dict(n_layer=6, n_head=5, n_embd=320, block_size=512, batch_size=64,
+                        max_iters=5000, lr=1.2e-3, warmup_iters=250, eval_interval=1000, eval_iters=20),
     "gpu-10l512": dict(n_layer=10, n_head=8, n_embd=512, block_size=512, batch_size=64,
                        max_iters=22000, lr=8e-4, warmup_iters=500, eval_interval=2000, eval_iters=20),
 }

@@ -60,7 +60,8 @@ from world import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT 
 
 # sft_iters: None = sft.py's default schedule (4% of the base's tokens at the base's final LR);
 # sft_seeds: the headline arms (sft, anchored) are post-trained once per seed from the same bases;
-# replay: also run the anchored_replay extra (sft.py --replay 1) at every size.
+# replay: also run the anchored_replay extra (sft.py --replay 1) at every size; sft_seed_sizes: the
+# sizes post-trained once per seed (default: all), the others with the first seed only.
 # Times below are estimates from fp32 throughput measured on this project's 2-core CPU with other
 # work beside it (one thread per stage): 4l48 ~6k, 4l64 ~5k, 4l80 ~4.3k tokens/s per thread.
 
@@ -90,6 +91,19 @@ PRESETS = {
         replay=False, num_samples=100, temperatures=[0.6, 0.8, 1.2], study_narrowness=[], study_size="cpu-m",
         ablation_sizes=[], extra_pretrain=[], extra_sft=["--batch_size", "4"], extra_eval=["--threads", "1"],
         jobs=2),
+    # the ladder in one command on one H100 (bench/gpu_first_light.sh runs it in its 9 minutes):
+    # 1.05M / 3.05M / 8.03M parameters, each at >= 20 tokens per parameter, both bases, the paper's
+    # arms with 3 SFT seeds at the top rung (one below it), the ablations at the top rung, K = 100,
+    # no sweep or study. `--plan --device cuda`: ~5 min of GPU work at the assumed MFU (THROUGHPUT:
+    # 30% at width 512, in proportion below: 19% for the top rung's 320; a step >= 8 ms). The data,
+    # 500k stories (~95M annotated tokens: the top rung sees it ~1.7 times), is ~75 s of one CPU
+    # core, before the GPU starts; the first-light script makes it in the background while the GPU
+    # runs the tests and the bench, so nothing waits on it there.
+    "gpu-quick": dict(
+        data_flags=["--n_stories", "500000"], sizes=["gpu-4l128", "gpu-q-6l192", "gpu-q-6l320"], pretrain_iters={},
+        compile_sizes=["gpu-q-6l320"], sft_iters=None, sft_seeds=[0, 1, 2], sft_seed_sizes=["gpu-q-6l320"],
+        replay=False, num_samples=100, temperatures=[], study_narrowness=[], study_size="gpu-q-6l320",
+        ablation_sizes=["gpu-q-6l320"], extra_pretrain=[], extra_sft=[], extra_eval=[], jobs=2),
     # the 4-size ladder in at most 25 minutes on one H100 (`--plan --device cuda` prints the
     # estimate, ~25 min at the assumed MFU), each rung at >= 20 tokens per parameter (pretrain.py).
     # 1M stories: ~190M annotated tokens, so the top rung sees its data ~2.8 times (repeating up to
@@ -238,7 +252,7 @@ def post_training(size, runs, cfg, ablations):
     stages, arms = [], {"base": [plain], "base_annotated": [ann], "sft": [], "anchored": []}
     # the paper's two arms, post-trained once per seed from the same bases (seed: the SFT data
     # order), sampled at T = 1: the headline numbers are their medians over seeds
-    seeds = cfg.get("sft_seeds", [0])
+    seeds = cfg.get("sft_seeds", [0]) if size in cfg.get("sft_seed_sizes", [size]) else cfg.get("sft_seeds", [0])[:1]
     for seed in seeds:
         tag = "" if seed == seeds[0] else f"_seed{seed}"
         std, anc = d / f"sft_standard{tag}", d / f"sft_anchored{tag}"

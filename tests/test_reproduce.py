@@ -213,6 +213,36 @@ def test_gpu_preset_fits_the_lease_by_its_own_estimate(tmp_path):
     assert 0.8e6 < params[0] < 1.5e6 and 20e6 < params[-1] < 40e6, params
 
 
+def test_gpu_quick_fits_one_command_by_its_own_estimate(tmp_path):
+    """gpu-quick (issue 21): at most 6 minutes of GPU work (the waves after the data) at the table's
+    assumed H100 throughput; 3 sizes, each at >= 20 tokens per parameter, both bases per size, 3
+    SFT seeds of both paper arms at the top rung, the ablations there, K >= 100, and data the top
+    rung sees at most 2 times (~190 annotated tokens a story)."""
+    import model
+    import pretrain
+    cfg = reproduce.PRESETS["gpu-quick"]
+    cuda = reproduce.THROUGHPUT["cuda"]
+    waves = reproduce.plan(cfg, tmp_path)
+    gpu = sum(reproduce.wave_seconds([reproduce.stage_seconds(s, cuda) for s in w], cfg["jobs"], True)
+              for w in waves[1:])
+    assert gpu <= 6 * 60, gpu
+    assert len(cfg["sizes"]) >= 3 and cfg["num_samples"] >= 100
+    for size in cfg["sizes"]:
+        c = pretrain.PRESETS[size]
+        with torch.device("meta"):
+            n = model.GPT(model.GPTConfig(vocab_size=2048, **{k: c[k] for k in ("n_layer", "n_head", "n_embd")}))
+        assert c["max_iters"] * c["batch_size"] * c["block_size"] >= 20 * n.num_params(non_embedding=False), size
+    names = {s.name for w in waves for s in w}
+    top = cfg["sizes"][-1]
+    assert {f"pretrain {size} {tag}" for size in cfg["sizes"] for tag in ("plain", "ann")} <= names
+    assert {f"sft {top} {arm} seed {seed}" for arm in ("standard", "anchored") for seed in (0, 1, 2)} <= names
+    assert {f"sft {top} anchored on plain base", f"sft {top} anchored_unmasked"} <= names
+    assert f"sft {cfg['sizes'][0]} standard seed 1" not in names  # one seed below the top rung
+    c = pretrain.PRESETS[top]
+    stories = int(cfg["data_flags"][cfg["data_flags"].index("--n_stories") + 1])
+    assert c["max_iters"] * c["batch_size"] * c["block_size"] <= 2 * 190 * stories
+
+
 def test_gpu_estimate_scales_mfu_with_width_and_floors_a_step(tmp_path):
     """On the GPU table: the assumed MFU is 30% from width 512 up and in proportion below it, and a
     training stage takes at least its steps x step_s (a small model is bound by launches, not FLOPs)."""
