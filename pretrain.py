@@ -1,7 +1,8 @@
 """
 Pretraining: annotated (or plain) stories packed into rows that start at a document start.
 
-    python pretrain.py                                    # tiny preset, annotated data, a few CPU minutes
+    python pretrain.py                                    # annotated data, the device's preset: tiny on a
+                                                          # CPU (minutes), gpu-q-6l192 on a CUDA GPU
     python pretrain.py --no-annotations                   # the same budget on plain stories
     python pretrain.py --preset gpu-6l256 --compile       # one rung of the GPU ladder
     python pretrain.py --out_dir out/tiny-ann --resume --max_iters 2000   # continue a run, exactly
@@ -34,6 +35,7 @@ import torch.distributed as dist
 
 import data
 from checkpoint import check_tokenizer
+from device import check_device
 from loop import LoopConfig, build_parser, check_loop_config, opt, resume_or_fresh, run_distributed, say_next, train
 from model import GPT, GPTConfig
 from tokenizer import load_tokenizer, special_id, tokenizer_hash
@@ -45,6 +47,8 @@ from tokenizer import load_tokenizer, special_id, tokenizer_hash
 
 @dataclass
 class TrainConfig(LoopConfig):
+    preset: str = opt("tiny", "named set of defaults, see PRESETS; not typed: the device's "
+                      "(default_preset: tiny on a CPU, gpu-q-6l192 on CUDA, gpu-4l128 on MPS)")
     annotations: bool = opt(True, "pretrain on `annotation || story` (else plain stories)")
     n_layer: int = opt(4, "transformer blocks")
     n_head: int = opt(4, "attention heads")
@@ -117,6 +121,28 @@ PRESETS = {
     "gpu-10l512": dict(n_layer=10, n_head=8, n_embd=512, block_size=512, batch_size=64,
                        max_iters=22000, lr=8e-4, warmup_iters=500, eval_interval=2000, eval_iters=20),
 }
+
+# What `python pretrain.py` trains when no --preset is typed: a preset that suits the device. A CPU
+# gets tiny (a few minutes); a CUDA GPU the 3M-parameter rung of the gpu-quick ladder (20 tokens per
+# parameter, under a minute on an H100 by reproduce.py's planner, minutes on a small card; 3.3
+# epochs of the default dataset); an Apple GPU (fp32, ~3 TFLOP/s assumed) the 1M-parameter rung.
+DEFAULT_PRESETS = {"cpu": "tiny", "cuda": "gpu-q-6l192", "mps": "gpu-4l128"}
+
+
+def default_preset(device_type):
+    """The preset `python pretrain.py` uses on a device of this type ("cpu", "cuda" or "mps")."""
+    if device_type not in DEFAULT_PRESETS:
+        raise ValueError(f"device type {device_type!r} is not one of {', '.join(DEFAULT_PRESETS)}")
+    return DEFAULT_PRESETS[device_type]
+
+
+def with_default_preset(explicit):
+    """The flags typed, plus --preset default_preset(the device --device picks) when none was typed
+    (a resumed run keeps its own)."""
+    if "preset" in explicit or explicit.get("resume"):
+        return explicit
+    device = check_device(explicit.get("device", "auto"))
+    return {**explicit, "preset": default_preset(device.split(":")[0])}
 
 
 # Our documents are a few hundred tokens; a longer context only packs more of them into a row,
@@ -283,7 +309,7 @@ def pretrain(cfg, d, start=None):
     if d.master:
         n_params = model.num_params(non_embedding=False)
         budget = cfg.max_iters * cfg.batch_size * cfg.grad_accum * d.world * cfg.block_size
-        print(f"{fmt_of(cfg)} pretraining: {n_params:,} parameters "
+        print(f"{fmt_of(cfg)} pretraining, preset {cfg.preset}: {n_params:,} parameters "
               f"({model.num_params():,} non-embedding), {d.world} process(es) on {d.device}; "
               f"budget {budget:,} tokens = {budget / n_params:.3g} tokens/parameter "
               f"({train_rows.fill:.1%} of them trained targets, the rest row padding), "
@@ -299,7 +325,7 @@ def pretrain(cfg, d, start=None):
 
 def main(argv=None):
     parser = build_parser(TrainConfig, PRESETS, __doc__.strip().splitlines()[0])
-    explicit = vars(parser.parse_args(argv))
+    explicit = with_default_preset(vars(parser.parse_args(argv)))
     cfg, start = resume_or_fresh(TrainConfig, PRESETS, explicit,
                                  lambda c: f"out/{c.preset}-{'ann' if c.annotations else 'plain'}",
                                  check_train_config)
