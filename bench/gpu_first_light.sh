@@ -8,13 +8,13 @@
 #     bash bench/gpu_first_light.sh --dry-run    # (or CPU_CHECK=1) every part at toy size on the CPU
 #
 # The timeline (seconds from the start; BUDGET_S, default 525, ends before the 9-minute mark; the
-# dry run: 150, gpu-quick's recipe at toy size (bench/first_light.py), the bench's toy shape, runs and
+# dry run: 180, gpu-quick's recipe at toy size (bench/first_light.py), the bench's toy shape, runs and
 # results in a tmp dir):
 #   0    environment, then pip only for what does not import (torch: only if it is missing)
 #   ~10  the data of gpu-quick in the background, on one CPU core (reproduce.py's own data command,
 #        so its data stage then finds the build done, or waits for it on data.py's lock)
-#   ~10  the bench, alone on the GPU (at most BENCH_S, 150)
-#   ~160 reproduce.py --preset gpu-quick, and tests/test_cuda.py beside it (the tests are mostly
+#   ~10  the bench, alone on the GPU: eager (at most 60 s), then compiled too (at most BENCH_S, 120)
+#   ~170 reproduce.py --preset gpu-quick, and tests/test_cuda.py beside it (the tests are mostly
 #        compile time on the CPU; at most TESTS_S, 150); reproduce.py gets what is left
 #   end  the archive (an EXIT trap: written however the parts ended)
 # Every part runs under `timeout`, cut at its limit or at the budget, whichever is first; a cut
@@ -25,7 +25,7 @@ set -u
 cd "$(dirname "$0")/.."
 DRY=${CPU_CHECK:-0}
 [ "${1:-}" = "--dry-run" ] && DRY=1
-PY=${PYTHON:-python}
+PY=${PYTHON:-$(command -v python || command -v python3)}
 START=$(date +%s)
 OUT=${OUT:-$PWD/first_light_out}
 mkdir -p "$OUT"
@@ -33,15 +33,15 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/first_light.XXXXXX")
 LOG=$WORK/logs
 mkdir -p "$LOG"
 if [ "$DRY" = 1 ]; then  # toy sizes on the CPU, everything under $WORK (nothing lands in the repo)
-  BUDGET=${BUDGET_S:-150}; DRYFLAG=--dry; RUNS=$WORK/scratch/runs/toy; RESULTS=$WORK/results/toy
+  BUDGET=${BUDGET_S:-180}; DRYFLAG=--dry; RUNS=$WORK/scratch/runs/toy; RESULTS=$WORK/results/toy
   REPRODUCE=($PY bench/first_light.py reproduce "$RUNS" "$RESULTS" --dry)
   BENCH=(--device cpu --threads 1 --only train --shapes dry --rounds 2 --ref_low --attention sdpa flex)
-  BENCH_S=${BENCH_S:-60}; TESTS_S=${TESTS_S:-60}
+  BENCH_S=${BENCH_S:-45}; TESTS_S=${TESTS_S:-60}
 else
   BUDGET=${BUDGET_S:-525}; DRYFLAG=; RUNS=runs/gpu-quick; RESULTS=results/gpu-quick
   REPRODUCE=($PY reproduce.py --preset gpu-quick --runs "$RUNS" --out "$RESULTS")  # --device auto: cuda
-  BENCH=(--device cuda --only train --shapes 8l512 --rounds 5 --compile --ref_low --attention sdpa flex)
-  BENCH_S=${BENCH_S:-150}; TESTS_S=${TESTS_S:-150}
+  BENCH=(--device cuda --only train --shapes 8l512 --rounds 5 --ref_low --attention sdpa flex)
+  BENCH_S=${BENCH_S:-120}; TESTS_S=${TESTS_S:-150}
 fi
 DATA_PID=
 
@@ -112,8 +112,11 @@ if [ "${#DATA_ARGS[@]}" -gt 0 ]; then
   DATA_PID=$!  # nice execs python: this is data.py's own process, which the archive step stops
 fi
 
-# 3. the speed of training, alone on the device
-part bench "$BENCH_S" $PY bench/bench_model.py "${BENCH[@]}" --json "$WORK/bench.json"
+# 3. the speed of training, alone on the device: eager first (seconds), then with torch.compile too
+#    (three compiles: the reference, ours with sdpa, ours with flex), so a slow compile costs only
+#    the second part
+part bench_eager 60 $PY bench/bench_model.py "${BENCH[@]}" --json "$WORK/bench_eager.json"
+part bench_compiled "$BENCH_S" $PY bench/bench_model.py "${BENCH[@]}" --compile --json "$WORK/bench_compiled.json"
 
 # 4. the plan, then the ladder, with the CUDA tests beside it (skipped on a CPU: the dry run checks
 #    that they are collected)

@@ -40,7 +40,7 @@ def test_dry_run_always_writes_its_archive(tmp_path):
         parts = tar.extractfile("./parts.tsv").read().decode().splitlines()
     assert {"env.txt", "parts.tsv", "logs/data.log"} <= names
     rows = {line.split("\t")[0]: line.split("\t") for line in parts[1:]}
-    assert set(rows) == {"install", "bench", "plan", "test_cuda", "reproduce", "total"}
+    assert set(rows) == {"install", "bench_eager", "bench_compiled", "plan", "test_cuda", "reproduce", "total"}
     for name, (_, status, seconds, limit) in rows.items():
         if name != "total":
             assert status in ("0", "124", "skipped"), (name, status)
