@@ -3,6 +3,7 @@ The whole experiment of the paper, at toy scale, as one readable recipe.
 
     python reproduce.py --preset cpu-quick  # one size, the direction, about 12 minutes on 2 CPU cores
     python reproduce.py --preset cpu      # 3 model sizes, 3 SFT seeds, at most 60 minutes on 2 CPU cores
+    python reproduce.py --preset gpu-quick  # 3 sizes in one command: ~5 GPU minutes on one H100 (estimated)
     python reproduce.py --preset gpu      # the 4-size ladder: ~25 min on one H100 (estimated), hours on smaller GPUs
     python reproduce.py --preset smoke    # the same recipe in a few minutes (a check, not a result)
 
@@ -96,9 +97,9 @@ PRESETS = {
     # arms with 3 SFT seeds at the top rung (one below it), the ablations at the top rung, K = 100,
     # no sweep or study. `--plan --device cuda`: ~5 min of GPU work at the assumed MFU (THROUGHPUT:
     # 30% at width 512, in proportion below: 19% for the top rung's 320; a step >= 8 ms). The data,
-    # 500k stories (~95M annotated tokens: the top rung sees it ~1.7 times), is ~75 s of one CPU
-    # core, before the GPU starts; the first-light script makes it in the background while the GPU
-    # runs the tests and the bench, so nothing waits on it there.
+    # 500k stories (~95M annotated tokens: the top rung sees it ~1.7 times), is ~1.5 min of one CPU
+    # core (97 CPU-s measured here, bench/README.md) before the GPU starts; the first-light script
+    # makes it in the background while the GPU runs the bench, so nothing waits on it there.
     "gpu-quick": dict(
         data_flags=["--n_stories", "500000"], sizes=["gpu-4l128", "gpu-q-6l192", "gpu-q-6l320"], pretrain_iters={},
         compile_sizes=["gpu-q-6l320"], sft_iters=None, sft_seeds=[0, 1, 2], sft_seed_sizes=["gpu-q-6l320"],

@@ -13,8 +13,8 @@
 #   0    environment, then pip only for what does not import (torch: only if it is missing)
 #   ~10  the data of gpu-quick in the background, on one CPU core (reproduce.py's own data command,
 #        so its data stage then finds the build done, or waits for it on data.py's lock)
-#   ~10  the bench, alone on the GPU: eager (at most 60 s), then compiled too (at most BENCH_S, 120)
-#   ~170 reproduce.py --preset gpu-quick, and tests/test_cuda.py beside it (the tests are mostly
+#   ~10  the bench, alone on the GPU: eager (at most 60 s), then compiled too (at most BENCH_S, 100)
+#   ~150 reproduce.py --preset gpu-quick, and tests/test_cuda.py beside it (the tests are mostly
 #        compile time on the CPU; at most TESTS_S, 150); reproduce.py gets what is left
 #   end  the archive (an EXIT trap: written however the parts ended)
 # Every part runs under `timeout`, cut at its limit or at the budget, whichever is first; a cut
@@ -41,7 +41,7 @@ else
   BUDGET=${BUDGET_S:-525}; DRYFLAG=; RUNS=runs/gpu-quick; RESULTS=results/gpu-quick
   REPRODUCE=($PY reproduce.py --preset gpu-quick --runs "$RUNS" --out "$RESULTS")  # --device auto: cuda
   BENCH=(--device cuda --only train --shapes 8l512 --rounds 5 --ref_low --attention sdpa flex)
-  BENCH_S=${BENCH_S:-120}; TESTS_S=${TESTS_S:-150}
+  BENCH_S=${BENCH_S:-100}; TESTS_S=${TESTS_S:-150}
 fi
 DATA_PID=
 
@@ -69,7 +69,10 @@ part() {
 }
 
 archive() {
-  [ -n "$DATA_PID" ] && kill "$DATA_PID" 2>/dev/null && wait "$DATA_PID" 2>/dev/null
+  if [ -n "$DATA_PID" ] && kill "$DATA_PID" 2>/dev/null; then  # stopped unfinished: so is its lock
+    wait "$DATA_PID" 2>/dev/null
+    rm -f "$RUNS/data/.building"
+  fi
   mkdir -p "$WORK/results" "$WORK/runs"
   [ "$DRY" != 1 ] && [ -d "$RESULTS" ] && cp -r "$RESULTS" "$WORK/results/"
   if [ -d "$RUNS" ]; then  # every stage's log, marker, loss curve and evaluation; no checkpoints, no data
