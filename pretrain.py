@@ -1,7 +1,8 @@
 """
 Pretraining: annotated (or plain) stories packed into rows that start at a document start.
 
-    python pretrain.py                                    # tiny preset, annotated data, a few CPU minutes
+    python pretrain.py                                    # annotated data, the device's preset: tiny on a
+                                                          # CPU (minutes), gpu-q-6l192 on a CUDA GPU
     python pretrain.py --no-annotations                   # the same budget on plain stories
     python pretrain.py --preset gpu-6l256 --compile       # one rung of the GPU ladder
     python pretrain.py --out_dir out/tiny-ann --resume --max_iters 2000   # continue a run, exactly
@@ -33,6 +34,7 @@ import torch.distributed as dist
 
 import data
 from checkpoint import check_tokenizer
+from device import check_device
 from loop import LoopConfig, build_parser, check_loop_config, opt, resume_or_fresh, run_distributed, say_next, train
 from model import GPT, GPTConfig
 from tokenizer import TOKENIZER_FILE, load_tokenizer, special_id, tokenizer_hash
@@ -44,6 +46,8 @@ from tokenizer import TOKENIZER_FILE, load_tokenizer, special_id, tokenizer_hash
 
 @dataclass
 class TrainConfig(LoopConfig):
+    preset: str = opt("tiny", "named set of defaults, see PRESETS; not typed: the device's "
+                      "(default_preset: tiny on a CPU, gpu-q-6l192 on CUDA, gpu-4l128 on MPS)")
     annotations: bool = opt(True, "pretrain on `annotation || story` (else plain stories)")
     n_layer: int = opt(4, "transformer blocks")
     n_head: int = opt(4, "attention heads")
@@ -73,6 +77,12 @@ MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "attenti
 # into 10-minute chunks loses at most that (two at the rate if the assumed MFU is twice too high).
 # (pretrain.py prints the exact ratio and the number of epochs of the data at start; the default
 # dataset holds ~19M annotated tokens, so the larger rungs want a larger `python data.py --n_stories`.)
+# The gpu-quick ladder (reproduce.py --preset gpu-quick, one H100 command) adds two rungs between
+# and below those, sized so the whole preset plans at <= 6 GPU minutes:
+#   gpu-q-6l192  3.05M params:  1,900 steps =  62.3M tokens = 20.4 tokens/param
+#   gpu-q-6l320  8.03M params:  5,000 steps =   164M tokens = 20.4 tokens/param  (its top rung)
+# Their learning rates sit between their neighbours' (4l128 3e-3, 6l256 1.5e-3, 6l384 1e-3): a guess
+# until a GPU run says otherwise.
 PRESETS = {
     # a laptop CPU in a few minutes: a model that already writes recognisable stories
     "tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,
@@ -103,9 +113,35 @@ PRESETS = {
                       max_iters=7200, lr=1e-3, warmup_iters=300, eval_interval=1000, eval_iters=20),
     "gpu-8l512": dict(n_layer=8, n_head=8, n_embd=512, block_size=512, batch_size=64,
                       max_iters=16400, lr=8e-4, warmup_iters=500, eval_interval=2000, eval_iters=20),
+    "gpu-q-6l192": dict(n_layer=6, n_head=3, n_embd=192, block_size=512, batch_size=64,
+                        max_iters=1900, lr=2e-3, warmup_iters=150, eval_interval=500, eval_iters=20),
+    "gpu-q-6l320": dict(n_layer=6, n_head=5, n_embd=320, block_size=512, batch_size=64,
+                        max_iters=5000, lr=1.2e-3, warmup_iters=250, eval_interval=1000, eval_iters=20),
     "gpu-10l512": dict(n_layer=10, n_head=8, n_embd=512, block_size=512, batch_size=64,
                        max_iters=22000, lr=8e-4, warmup_iters=500, eval_interval=2000, eval_iters=20),
 }
+
+# What `python pretrain.py` trains when no --preset is typed: a preset that suits the device. A CPU
+# gets tiny (a few minutes); a CUDA GPU the 3M-parameter rung of the gpu-quick ladder (20 tokens per
+# parameter, under a minute on an H100 by reproduce.py's planner, minutes on a small card; 3.3
+# epochs of the default dataset); an Apple GPU (fp32, ~3 TFLOP/s assumed) the 1M-parameter rung.
+DEFAULT_PRESETS = {"cpu": "tiny", "cuda": "gpu-q-6l192", "mps": "gpu-4l128"}
+
+
+def default_preset(device_type):
+    """The preset `python pretrain.py` uses on a device of this type ("cpu", "cuda" or "mps")."""
+    if device_type not in DEFAULT_PRESETS:
+        raise ValueError(f"device type {device_type!r} is not one of {', '.join(DEFAULT_PRESETS)}")
+    return DEFAULT_PRESETS[device_type]
+
+
+def with_default_preset(explicit):
+    """The flags typed, plus --preset default_preset(the device --device picks) when none was typed
+    (a resumed run keeps its own)."""
+    if "preset" in explicit or explicit.get("resume"):
+        return explicit
+    device = check_device(explicit.get("device", "auto"))
+    return {**explicit, "preset": default_preset(device.split(":")[0])}
 
 
 # Our documents are a few hundred tokens; a longer context only packs more of them into a row,
@@ -285,7 +321,7 @@ def pretrain(cfg, d, start=None):
     if d.master:
         n_params = model.num_params(non_embedding=False)
         budget = cfg.max_iters * cfg.batch_size * cfg.grad_accum * d.world * cfg.block_size
-        print(f"{fmt_of(cfg)} pretraining: {n_params:,} parameters "
+        print(f"{fmt_of(cfg)} pretraining, preset {cfg.preset}: {n_params:,} parameters "
               f"({model.num_params():,} non-embedding), {d.world} process(es) on {d.device}; "
               f"budget {budget:,} tokens = {budget / n_params:.3g} tokens/parameter "
               f"({train_rows.fill:.1%} of them trained targets, the rest row padding), "
@@ -301,7 +337,7 @@ def pretrain(cfg, d, start=None):
 
 def main(argv=None):
     parser = build_parser(TrainConfig, PRESETS, __doc__.strip().splitlines()[0])
-    explicit = vars(parser.parse_args(argv))
+    explicit = with_default_preset(vars(parser.parse_args(argv)))
     cfg, start = resume_or_fresh(TrainConfig, PRESETS, explicit,
                                  lambda c: f"out/{c.preset}-{'ann' if c.annotations else 'plain'}",
                                  check_train_config)

@@ -3,6 +3,7 @@ The whole experiment of the paper, at toy scale, as one readable recipe.
 
     python reproduce.py --preset cpu-quick  # one size, the direction, about 12 minutes on 2 CPU cores
     python reproduce.py --preset cpu      # 3 model sizes, 3 SFT seeds, at most 60 minutes on 2 CPU cores
+    python reproduce.py --preset gpu-quick  # 3 sizes in one command: ~5 GPU minutes on one H100 (estimated)
     python reproduce.py --preset gpu      # the 4-size ladder: ~25 min on one H100 (estimated), hours on smaller GPUs
     python reproduce.py --preset smoke    # the same recipe in a few minutes (a check, not a result)
 
@@ -60,7 +61,8 @@ from world import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT 
 
 # sft_iters: None = sft.py's default schedule (4% of the base's tokens at the base's final LR);
 # sft_seeds: the headline arms (sft, anchored) are post-trained once per seed from the same bases;
-# replay: also run the anchored_replay extra (sft.py --replay 1) at every size.
+# replay: also run the anchored_replay extra (sft.py --replay 1) at every size; sft_seed_sizes: the
+# sizes post-trained once per seed (default: all), the others with the first seed only.
 # Times below are estimates from fp32 throughput measured on this project's 2-core CPU with other
 # work beside it (one thread per stage): 4l48 ~6k, 4l64 ~5k, 4l80 ~4.3k tokens/s per thread.
 
@@ -90,8 +92,21 @@ PRESETS = {
         replay=False, num_samples=100, temperatures=[0.6, 0.8, 1.2], study_narrowness=[], study_size="cpu-m",
         ablation_sizes=[], extra_pretrain=[], extra_sft=["--batch_size", "4"], extra_eval=["--threads", "1"],
         jobs=2),
+    # the ladder in one command on one H100 (bench/gpu_first_light.sh runs it in its 9 minutes):
+    # 1.05M / 3.05M / 8.03M parameters, each at >= 20 tokens per parameter, both bases, the paper's
+    # arms with 3 SFT seeds at the top rung (one below it), the ablations at the top rung, K = 100,
+    # no sweep or study. `--plan --device cuda`: ~5 min of GPU work at the assumed MFU (THROUGHPUT:
+    # 30% at width 512, in proportion below: 19% for the top rung's 320; a step >= 8 ms). The data,
+    # 500k stories (~95M annotated tokens: the top rung sees it ~1.7 times), is ~1.5 min of one CPU
+    # core (97 CPU-s measured here, bench/README.md) before the GPU starts; the first-light script
+    # makes it in the background while the GPU runs the bench, so nothing waits on it there.
+    "gpu-quick": dict(
+        data_flags=["--n_stories", "500000"], sizes=["gpu-4l128", "gpu-q-6l192", "gpu-q-6l320"], pretrain_iters={},
+        compile_sizes=["gpu-q-6l320"], sft_iters=None, sft_seeds=[0, 1, 2], sft_seed_sizes=["gpu-q-6l320"],
+        replay=False, num_samples=100, temperatures=[], study_narrowness=[], study_size="gpu-q-6l320",
+        ablation_sizes=["gpu-q-6l320"], extra_pretrain=[], extra_sft=[], extra_eval=[], jobs=2),
     # the 4-size ladder in at most 25 minutes on one H100 (`--plan --device cuda` prints the
-    # estimate, ~23 min at an assumed 30% MFU), each rung at >= 20 tokens per parameter (pretrain.py).
+    # estimate, ~25 min at the assumed MFU), each rung at >= 20 tokens per parameter (pretrain.py).
     # 1M stories: ~190M annotated tokens, so the top rung sees its data ~2.8 times (repeating up to
     # ~4 epochs costs about as little as fresh data: Muennighoff et al. 2023); data.py is one process,
     # ~2.5 min. Two stages side by side share the GPU: small SFT and evaluation stages leave it idle
@@ -238,7 +253,7 @@ def post_training(size, runs, cfg, ablations):
     stages, arms = [], {"base": [plain], "base_annotated": [ann], "sft": [], "anchored": []}
     # the paper's two arms, post-trained once per seed from the same bases (seed: the SFT data
     # order), sampled at T = 1: the headline numbers are their medians over seeds
-    seeds = cfg.get("sft_seeds", [0])
+    seeds = cfg.get("sft_seeds", [0]) if size in cfg.get("sft_seed_sizes", [size]) else cfg.get("sft_seeds", [0])[:1]
     for seed in seeds:
         tag = "" if seed == seeds[0] else f"_seed{seed}"
         std, anc = d / f"sft_standard{tag}", d / f"sft_anchored{tag}"
@@ -475,14 +490,23 @@ THROUGHPUT = {
     # (the least certain figure). data.py: 100k stories in 14.4 s, tokenizing and writing included.
     "cpu": dict(train_ref=("cpu-4l128", 9200), sample_ref=("2L/96", 23.5), stories_s=7000, startup_s=5,
                 compile_s=60, shared=False, source="measured on 2 CPU cores"),
-    # NOT MEASURED: an H100 SXM's 989 TFLOP/s dense bf16 peak at an ASSUMED 30% MFU (torch.compile,
-    # batch 64 x 512; small models fall short of big ones' 40-50%). Sampling: ASSUMED 200 samples/s
+    # NOT MEASURED: an H100 SXM's 989 TFLOP/s dense bf16 peak at an ASSUMED 30% MFU at width 512 and
+    # above (torch.compile, batch 64 x 512; small models fall short of big ones' 40-50%), and in
+    # proportion to the width below it (mfu_width): 22.5% at 384, 15% at 256, 7.5% at 128. Why in
+    # proportion: below ~512 a (tokens x C) @ (C x 4C) matmul does 0.8 C FLOPs per byte it moves,
+    # under the H100's ~300 FLOP/byte balance point, so it runs at the memory's speed, and the
+    # elementwise work per token (norms, RoPE, activations) grows as C while the FLOPs grow as C^2.
+    # And a step takes at least step_s, whatever its FLOPs: an ASSUMED ~1,000 kernel launches of
+    # ~5 us each (an eager step) plus 1.7 ms to pack 64 rows (TokenRows.get, measured on this CPU),
+    # which do not overlap the GPU's work (the loop reads the loss and the gradient norm every
+    # step). Sampling: ASSUMED 200 samples/s
     # for every size (decoding a 128-row batch with a KV cache is bound by kernel launches, not
     # FLOPs). Start-up: an assumed 10 s per stage (imports, CUDA, loading), 40 s more for
     # torch.compile. Stages side by side share the one GPU (see wave_seconds). data.py runs on one
     # CPU core, at this project's CPU rate. Replace with --measure, then with a real run's figures.
-    "cuda": dict(train_flops=0.30 * 989e12, samples_s=200, stories_s=7000, startup_s=10, compile_s=40, shared=True,
-                 source="estimated, not measured: H100 at an assumed 30% MFU"),
+    "cuda": dict(train_flops=0.30 * 989e12, mfu_width=512, step_s=0.008, samples_s=200, stories_s=7000, startup_s=10, compile_s=40, shared=True,
+                 source="estimated, not measured: H100 at an assumed 30% MFU at width 512 (less below), "
+                 "a step >= 8 ms"),
     # NOT MEASURED: an Apple M-series GPU in fp32, assumed ~3 TFLOP/s effective.
     "mps": dict(train_flops=3e12, samples_s=40, stories_s=7000, startup_s=10, compile_s=60, shared=True,
                 source="estimated, not measured: Apple GPU at an assumed 3 TFLOP/s"),
@@ -504,6 +528,25 @@ def model_flops(size):
     return flops_per_token(c["n_layer"], c["n_embd"], c["n_head"], c["block_size"])
 
 
+def train_run(stage):
+    """(size, optimizer steps, tokens per step) of a pretrain.py or sft.py stage, read from its command."""
+    script, args = Path(stage.cmd[1]).name, stage.cmd[2:]
+    if script == "pretrain.py":
+        explicit = vars(loop.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
+        c = loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, explicit)
+        return c.preset, c.max_iters, c.batch_size * c.grad_accum * c.block_size
+    explicit = vars(loop.build_parser(sft.SFTConfig, sft.SFT_PRESETS, "").parse_args(args))
+    size = Path(explicit["init_from"]).parent.name  # runs/<size>/base_*
+    c = loop.make_config(sft.SFTConfig, sft.SFT_PRESETS, {**explicit, "preset": explicit.get("preset") or size})
+    base = loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, {"preset": size})
+    iters, _ = sft.sft_schedule(vars(base), c)
+    return size, iters, c.batch_size * c.grad_accum * base.block_size
+
+
+def train_steps(stage):
+    return train_run(stage)[1]
+
+
 def stage_work(stage):
     """(kind, size, amount) of a stage: ("train", size, tokens), ("sample", size, samples) or
     ("data", None, stories), read from the stage's own command with the scripts' own parsers."""
@@ -511,17 +554,9 @@ def stage_work(stage):
     if script == "data.py":
         n = int(args[args.index("--n_stories") + 1]) if "--n_stories" in args else data.DEFAULTS["n_stories"]
         return "data", None, n
-    if script == "pretrain.py":
-        explicit = vars(loop.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
-        c = loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, explicit)
-        return "train", c.preset, c.max_iters * c.batch_size * c.grad_accum * c.block_size
-    if script == "sft.py":
-        explicit = vars(loop.build_parser(sft.SFTConfig, sft.SFT_PRESETS, "").parse_args(args))
-        size = Path(explicit["init_from"]).parent.name  # runs/<size>/base_*
-        c = loop.make_config(sft.SFTConfig, sft.SFT_PRESETS, {**explicit, "preset": explicit.get("preset") or size})
-        base = loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, {"preset": size})
-        iters, _ = sft.sft_schedule(vars(base), c)
-        return "train", size, iters * c.batch_size * c.grad_accum * base.block_size
+    if script in ("pretrain.py", "sft.py"):
+        size, steps, per_step = train_run(stage)
+        return "train", size, steps * per_step
     assert script == "eval_diversity.py", script
     specs = args[args.index("--ckpts") + 1:args.index("--num_samples")]
     k, n_prompts = int(args[args.index("--num_samples") + 1]), len(world.EVAL_PROMPTS)
@@ -547,7 +582,8 @@ def tokens_per_s(size, throughput):
     if "train_ref" in throughput:  # a measured size, scaled by FLOPs per token
         ref, rate = throughput["train_ref"]
         return rate * model_flops(ref) / model_flops(size)
-    return throughput["train_flops"] / model_flops(size)
+    width = pretrain.PRESETS[size]["n_embd"]
+    return throughput["train_flops"] * min(1.0, width / throughput.get("mfu_width", width)) / model_flops(size)
 
 
 def stage_seconds(stage, throughput):
@@ -556,7 +592,10 @@ def stage_seconds(stage, throughput):
     kind, size, amount = stage_work(stage)
     rate = {"data": lambda: throughput["stories_s"], "train": lambda: tokens_per_s(size, throughput),
             "sample": lambda: samples_per_s(size, throughput)}[kind]()
-    return amount / rate, throughput["startup_s"] + throughput["compile_s"] * ("--compile" in stage.cmd)
+    work = amount / rate
+    if kind == "train" and "step_s" in throughput:  # no step is faster than the launches and the rows
+        work = max(work, train_steps(stage) * throughput["step_s"])
+    return work, throughput["startup_s"] + throughput["compile_s"] * ("--compile" in stage.cmd)
 
 
 def estimate_seconds(stage, throughput):

@@ -98,6 +98,8 @@ SFT_PRESETS = {
     "gpu-6l384": dict(batch_size=32, warmup_iters=20, eval_interval=100),
     "gpu-8l512": dict(batch_size=32, warmup_iters=50, eval_interval=200),
     "gpu-10l512": dict(batch_size=32, warmup_iters=50, eval_interval=200),
+    "gpu-q-6l192": dict(batch_size=32, warmup_iters=20, eval_interval=100),
+    "gpu-q-6l320": dict(batch_size=32, warmup_iters=20, eval_interval=100),
 }
 
 def sft_schedule(base_config, cfg, world=1):

@@ -11,7 +11,8 @@ each is timed by its fastest turn: both see the same load, and the ratios are wh
    shapes: 4L/256, 4 heads, vocab 4096, block 256, batch 16 (issue 11's comparison) and cpu-m
    (4L/128, 4 heads, vocab 2048, block 512, batch 4: the preset of the CPU reproduction);
    at 4L/256 also ours on rows packed with documents (~64 tokens each): the document mask's cost.
-   MFU = achieved FLOP/s over the peak of a 1024x1024 matmul of the same dtype, timed in turn.
+   MFU = achieved FLOP/s over the peak of a 1024x1024 matmul (8192x8192 on CUDA) of the same dtype,
+   timed in turn.
 2. Generation, batch 32, 16-token prompts, N new tokens: KV cache (fp32 and policy dtype) vs the
    no-cache reference loop (fp32).
 3. Evaluation-style sampling at cpu-m: 64 samples of 200 tokens (temperature 1, top-k 50), fp32
@@ -22,12 +23,15 @@ each is timed by its fastest turn: both see the same load, and the ratios are wh
     python bench/bench_model.py --quick              # fewer steps, shorter generation
     python bench/bench_model.py --only train --compile   # also torch.compile: compile time, break-even
     python bench/bench_model.py --device cuda        # any device; --dtype float16 to force one
+    python bench/bench_model.py --device cuda --only train --shapes 8l512 --compile --ref_low \\
+        --attention sdpa flex --json bench.json          # issue 21: ours vs the reference on a GPU
     git show 76ce28e:model.py > /tmp/model_before.py     # model.py before issue 11, then:
     python bench/bench_model.py --only train --baseline /tmp/model_before.py   # adds "before fp32"
 """
 
 import argparse
 import importlib.util
+import json
 import os
 import sys
 import time
@@ -45,6 +49,8 @@ BOS = 1
 SHAPES = {  # name: (n_layer, n_head, n_embd, vocab, block, batch)
     "4l256": (4, 4, 256, 4096, 256, 16),
     "cpu-m": (4, 4, 128, 2048, 512, 4),
+    "8l512": (8, 8, 512, 2048, 512, 32),  # issue 21's GPU comparison (the gpu ladder's 8L/512)
+    "dry": (2, 2, 64, 2048, 128, 2),  # a plumbing check in seconds (bench/gpu_first_light.sh --dry-run)
 }
 
 # -----------------------------------------------------------------------------
@@ -144,37 +150,61 @@ def load_baseline(path):
     return module
 
 
-def bench_training(shape, device, low, n_peak, rounds, compile, baseline=None):
+def training_fns(shape, device, low, compile, baseline=None, attentions=("sdpa",), ref_low=False):
+    """The training steps to alternate at a shape: {name: closure}, {name: FLOPs per token}, and
+    the names to compile (timed on their first call). ref_low: also the reference under the low
+    dtype (on a GPU a nanoGPT user trains in bf16 too), compiled as well with `compile`."""
     L, H, C, V, T, B = SHAPES[shape]
     torch.manual_seed(0)
     x = torch.randint(2, V, (B, T), device=device)
     x[:, 0] = BOS  # one document per row, as the reference assumes
     y = torch.randint(2, V, (B, T), device=device)
-    ours = lambda: GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H, n_embd=C,  # noqa: E731
-                                 bos_id=BOS)).to(device)
+    ours = lambda attention="sdpa": GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H,  # noqa: E731
+                                                  n_embd=C, bos_id=BOS, attention=attention)).to(device)
     ref = RefGPT(L, H, C, V, T).to(device)
+    lo = str(low).split(".")[-1]
     fns = {"ref fp32": train_step(ref, x, y, device, torch.float32),
            "ours fp32": train_step(ours(), x, y, device, torch.float32)}
     flops = {"ref fp32": ref.flops, "ours fp32": ours().flops_per_token()}
+    compiled = []
     if baseline is not None:
         torch.manual_seed(0)
         before = baseline.GPT(baseline.GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H,
                                                  n_embd=C, bos_id=BOS)).to(device)
         fns["before fp32"], flops["before fp32"] = train_step(before, x, y, device, torch.float32), flops["ours fp32"]
-    if low != torch.float32:
-        name = f"ours {str(low).split('.')[-1]}"
-        fns[name], flops[name] = train_step(ours(), x, y, device, low), flops["ours fp32"]
-    if shape == "4l256":  # the same step on rows packed with documents: the document mask's cost
-        packed = x.clone()
-        packed[torch.rand(B, T, generator=torch.Generator().manual_seed(0)) < 1 / 64] = BOS
-        name = f"ours {str(low).split('.')[-1]} doc-masked"
-        fns[name], flops[name] = train_step(ours(), packed.to(device), y, device, low), flops["ours fp32"]
-    if compile:  # the first call compiles: time it, then alternate like the others
-        name = f"ours {str(low).split('.')[-1]} compiled"
-        fns[name], flops[name] = train_step(ours(), x, y, device, low, compile=True), flops["ours fp32"]
+    if ref_low and low != torch.float32:
+        fns[f"ref {lo}"], flops[f"ref {lo}"] = train_step(RefGPT(L, H, C, V, T).to(device), x, y, device, low), ref.flops
+        if compile:
+            name = f"ref {lo} compiled"
+            fns[name] = train_step(RefGPT(L, H, C, V, T).to(device), x, y, device, low, compile=True)
+            flops[name] = ref.flops
+            compiled.append(name)
+    for attention in attentions:
+        tag = "" if attention == "sdpa" else f" {attention}"
+        if low != torch.float32 or tag:
+            fns[f"ours {lo}{tag}"], flops[f"ours {lo}{tag}"] = train_step(ours(attention), x, y, device, low), flops["ours fp32"]
+        if shape == "4l256" and not tag:  # the same step on rows packed with documents: the document mask's cost
+            packed = x.clone()
+            packed[torch.rand(B, T, generator=torch.Generator().manual_seed(0)) < 1 / 64] = BOS
+            name = f"ours {lo} doc-masked"
+            fns[name], flops[name] = train_step(ours(), packed.to(device), y, device, low), flops["ours fp32"]
+        if compile:  # the first call compiles: timed, then alternated like the others
+            name = f"ours {lo}{tag} compiled"
+            fns[name], flops[name] = train_step(ours(attention), x, y, device, low, compile=True), flops["ours fp32"]
+            compiled.append(name)
+    return fns, flops, compiled
+
+
+def bench_training(shape, device, low, n_peak, rounds, compile, baseline=None, attentions=("sdpa",), ref_low=False):
+    """Time the steps of training_fns in turn; print ms/step, tokens/s, MFU and ratios. -> {name: figures}."""
+    L, H, C, V, T, B = SHAPES[shape]
+    fns, flops, compiled = training_fns(shape, device, low, compile, baseline, attentions, ref_low)
+    compile_s = {}
+    for name in compiled:
         t0 = time.perf_counter()
         fns[name]()
-        compile_s = time.perf_counter() - t0
+        sync(device)
+        compile_s[name] = time.perf_counter() - t0
     dtypes = {torch.float32, low}
     fns.update({f"matmul {dt}": matmul(device, dt, n_peak) for dt in dtypes})
     for fn in fns.values():
@@ -184,17 +214,27 @@ def bench_training(shape, device, low, n_peak, rounds, compile, baseline=None):
     print(f"\ntraining {shape}: {L}L/{C}, {H} heads, vocab {V}, batch {B}x{T} ({rounds} alternated rounds)")
     for dt, peak in peaks.items():
         print(f"  matmul peak {str(dt).split('.')[-1]:10s} {peak:8.1f} GFLOP/s ({n_peak}x{n_peak}, the MFU denominator)")
+    figures = {}
     for name, t in best.items():
         dtype = torch.float32 if "fp32" in name else low
         tps = B * T / t
+        # the reference in the same precision and mode, where it was timed
+        same = name.replace("ours", "ref")
+        for tag in (" flex", " manual", " doc-masked"):
+            same = same.replace(tag, "")
+        ref = same if same in best else "ref fp32"
         vs_before = f"  x{best['before fp32'] / t:4.2f} before fp32" if baseline else ""
-        print(f"  {name:22s} {t * 1e3:8.1f} ms/step {tps:9.0f} tok/s  MFU {tps * flops[name] / peaks[dtype] / 1e9:5.1%}"
-              f"  x{best['ref fp32'] / t:4.2f} ref fp32  x{best['ours fp32'] / t:4.2f} ours fp32{vs_before}")
-    if compile:
-        gain = best[f"ours {str(low).split('.')[-1]}"] - best[name]
-        steps = f"{compile_s / gain:,.0f} steps" if gain > 0 else "never (not faster)"
-        print(f"  compile took {compile_s:.1f} s; it pays for itself after {steps}")
-    return best
+        mfu = tps * flops[name] / peaks[dtype] / 1e9
+        print(f"  {name:22s} {t * 1e3:8.1f} ms/step {tps:9.0f} tok/s  MFU {mfu:5.1%}"
+              f"  x{best[ref] / t:4.2f} {ref}  x{best['ours fp32'] / t:4.2f} ours fp32{vs_before}")
+        figures[name] = dict(ms_step=round(t * 1e3, 3), tokens_s=round(tps), mfu=round(mfu, 4), vs=ref,
+                             speedup_vs=round(best[ref] / t, 3), compile_s=round(compile_s.get(name, 0), 1))
+    for name, secs in compile_s.items():
+        eager = name.replace(" compiled", "")
+        gain = best.get(eager, 0) - best[name]
+        steps = f"{secs / gain:,.0f} steps" if gain > 0 else "never (not faster)"
+        print(f"  {name}: compile took {secs:.1f} s; it pays for itself after {steps}")
+    return {"shape": shape, "peaks_gflops": {str(k): round(v, 1) for k, v in peaks.items()}, "steps": figures}
 
 
 def bench_generation(device, low, new_tokens):
@@ -254,7 +294,12 @@ def main():
     p.add_argument("--compile", action="store_true", help="also time torch.compile (minutes on CPU)")
     p.add_argument("--only", choices=("train", "generate", "eval"), default=None, help="one part only")
     p.add_argument("--skip_train", action="store_true", help="the same as --only generate")
-    p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    p.add_argument("--shapes", nargs="+", default=["4l256", "cpu-m"], choices=list(SHAPES))
+    p.add_argument("--attention", nargs="+", default=["sdpa"], choices=("sdpa", "flex", "manual"),
+                   help="our model's attention paths to time (flex: CUDA only)")
+    p.add_argument("--ref_low", action="store_true",
+                   help="also time the reference in the low precision (and compiled, with --compile)")
+    p.add_argument("--json", default=None, help="also write the training figures to this JSON file")
     p.add_argument("--new_tokens", type=int, default=None, help="generation length (default 240, --quick 60)")
     p.add_argument("--baseline", default=None, help="path of another model.py to time (fp32) beside ours")
     args = p.parse_args()
@@ -266,10 +311,19 @@ def main():
     low = pick_dtype(device, args.dtype)
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, policy dtype {low}, "
           f"load average {os.getloadavg()[0]:.2f} (1 min)")
+    results = []
     if args.only in (None, "train"):
         for shape in args.shapes:
-            bench_training(shape, device, low, 1024, args.rounds or (3 if args.quick else 6), args.compile,
-                           load_baseline(args.baseline) if args.baseline else None)
+            # the peak's probe: 1024² is a CPU's full speed; on a GPU it is launch-bound (~2 GFLOP), so 8192²
+            n_peak = 8192 if device.startswith("cuda") else 1024
+            results.append(bench_training(shape, device, low, n_peak, args.rounds or (3 if args.quick else 6),
+                                          args.compile, load_baseline(args.baseline) if args.baseline else None,
+                                          args.attention, args.ref_low))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"torch": torch.__version__, "device": device, "dtype": str(low),
+                       "gpu": torch.cuda.get_device_name(device) if device.startswith("cuda") else None,
+                       "training": results}, f, indent=1)
     if args.only in (None, "generate"):
         bench_generation(device, low, args.new_tokens or (60 if args.quick else 240))
     if args.only in (None, "eval"):

@@ -413,8 +413,59 @@ def test_a_finished_run_says_where_its_checkpoint_is_and_what_to_run_next(tiny_d
                    "--eval_iters", "1"])
     said = capsys.readouterr().out
     assert f"done: {out / 'ckpt.pt'}" in said and f"python sft.py --init_from {out} --mode anchored" in said
+    assert "pretraining, preset tiny:" in said  # no --preset on a CPU: the CPU's default, printed
     tuned = tmp_path / "tuned"
     sft.main(["--init_from", str(tiny_base_dirs["annotated"]), "--out_dir", str(tuned), "--max_iters", "1", "--batch_size", "1",
               "--device", "cpu", "--eval_iters", "1"])
     said = capsys.readouterr().out
     assert f"done: {tuned / 'ckpt.pt'}" in said and f"python sample.py --ckpt {tuned}" in said
+
+
+@pytest.mark.parametrize("device_type, expected", [("cpu", "tiny"), ("cuda", "gpu-q-6l192"), ("mps", "gpu-4l128")])
+def test_default_preset_suits_the_device(device_type, expected):
+    """python pretrain.py with no --preset (issue 21): tiny on a CPU, a rung of the GPU ladder on a
+    GPU. The GPU defaults train at >= 20 tokens per parameter, at most 4 epochs of the default
+    dataset (~19M annotated tokens), and have SFT defaults of their own."""
+    assert pretrain.default_preset(device_type) == expected
+    name = pretrain.default_preset(device_type)
+    assert name in PRESETS and name in SFT_PRESETS
+    if device_type != "cpu":
+        c = PRESETS[name]
+        with torch.device("meta"):
+            gpt = model.GPT(model.GPTConfig(vocab_size=2048, **{k: c[k] for k in ("n_layer", "n_head", "n_embd")}))
+        tokens = c["max_iters"] * c["batch_size"] * c["block_size"]
+        assert 20 * gpt.num_params(non_embedding=False) <= tokens <= 4 * 19e6
+    with pytest.raises(ValueError, match="tpu"):
+        pretrain.default_preset("tpu")
+
+
+def test_no_preset_follows_the_device_the_run_picks(monkeypatch):
+    """with_default_preset asks check_device (what --device auto resolves to) for the device type; a
+    typed --preset, or --resume, is left alone."""
+    monkeypatch.setattr(pretrain, "check_device", lambda name: "cuda:0" if name in ("auto", "cuda") else name)
+    assert pretrain.with_default_preset({})["preset"] == "gpu-q-6l192"
+    assert pretrain.with_default_preset({"device": "cpu"})["preset"] == "tiny"
+    assert pretrain.with_default_preset({"preset": "cpu-s"}) == {"preset": "cpu-s"}
+    assert "preset" not in pretrain.with_default_preset({"resume": True, "out_dir": "x"})
+
+
+def test_the_cuda_default_runs_and_its_next_commands_work_unchanged(tiny_data_dir, tmp_path, monkeypatch, capsys,
+                                                                    one_thread):
+    """The CUDA default preset (chosen as on a GPU, run here on the CPU with a tiny model and 2 steps):
+    the start-up line names it, and the sft.py and sample.py commands it prints then run as printed
+    (sft.py takes its defaults from SFT_PRESETS of the base's preset)."""
+    import sample
+    monkeypatch.setattr(pretrain, "check_device", lambda name: "cuda")
+    monkeypatch.setitem(SFT_PRESETS, "gpu-q-6l192", {**SFT_PRESETS["gpu-q-6l192"], "batch_size": 2})  # CPU-sized
+    out = tmp_path / "base"
+    pretrain.main(["--data_dir", str(tiny_data_dir), "--out_dir", str(out), "--max_iters", "2", "--batch_size", "1",
+                   "--device", "cpu", "--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--eval_iters", "1"])
+    said = capsys.readouterr().out
+    assert "pretraining, preset gpu-q-6l192:" in said
+    nxt = [line.split() for line in said.splitlines() if line.startswith("  python ")]
+    assert [c[1] for c in nxt] == ["sft.py", "sample.py"]
+    monkeypatch.chdir(tmp_path)
+    sft.main(nxt[0][2:])
+    sample.main(nxt[1][2:])
+    assert "python sample.py" in capsys.readouterr().out  # sft.py's own next commands
+    assert checkpoint.load_checkpoint(out)["config"]["preset"] == "gpu-q-6l192"
