@@ -36,7 +36,7 @@ import data
 from checkpoint import check_tokenizer
 from loop import LoopConfig, build_parser, check_loop_config, opt, resume_or_fresh, run_distributed, say_next, train
 from model import GPT, GPTConfig
-from tokenizer import load_tokenizer, special_id, tokenizer_hash
+from tokenizer import dead_tokens, load_tokenizer, special_id, tokenizer_hash
 
 
 # -----------------------------------------------------------------------------
@@ -259,14 +259,16 @@ def pretrain(cfg, d, start=None):
             raise SystemExit(f"error: {cfg.out_dir} was pretrained on {start['fmt']} data; "
                              f"resume it with{'' if start['fmt'] == 'annotated' else ' --no'}-annotations")
     bos = special_id(enc, "<|bos|>")
-    gcfg = GPTConfig(vocab_size=enc.n_vocab, bos_id=bos, **{k: getattr(cfg, k) for k in MODEL_FIELDS})
+    shard = Path(cfg.data_dir) / f"pretrain_{fmt_of(cfg)}"
+    dead = dead_tokens(enc.n_vocab, *(np.memmap(f"{shard}_{s}.bin", dtype=np.uint16, mode="r") for s in ("train", "val")))
+    gcfg = GPTConfig(vocab_size=enc.n_vocab, bos_id=bos, dead_tokens=dead,
+                     **{k: getattr(cfg, k) for k in MODEL_FIELDS})
     torch.manual_seed(cfg.seed + d.rank)  # same init everywhere (DDP broadcasts rank 0's anyway)
     model = GPT(gcfg)
     if start is not None:
         model.load_state_dict(start["model"])
     model.to(d.device)
 
-    shard = Path(cfg.data_dir) / f"pretrain_{fmt_of(cfg)}"
     story = special_id(enc, "<|story|>")
     train_rows = TokenRows(f"{shard}_train.bin", cfg.block_size, bos, story)
     val_rows = TokenRows(f"{shard}_val.bin", cfg.block_size, bos, story)
@@ -274,7 +276,8 @@ def pretrain(cfg, d, start=None):
         n_params = model.num_params(non_embedding=False)
         budget = cfg.max_iters * cfg.batch_size * cfg.grad_accum * d.world * cfg.block_size
         print(f"{fmt_of(cfg)} pretraining: {n_params:,} parameters "
-              f"({model.num_params():,} non-embedding), {d.world} process(es) on {d.device}; "
+              f"({model.num_params():,} non-embedding, {len(dead):,} of {enc.n_vocab:,} tokens dead: never in the "
+              f"data, never predicted), {d.world} process(es) on {d.device}; "
               f"budget {budget:,} tokens = {budget / n_params:.3g} tokens/parameter "
               f"({train_rows.fill:.1%} of them trained targets, the rest row padding), "
               f"{budget / (train_rows.n_rows * cfg.block_size):.2f} epochs of {shard}_train.bin")
