@@ -88,7 +88,7 @@ def forward_cached(model, idx, doc, pos, cache):
     mask = document_causal_mask(doc, cache.doc[:, :end], offset=start)
     x = model._hidden(idx, pos, mask, cache)
     cache.len = end
-    return model.lm_head(x[:, -1]).float()
+    return model.logits(x[:, -1]).float()
 
 
 @torch.inference_mode()

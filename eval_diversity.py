@@ -38,15 +38,22 @@ from metrics import UNKNOWN, annotated_base_row, derive, exact_annotation_prior,
 from report import (plot_field_entropy, plot_label_histograms, plot_prior_drift, plot_quality_diversity,
                     summary_markdown)
 from sample import sample_many
-from tokenizer import BASE_FORMATS, cut_at_special, resolve_anchor
+from tokenizer import BASE_FORMATS, SPECIAL_TOKENS, cut_at_special, resolve_anchor
 
 # -----------------------------------------------------------------------------
 # labelling: the judge reads every sample
 
+def is_broken(text):
+    """Does a sampled text hold bytes that are not UTF-8 (U+FFFD after decoding) or a special token's text?"""
+    return bool(text) and ("\ufffd" in text or any(t in text for t in SPECIAL_TOKENS))
+
+
 def label_samples(samples):
-    """Add the judge's verdicts to every sample dict (in place): labels, quality, house format, words.
-    The judge reads the story only: the text is cut at the first special token."""
+    """Add the judge's verdicts to every sample dict (in place): broken (read before the cut), labels,
+    quality, house format, words. The judge reads the story only: the text is cut at the first special
+    token."""
     for s in samples:
+        s["broken"] = is_broken(s["text"]) or is_broken(s.get("annotation"))
         s["text"] = cut_at_special(s["text"])
         s["labels"] = judge.annotate(s["text"])
         s["quality"] = bool(judge.quality(s["text"]))

@@ -144,13 +144,19 @@ def prior_drift_max(anchored: dict, base: dict):
              if f in base and anchored[f]["fav_share"] is not None and base[f]["fav_share"] is not None]
     return max(rises) if rises else None
 
+def annotation_parses(text, closed=True) -> bool:
+    """Is a sampled annotation well formed: every field once, in FIELDS order, each value in the
+    schema, and closed by the model's own <|story|> (closed)? (SFT can damage a model's annotation
+    writing even with the annotation loss masked.)"""
+    parts = [p.partition(":") for p in (text or "").split("|")]
+    return (bool(closed) and [k.strip() for k, _, _ in parts] == list(world.FIELDS) and
+            all(sep and v.strip() in world.FIELDS[k.strip()] for k, sep, v in parts))
+
 def annotation_valid(samples):
-    """Share of sampled annotations that are well formed: every field once, each value in FIELDS
-    (SFT can damage a model's annotation writing even with the annotation loss masked)."""
-    anns = [s["annotation"] for s in samples if s.get("annotation")]
-    ok = lambda a: (len(a.split("|")) == len(world.FIELDS) and
-                    all(annotation_fields(a).get(f) in world.FIELDS[f] for f in world.FIELDS))
-    return sum(ok(a) for a in anns) / len(anns) if anns else None
+    """Share of the samples with an annotation whose annotation parses (None: no annotations)."""
+    anns = [s for s in samples if s.get("annotation") is not None]
+    return (sum(annotation_parses(s["annotation"], s.get("annotation_closed", True)) for s in anns) / len(anns)
+            if anns else None)
 
 # -----------------------------------------------------------------------------
 # every number of one set of samples (K samples of one row on one prompt), and of a kind of prompt
@@ -166,6 +172,7 @@ def prompt_metrics(samples, constraints) -> dict:
     per_field = {f: entropy_bits([s["labels"][f] for s in samples]) for f in free}
     known = {f: entropy_bits([s["labels"][f] for s in samples], drop_unknown=True) for f in free}
     unknown = {f: sum(s["labels"][f] is None for s in samples) / k for f in free}
+    good = [s for s in samples if s["quality"]]  # well-formed stories (house format not required)
     ok = [follows(s, constraints) for s in samples]
     compliant = [s for s, o in zip(samples, ok) if o]
     n_distinct = distinct(tuple(s["labels"][f] for f in free) for s in samples)
@@ -176,6 +183,9 @@ def prompt_metrics(samples, constraints) -> dict:
         "D": float(np.mean(list(per_field.values()))),
         # unknown labels dropped (fields with no known label left out of the mean)
         "D_known": _nanmean(known.values()),
+        # over the well-formed stories only (None under 2 of them): diversity nobody must take on trust
+        "D_good": float(np.mean([entropy_bits([s["labels"][f] for s in good]) for f in free])) if len(good) >= 2 else None,
+        "n_good": len(good),
         # constrained prompts: D over the samples that obey the prompt only (None under 2 of them)
         "D_compliant": (float(np.mean([entropy_bits([s["labels"][f] for s in compliant]) for f in free]))
                         if constraints and len(compliant) >= 2 else None),
@@ -196,6 +206,8 @@ def prompt_metrics(samples, constraints) -> dict:
         "eos_stop": (sum(s["stop"] == "<|eos|>" for s in samples) / k) if all("stop" in s for s in samples) else None,
         "annotation_agreement": agreement_min(agreement),  # the smallest field's share (see row["gate"])
         "annotation_valid": annotation_valid(samples),
+        # bytes that are not UTF-8 or a special token's text in the story or the annotation
+        "broken_text": (sum(s["broken"] for s in samples) / k) if all("broken" in s for s in samples) else None,
     }
 
 def _nanmean(values):
@@ -205,7 +217,7 @@ def _nanmean(values):
 def kind_metrics(per_prompt: list) -> dict:
     """Average per-prompt metrics over the prompts of one kind (open or constrained)."""
     out = {"n_prompts": len(per_prompt)}
-    for key in ("D", "D_known", "D_compliant", "unknown_share", "distinct_frac", "quality", "house_format", "quality_and_house",
+    for key in ("D", "D_known", "D_good", "n_good", "broken_text", "D_compliant", "unknown_share", "distinct_frac", "quality", "house_format", "quality_and_house",
                 "instruction_following", "words", "finished", "eos_stop", "annotation_agreement", "annotation_valid"):
         vals = [m[key] for m in per_prompt if m[key] is not None]
         out[key] = float(np.mean(vals)) if vals else None
@@ -420,9 +432,10 @@ def derive(rows, prompts, base_arm, sft_arm, anchored_arm, n_boot, seed, seed_in
 def seed_numbers(rows, names, seed_index) -> dict:
     """The headline numbers of one seed: {name: value or None}. names = dict(base, sft, anchored,
     annotated_base) arm names; rows already measured (measure_rows) and derived for this seed."""
-    sft, anch = (resolve_row(rows, names[k], seed_index) for k in ("sft", "anchored"))
+    base, sft, anch = (resolve_row(rows, names[k], seed_index) for k in ("base", "sft", "anchored"))
     abase = annotated_base_row(rows, names.get("annotated_base"), seed_index)
     get = lambda r, kind, key: (r or {}).get("by_kind", {}).get(kind, {}).get(key)
+    good = [get(r, "open", "D_good") for r in (base, sft, anch)]
     drift = None
     if anch is not None and abase is not None and anch.get("annotation_prior") and abase.get("annotation_prior"):
         drift = prior_drift_max(anch["annotation_prior"], abase["annotation_prior"])
@@ -431,7 +444,9 @@ def seed_numbers(rows, names, seed_index) -> dict:
             "instruction_sft": get(sft, "constrained", "instruction_following"),
             "instruction_anchored": get(anch, "constrained", "instruction_following"),
             "prior_drift_max": drift,
-            "base_agreement_min": agreement_min(abase["gate"]) if abase and abase.get("gate") else None}
+            "base_agreement_min": agreement_min(abase["gate"]) if abase and abase.get("gate") else None,
+            # gap closed over the well-formed stories alone (D_good of base, SFT, anchored)
+            "gap_closed_good": gap_closed(*good) if None not in good else None}
 
 def seed_summary(rows, prompts, names, n_seeds, derived_per_seed, n_boot, seed, kind="open") -> dict:
     """Every headline statistic over seeds (over_seeds: median, per seed, min, max). The D-based ones
@@ -466,7 +481,21 @@ def headline(summary, size=None, wall_seconds=None) -> dict:
            "gap_closed": pick("gap_closed", ("ci95", "min", "max")),
            "gap_closed_known": pick("gap_closed_known", ("ci95", "min", "max"))}
     for k in ("collapse_ratio", "quality_sft", "quality_anchored", "instruction_sft", "instruction_anchored",
-              "prior_drift_max", "base_agreement_min"):
+              "prior_drift_max", "base_agreement_min", "gap_closed_good"):
         out[k] = pick(k)
+    out.update(text_health(summary))
     out["wall_seconds"] = wall_seconds
     return out
+
+def text_health(summary) -> dict:
+    """Over the model rows of a summary (reference rows left out): the bases' well-formed story share
+    (their own format, open prompts), the largest broken-text share and the smallest annotation-parse
+    share of any row."""
+    rows = [r for r in summary.get("rows", []) if r.get("role") != "reference"]
+    open_ = lambda r, key: (r["by_kind"].get("open") or {}).get(key)
+    base = {r.get("fmt"): open_(r, "quality") for r in rows if r.get("fmt") in ("plain", "annotated")
+            and r.get("anchor") != "off" and r.get("temperature") in (None, 1.0)}
+    broken = [v for r in rows for v in [open_(r, "broken_text")] if v is not None]
+    parse = [v for r in rows for m in r["by_kind"].values() for v in [m.get("annotation_valid")] if v is not None]
+    return {"quality_base": base.get("plain"), "quality_base_annotated": base.get("annotated"),
+            "broken_text_max": max(broken) if broken else None, "annotation_parse_min": min(parse) if parse else None}

@@ -55,6 +55,7 @@ class GPTConfig:
     dropout: float = 0.0
     attention: str = "sdpa"   # one of ATTENTION_PATHS
     bos_id: int | None = None  # token that starts a document; None = one document per row
+    dead_tokens: tuple = ()   # ids no training target ever uses: the model never predicts them
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -72,6 +73,9 @@ class GPTConfig:
             raise ValueError(f"attention={self.attention!r} is not one of {ATTENTION_PATHS}")
         if self.bos_id is not None and not 0 <= self.bos_id < self.vocab_size:
             raise ValueError(f"bos_id={self.bos_id} is outside the vocabulary [0, {self.vocab_size})")
+        self.dead_tokens = tuple(int(t) for t in self.dead_tokens)
+        if any(not 0 <= t < self.vocab_size for t in self.dead_tokens):
+            raise ValueError(f"dead_tokens must lie in the vocabulary [0, {self.vocab_size})")
 
 
 # -----------------------------------------------------------------------------
@@ -268,6 +272,11 @@ class GPT(nn.Module):
         cos, sin = rotary_tables(config.n_embd // config.n_head, config.block_size)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
+        # dead tokens (raw bytes an ASCII corpus never holds, BPE merges every word skips past) get
+        # logit -inf: no loss term ever pulls on them, so SFT cannot lift them into its samples
+        dead = torch.zeros(config.vocab_size, dtype=torch.bool)
+        dead[list(config.dead_tokens)] = True
+        self.register_buffer("dead", dead, persistent=False)
         self._warned_flex = False
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: residual projections scaled by depth
@@ -302,6 +311,11 @@ class GPT(nn.Module):
         ]
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas,
                                  fused=device_type in ("cuda", "cpu"))
+
+    def logits(self, x):
+        """Hidden states (...,C) -> logits (...,V) over the live vocabulary (dead tokens at -inf)."""
+        logits = self.lm_head(x)
+        return logits.masked_fill(self.dead, float("-inf")) if self.config.dead_tokens else logits
 
     def _layout(self, idx):
         """Positions (B|1,T) and attention mask for a training row (None = plain causal)."""
@@ -340,8 +354,8 @@ class GPT(nn.Module):
             raise ValueError(f"sequence length {T} exceeds block_size={self.config.block_size}")
         x = self._hidden(idx, *self._layout(idx))
         if targets is None:
-            return self.lm_head(x[:, [-1]]), None
-        logits = self.lm_head(x)
+            return self.logits(x[:, [-1]]), None
+        logits = self.logits(x)
         # The loss in float32, mean over the non-ignored targets. Under autocast, cross_entropy's
         # log_softmax is on autocast's float32 list, and letting autocast cast the bf16 logits
         # is 1.7x faster on CPU than logits.float() (same value): cast by hand only without it.

@@ -37,7 +37,7 @@ from checkpoint import check_tokenizer
 from device import check_device
 from loop import LoopConfig, build_parser, check_loop_config, opt, resume_or_fresh, run_distributed, say_next, train
 from model import GPT, GPTConfig
-from tokenizer import TOKENIZER_FILE, load_tokenizer, special_id, tokenizer_hash
+from tokenizer import TOKENIZER_FILE, dead_tokens, load_tokenizer, special_id, tokenizer_hash
 
 
 # -----------------------------------------------------------------------------
@@ -306,23 +306,24 @@ def pretrain(cfg, d, start=None):
         if start["fmt"] != fmt_of(cfg):
             raise SystemExit(f"error: {cfg.out_dir} was pretrained on {start['fmt']} data; "
                              f"resume it with{'' if start['fmt'] == 'annotated' else ' --no'}-annotations")
-    bos = special_id(enc, "<|bos|>")
-    gcfg = GPTConfig(vocab_size=enc.n_vocab, bos_id=bos, **{k: getattr(cfg, k) for k in MODEL_FIELDS})
+    bos, story = special_id(enc, "<|bos|>"), special_id(enc, "<|story|>")
+    shard = Path(cfg.data_dir) / f"pretrain_{fmt_of(cfg)}"
+    train_rows = TokenRows(f"{shard}_train.bin", cfg.block_size, bos, story)
+    val_rows = TokenRows(f"{shard}_val.bin", cfg.block_size, bos, story)
+    dead = dead_tokens(enc.n_vocab, train_rows.tokens, val_rows.tokens)  # one pass over the shards: ~0.1 s
+    gcfg = GPTConfig(vocab_size=enc.n_vocab, bos_id=bos, dead_tokens=dead,
+                     **{k: getattr(cfg, k) for k in MODEL_FIELDS})
     torch.manual_seed(cfg.seed + d.rank)  # same init everywhere (DDP broadcasts rank 0's anyway)
     model = GPT(gcfg)
     if start is not None:
         model.load_state_dict(start["model"])
     model.to(d.device)
-
-    shard = Path(cfg.data_dir) / f"pretrain_{fmt_of(cfg)}"
-    story = special_id(enc, "<|story|>")
-    train_rows = TokenRows(f"{shard}_train.bin", cfg.block_size, bos, story)
-    val_rows = TokenRows(f"{shard}_val.bin", cfg.block_size, bos, story)
     if d.master:
         n_params = model.num_params(non_embedding=False)
         budget = cfg.max_iters * cfg.batch_size * cfg.grad_accum * d.world * cfg.block_size
         print(f"{fmt_of(cfg)} pretraining, preset {cfg.preset}: {n_params:,} parameters "
-              f"({model.num_params():,} non-embedding), {d.world} process(es) on {d.device}; "
+              f"({model.num_params():,} non-embedding, {len(dead):,} of {enc.n_vocab:,} tokens dead: never in the "
+              f"data, never predicted), {d.world} process(es) on {d.device}; "
               f"budget {budget:,} tokens = {budget / n_params:.3g} tokens/parameter "
               f"({train_rows.fill:.1%} of them trained targets, the rest row padding), "
               f"{budget / (train_rows.n_rows * cfg.block_size):.2f} epochs of {shard}_train.bin")

@@ -43,9 +43,9 @@ def kind_markdown(summary, kind) -> list:
     coll = {}  # every seed's collapse numbers (seed 0's at the top level)
     for d in summary["derived"].get("per_seed", [summary["derived"]]):
         coll.update((d.get(kind) or {}).get("collapse", {}))
-    head = ("| row | fmt | T | D (bits) | D known | collapse [95% CI] | distinct/K | quality | house fmt | unknown "
-            "| ann. valid | gate min |")
-    sep = "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    head = ("| row | fmt | T | D (bits) | D known | D good (n) | collapse [95% CI] | distinct/K | quality | house fmt "
+            "| unknown | broken text | ann. parses | gate min |")
+    sep = "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     if kind == "constrained":
         head, sep = head + " instr. follow | D compliant |", sep + "---|---|"
     return [f"**{kind} prompts**\n", head, sep] + [_kind_line(r, kind, coll.get(r["row"])) for r in rows] + [""]
@@ -57,8 +57,9 @@ def _kind_line(r, kind, c) -> str:
     t = "-" if r["temperature"] is None else f"{r['temperature']:g}"
     gate = agreement_min(r["gate"]) if r.get("gate") else None
     line = (f"| {r['row']} | {r.get('fmt', '-')} | {t} "
-            f"| {_fmt(m['D'])} | {_fmt(m.get('D_known'))} | {cs} | {_fmt(m['distinct_frac'])} | {_fmt(m['quality'])} "
-            f"| {_fmt(m['house_format'])} | {_fmt(m['unknown_share'])} | {_fmt(m['annotation_valid'])} | {_fmt(gate)} |")
+            f"| {_fmt(m['D'])} | {_fmt(m.get('D_known'))} | {_fmt(m.get('D_good'))} ({_fmt(m.get('n_good'), 0)}) "
+            f"| {cs} | {_fmt(m['distinct_frac'])} | {_fmt(m['quality'])} | {_fmt(m['house_format'])} "
+            f"| {_fmt(m['unknown_share'])} | {_fmt(m.get('broken_text'))} | {_fmt(m['annotation_valid'])} | {_fmt(gate)} |")
     if kind == "constrained":
         line += f" {_fmt(m['instruction_following'])} | {_fmt(m.get('D_compliant'))} |"
     return line

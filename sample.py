@@ -34,7 +34,7 @@ def _strip_stop(ids, stops):
     return ids[:-1] if ids and ids[-1] in stops else ids
 
 def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False, dtype=None) -> list:
-    """Annotation ids (without the closing <|story|>) for each prefix ending in <|ann|>.
+    """Annotation ids for each prefix ending in <|ann|>, ending in <|story|> where the model closed it.
     No pins (and not by_field): the model writes the whole annotation and stops at <|story|>.
     Pins or by_field: built field by field in FIELDS order, batched over rows: pinned fields forced,
     free fields sampled by the model after a forced 'key:' (so the layout is always well formed)."""
@@ -43,7 +43,8 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False, 
         # the annotation ends at <|story|>, or at any other special token (then it is cut there)
         outs = generate(model, prefixes, ANN_MAX_TOKENS, ANN_TEMPERATURE, stop_ids=specials,
                         generator=generator, pad_id=pad, dtype=dtype)
-        return [_strip_stop(o, specials) for o in outs]
+        story = special_id(enc, "<|story|>")  # kept when the model closed its annotation itself
+        return [o if o[-1:] == [story] else _strip_stop(o, specials) for o in outs]
     stops = separator_ids(enc) | specials
     anns = [[] for _ in prefixes]
     # the pieces come from tokenizer.py, the same ones training masks with: ' | key:' then ' value'
@@ -58,7 +59,7 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False, 
                             stop_ids=stops, generator=generator, pad_id=pad, dtype=dtype)
             for a, o in zip(anns, outs):
                 a += _strip_stop(o, stops)
-    return anns
+    return [a + [special_id(enc, "<|story|>")] for a in anns]  # built whole: closed by construction
 
 def model_device(model) -> torch.device:
     return next(model.parameters()).device
@@ -108,12 +109,16 @@ def sample_many(model, enc, fmt, prompts, n, *, temperature=1.0, top_k=None, top
         anns = [None] * len(batch)
         if use_ann:
             anns = sample_annotations(model, enc, prefixes, pinned, gen, by_field=ann_by_field, dtype=dtype)
+            closed = [a[-1:] == [story] for a in anns]
+            anns = [a[:-1] if c else a for a, c in zip(anns, closed)]
             prefixes = [p + a + [story] for p, a in zip(prefixes, anns)]
         # every special token ends the story (not only <|eos|>): the judge reads the story alone
         outs = generate(model, prefixes, max_new, temperature, top_k, top_p, stop_ids=stops, generator=gen,
                         pad_id=pad, dtype=dtype)
-        for (j, _), a, o in zip(batch, anns, outs):
+        for i, ((j, _), a, o) in enumerate(zip(batch, anns, outs)):
             out[j].append({"annotation": None if a is None else enc.decode(a).strip(),
+                           # did the model end its annotation with <|story|> (None: no annotation)
+                           "annotation_closed": None if a is None else closed[i],
                            "text": enc.decode(_strip_stop(o, stops)).strip(),
                            "finished": bool(o) and o[-1] in stops,
                            # which special token ended it: <|eos|> is the clean end; any other cut it short

@@ -52,7 +52,7 @@ from loop import LoopConfig, build_parser, check_loop_config, make_config, opt, 
 from model import GPT, GPTConfig
 import data
 import world
-from tokenizer import ANCHORED_FORMATS, TOKENIZER_FILE, encode_example, load_tokenizer, special_id, tokenizer_hash
+from tokenizer import ANCHORED_FORMATS, TOKENIZER_FILE, dead_tokens, encode_example, load_tokenizer, special_id, tokenizer_hash
 
 MODES = ("standard", *ANCHORED_FORMATS)  # names of tokenizer.encode_example formats
 
@@ -231,6 +231,16 @@ class PackedRows:
         idx = [self.index(i) for i in range(start, start + n)]
         return self.x[idx], self.y[idx]
 
+@torch.no_grad()
+def refresh_embeddings(model, ids):
+    """Start the embeddings of tokens that were dead in pretraining afresh, at the init's scale. A dead
+    token's row was never a target, only pushed away from every hidden state (tied weights), so all
+    dead rows point one way; SFT lifting one of them (a title word) would lift the others with it
+    (raw bytes: broken UTF-8). Fresh rows make each token learned on its own. -> how many."""
+    if ids:
+        model.wte.weight[list(ids)] = torch.randn(len(ids), model.config.n_embd) * 0.02
+    return len(ids)
+
 # -----------------------------------------------------------------------------
 # Which base may be post-trained how
 
@@ -252,21 +262,30 @@ def sft(cfg, d, source, start=None):
         check_tokenizer(source, enc, cfg.data_dir)
     except ValueError as e:
         raise SystemExit(f"error: {e}")
-    torch.manual_seed(cfg.seed + d.rank)
-    model = GPT(GPTConfig(**source["model_args"]))
-    model.load_state_dict(source["model"])
-    model.to(d.device)
-    block_size = model.config.block_size
-
+    block_size = source["model_args"]["block_size"]
     train_ex, val_ex = load_examples(cfg, meta)
     if cfg.replay:  # replay examples pack into rows of their own, shuffled in among the SFT rows
         train_ex = train_ex + make_replay_examples(round(cfg.replay * len(train_ex)), cfg.seed + 7)
     x, y = pack_examples(enc, train_ex, cfg.mode, block_size)
+    val_x, val_y = pack_examples(enc, val_ex, cfg.mode, block_size)
     train_rows = PackedRows(x, y, cfg.seed)
-    val_rows = PackedRows(*pack_examples(enc, val_ex, cfg.mode, block_size), cfg.seed, shuffle=False)
+    val_rows = PackedRows(val_x, val_y, cfg.seed, shuffle=False)
+
+    # The SFT targets bring some of the base's dead tokens to life (the house format's title words,
+    # e.g. ' Story', never occur in pretraining); the rest stay masked.
+    base_dead = source["model_args"].get("dead_tokens", ())
+    sft_targets = np.concatenate([y[y >= 0].numpy(), val_y[val_y >= 0].numpy()])
+    dead = tuple(sorted(set(base_dead) & set(dead_tokens(enc.n_vocab, sft_targets))))
+    torch.manual_seed(cfg.seed + d.rank)
+    model = GPT(GPTConfig(**{**source["model_args"], "dead_tokens": dead}))
+    model.load_state_dict(source["model"])
+    revived = refresh_embeddings(model, sorted(set(base_dead) - set(dead)))
+    model.to(d.device)
     if d.master:
         n_targets = int((y != -1).sum())
         steps_per_epoch = len(x) / (cfg.batch_size * cfg.grad_accum * d.world)
+        if revived:
+            print(f"{revived} tokens no pretraining document uses are SFT targets: fresh embeddings for them")
         print(f"SFT ({cfg.mode}) of {cfg.init_from} ({source['base_fmt'] or source['fmt']} base): "
               f"{len(train_ex):,} examples in {len(x):,} rows of {block_size} "
               f"({n_targets:,} target tokens, {(y != -1).float().mean():.0%} of the row slots); "

@@ -15,6 +15,7 @@ import json
 import os
 from collections import Counter
 
+import numpy as np
 import regex  # tiktoken's pattern syntax (\p{L}) needs the `regex` module, not `re`
 import tiktoken
 
@@ -109,6 +110,16 @@ def cut_at_special(text):
     (Sampling already stops there; this guards text from elsewhere, e.g. an old samples file.)"""
     cut = min((i for i in (text.find(t) for t in SPECIAL_TOKENS) if i >= 0), default=len(text))
     return text[:cut]
+
+
+def dead_tokens(vocab_size, *id_arrays):
+    """The ids that occur in none of id_arrays (each an int array of a dataset's tokens), sorted:
+    the raw bytes an ASCII corpus never holds and the BPE merges that every word skips past. The
+    model masks them out of its output (GPTConfig.dead_tokens), so nothing can sample them."""
+    seen = np.zeros(vocab_size, dtype=bool)
+    for ids in id_arrays:
+        seen |= np.bincount(np.asarray(ids).ravel(), minlength=vocab_size)[:vocab_size] > 0
+    return tuple(int(i) for i in np.flatnonzero(~seen))
 
 
 def _ranks(enc):

@@ -148,18 +148,29 @@ def test_headline_builder():
     stat = lambda med, per: {"median": med, "per_seed": per, "min": min(per), "max": max(per)}
     over = {k: stat(0.5, [0.4, 0.5, 0.6]) for k in
             ("collapse_ratio", "collapse_ratio_known", "quality_sft", "quality_anchored", "instruction_sft",
-             "instruction_anchored", "prior_drift_max", "base_agreement_min")}
+             "instruction_anchored", "prior_drift_max", "base_agreement_min", "gap_closed_good")}
     over["gap_closed"] = {**stat(0.8, [0.7, 0.8, 0.9]), "ci95": (0.6, 1.0)}
     over["gap_closed_known"] = {**stat(0.75, [0.7, 0.75, 0.8]), "ci95": (0.65, 0.85)}
     over.update(kind="open", n_seeds=3, ci_method="...")
     h = metrics.headline({"over_seeds": over}, size="cpu-m")
     assert set(h) == {"size", "seeds", "prompts", "gap_closed", "gap_closed_known", "collapse_ratio", "quality_sft",
                       "quality_anchored", "instruction_sft", "instruction_anchored", "prior_drift_max",
-                      "base_agreement_min", "wall_seconds"}
+                      "base_agreement_min", "gap_closed_good", "quality_base", "quality_base_annotated",
+                      "broken_text_max", "annotation_parse_min", "wall_seconds"}
     assert h["size"] == "cpu-m" and h["seeds"] == 3 and h["wall_seconds"] is None
     assert h["gap_closed"] == {"median": 0.8, "per_seed": [0.7, 0.8, 0.9], "ci95": (0.6, 1.0), "min": 0.7, "max": 0.9}
     assert h["prior_drift_max"] == {"median": 0.5, "per_seed": [0.4, 0.5, 0.6]}
     assert metrics.headline({"over_seeds": over}, wall_seconds=12.0)["wall_seconds"] == 12.0
+    assert h["broken_text_max"] is None  # no rows measured
+    by_kind = lambda **m: {"open": {"broken_text": None, "annotation_valid": None, "quality": None, **m}}
+    rows = [{"role": "base", "fmt": "plain", "temperature": 1.0, "by_kind": by_kind(quality=0.9, broken_text=0.0)},
+            {"role": "base", "fmt": "annotated", "temperature": 1.0,
+             "by_kind": by_kind(quality=0.8, broken_text=0.01, annotation_valid=0.97)},
+            {"role": "sft", "fmt": "anchored", "temperature": 1.0, "by_kind": by_kind(broken_text=0.2, annotation_valid=0.5)},
+            {"role": "reference", "fmt": "-", "temperature": None, "by_kind": by_kind(quality=1.0, broken_text=0.9)}]
+    h = metrics.headline({"over_seeds": over, "rows": rows})
+    assert (h["quality_base"], h["quality_base_annotated"], h["broken_text_max"], h["annotation_parse_min"]) == \
+        (0.9, 0.8, 0.2, 0.5)
 
 def test_judged_text_cut_at_special_token():
     assert tokenizer.cut_at_special("Mia ran.<|ann|>character: fox | name: Leo") == "Mia ran."
