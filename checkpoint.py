@@ -33,6 +33,18 @@ def save_checkpoint(path, ckpt):
     os.replace(tmp, path)
 
 
+def write_atomic(path, data):
+    """Write bytes or text to path whole or not at all: a temporary file in the same folder, flushed,
+    then renamed over path (os.replace is atomic), so a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def load_checkpoint(path, device="cpu"):
     """path: a ckpt.pt or the run directory holding one. weights_only=True: a checkpoint is data
     (tensors, numbers, strings), never code. Raises FileNotFoundError / ValueError naming the path."""
