@@ -104,8 +104,9 @@ def test_ctrl_c_in_a_wave_marks_no_stage_done(jobs, tmp_path):
     def sleeper(d):
         return [sys.executable, "-c", "import signal, sys, time; signal.signal(signal.SIGINT, lambda *a: "
                 f"(time.sleep(0.5), sys.exit(0))); open({str(d / 'ready')!r}, 'w'); time.sleep(60)"]
-    waves = [(d.name, sleeper(d), d) for d in [tmp_path / f"s{i}" for i in range(jobs)] + [tmp_path / "queued"]]
-    runner = f"import stages; stages.run_stages([stages.Stage(n, c, stages.Path(d)) for n, c, d in {[(n, c, str(d)) for n, c, d in waves]!r}], {{}}, {jobs})"
+    wave = [(d.name, sleeper(d), str(d)) for d in [tmp_path / f"s{i}" for i in range(jobs)] + [tmp_path / "queued"]]
+    runner = (f"import stages; stages.run_stages([stages.Stage(n, c, stages.Path(d)) for n, c, d in {wave!r}], "
+              f"{{}}, {jobs})")
     proc = subprocess.Popen([sys.executable, "-c", runner], cwd=REPO, start_new_session=True, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not all((tmp_path / f"s{i}" / "ready").exists() for i in range(jobs)) and time.time() < deadline:
