@@ -96,10 +96,9 @@ def find_narrowness(ckpts: list) -> float:
         meta_path = os.path.join(ckpt.get("data_dir") or "", "meta.json")
         if os.path.exists(meta_path):
             with open(meta_path) as f:
-                meta = json.load(f)
-            for d in (meta, meta.get("knobs") or {}, meta.get("options") or {}):
-                if isinstance(d, dict) and d.get("narrowness") is not None:
-                    return float(d["narrowness"])
+                options = json.load(f).get("options", {})  # data.py records the narrowness there
+            if options.get("narrowness") is not None:
+                return float(options["narrowness"])
     return float(world.DEFAULT_NARROWNESS)
 
 # -----------------------------------------------------------------------------

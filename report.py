@@ -1,16 +1,21 @@
 """
-The report of one evaluation: the Markdown tables of summary.md and the PNG plots, drawn from the
-summary dict that eval_diversity.evaluate returns (and from its rows, for the label histograms).
-Nothing here samples or measures: the numbers come from metrics.py, and eval_diversity.write_outputs
-decides which file each table and plot goes to.
+The one home of tables and plots. First the report of one evaluation: the Markdown tables of
+summary.md and the PNG plots, drawn from the summary dict that eval_diversity.evaluate returns (and
+from its rows, for the label histograms); eval_diversity.write_outputs decides which file each goes
+to. Then the results of a whole reproduction (reproduce.py): results.md, scaling.png and
+controlled_study.png, drawn from the summaries of its evaluations. Nothing here samples or
+measures: the numbers come from metrics.py.
 """
+import io
+import json
 import math
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
 import world
-from checkpoint import save_figure
+from checkpoint import save_figure, write_atomic
 from metrics import KINDS, UNKNOWN, agreement_min, entropy_bits
 
 # -----------------------------------------------------------------------------
@@ -245,3 +250,129 @@ def plot_quality_diversity(summary, path, kind="open"):
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
+
+# -----------------------------------------------------------------------------
+# results of a reproduction (reproduce.py): every size's evaluation and the controlled study side
+# by side, as results.md, scaling.png and controlled_study.png
+
+def seed_stat(summary, key):
+    """(median over seeds, ci95 or None) of a headline statistic of one evaluation (open prompts)."""
+    o = summary.get("over_seeds", {}).get(key) or {}
+    return o.get("median"), o.get("ci95")
+
+def with_ci(summary, key):
+    med, ci = seed_stat(summary, key)
+    return _fmt(med) + (f" ({_fmt(ci[0])}, {_fmt(ci[1])})" if ci else "")
+
+def sft_data_entropy(summary, kind="open"):
+    """Exact mean free-field entropy of the SFT data for the prompts of this kind."""
+    vals = [p["D_sft_data"] for p in summary["exact"]["by_prompt"] if p["kind"] == kind]
+    return sum(vals) / len(vals)
+
+def study_D(summary, which):
+    """D on open prompts of the summary's SFT, anchored or base row (at T = 1 when swept)."""
+    derived = summary["derived"]
+    return derived["open"]["D"][derived[which]]
+
+def results_markdown(size_results, study, cfg, command) -> str:
+    """results.md: the headline per size (medians over seeds), every row at the largest size, the
+    controlled study. size_results: [(size, summary)]; study: [(narrowness, summary)]."""
+    n_seeds = len(cfg.get("sft_seeds", [0]))
+    lines = [f"Made by `{command}`.", "",
+             f"### Headline (open prompts, T = 1; median over {n_seeds} SFT seed(s), 95% interval over seeds "
+             "and samples)", "",
+             "| size | D base | D SFT | D anchored | gap closed | gap closed, unknown dropped | collapse ratio | "
+             "quality SFT / anchored | instr. following SFT / anchored | gate min (annotated base) | prior drift max |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for size, s in size_results:
+        o = s["derived"]["open"]
+        sft_row, anc_row = s["derived"]["sft_row"], s["derived"]["anchored_row"]
+        pair = lambda a, b: f"{_fmt(seed_stat(s, a)[0])} / {_fmt(seed_stat(s, b)[0])}"
+        lines.append(f"| {size} | {_fmt(o['D'].get('base'))} | {_fmt(o['D'].get(sft_row))} | {_fmt(o['D'].get(anc_row))} | "
+                     f"{with_ci(s, 'gap_closed')} | {with_ci(s, 'gap_closed_known')} | "
+                     f"{with_ci(s, 'collapse_ratio')} | {pair('quality_sft', 'quality_anchored')} | "
+                     f"{pair('instruction_sft', 'instruction_anchored')} | {_fmt(seed_stat(s, 'base_agreement_min')[0])} | "
+                     f"{_fmt(seed_stat(s, 'prior_drift_max')[0])} |")
+    lines += ["", "D columns: the first seed's rows. Per-seed values: each size's headline.json.", "",
+              "### Every row at the largest size (open prompts, first seed)", "",
+              "| row | D | D, unknown dropped | collapse vs base |", "|---|---|---|---|"]
+    size, s = size_results[-1]
+    o = s["derived"]["open"]
+    for row, dv in o["D"].items():
+        col = o["collapse"].get(row, {}).get("value")
+        lines.append(f"| {row} | {_fmt(dv)} | {_fmt(o.get('D_known', {}).get(row))} | {_fmt(col)} |")
+    if study:
+        lines += ["", f"### Controlled study ({cfg['study_size']}, open prompts)", "",
+                  "| narrowness | SFT data entropy (exact) | D SFT | D anchored |", "|---|---|---|---|"]
+        for nu, s in study:
+            lines.append(f"| {nu} | {_fmt(sft_data_entropy(s))} | {_fmt(study_D(s, 'sft_row'))} | "
+                         f"{_fmt(study_D(s, 'anchored_row'))} |")
+    return "\n".join(lines) + "\n"
+
+SCALING_ROWS = ["base", "base_annotated", "sft", "anchored", "anchored_replay", "anchored_no_annotation",
+                "anchored_plain_base", "anchored_unmasked", "anchored_strict", "pretrain_data", "sft_data"]
+
+def plot_scaling(size_results, path):
+    """D per arm vs model size, and collapse ratio and gap closed (medians over seeds) vs size."""
+    plt = _pyplot()
+    sizes = [s for s, _ in size_results]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    for row in SCALING_ROWS:
+        # "sft" and "anchored" are swept over temperatures: their T = 1 rows are derived["sft_row"] etc.
+        ys = [summary["derived"]["open"]["D"].get(summary["derived"].get(f"{row}_row", row), math.nan)
+              for _, summary in size_results]  # nan: an arm not run at this size (a gap in the line)
+        axes[0].plot(sizes, ys, marker="o", label=row, linestyle="--" if row.endswith("_data") else "-")
+    axes[0].set_ylabel("semantic diversity D (bits, open prompts)")
+    axes[0].legend(fontsize=7)
+    for ax, key in ((axes[1], "collapse_ratio"), (axes[2], "gap_closed")):
+        for variant, marker in ((key, "o"), (f"{key}_known", "s")):  # median over seeds, open prompts
+            ys = [seed_stat(summary, variant)[0] for _, summary in size_results]
+            ax.plot(sizes, [math.nan if y is None else y for y in ys], marker=marker,
+                    label="unknown labels dropped" if variant.endswith("_known") else "unknown as a label")
+        ax.set_ylabel(key.replace("_", " ") + " (median over seeds)")
+        ax.legend()
+    for ax in axes:
+        ax.set_xlabel("model size (preset)")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Diversity vs model size (python reproduce.py)")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+    plt.close(fig)
+
+def plot_study(study, path):
+    """Output diversity vs the SFT data's exact entropy, one point per narrowness setting."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    xs = [sft_data_entropy(s) for _, s in study]
+    for row, marker in (("sft_row", "o"), ("anchored_row", "s"), ("base_row", "^")):
+        ax.plot(xs, [study_D(s, row) for _, s in study], marker=marker, label=row[:-4])
+    lo, hi = min(xs), max(xs)
+    ax.plot([lo, hi], [lo, hi], color="grey", linestyle=":", label="output = data")
+    ax.set_xlabel("SFT data entropy (bits, exact, open prompts)")
+    ax.set_ylabel("output diversity D (bits)")
+    ax.set_title("Controlled study: narrower SFT data")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+    plt.close(fig)
+
+def write_results(out, evals, study, cfg, command, wall_seconds):
+    """A reproduction's results folder: results.md, scaling.png, controlled_study.png (with a study),
+    each size's evaluation outputs and headline.json (the largest size's, with the wall time).
+    evals: {size: eval folder}; study: {narrowness: eval folder}."""
+    read = lambda d: json.loads((Path(d) / "summary.json").read_text())
+    size_results, study = [(size, read(d)) for size, d in evals.items()], [(nu, read(d)) for nu, d in study.items()]
+    plot_scaling(size_results, out / "scaling.png")
+    if study:
+        plot_study(study, out / "controlled_study.png")
+    write_atomic(out / "results.md", results_markdown(size_results, study, cfg, command))
+    for size, d in evals.items():  # every file of the evaluation but its stage marker
+        (out / size).mkdir(exist_ok=True)
+        for f in Path(d).glob("*"):
+            if f.suffix in (".json", ".md", ".png", ".gz") and not f.name.startswith("."):
+                write_atomic(out / size / f.name, f.read_bytes())
+    largest = list(evals)[-1]  # the headline: its numbers (median and per seed) and the wall time
+    head = json.loads((Path(evals[largest]) / "headline.json").read_text())
+    head.update(size=largest, wall_seconds=wall_seconds)
+    write_atomic(out / "headline.json", json.dumps(head, indent=1))
