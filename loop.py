@@ -52,7 +52,6 @@ class LoopConfig:
     """What the training loop needs; pretrain.py and sft.py add their own fields."""
     out_dir: str = opt("", "where ckpt.pt, log.jsonl and loss.png go (empty: a name made from the run)")
     data_dir: str = opt("data", "dataset made by data.py (tokenizer, token shards, SFT jsonl)")
-    preset: str = opt("tiny", "named set of defaults, see PRESETS")
     resume: bool = opt(False, "continue the run in --out_dir from its ckpt.pt (its config, then your flags)")
     max_iters: int = opt(600, "optimizer steps in total")
     batch_size: int = opt(4, "rows per micro-batch per process")
@@ -81,8 +80,8 @@ def build_parser(cls, presets, description):
     the user typed: that is what lets a preset (or a resumed run's config) sit in between."""
     parser = argparse.ArgumentParser(
         description=description, allow_abbrev=False,  # --max_it is a typo, not --max_iters
-        epilog="presets: " + "; ".join(f"{name}: {' '.join(f'{k}={v}' for k, v in p.items())}"
-                                       for name, p in presets.items()))
+        epilog=("presets: " + "; ".join(f"{name}: {' '.join(f'{k}={v}' for k, v in p.items())}"
+                                        for name, p in presets.items())) if presets else None)
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
         kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata.get('help', '')} (default: {f.default!r})")
@@ -104,6 +103,8 @@ def make_config(cls, presets, explicit, saved=None):
     if saved is not None:
         known = {f.name for f in fields(cls)}
         return cls(**{**{k: v for k, v in saved.items() if k in known}, **explicit})
+    if not presets:  # no presets (SFT): the caller put its derived defaults in explicit
+        return cls(**explicit)
     preset = explicit.get("preset", cls.preset)
     return cls(**{**presets[preset], "preset": preset, **explicit})
 

@@ -25,9 +25,9 @@ collapses to it. Anchored SFT never trains the annotation's free choices: the mo
 them after <|ann|> from the broad pretraining prior, and learns only how to write a (house format)
 response for a given annotation. Unmask the whole annotation and it collapses again.
 
-How much and how hot: by default SFT is what it is in the paper, small and gentle next to
-pretraining: --token_frac (4%) of the base's pretraining tokens, at a peak LR equal to the LR the
-base ended at (sft_schedule; --max_iters and --lr override both).
+How much and how hot: as in the paper, one epoch of the SFT set by default (--epochs, or
+--max_iters), at the rows per step of the base and a peak LR equal to the LR the base ended at
+(sft_defaults: every default comes from the base checkpoint's own config; --lr overrides it).
 
 An extra beside the paper (its own arm, anchored_replay): --replay mixes in annotation replay
 examples, `prompt || <|ann|>{annotation}<|story|>` with the free values drawn from the pretraining
@@ -39,7 +39,7 @@ document masking keeps them apart), the rest of a row is <|pad|> with no loss.
 """
 
 import json
-import os
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,16 +58,16 @@ MODES = ("standard", *ANCHORED_FORMATS)  # names of tokenizer.encode_example for
 
 @dataclass
 class SFTConfig(LoopConfig):
-    # the loop's fields, with post-training defaults (a smaller learning rate, fewer steps)
+    # the loop's fields, with post-training defaults; those marked "the base's" come from the base
+    # checkpoint's own pretraining config (sft_defaults), so there is no table of SFT presets
     data_dir: str = opt("", "dataset with sft_{train,val}.jsonl (empty: the base checkpoint's data_dir)")
-    preset: str = opt("", "named defaults from SFT_PRESETS (empty: the base model's pretraining preset)")
-    max_iters: int = opt(0, "optimizer steps in total (0: as many as --token_frac asks)")
+    max_iters: int = opt(0, "optimizer steps in total (0: --epochs passes over the SFT rows)")
+    epochs: float = opt(1.0, "with --max_iters 0: passes over the SFT rows (the paper: one epoch)")
+    batch_size: int = opt(0, "rows per micro-batch per process (0: the base's)")
     lr: float | None = opt(None, "peak learning rate (default: the LR the base ended its pretraining "
                                  "at, its lr * min_lr_frac)")
-    token_frac: float = opt(0.04, "with --max_iters 0: SFT row slots as a share of the base's "
-                                  "pretraining row slots")
-    warmup_iters: int = opt(10, "linear warmup steps")
-    eval_interval: int = opt(50, "validate and save a checkpoint every this many steps (0: at the end only)")
+    warmup_iters: int = opt(20, "linear warmup steps")
+    eval_interval: int = opt(0, "validate and save a checkpoint every this many steps (0: 8 times a run)")
     # what to post-train, and how
     init_from: str = opt("", "out_dir of the pretrained base model (required unless --resume)")
     mode: str = opt("anchored", "which tokens carry the loss, see the module docstring", choices=MODES)
@@ -80,39 +80,16 @@ class SFTConfig(LoopConfig):
     allow_plain_base: bool = opt(False, "allow an anchored mode on a base pretrained without "
                                         "annotations (the paper's ablation)")
 
-# Post-training defaults per pretraining preset (picked from the base's preset unless --preset).
-# The paper's SFT is small and gentle next to pretraining, and so is ours by default (sft_schedule):
-# a few percent of the base's tokens (--token_frac), at a peak LR no higher than the one the base
-# ended at. Larger or hotter SFT moves the shared weights enough that the annotation prior drifts
-# even though its free values carry no loss (measured at cpu-m: SFT at 14% of the pretraining tokens
-# and 1.7x the base's final LR made 87% of sampled annotations name the three favourite names).
-SFT_PRESETS = {
-    "tiny": dict(batch_size=8, warmup_iters=10, eval_interval=50),
-    "cpu-4l64": dict(batch_size=4, warmup_iters=10, eval_interval=50),
-    "cpu-4l96": dict(batch_size=4, warmup_iters=10, eval_interval=50),
-    "cpu-4l128": dict(batch_size=4, warmup_iters=10, eval_interval=50),
-    "cpu-s": dict(batch_size=8, warmup_iters=10, eval_interval=50),
-    "cpu-m": dict(batch_size=8, warmup_iters=10, eval_interval=50),
-    "gpu-4l128": dict(batch_size=32, warmup_iters=10, eval_interval=50),
-    "gpu-6l256": dict(batch_size=32, warmup_iters=20, eval_interval=100),
-    "gpu-6l384": dict(batch_size=32, warmup_iters=20, eval_interval=100),
-    "gpu-8l512": dict(batch_size=32, warmup_iters=50, eval_interval=200),
-    "gpu-10l512": dict(batch_size=32, warmup_iters=50, eval_interval=200),
-    "gpu-q-6l192": dict(batch_size=32, warmup_iters=20, eval_interval=100),
-    "gpu-q-6l320": dict(batch_size=32, warmup_iters=20, eval_interval=100),
-}
 
-def sft_schedule(base_config, cfg, world=1):
-    """(max_iters, lr) of an SFT run on a base with this pretraining config: the explicit values if
-    set, else token_frac of the base's row slots and the base's final LR (lr * min_lr_frac)."""
-    lr = cfg.lr if cfg.lr is not None else base_config["lr"] * base_config["min_lr_frac"]
-    max_iters = cfg.max_iters
-    if not max_iters:
-        base_slots = base_config["max_iters"] * base_config["batch_size"] * base_config["grad_accum"] * \
-            base_config.get("world_size", 1) * base_config["block_size"]
-        per_step = cfg.batch_size * cfg.grad_accum * world * base_config["block_size"]
-        max_iters = max(1, round(cfg.token_frac * base_slots / per_step))
-    return max_iters, lr
+def sft_defaults(base_config):
+    """The SFT flags a base decides: its rows per step and the LR it ended its pretraining at."""
+    return dict(batch_size=base_config["batch_size"], grad_accum=base_config["grad_accum"],
+                lr=base_config["lr"] * base_config["min_lr_frac"])
+
+
+def sft_steps(cfg, n_rows, world=1):
+    """Optimizer steps of an SFT run over n_rows packed rows: --max_iters, else --epochs passes."""
+    return cfg.max_iters or max(1, math.ceil(cfg.epochs * n_rows / (cfg.batch_size * cfg.grad_accum * world)))
 
 # -----------------------------------------------------------------------------
 # Examples -> packed rows of (inputs, targets)
@@ -270,6 +247,8 @@ def sft(cfg, d, source, start=None):
     val_x, val_y = pack_examples(enc, val_ex, cfg.mode, block_size)
     train_rows = PackedRows(x, y, cfg.seed)
     val_rows = PackedRows(val_x, val_y, cfg.seed, shuffle=False)
+    cfg.max_iters = sft_steps(cfg, len(x), d.world)
+    cfg.eval_interval = cfg.eval_interval or max(1, cfg.max_iters // 8)
 
     # The SFT targets bring some of the base's dead tokens to life (the house format's title words,
     # e.g. ' Story', never occur in pretraining); the rest stay masked.
@@ -315,17 +294,14 @@ def make_sft_config(explicit):
         for k in ("mode", "init_from", "narrowness", "n_sft_examples"):
             if k in explicit and explicit[k] != start["config"][k]:
                 raise SystemExit(f"error: cannot change --{k} when resuming")
-        return make_config(SFTConfig, SFT_PRESETS, explicit, saved=start["config"]), start, start
+        return make_config(SFTConfig, {}, explicit, saved=start["config"]), start, start
     if not explicit.get("init_from"):
         raise SystemExit("error: --init_from <out_dir of pretrain.py> is required")
     base = load_or_exit(explicit["init_from"])
-    preset = explicit.get("preset") or base["config"].get("preset")
-    cfg = make_config(SFTConfig, SFT_PRESETS, {**explicit, "preset": preset if preset in SFT_PRESETS else "tiny"})
+    cfg = make_config(SFTConfig, {}, {**sft_defaults(base["config"]), **explicit})
     check_base(base, cfg)
-    if not cfg.token_frac > 0:
-        raise SystemExit(f"error: --token_frac={cfg.token_frac} must be > 0")
-    cfg.max_iters, cfg.lr = sft_schedule({**base["config"], "world_size": base.get("world_size", 1)}, cfg,
-                                         int(os.environ.get("WORLD_SIZE", 1)))
+    if not cfg.epochs > 0:
+        raise SystemExit(f"error: --epochs={cfg.epochs} must be > 0")
     cfg.data_dir = cfg.data_dir or base["data_dir"]
     cfg.out_dir = cfg.out_dir or f"{cfg.init_from.rstrip('/')}-{cfg.mode}"
     if (Path(cfg.out_dir) / "ckpt.pt").exists():
@@ -334,7 +310,7 @@ def make_sft_config(explicit):
     return cfg, base, None
 
 def main(argv=None):
-    parser = build_parser(SFTConfig, SFT_PRESETS, __doc__.strip().splitlines()[0])
+    parser = build_parser(SFTConfig, {}, __doc__.strip().splitlines()[0])
     cfg, source, start = make_sft_config(vars(parser.parse_args(argv)))
     check_loop_config(cfg)
     if cfg.replay < 0 or (cfg.replay and not cfg.mode.startswith("anchored")):

@@ -22,7 +22,7 @@ import pretrain
 import sft
 from loop import build_parser, make_config
 from pretrain import PRESETS, TrainConfig
-from sft import SFT_PRESETS, SFTConfig
+from sft import SFTConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -52,7 +52,7 @@ def error_of(argv, main=pretrain.main):
 
 
 def test_help_lists_every_field_and_typos_are_errors(capsys):
-    for cls, presets in ((TrainConfig, PRESETS), (SFTConfig, SFT_PRESETS)):
+    for cls, presets in ((TrainConfig, PRESETS), (SFTConfig, {})):
         text = build_parser(cls, presets, "").format_help()
         for f in cls.__dataclass_fields__.values():
             assert f"--{f.name}" in text and f"(default: {f.default!r})" in " ".join(text.split())
@@ -75,21 +75,27 @@ def test_precedence_defaults_preset_flags():
 def test_presets_are_valid_and_gpu_budgets_reach_20_tokens_per_param(name):
     cfg = make_config(TrainConfig, PRESETS, {"preset": name})
     pretrain.check_train_config(cfg)
-    assert name in SFT_PRESETS
     if name.startswith("gpu"):
         gpt = model.GPT(model.GPTConfig(vocab_size=data.DEFAULTS["vocab_size"],
                                         **{k: getattr(cfg, k) for k in pretrain.MODEL_FIELDS}))
         tokens = cfg.max_iters * cfg.batch_size * cfg.grad_accum * cfg.block_size
         assert cfg.block_size == 512 and tokens >= 20 * gpt.num_params(non_embedding=False)
 
-def test_sft_is_small_and_gentle_next_to_its_base_by_default():
-    base = dict(max_iters=1000, batch_size=4, grad_accum=1, block_size=512, lr=3e-3, min_lr_frac=0.1)
-    cfg = make_config(SFTConfig, SFT_PRESETS, {"preset": "cpu-4l64"})
-    max_iters, lr = sft.sft_schedule(base, cfg)
-    assert lr == pytest.approx(3e-4)  # the LR the base ended at
-    assert max_iters * cfg.batch_size == pytest.approx(0.04 * 1000 * 4, abs=cfg.batch_size)  # 4% of its tokens
-    cfg = make_config(SFTConfig, SFT_PRESETS, {"preset": "cpu-4l64", "lr": 1e-3, "max_iters": 7})
-    assert sft.sft_schedule(base, cfg) == (7, 1e-3)  # explicit flags win
+def test_sft_defaults_come_from_the_base_and_it_trains_one_epoch():
+    """No table of SFT presets: the base's own config gives the rows per step and the LR (the one it
+    ended at); the steps are --epochs passes over the packed rows; typed flags win; --preset is no SFT flag."""
+    base = dict(max_iters=1000, batch_size=8, grad_accum=2, block_size=512, lr=3e-3, min_lr_frac=0.1)
+    cfg = make_config(SFTConfig, {}, sft.sft_defaults(base))
+    assert (cfg.batch_size, cfg.grad_accum, cfg.lr) == (8, 2, pytest.approx(3e-4))
+    assert sft.sft_steps(cfg, n_rows=1000) == 63  # ceil(1000 rows / 16 a step): one epoch
+    cfg = make_config(SFTConfig, {}, {**sft.sft_defaults(base), "epochs": 0.5, "lr": 1e-3})
+    assert (sft.sft_steps(cfg, 1000), cfg.lr) == (32, 1e-3)
+    cfg = make_config(SFTConfig, {}, {**sft.sft_defaults(base), "max_iters": 7})
+    assert sft.sft_steps(cfg, 1000) == 7
+    assert sft.sft_steps(cfg, 1000, world=4) == 7 and sft.sft_steps(make_config(SFTConfig, {}, sft.sft_defaults(base)),
+                                                                   1000, world=4) == 16
+    with pytest.raises(SystemExit):
+        build_parser(SFTConfig, {}, "").parse_args(["--preset", "cpu-m"])
 
 
 # -----------------------------------------------------------------------------
@@ -425,10 +431,10 @@ def test_a_finished_run_says_where_its_checkpoint_is_and_what_to_run_next(tiny_d
 def test_default_preset_suits_the_device(device_type, expected):
     """python pretrain.py with no --preset (issue 21): tiny on a CPU, a rung of the GPU ladder on a
     GPU. The GPU defaults train at >= 20 tokens per parameter, at most 4 epochs of the default
-    dataset (~19M annotated tokens), and have SFT defaults of their own."""
+    dataset (~19M annotated tokens)."""
     assert pretrain.default_preset(device_type) == expected
     name = pretrain.default_preset(device_type)
-    assert name in PRESETS and name in SFT_PRESETS
+    assert name in PRESETS
     if device_type != "cpu":
         c = PRESETS[name]
         with torch.device("meta"):
@@ -453,10 +459,9 @@ def test_the_cuda_default_runs_and_its_next_commands_work_unchanged(tiny_data_di
                                                                     one_thread):
     """The CUDA default preset (chosen as on a GPU, run here on the CPU with a tiny model and 2 steps):
     the start-up line names it, and the sft.py and sample.py commands it prints then run as printed
-    (sft.py takes its defaults from SFT_PRESETS of the base's preset)."""
+    (sft.py takes its defaults from the base's own config: here one epoch of the tiny SFT set at batch 1)."""
     import sample
     monkeypatch.setattr(pretrain, "check_device", lambda name: "cuda")
-    monkeypatch.setitem(SFT_PRESETS, "gpu-q-6l192", {**SFT_PRESETS["gpu-q-6l192"], "batch_size": 2})  # CPU-sized
     out = tmp_path / "base"
     pretrain.main(["--data_dir", str(tiny_data_dir), "--out_dir", str(out), "--max_iters", "2", "--batch_size", "1",
                    "--device", "cpu", "--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--eval_iters", "1"])
