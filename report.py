@@ -154,6 +154,35 @@ def seeds_markdown(summary) -> list:
 # -----------------------------------------------------------------------------
 # plots
 
+# One colour and marker per arm, in every plot (an arm not listed gets the next free colour).
+ARM_STYLE = {
+    "base": ("#000000", "o"), "base_annotated": ("#7f7f7f", "o"),
+    "sft": ("#d62728", "v"), "sft_sweep": ("#d62728", "v"),
+    "anchored": ("#1f77b4", "^"), "anchored_sweep": ("#1f77b4", "^"),
+    "anchored_replay": ("#17becf", "D"), "anchored_pinned": ("#9467bd", "P"),
+    "anchored_plain_base": ("#ff7f0e", "s"), "anchored_no_annotation": ("#8c564b", "X"),
+    "anchored_strict": ("#2ca02c", "*"), "anchored_unmasked": ("#e377c2", "h"),
+    "pretrain_data": ("#bcbd22", "s"), "sft_data": ("#ff9896", "s"),
+}
+_EXTRA = ["#aec7e8", "#98df8a", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5"]
+
+
+def arm_style(arm):
+    """(colour, marker) of an arm (a row name's arm: 'sft' for 'sft#s1' or 'sft@T0.6')."""
+    arm = arm.split("#")[0].split("@")[0]
+    if arm not in ARM_STYLE:
+        ARM_STYLE[arm] = (_EXTRA[len([a for a in ARM_STYLE if a not in _BASE_ARMS]) % len(_EXTRA)], "o")
+    return ARM_STYLE[arm]
+
+
+_BASE_ARMS = frozenset(ARM_STYLE)
+
+
+def _legend_outside(ax, **kw):
+    # beside the axes, so it covers no data
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kw)
+
+
 def _pyplot():
     # matplotlib on first use only, with the file-only Agg backend (no display on a server)
     import matplotlib
@@ -174,10 +203,10 @@ def plot_prior_drift(summary, path):
         for i, (name, stats) in enumerate(series):
             ys = [(stats.get(f) or {}).get(key) for f in fields]
             ax.bar(np.arange(len(fields)) + i * w - 0.4 + w / 2, [np.nan if y is None else y for y in ys], w,
-                   label=name, color="k" if i == 0 else f"C{i - 1}")
+                   label=name, color="#bbbbbb" if i == 0 else arm_style(name)[0])
         ax.set_xticks(np.arange(len(fields)), fields, rotation=30)
         ax.set_ylabel(label)
-    axes[0].legend(fontsize=7)
+    _legend_outside(axes[1])
     fig.suptitle("sampled annotation values: prior vs annotated base vs anchored (python eval_diversity.py)")
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
@@ -192,11 +221,12 @@ def plot_field_entropy(summary, path, kind="open"):
     w = 0.8 / max(1, len(rows))
     for i, r in enumerate(rows):
         ent = r["by_kind"][kind]["entropy"]
-        ax.bar(np.arange(len(fields)) + i * w - 0.4 + w / 2, [ent.get(f, 0.0) for f in fields], w, label=r["row"])
+        ax.bar(np.arange(len(fields)) + i * w - 0.4 + w / 2, [ent.get(f, 0.0) for f in fields], w, label=r["row"],
+               color=arm_style(r["arm"])[0], alpha=1.0 if r["row"] == r["arm"] else 0.6)
     ax.set_xticks(np.arange(len(fields)), fields)
     ax.set_ylabel("entropy (bits)")
     ax.set_title(f"per-field label entropy, {kind} prompts, K={summary['config']['num_samples']}")
-    ax.legend(fontsize=7, ncol=2)
+    _legend_outside(ax)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
@@ -218,7 +248,7 @@ def plot_label_histograms(rows, prompts, names, path, fields=("name", "setting")
         for j, n in enumerate(names):
             samples, ax = kind_samples(rows[n], prompts, kind), axes[i][j]
             c = Counter(UNKNOWN if s["labels"][f] is None else s["labels"][f] for s in samples)
-            ax.bar(range(len(values)), [c.get(v, 0) for v in values], color=f"C{j}")
+            ax.bar(range(len(values)), [c.get(v, 0) for v in values], color=arm_style(rows[n]["arm"])[0])
             ax.set_title(f"{n}: {f} (H = {entropy_bits([s['labels'][f] for s in samples]):.2f} bits, n = {len(samples)})", fontsize=9)
             ax.set_xticks(range(len(values)), values, rotation=90, fontsize=5)
     fig.suptitle(f"label histograms, {kind} prompts")
@@ -229,24 +259,24 @@ def plot_label_histograms(rows, prompts, names, path, fields=("name", "setting")
 def plot_quality_diversity(summary, path, kind="open"):
     """Quality (judge.quality) vs D; rows of one arm at several temperatures drawn as a curve."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
     by_arm = {}
     for r in summary["rows"]:
         if kind in r["by_kind"]:
             by_arm.setdefault(r["arm"], []).append(r)
-    for i, (arm, rs) in enumerate(by_arm.items()):
+    for arm, rs in by_arm.items():
         rs = sorted(rs, key=lambda r: r["temperature"] or 0)
         xs = [r["by_kind"][kind]["D"] for r in rs]
         ys = [r["by_kind"][kind]["quality"] for r in rs]
-        marker = "s" if rs[0]["role"] == "reference" else "o"
-        ax.plot(xs, ys, marker=marker, linestyle="-" if len(rs) > 1 else "none", color=f"C{i % 10}", label=arm)
+        color, marker = arm_style(arm)
+        ax.plot(xs, ys, marker=marker, linestyle="-" if len(rs) > 1 else "none", color=color, label=arm)
         for r, x, y in zip(rs, xs, ys):
             if len(rs) > 1:
                 ax.annotate(f"T={r['temperature']:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel(f"semantic diversity D (bits, {kind} prompts)")
     ax.set_ylabel("quality rate (judge.quality)")
     ax.set_title("quality vs diversity")
-    ax.legend(fontsize=7)
+    _legend_outside(ax)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
@@ -321,9 +351,10 @@ def plot_scaling(size_results, path):
         # "sft" and "anchored" are swept over temperatures: their T = 1 rows are derived["sft_row"] etc.
         ys = [summary["derived"]["open"]["D"].get(summary["derived"].get(f"{row}_row", row), math.nan)
               for _, summary in size_results]  # nan: an arm not run at this size (a gap in the line)
-        axes[0].plot(sizes, ys, marker="o", label=row, linestyle="--" if row.endswith("_data") else "-")
+        color, marker = arm_style(row)
+        axes[0].plot(sizes, ys, marker=marker, color=color, label=row, linestyle="--" if row.endswith("_data") else "-")
     axes[0].set_ylabel("semantic diversity D (bits, open prompts)")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, loc="best")
     for ax, key in ((axes[1], "collapse_ratio"), (axes[2], "gap_closed")):
         for variant, marker in ((key, "o"), (f"{key}_known", "s")):  # median over seeds, open prompts
             ys = [seed_stat(summary, variant)[0] for _, summary in size_results]
@@ -344,8 +375,9 @@ def plot_study(study, path):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     xs = [sft_data_entropy(s) for _, s in study]
-    for row, marker in (("sft_row", "o"), ("anchored_row", "s"), ("base_row", "^")):
-        ax.plot(xs, [study_D(s, row) for _, s in study], marker=marker, label=row[:-4])
+    for row in ("sft_row", "anchored_row", "base_row"):
+        color, marker = arm_style(row[:-4])
+        ax.plot(xs, [study_D(s, row) for _, s in study], marker=marker, color=color, label=row[:-4])
     lo, hi = min(xs), max(xs)
     ax.plot([lo, hi], [lo, hi], color="grey", linestyle=":", label="output = data")
     ax.set_xlabel("SFT data entropy (bits, exact, open prompts)")
