@@ -111,10 +111,11 @@ def find_narrowness(ckpts: list) -> float:
 
 ARM_OPTIONS = {"anchor": str, "temperature": str, "top_k": int, "top_p": float, "ann": str}
 
-def parse_arm(spec: str, temperatures) -> dict:
+def parse_arm(spec: str, temperatures, top_p=None) -> dict:
     """'anchored_off=out/anchored:anchor=off' -> dict(name, path, paths, anchor, temperatures, top_k, top_p).
     temperature=0.6,0.8 in the spec overrides --temperature for this arm. 'sft=runs/s0,runs/s1' gives
-    paths ['runs/s0', 'runs/s1'] (one per seed); path is the first."""
+    paths ['runs/s0', 'runs/s1'] (one per seed); path is the first. top_p: the story-sampling nucleus of
+    every arm (--top_p), unless the spec sets its own."""
     if "=" not in spec:
         raise ValueError(f"arm spec {spec!r} must look like name=ckpt_dir[,ckpt_dir_seed2...][:anchor=off][:temperature=0.6,1.0]")
     name, rest = spec.split("=", 1)
@@ -123,7 +124,7 @@ def parse_arm(spec: str, temperatures) -> dict:
     if any(not p for p in paths):
         raise ValueError(f"arm {name}: empty checkpoint dir in {path!r}; write name=dir_seed0,dir_seed1")
     arm = {"name": name, "path": paths[0], "paths": paths, "anchor": "auto", "temperatures": list(temperatures),
-           "top_k": None, "top_p": None, "ann": "free"}
+           "top_k": None, "top_p": top_p, "ann": "free"}
     for opt in opts:
         key, _, val = opt.partition("=")
         if key not in ARM_OPTIONS or not val:
@@ -333,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_samples", type=int, default=128, help="K samples per prompt (same K for every arm)")
     p.add_argument("--temperature", type=float, nargs="+", default=[1.0],
                    help="response temperature(s); several = a sweep, rows named arm@T0.8")
+    p.add_argument("--top_p", type=float, default=None,
+                   help="nucleus sampling of every arm's story (the annotation is always sampled at T = 1, "
+                        "untruncated); default: none, the paper's plain T = 1")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--batch_size", type=int, default=None,
                    help="rows per generate call, shared by the prompts of a row (default: 128 on CPU, where a "
@@ -362,6 +366,8 @@ def check_args(p, args):
             p.error(f"--{name} {getattr(args, name)}: need at least 1")
     if any(not t > 0 for t in args.temperature):
         p.error(f"--temperature {args.temperature}: every temperature must be > 0")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        p.error(f"--top_p {args.top_p}: must be in (0, 1]")
     if args.narrowness is not None and not 0 <= args.narrowness <= 1:
         p.error(f"--narrowness {args.narrowness}: must be in [0, 1]")
 
@@ -375,7 +381,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        arms = [parse_arm(s, args.temperature) for s in args.ckpts]
+        arms = [parse_arm(s, args.temperature, args.top_p) for s in args.ckpts]
         names = [a["name"] for a in arms]
         if len(set(names)) != len(names):
             raise ValueError(f"arm names must be unique, got {names}")

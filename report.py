@@ -408,3 +408,64 @@ def write_results(out, evals, study, cfg, command, wall_seconds):
     head = json.loads((Path(evals[largest]) / "headline.json").read_text())
     head.update(size=largest, wall_seconds=wall_seconds)
     write_atomic(out / "headline.json", json.dumps(head, indent=1))
+
+# -----------------------------------------------------------------------------
+# a base's learning curve: its evaluations at checkpoints along one pretraining run
+
+def curve_points(run_dir):
+    """[(step, slots trained, {row: {quality, gate_min, D, D_good, n_good}})] from run_dir/curve/step*/
+    summary.json (eval_diversity.py of each snapshot; rows sampled at T = 1 and at other settings) and
+    run_dir/log.jsonl (slots trained by each step)."""
+    slots = {}
+    for line in (Path(run_dir) / "log.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        slots[r["step"]] = r.get("slots", slots.get(r["step"]))
+    points = []
+    for f in sorted((Path(run_dir) / "curve").glob("step*/summary.json"), key=lambda p: int(p.parent.name[4:])):
+        step, summary = int(f.parent.name[4:]), json.loads(f.read_text())
+        rows = {r["row"]: {"quality": r["by_kind"]["open"]["quality"], "D": r["by_kind"]["open"]["D"],
+                           "D_good": r["by_kind"]["open"]["D_good"], "n_good": r["by_kind"]["open"]["n_good"],
+                           "gate_min": agreement_min(r["gate"]) if r.get("gate") else None}
+                for r in summary["rows"] if r.get("role") == "base"}
+        points.append((step, slots.get(step), rows))
+    return points
+
+def curve_markdown(points) -> str:
+    """One line per checkpoint: well-formed stories and the gate's smallest field, per sampling row."""
+    names = list(points[0][2]) if points else []
+    head = "| step | slots trained | " + " | ".join(f"{n}: quality / gate min / D good (n)" for n in names) + " |"
+    lines = [head, "|---|---|" + "---|" * len(names)]
+    for step, slots, rows in points:
+        cells = [f"{_fmt(rows[n]['quality'])} / {_fmt(rows[n]['gate_min'])} / {_fmt(rows[n]['D_good'])} "
+                 f"({_fmt(rows[n]['n_good'], 0)})" for n in names]
+        lines.append(f"| {step} | {slots or 0:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+def plot_curve(points, path, title):
+    """Quality and gate min vs trained slots, one line per sampling row."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    names = list(points[0][2]) if points else []
+    xs = [(slots or 0) / 1e6 for _, slots, _ in points]
+    for i, n in enumerate(names):
+        for ax, key in ((axes[0], "quality"), (axes[1], "gate_min")):
+            ys = [math.nan if rows[n][key] is None else rows[n][key] for _, _, rows in points]
+            ax.plot(xs, ys, marker="os^"[i % 3], color=f"C{i}", label=n)
+    for ax, label in ((axes[0], "well-formed stories (judge.quality)"), (axes[1], "gate: smallest field's agreement")):
+        ax.set_xlabel("row slots trained (millions)")
+        ax.set_ylabel(label)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    _legend_outside(axes[1])
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+
+def write_curve(run_dir, out_dir, title):
+    """learning_curve.md and learning_curve.png of run_dir's snapshots into out_dir."""
+    points = curve_points(run_dir)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    write_atomic(Path(out_dir) / "learning_curve.md", curve_markdown(points))
+    plot_curve(points, Path(out_dir) / "learning_curve.png", title)
+    return points

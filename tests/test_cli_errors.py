@@ -88,6 +88,7 @@ BAD = [
     ("eval_diversity", "--ckpts base={tmp}/nothing_here --out {tmp}/e"),
     ("eval_diversity", "--ckpts base={base} --out {tmp}/e --num_samples 1"),
     ("eval_diversity", "--ckpts base={base} --out {tmp}/e --batch_size 0"),
+    ("eval_diversity", "--ckpts base={base} --out {tmp}/e --top_p 1.5"),
     ("eval_diversity", "--ckpts base={base} --out {tmp}/e --n_boot 0"),
     ("eval_diversity", "--ckpts base={base} --out {tmp}/e --threads -1"),
     ("eval_diversity", "--ckpts base={base} --out {tmp}/e --narrowness 2"),

@@ -186,6 +186,8 @@ def test_parse_arm():
     a = ev.parse_arm("sft=out/sft:temperature=0.6,1.2:top_k=50", [1.0])
     assert a["temperatures"] == [0.6, 1.2] and a["top_k"] == 50
     assert ev.parse_arm("s=out/a:ann=by_field", [1.0])["ann"] == "by_field"
+    assert ev.parse_arm("s=out/a", [1.0], top_p=0.9)["top_p"] == 0.9  # --top_p: every arm's story
+    assert ev.parse_arm("s=out/a:top_p=0.5", [1.0], top_p=0.9)["top_p"] == 0.5  # unless the arm sets its own
     assert ev.row_name(a, 0.6) == "sft@T0.6"
     assert ev.row_name(ev.parse_arm("sft=out/sft", [1.0]), 1.0) == "sft"
     a = ev.parse_arm("sft=runs/s0,runs/s1,runs/s2:temperature=0.8", [1.0])
