@@ -16,9 +16,13 @@ Architecture choices, and why:
 - Document masking: when config.bos_id is set, a row is split into documents at <|bos|> and a
   token attends only to earlier tokens of its own document, so the annotation of one packed
   story cannot leak into the next.
-- Attention, one interface, three paths (config.attention):
+- Attention, one interface, four paths (config.attention; 'auto', the default, picks one by
+  device, see attention_path):
     'manual' explicit scores, mask and softmax in plain PyTorch: the version to read, the reference;
-    'sdpa'   F.scaled_dot_product_attention (default), is_causal=True when each row is one document;
+    'sdpa'   F.scaled_dot_product_attention, is_causal=True when each row is one document, else
+             with the boolean document mask;
+    'docs'   the row cut at its document starts and 'manual' causal attention on each document
+             alone: no masked scores are computed (the CPU's eager default, bench/bench_attention.py);
     'flex'   FlexAttention with a document-causal block mask, compiled (CUDA only; on CPU it has
              no backward, so it warns once and uses 'sdpa'). It skips fully masked tiles, and has
              no attention-weight dropout. Cached generation always uses sdpa (or manual).
@@ -38,7 +42,7 @@ from torch.nn import functional as F
 
 from device import autocast
 
-ATTENTION_PATHS = ("manual", "sdpa", "flex")
+ATTENTION_PATHS = ("auto", "manual", "sdpa", "docs", "flex")
 
 
 @dataclass
@@ -49,7 +53,7 @@ class GPTConfig:
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.0
-    attention: str = "sdpa"   # one of ATTENTION_PATHS
+    attention: str = "auto"   # one of ATTENTION_PATHS
     bos_id: int | None = None  # token that starts a document; None = one document per row
 
     def __post_init__(self):
@@ -108,6 +112,41 @@ def flex_block_mask(doc):
         return (doc[b, q] == doc[b, k]) & (q >= k)
     B, T = doc.shape
     return create_block_mask(doc_causal, B, None, T, T, device=doc.device)
+
+
+def attention_path(name, device_type, compiling):
+    """The path a training forward takes for rows of several documents: config.attention, with
+    'auto' resolved here, the one place, by what bench/bench_attention.py measured. On a CPU run
+    eagerly, 'docs' (causal attention on each document alone beats the masked row, by SDPA or by
+    hand); compiled, 'sdpa' ('docs' needs the documents' lengths on the host: a graph break); on
+    a GPU, 'sdpa' (fused kernels with a mask; 'flex' is faster there but compiles first)."""
+    if name != "auto":
+        return name
+    return "docs" if device_type == "cpu" and not compiling else "sdpa"
+
+
+def document_spans(starts):
+    """starts (B,T) bool -> for each row, the lengths of its documents in order (a row's tokens
+    before its first start count as one document, as in document_layout). One host sync."""
+    T = starts.size(1)
+    rows = []
+    for where in starts.cpu().tolist():
+        cuts = [t for t, s in enumerate(where) if s and t > 0] + [T]
+        rows.append([e - s for s, e in zip([0] + cuts[:-1], cuts)])
+    return rows
+
+
+def per_document_attention(q, k, v, spans, dropout_p=0.0):
+    """Document-causal attention as plain causal attention on each document alone: row b of
+    q, k, v (B,H,T,hd) is cut into spans[b] (document_spans) and manual_attention runs causal on
+    every piece. The same result as the document mask, without the scores the mask throws away
+    (a row of n equal documents computes 1/n of them): on a CPU the fastest eager path for rows of
+    a few documents, ahead of SDPA's kernels at head size 32 (bench/bench_attention.py)."""
+    rows = []
+    for b, lengths in enumerate(spans):
+        pieces = zip(*(t[b:b + 1].split(lengths, dim=2) for t in (q, k, v)))
+        rows.append(torch.cat([manual_attention(qp, kp, vp, None, dropout_p) for qp, kp, vp in pieces], dim=2))
+    return torch.cat(rows, dim=0)
 
 
 _flex_attention = None  # torch.compile(flex_attention), built on first use: eager flex is slow
@@ -189,7 +228,9 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:  # generation: append to this layer's cache, attend over all of it
             k, v = cache.update(self.layer_idx, k, v)
         dropout_p = self.dropout if self.training else 0.0
-        if mask is not None and not isinstance(mask, torch.Tensor):  # a flex BlockMask
+        if isinstance(mask, list):  # path 'docs': each row's document lengths
+            y = per_document_attention(q, k, v, mask, dropout_p)
+        elif mask is not None and not isinstance(mask, torch.Tensor):  # a flex BlockMask
             y = flex_attention(q, k, v, block_mask=mask)
         elif self.manual:
             y = manual_attention(q, k, v, mask, dropout_p)
@@ -348,7 +389,8 @@ class GPT(nn.Module):
     # ---- forward passes
 
     def _layout(self, idx):
-        """Positions (B|1,T) and attention mask for a training row (None = plain causal)."""
+        """Positions (B|1,T) and what attention needs for a training row: None = plain causal, a
+        (B,1,T,T) bool mask, a flex BlockMask, or (path 'docs') each row's document lengths."""
         B, T = idx.shape
         bos = self.config.bos_id
         plain = bos is None
@@ -359,7 +401,10 @@ class GPT(nn.Module):
         if plain:
             return torch.arange(T, device=idx.device)[None], None
         doc, pos = document_layout(idx == bos)
-        if self.config.attention == "flex":
+        path = attention_path(self.config.attention, idx.device.type, torch.compiler.is_compiling())
+        if path == "docs":
+            return pos, document_spans(idx == bos)
+        if path == "flex":
             if idx.is_cuda:
                 return pos, flex_block_mask(doc)
             if not self._warned_flex:

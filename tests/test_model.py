@@ -78,15 +78,39 @@ def logits_and_grads(model, idx, targets):
     return logits, {n: p.grad for n, p in model.named_parameters()}
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "docs", "auto"])
 @pytest.mark.parametrize("bos_id", [BOS, None])
-def test_attention_paths_agree(bos_id):
-    """'manual' (the reference) and 'sdpa' give the same logits and gradients, float32."""
+def test_attention_paths_agree(bos_id, attention):
+    """'manual' (the reference) and every other CPU path give the same logits and gradients, float32."""
     idx, targets = packed_rows(), packed_rows(seed=1)
-    (l1, g1), (l2, g2) = (logits_and_grads(tiny(attention, bos_id=bos_id), idx, targets)
-                          for attention in ("manual", "sdpa"))
+    (l1, g1), (l2, g2) = (logits_and_grads(tiny(a, bos_id=bos_id), idx, targets) for a in ("manual", attention))
     torch.testing.assert_close(l1, l2, atol=1e-5, rtol=1e-5)
     for name in g1:
         torch.testing.assert_close(g1[name], g2[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_cpu_default_attention_matches_manual_bf16():
+    """The CPU's default path (attention_path: 'docs' when eager) under bf16 autocast, at a
+    preset's shape (head size 32, a 512-token row of several documents): logits and gradients
+    within bf16 rounding of the manual reference run the same way."""
+    from device import autocast
+    from model import attention_path
+    assert attention_path("auto", "cpu", compiling=False) == "docs"
+    idx = torch.randint(2, 64, (2, 512), generator=torch.Generator().manual_seed(3))
+    idx[:, 0] = BOS
+    idx[0, [100, 300]], idx[1, [37, 38, 200, 450]] = BOS, BOS
+    out = {}
+    for a in ("manual", "auto"):
+        model = tiny(a, block_size=512, n_embd=64)
+        with autocast("cpu", torch.bfloat16):
+            logits, loss = model(idx, idx)
+        loss.backward()
+        out[a] = logits.float(), {n: p.grad for n, p in model.named_parameters()}
+    (l1, g1), (l2, g2) = out["manual"], out["auto"]
+    torch.testing.assert_close(l2, l1, atol=2e-2, rtol=2e-2)
+    for name in g1:
+        scale = g1[name].abs().max()
+        torch.testing.assert_close(g2[name] / scale, g1[name] / scale, atol=2e-2, rtol=0, msg=name)
 
 
 def test_flex_block_mask_forward_cpu():
@@ -127,7 +151,7 @@ def test_flex_matches_manual_cuda():
         torch.testing.assert_close(g1[name], g2[name], atol=1e-4, rtol=1e-3, msg=name)
 
 
-@pytest.mark.parametrize("attention", ["manual", "sdpa"])
+@pytest.mark.parametrize("attention", ["manual", "sdpa", "docs"])
 def test_packed_row_equals_documents_alone(attention):
     """Three documents packed in one row give, token by token, the logits of each one alone:
     nothing leaks across <|bos|>, and positions restart at every document."""
