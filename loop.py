@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from checkpoint import check_out_dir, keep_tokenizer, load_checkpoint, save_checkpoint
-from device import autocast, check_device, grad_scaler, pick_dtype, setup_distributed
+from device import autocast, check_device, compile_pays, grad_scaler, pick_dtype, setup_distributed
 
 
 # -----------------------------------------------------------------------------
@@ -66,7 +66,10 @@ class LoopConfig:
     eval_iters: int = opt(10, "validation batches per evaluation")
     log_interval: int = opt(10, "write a log.jsonl record every this many steps")
     device: str = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
-    compile: bool = opt(False, "torch.compile the model (faster on GPU; checkpoints stay plain)")
+    compile: str = opt("auto", "torch.compile the model: auto = when the run is long enough to pay for "
+                       "the compile time (device.compile_pays, printed at start), on (also a bare "
+                       "--compile), off; checkpoints stay plain either way", choices=("auto", "on", "off"),
+                       const="on")
     dtype: str = opt("auto", "compute dtype under autocast: auto (device.pick_dtype: bf16 where the "
                      "device runs it fast, fp16 + loss scaling on older GPUs, else fp32); weights, "
                      "optimizer and checkpoints stay fp32",
@@ -86,13 +89,15 @@ def build_parser(cls, presets, description):
         kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata.get('help', '')} (default: {f.default!r})")
         kind = hints[f.name]
         if kind is bool:
-            kw["action"] = argparse.BooleanOptionalAction  # --compile / --no-compile
+            kw["action"] = argparse.BooleanOptionalAction  # --annotations / --no-annotations
         else:  # int, float, str, or Optional[...] of one of them
             kw["type"] = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
         if f.name == "preset":
             kw["choices"] = list(presets)
         elif "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
+        if "const" in f.metadata:  # the flag alone means this value (--compile = --compile on)
+            kw.update(nargs="?", const=f.metadata["const"])
         parser.add_argument(f"--{f.name}", **kw)
     return parser
 
@@ -101,7 +106,10 @@ def make_config(cls, presets, explicit, saved=None):
     """defaults < preset < explicit flags; on --resume: the saved run's config < explicit flags."""
     if saved is not None:
         known = {f.name for f in fields(cls)}
-        return cls(**{**{k: v for k, v in saved.items() if k in known}, **explicit})
+        saved = {k: v for k, v in saved.items() if k in known}
+        if isinstance(saved.get("compile"), bool):  # a checkpoint from before --compile auto
+            saved["compile"] = "on" if saved["compile"] else "off"
+        return cls(**{**saved, **explicit})
     preset = explicit.get("preset", cls.preset)
     return cls(**{**presets[preset], "preset": preset, **explicit})
 
@@ -335,7 +343,11 @@ def _start_run(cfg, model, train_rows, d, ckpt_meta, start):
         keep_tokenizer(cfg.data_dir, out_dir)
     dtype = pick_dtype(d.device, cfg.dtype)
     optimizer, scaler, step, data_pos = _resume_optimizer(cfg, model, d, dtype, start, out_dir / "log.jsonl")
-    wrapped = torch.compile(model) if cfg.compile else model
+    compiling, why = compile_pays(d.device, cfg.max_iters - step, cfg.batch_size * cfg.grad_accum * d.world,
+                                  cfg.compile)
+    if d.master:
+        print(why)
+    wrapped = torch.compile(model) if compiling else model
     if d.world > 1:
         wrapped = DDP(wrapped, device_ids=[d.local_rank] if d.device.startswith("cuda") else None)
     return Run(cfg, d, model, wrapped, optimizer, scaler, dtype, step, data_pos,
