@@ -21,6 +21,8 @@ each is timed by its fastest turn: both see the same load, and the ratios are wh
     python bench/bench_model.py --threads 1          # as issue 11 measured the training step
     python bench/bench_model.py --quick              # fewer steps, shorter generation
     python bench/bench_model.py --only train --compile   # also torch.compile: compile time, break-even
+    python bench/bench_model.py --only train --shapes cpu-m --docs 3 --batch 8   # rows as the data packs them
+    python bench/bench_model.py --only batches --shapes cpu-m --docs 3 --threads 1   # tokens/s at batch 4, 8, 16
     python bench/bench_model.py --device cuda        # any device; --dtype float16 to force one
     git show 76ce28e:model.py > /tmp/model_before.py     # model.py before issue 11, then:
     python bench/bench_model.py --only train --baseline /tmp/model_before.py   # adds "before fp32"
@@ -43,7 +45,8 @@ from model import GPT, GPTConfig  # noqa: E402
 BOS = 1
 SHAPES = {  # name: (n_layer, n_head, n_embd, vocab, block, batch)
     "4l256": (4, 4, 256, 4096, 256, 16),
-    "cpu-m": (4, 4, 128, 2048, 512, 4),
+    "cpu-m": (4, 4, 128, 2048, 512, 4),     # = cpu-4l128, the CPU ladder's largest base
+    "cpu-4l96": (4, 3, 96, 2048, 512, 4),
 }
 
 # -----------------------------------------------------------------------------
@@ -100,16 +103,23 @@ def sync(device):
         torch.mps.synchronize()
 
 
+# What a call costs: on a CPU, the CPU seconds of this process (time.process_time), which other jobs
+# on a shared core do not inflate (one thread: the time the call computed; more threads: their sum,
+# the CPU-seconds the work cost); elsewhere, wall time. --clock wall times a CPU by the wall clock.
+CLOCK = {"cpu": time.process_time, "wall": time.perf_counter}
+clock = time.perf_counter
+
+
 def alternate(fns, rounds, device):
     """Call each fn in turn, `rounds` times over; return each one's fastest call in seconds."""
     best = {name: float("inf") for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             sync(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
             sync(device)
-            best[name] = min(best[name], time.perf_counter() - t0)
+            best[name] = min(best[name], clock() - t0)
     return best
 
 
@@ -143,14 +153,17 @@ def load_baseline(path):
     return module
 
 
-def bench_training(shape, device, low, n_peak, rounds, compile, baseline=None):
+def bench_training(shape, device, low, n_peak, rounds, compile, baseline=None, docs=1, batch=None):
     L, H, C, V, T, B = SHAPES[shape]
+    B = batch or B
     torch.manual_seed(0)
     x = torch.randint(2, V, (B, T), device=device)
-    x[:, 0] = BOS  # one document per row, as the reference assumes
+    x[:, 0] = BOS  # one document per row, as the reference assumes (--docs: several, like the data)
+    for row in x:
+        row[1 + torch.randperm(T - 1, generator=torch.Generator().manual_seed(0))[:docs - 1]] = BOS
     y = torch.randint(2, V, (B, T), device=device)
-    ours = lambda: GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H, n_embd=C,  # noqa: E731
-                                 bos_id=BOS)).to(device)
+    ours = lambda attention="auto": GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H,  # noqa: E731
+                                                  n_embd=C, bos_id=BOS, attention=attention)).to(device)
     ref = RefGPT(L, H, C, V, T).to(device)
     fns = {"ref fp32": train_step(ref, x, y, device, torch.float32),
            "ours fp32": train_step(ours(), x, y, device, torch.float32)}
@@ -163,7 +176,10 @@ def bench_training(shape, device, low, n_peak, rounds, compile, baseline=None):
     if low != torch.float32:
         name = f"ours {str(low).split('.')[-1]}"
         fns[name], flops[name] = train_step(ours(), x, y, device, low), flops["ours fp32"]
-    if shape == "4l256":  # the same step on rows packed with documents: the document mask's cost
+    if docs > 1:  # the masked SDPA path, the default before issue 19
+        name = f"ours {str(low).split('.')[-1]} sdpa-mask"
+        fns[name], flops[name] = train_step(ours("sdpa"), x, y, device, low), flops["ours fp32"]
+    if shape == "4l256" and docs == 1:  # the same step on rows packed with documents: the mask's cost
         packed = x.clone()
         packed[torch.rand(B, T, generator=torch.Generator().manual_seed(0)) < 1 / 64] = BOS
         name = f"ours {str(low).split('.')[-1]} doc-masked"
@@ -171,16 +187,18 @@ def bench_training(shape, device, low, n_peak, rounds, compile, baseline=None):
     if compile:  # the first call compiles: time it, then alternate like the others
         name = f"ours {str(low).split('.')[-1]} compiled"
         fns[name], flops[name] = train_step(ours(), x, y, device, low, compile=True), flops["ours fp32"]
-        t0 = time.perf_counter()
+        t0, w0 = clock(), time.perf_counter()
         fns[name]()
-        compile_s = time.perf_counter() - t0
+        compile_s, compile_wall = clock() - t0, time.perf_counter() - w0  # (inductor's C++ builds
+        # run in worker processes: the wall time counts them, this process's CPU time may not)
     dtypes = {torch.float32, low}
     fns.update({f"matmul {dt}": matmul(device, dt, n_peak) for dt in dtypes})
     for fn in fns.values():
         fn()  # warm up
     best = alternate(fns, rounds, device)
     peaks = {dt: 2 * n_peak ** 3 / best.pop(f"matmul {dt}") / 1e9 for dt in dtypes}
-    print(f"\ntraining {shape}: {L}L/{C}, {H} heads, vocab {V}, batch {B}x{T} ({rounds} alternated rounds)")
+    print(f"\ntraining {shape}: {L}L/{C}, {H} heads, vocab {V}, batch {B}x{T}, {docs} document(s) per row "
+          f"({rounds} alternated rounds)")
     for dt, peak in peaks.items():
         print(f"  matmul peak {str(dt).split('.')[-1]:10s} {peak:8.1f} GFLOP/s ({n_peak}x{n_peak}, the MFU denominator)")
     for name, t in best.items():
@@ -192,8 +210,30 @@ def bench_training(shape, device, low, n_peak, rounds, compile, baseline=None):
     if compile:
         gain = best[f"ours {str(low).split('.')[-1]}"] - best[name]
         steps = f"{compile_s / gain:,.0f} steps" if gain > 0 else "never (not faster)"
-        print(f"  compile took {compile_s:.1f} s; it pays for itself after {steps}")
+        by_wall = f" ({compile_wall / gain:,.0f} by the wall time)" if gain > 0 else ""
+        print(f"  compile took {compile_s:.1f} s ({compile_wall:.1f} s wall); it pays for itself after {steps}{by_wall}")
     return best
+
+
+def bench_batches(shape, device, low, batches, docs, rounds):
+    """Trained tokens per second of our default path (policy dtype, eager) at several batch
+    sizes of one shape, alternated: the shape that learns most per CPU-second (issue 19)."""
+    L, H, C, V, T, _ = SHAPES[shape]
+    fns = {}
+    for B in batches:
+        torch.manual_seed(0)
+        x = torch.randint(2, V, (B, T), device=device)
+        x[:, 0] = BOS
+        for row in x:
+            row[1 + torch.randperm(T - 1, generator=torch.Generator().manual_seed(0))[:docs - 1]] = BOS
+        model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H, n_embd=C, bos_id=BOS)).to(device)
+        fns[B] = train_step(model, x, torch.randint(2, V, (B, T), device=device), device, low)
+        fns[B]()  # warm up
+    best = alternate(fns, rounds, device)
+    print(f"\nbatch sizes at {shape}, {docs} document(s) per row, {low}, eager ({rounds} alternated rounds)")
+    for B, t in best.items():
+        print(f"  batch {B:3d} x {T}: {t * 1e3:8.1f} ms/step {B * T / t:9.0f} tok/s  "
+              f"x{(B * T / t) / (batches[0] * T / best[batches[0]]):4.2f} batch {batches[0]}")
 
 
 def bench_generation(device, low, new_tokens):
@@ -247,12 +287,19 @@ def main():
     p.add_argument("--rounds", type=int, default=None, help="alternated training rounds (default 6, --quick 3)")
     p.add_argument("--quick", action="store_true", help="fewer rounds, shorter generation")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (minutes on CPU)")
-    p.add_argument("--only", choices=("train", "generate", "eval"), default=None, help="one part only")
+    p.add_argument("--only", choices=("train", "generate", "eval", "batches"), default=None, help="one part only")
+    p.add_argument("--batches", type=int, nargs="+", default=[4, 8, 16], help="--only batches: the sizes to compare")
     p.add_argument("--skip_train", action="store_true", help="the same as --only generate")
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     p.add_argument("--new_tokens", type=int, default=None, help="generation length (default 240, --quick 60)")
+    p.add_argument("--docs", type=int, default=1, help="documents per training row (the data: 2-5)")
+    p.add_argument("--batch", type=int, default=None, help="rows per training step (default: the shape's)")
     p.add_argument("--baseline", default=None, help="path of another model.py to time (fp32) beside ours")
+    p.add_argument("--clock", choices=("cpu", "wall"), default=None,
+                   help="time by CPU seconds (default on a CPU: other jobs on the core do not count) or wall")
     args = p.parse_args()
+    global clock
+    clock = CLOCK[args.clock or ("cpu" if pick_device(args.device) == "cpu" else "wall")]
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.skip_train:
@@ -260,11 +307,15 @@ def main():
     device = pick_device(args.device)
     low = pick_dtype(device, args.dtype)
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, policy dtype {low}, "
+          f"{'CPU' if clock is time.process_time else 'wall'} seconds, "
           f"load average {os.getloadavg()[0]:.2f} (1 min)")
     if args.only in (None, "train"):
         for shape in args.shapes:
             bench_training(shape, device, low, 1024, args.rounds or (3 if args.quick else 6), args.compile,
-                           load_baseline(args.baseline) if args.baseline else None)
+                           load_baseline(args.baseline) if args.baseline else None, args.docs, args.batch)
+    if args.only == "batches":
+        for shape in args.shapes:
+            bench_batches(shape, device, low, args.batches, args.docs, args.rounds or 5)
     if args.only in (None, "generate"):
         bench_generation(device, low, args.new_tokens or (60 if args.quick else 240))
     if args.only in (None, "eval"):
