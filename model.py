@@ -209,10 +209,11 @@ def manual_attention(q, k, v, mask, dropout_p=0.0):
 
 
 def decode_attention(q, k, v, mask):
-    """A decode step on a CPU: q (B,H,1,hd), one query per row, against k, v (B,H,S,hd), strided
-    views of the KV cache; mask (B,1,1,S). manual_attention's maths with the scores as a multiply
-    and a sum over hd, which reads the strided cache directly (torch.profiler: SDPA's CPU kernel
-    was 63% of evaluation sampling at 4L/128, batch 100, and no faster in bf16 than fp32)."""
+    """A bf16 decode step on a CPU: q (B,H,1,hd), one query per row, against k, v (B,H,S,hd),
+    strided views of the KV cache; mask (B,1,1,S). manual_attention's maths with the scores as a
+    multiply and a sum over hd, read straight from the strided cache. torch.profiler: SDPA's CPU
+    kernel was 63% of bf16 evaluation sampling at 4L/128, batch 100; this makes bf16 sampling
+    1.28x faster, but fp32 sampling 0.79x, so fp32 keeps SDPA (bench/bench_sampling.py --before)."""
     att = (q * k).sum(-1).unsqueeze(-2) / math.sqrt(q.size(-1))  # (B,H,1,S)
     att = F.softmax(att.masked_fill(~mask, float("-inf")), dim=-1)
     return att.to(v.dtype) @ v                                   # (B,H,1,hd)
@@ -238,7 +239,7 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:  # generation: append to this layer's cache, attend over all of it
             k, v = cache.update(self.layer_idx, k, v)
         dropout_p = self.dropout if self.training else 0.0
-        if cache is not None and T == 1 and q.device.type == "cpu":  # generation, one token per row
+        if cache is not None and T == 1 and q.device.type == "cpu" and k.dtype != torch.float32:  # bf16 decode
             y = decode_attention(q, k, v, mask)
         elif isinstance(mask, list):  # path 'docs': each row's document lengths
             y = per_document_attention(q, k, v, mask, dropout_p)
