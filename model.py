@@ -25,7 +25,8 @@ Architecture choices, and why:
              alone: no masked scores are computed (the CPU's eager default, bench/bench_attention.py);
     'flex'   FlexAttention with a document-causal block mask, compiled (CUDA only; on CPU it has
              no backward, so it warns once and uses 'sdpa'). It skips fully masked tiles, and has
-             no attention-weight dropout. Cached generation always uses sdpa (or manual).
+             no attention-weight dropout. Cached generation uses sdpa (or manual), and a bf16
+             decode step on a CPU decode_attention.
 - Precision: the model is fp32; callers run it under device.autocast (bf16 where the device
   runs it fast, see device.py), and generate(dtype=...) does the same for sampling.
 - Save the raw module: torch.compile wraps the model and prefixes its state dict keys with

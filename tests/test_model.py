@@ -392,3 +392,20 @@ def test_relu_squared_gradient():
     x = torch.randn(4, 7, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(ReLUSquared.apply, (x,))
     torch.testing.assert_close(ReLUSquared.apply(x), torch.relu(x) ** 2)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_decode_attention_matches_sdpa(dtype, tol):
+    """The bf16 CPU decode step (one query per row against strided KV cache views, padding and an
+    earlier document masked) gives SDPA's output, to rounding of the dtype."""
+    from model import decode_attention
+    g = torch.Generator().manual_seed(0)
+    B, H, S, hd = 3, 2, 40, 16
+    cache = torch.randn(2, B, H, 64, hd, generator=g).to(dtype)  # keys, values with max_len 64
+    k, v = cache[0, :, :, :S], cache[1, :, :, :S]
+    q = torch.randn(B, H, 1, hd, generator=g).to(dtype)
+    doc = torch.zeros(B, S, dtype=torch.long)
+    doc[0, 10:], doc[1, 25:], doc[2, 39:] = 1, 1, 1  # row 2: the query's document is itself alone
+    mask = document_causal_mask(doc[:, -1:], doc, offset=S - 1)
+    want = nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+    torch.testing.assert_close(decode_attention(q, k, v, mask).float(), want, atol=tol, rtol=tol)
