@@ -344,7 +344,7 @@ def _start_run(cfg, model, train_rows, d, ckpt_meta, start):
     dtype = pick_dtype(d.device, cfg.dtype)
     optimizer, scaler, step, data_pos = _resume_optimizer(cfg, model, d, dtype, start, out_dir / "log.jsonl")
     compiling, why = compile_pays(d.device, cfg.max_iters - step, cfg.batch_size * cfg.grad_accum * d.world,
-                                  model.config.n_embd, cfg.compile)
+                                  cfg.compile)
     if d.master:
         print(why)
     wrapped = torch.compile(model) if compiling else model

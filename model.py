@@ -22,7 +22,8 @@ Architecture choices, and why:
     'sdpa'   F.scaled_dot_product_attention, is_causal=True when each row is one document, else
              with the boolean document mask;
     'docs'   the row cut at its document starts and 'manual' causal attention on each document
-             alone: no masked scores are computed (the CPU's eager default, bench/bench_attention.py);
+             alone: no masked scores are computed (the CPU's eager default, bench/bench_attention.py;
+             compiled on a CPU, 'auto' takes 'manual');
     'flex'   FlexAttention with a document-causal block mask, compiled (CUDA only; on CPU it has
              no backward, so it warns once and uses 'sdpa'). It skips fully masked tiles, and has
              no attention-weight dropout. Cached generation uses sdpa (or manual), and a bf16
@@ -117,13 +118,16 @@ def flex_block_mask(doc):
 
 def attention_path(name, device_type, compiling):
     """The path a training forward takes for rows of several documents: config.attention, with
-    'auto' resolved here, the one place, by what bench/bench_attention.py measured. On a CPU run
-    eagerly, 'docs' (causal attention on each document alone beats the masked row, by SDPA or by
-    hand); compiled, 'sdpa' ('docs' needs the documents' lengths on the host: a graph break); on
-    a GPU, 'sdpa' (fused kernels with a mask; 'flex' is faster there but compiles first)."""
+    'auto' resolved here, the one place, by what bench/README.md measured on a CPU: run eagerly,
+    'docs' (causal attention on each document alone beats the masked row, by SDPA or by hand);
+    compiled, 'manual' (inductor fuses its mask and softmax: 1.4x eager 'docs' at 4L/128, where a
+    compiled SDPA call was no faster; 'docs' would be a graph break). On a GPU, 'sdpa' (fused
+    kernels with a mask; 'flex' is faster there but compiles first)."""
     if name != "auto":
         return name
-    return "docs" if device_type == "cpu" and not compiling else "sdpa"
+    if device_type != "cpu":
+        return "sdpa"
+    return "manual" if compiling else "docs"
 
 
 def document_spans(starts):
@@ -226,7 +230,7 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.n_head = config.n_head
         self.layer_idx = layer_idx  # which slot of the KV cache is ours
-        self.manual = config.attention == "manual"
+        self.attention = config.attention
         self.dropout = config.dropout
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)  # q, k, v at once
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
@@ -246,7 +250,7 @@ class CausalSelfAttention(nn.Module):
             y = per_document_attention(q, k, v, mask, dropout_p)
         elif mask is not None and not isinstance(mask, torch.Tensor):  # a flex BlockMask
             y = flex_attention(q, k, v, block_mask=mask)
-        elif self.manual:
+        elif attention_path(self.attention, q.device.type, torch.compiler.is_compiling()) == "manual":
             y = manual_attention(q, k, v, mask, dropout_p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,

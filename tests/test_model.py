@@ -294,11 +294,13 @@ def test_loss_ignores_minus_one():
     assert model(idx)[0].shape == (3, 1, 64)
 
 
-def test_compile_fullgraph_and_state_dict():
+@pytest.mark.parametrize("attention", ["sdpa", "auto"])
+def test_compile_fullgraph_and_state_dict(attention):
     """The training forward traces with no graph break (document mask included), and the state
-    dict saved through unwrap() has no "_orig_mod." prefix. The aot_eager backend traces forward
-    and backward like inductor but skips C++ code generation, which takes minutes on 2 cores."""
-    model = tiny()
+    dict saved through unwrap() has no "_orig_mod." prefix ('auto' on a CPU: the manual path when
+    compiled). The aot_eager backend traces forward and backward like inductor but skips C++ code
+    generation, which takes minutes on 2 cores."""
+    model = tiny(attention)
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
     idx = packed_rows()
     logits, loss = compiled(idx, idx)

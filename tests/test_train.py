@@ -139,20 +139,18 @@ def test_compiled_and_eager_runs_resume_each_other(tiny_data_dir, tmp_path, one_
 
 
 def test_compile_is_automatic_past_the_break_even():
-    """The rule in one place: short runs and narrow CPU models stay eager, long wide ones compile,
-    and the line says why."""
-    from device import COMPILE_BREAK_EVEN, compile_pays
-    rows = COMPILE_BREAK_EVEN["cpu"]["rows"]
-    assert compile_pays("cpu", rows // 16 - 1, 16, 256)[0] is False
-    assert compile_pays("cpu", rows // 16 + 1, 16, 256) == (
-        True, f"compiling: pays for itself after ~{-(-rows // 16):,} steps (this run: {rows // 16 + 1:,}; "
-              f"--compile off to skip)")
-    assert compile_pays("cpu", 10 ** 6, 4, 128)[0] is False  # the CPU ladder: eager is as fast
-    assert compile_pays("cuda", 10 ** 6, 64, 128)[0] and not compile_pays("cuda", 1_000, 64, 512)[0]
-    assert compile_pays("cpu", 10, 4, 64, "on")[0] and not compile_pays("cpu", 10 ** 9, 4, 512, "off")[0]
-    assert compile_pays("mps", 10 ** 9, 64, 512)[0] is False  # not measured there: eager
+    """The rule in one place: short runs stay eager, long ones compile, and the line says why."""
+    from device import COMPILE_BREAK_EVEN_ROWS, compile_pays
+    rows = COMPILE_BREAK_EVEN_ROWS["cpu"]
+    assert compile_pays("cpu", rows // 4 - 1, 4)[0] is False
+    assert compile_pays("cpu", rows // 4, 4) == (True, f"compiling: pays for itself after ~{rows // 4:,} steps "
+                                                         f"(this run: {rows // 4:,}; --compile off to skip)")
+    assert compile_pays("cpu", 3600, 4)[0]  # the CPU ladder's bases compile
+    assert compile_pays("cuda", 10 ** 5, 64)[0] and not compile_pays("cuda", 1_000, 64)[0]
+    assert compile_pays("cpu", 10, 4, "on")[0] and not compile_pays("cpu", 10 ** 9, 4, "off")[0]
+    assert compile_pays("mps", 10 ** 9, 64)[0] is False  # not measured there: eager
     tiny = PRESETS["tiny"]
-    assert not compile_pays("cpu", tiny["max_iters"], tiny["batch_size"], tiny["n_embd"])[0]  # the first run
+    assert not compile_pays("cpu", tiny["max_iters"], tiny["batch_size"])[0]  # the tutorial's first run
 
 
 def test_sft_resume_is_exact(tiny_base_dirs, tmp_path, one_thread):
