@@ -101,6 +101,31 @@ def pick_dtype(device, requested="auto"):
     return torch.float32
 
 
+# torch.compile's break-even in rows trained (steps x rows per step): compile seconds over the
+# seconds saved per row. CPU, measured (bench/README.md): at 4L/128, batch 4 x 512 of packed
+# documents, one thread, the compiled step (manual attention, fused by inductor) took 172 ms
+# against eager's 241 ms, and compiling took ~25-55 CPU-seconds: break-even ~360-800 steps of 4
+# rows, rounded up to 1,000. CUDA: NOT MEASURED here (no GPU), an estimate (~40 s to compile, a
+# few ms saved per 64-row step) that compiles the GPU ladder's two largest rungs and not the two
+# smallest, as reproduce.py chose before.
+COMPILE_BREAK_EVEN_ROWS = {"cpu": 4_000, "cuda": 256_000}
+
+
+def compile_pays(device, steps, rows_per_step, requested="auto"):
+    """Whether a run of `steps` more optimizer steps of `rows_per_step` rows should torch.compile
+    its model ("auto": when it pays for its compile time, by COMPILE_BREAK_EVEN_ROWS; "on" / "off"
+    as asked) -> (compile?, the start-up line that says why)."""
+    rows = COMPILE_BREAK_EVEN_ROWS.get(device.split(":")[0])
+    pays = f"pays for itself after ~{-(-rows // rows_per_step):,} steps" if rows else f"not measured on {device}"
+    if requested in ("on", "off"):
+        return requested == "on", f"{'compiling' if requested == 'on' else 'not compiling'} (--compile {requested}): {pays}"
+    if requested != "auto":
+        raise ValueError(f"compile={requested!r} is not one of auto, on, off")
+    if rows is not None and steps * rows_per_step >= rows:
+        return True, f"compiling: {pays} (this run: {steps:,}; --compile off to skip)"
+    return False, f"not compiling: {pays}" + (f", this run has {steps:,}" if rows else "") + " (--compile on to force it)"
+
+
 def autocast(device, dtype):
     """Mixed precision for the forward pass (and the backward it records); fp32: nothing."""
     if dtype == torch.float32:

@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from checkpoint import check_out_dir, keep_tokenizer, load_checkpoint, save_checkpoint, save_figure
-from device import autocast, check_device, grad_scaler, pick_dtype, setup_distributed
+from device import autocast, check_device, compile_pays, grad_scaler, pick_dtype, setup_distributed
 
 
 # -----------------------------------------------------------------------------
@@ -67,7 +67,10 @@ class LoopConfig:
     eval_iters: int = opt(10, "validation batches per evaluation")
     log_interval: int = opt(10, "write a log.jsonl record every this many steps")
     device: str = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
-    compile: bool = opt(False, "torch.compile the model (faster on GPU; checkpoints stay plain)")
+    compile: str = opt("auto", "torch.compile the model: auto = when the run is long enough to pay for "
+                       "the compile time (device.compile_pays, printed at start), on (also a bare "
+                       "--compile), off; checkpoints stay plain either way", choices=("auto", "on", "off"),
+                       const="on")
     dtype: str = opt("auto", "compute dtype under autocast: auto (device.pick_dtype: bf16 where the "
                      "device runs it fast, fp16 + loss scaling on older GPUs, else fp32); weights, "
                      "optimizer and checkpoints stay fp32",
@@ -87,13 +90,15 @@ def build_parser(cls, presets, description):
         kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata.get('help', '')} (default: {f.default!r})")
         kind = hints[f.name]
         if kind is bool:
-            kw["action"] = argparse.BooleanOptionalAction  # --compile / --no-compile
+            kw["action"] = argparse.BooleanOptionalAction  # --annotations / --no-annotations
         else:  # int, float, str, or Optional[...] of one of them
             kw["type"] = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
         if f.name == "preset":
             kw["choices"] = list(presets)
         elif "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
+        if "const" in f.metadata:  # the flag alone means this value (--compile = --compile on)
+            kw.update(nargs="?", const=f.metadata["const"])
         parser.add_argument(f"--{f.name}", **kw)
     return parser
 
@@ -102,7 +107,10 @@ def make_config(cls, presets, explicit, saved=None):
     """defaults < preset < explicit flags; on --resume: the saved run's config < explicit flags."""
     if saved is not None:
         known = {f.name for f in fields(cls)}
-        return cls(**{**{k: v for k, v in saved.items() if k in known}, **explicit})
+        saved = {k: v for k, v in saved.items() if k in known}
+        if isinstance(saved.get("compile"), bool):  # a checkpoint from before --compile auto
+            saved["compile"] = "on" if saved["compile"] else "off"
+        return cls(**{**saved, **explicit})
     if not presets:  # no presets (SFT): the caller put its derived defaults in explicit
         return cls(**explicit)
     preset = explicit.get("preset", cls.preset)
@@ -282,6 +290,17 @@ def diverged(train_loss, grad_norm, step, ckpt_path):
             f"stopped, {good}. Try a lower --lr.")
 
 
+def compiled(model, cfg, d, step):
+    """torch.compile(model) when --compile says so (auto: when the steps left pay for the compile
+    time, device.compile_pays; its reason printed), else model. Speed trick (plain version: the
+    eager model; test_compiled_and_eager_runs_resume_each_other)."""
+    compiling, why = compile_pays(d.device, cfg.max_iters - step, cfg.batch_size * cfg.grad_accum * d.world,
+                                  cfg.compile)
+    if d.master:
+        print(why)
+    return torch.compile(model) if compiling else model
+
+
 def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
     """Train `model` (the raw GPT, on d.device) for cfg.max_iters optimizer steps; resume from
     checkpoint `start` if given. Rows: .get(start, n) -> (x, y) and .n_rows. ckpt_meta: the
@@ -296,7 +315,7 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
                                          d.device.split(":")[0])
     scaler = grad_scaler(d.device, dtype)  # float16 loss scaling; a pass-through for other dtypes
     step, data_pos = (0, 0) if start is None else restore(start, optimizer, scaler, d, log_path)
-    model = torch.compile(model) if cfg.compile else model  # what the steps call
+    model = compiled(model, cfg, d, step)  # what the steps call
     if d.world > 1:
         model = DDP(model, device_ids=[d.local_rank] if d.device.startswith("cuda") else None)
     B, A, W = cfg.batch_size, cfg.grad_accum, d.world

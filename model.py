@@ -16,12 +16,18 @@ Architecture choices, and why:
 - Document masking: when config.bos_id is set, a row is split into documents at <|bos|> and a
   token attends only to earlier tokens of its own document, so the annotation of one packed
   story cannot leak into the next.
-- Attention, one interface, three paths (config.attention):
+- Attention, one interface, four paths (config.attention; 'auto', the default, picks one by
+  device, see attention_path):
     'manual' explicit scores, mask and softmax in plain PyTorch: the version to read, the reference;
-    'sdpa'   F.scaled_dot_product_attention (default), is_causal=True when each row is one document;
+    'sdpa'   F.scaled_dot_product_attention, is_causal=True when each row is one document, else
+             with the boolean document mask;
+    'docs'   the row cut at its document starts and 'manual' causal attention on each document
+             alone: no masked scores are computed (the CPU's eager default, bench/bench_attention.py;
+             compiled on a CPU, 'auto' takes 'manual');
     'flex'   FlexAttention with a document-causal block mask, compiled (CUDA only; on CPU it has
              no backward, so it warns once and uses 'sdpa'). It skips fully masked tiles, and has
-             no attention-weight dropout. engine.py's cached generation uses sdpa (or manual).
+             no attention-weight dropout. engine.py's cached generation uses sdpa (or manual), and
+             a bf16 decode step on a CPU decode_attention.
 - Precision: the model is fp32; callers run it under device.autocast (bf16 where the device
   runs it fast, see device.py), and engine.generate(dtype=...) does the same for sampling.
 - Save the raw module: torch.compile wraps the model and prefixes its state dict keys with
@@ -29,8 +35,9 @@ Architecture choices, and why:
 - Speed tricks, each marked "Speed trick" where it is, and each tested in tests/test_model.py
   against the plain version it must equal: ReLUSquared's hand-written backward (plain:
   relu(x)**2 under autograd), apply_rotary's roll + addcmul (plain: the rotation formula),
-  sdpa's is_causal path for one-document rows (plain: the document mask) and the compiled
-  'flex' kernel (plain: 'manual').
+  sdpa's is_causal path for one-document rows (plain: the document mask), the compiled
+  'flex' kernel (plain: 'manual'), 'docs' per-document attention (plain: 'manual') and the bf16
+  CPU decode step decode_attention (plain: SDPA over the cache).
 """
 
 import math
@@ -42,7 +49,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 
-ATTENTION_PATHS = ("manual", "sdpa", "flex")
+ATTENTION_PATHS = ("auto", "manual", "sdpa", "docs", "flex")
 
 
 @dataclass
@@ -53,7 +60,7 @@ class GPTConfig:
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.0
-    attention: str = "sdpa"   # one of ATTENTION_PATHS
+    attention: str = "auto"   # one of ATTENTION_PATHS
     bos_id: int | None = None  # token that starts a document; None = one document per row
     dead_tokens: tuple = ()   # ids no training target ever uses: the model never predicts them
 
@@ -125,6 +132,56 @@ def flex_attention(q, k, v, block_mask):
         _flex_attention = torch.compile(flex, dynamic=False)
     return _flex_attention(q, k, v, block_mask=block_mask)
 
+
+def attention_path(name, device_type, compiling):
+    """The path a training forward takes for rows of several documents: config.attention, with
+    'auto' resolved here, the one place, by what bench/README.md measured on a CPU: run eagerly,
+    'docs' (causal attention on each document alone beats the masked row, by SDPA or by hand);
+    compiled, 'manual' (inductor fuses its mask and softmax: 1.4x eager 'docs' at 4L/128, where a
+    compiled SDPA call was no faster; 'docs' would be a graph break). On a GPU, 'sdpa' (fused
+    kernels with a mask; 'flex' is faster there but compiles first)."""
+    if name != "auto":
+        return name
+    if device_type != "cpu":
+        return "sdpa"
+    return "manual" if compiling else "docs"
+
+
+def document_spans(starts):
+    """starts (B,T) bool -> for each row, the lengths of its documents in order (a row's tokens
+    before its first start count as one document, as in document_layout). One host sync."""
+    T = starts.size(1)
+    rows = []
+    for where in starts.cpu().tolist():
+        cuts = [t for t, s in enumerate(where) if s and t > 0] + [T]
+        rows.append([e - s for s, e in zip([0] + cuts[:-1], cuts)])
+    return rows
+
+
+def row_layout(idx, config):
+    """Positions (B|1,T) of a training row and what attention needs: None = plain causal, a
+    (B,1,T,T) bool mask, a flex BlockMask, or (path 'docs') each row's document lengths."""
+    B, T = idx.shape
+    bos = config.bos_id
+    plain = bos is None
+    # fast path: no <|bos|> after position 0 means one document per row. The check reads the
+    # data, so it is skipped under torch.compile (no graph break): compiled runs always mask.
+    if not plain and not torch.compiler.is_compiling():
+        plain = not bool((idx[:, 1:] == bos).any())
+    if plain:
+        return torch.arange(T, device=idx.device)[None], None
+    doc, pos = document_layout(idx == bos)
+    path = attention_path(config.attention, idx.device.type, torch.compiler.is_compiling())
+    if path == "docs":
+        return pos, document_spans(idx == bos)
+    if path == "flex":
+        if idx.is_cuda:
+            return pos, flex_block_mask(doc)
+        warnings.warn("attention='flex' needs CUDA (FlexAttention has no backward on CPU); "
+                      "using 'sdpa' with a document mask instead")  # Python shows it once per place
+    return pos, document_causal_mask(doc, doc)
+
+
 # -----------------------------------------------------------------------------
 # Small parts
 
@@ -175,13 +232,40 @@ def manual_attention(q, k, v, mask, dropout_p=0.0):
     return att @ v                                              # (B,H,T,hd)
 
 
+def per_document_attention(q, k, v, spans, dropout_p=0.0):
+    """Speed trick (plain version: manual_attention with document_causal_mask;
+    test_attention_paths_agree, test_cpu_default_attention_matches_manual_bf16). Document-causal
+    attention as plain causal attention on each document alone: row b of q, k, v (B,H,T,hd) is cut
+    into spans[b] (document_spans) and manual_attention runs causal on every piece. The same result
+    as the document mask, without the scores the mask throws away (a row of n equal documents
+    computes 1/n of them): on a CPU the fastest eager path for rows of a few documents, ahead of
+    SDPA's kernels at head size 32 (bench/bench_attention.py)."""
+    rows = []
+    for b, lengths in enumerate(spans):
+        pieces = zip(*(t[b:b + 1].split(lengths, dim=2) for t in (q, k, v)))
+        rows.append(torch.cat([manual_attention(qp, kp, vp, None, dropout_p) for qp, kp, vp in pieces], dim=2))
+    return torch.cat(rows, dim=0)
+
+
+def decode_attention(q, k, v, mask):
+    """Speed trick (plain version: SDPA over the cache; test_decode_attention_matches_sdpa). A
+    bf16 decode step on a CPU: q (B,H,1,hd), one query per row, against k, v (B,H,S,hd), strided
+    views of the KV cache; mask (B,1,1,S). manual_attention's maths with the scores as a multiply
+    and a sum over hd, read straight from the strided cache. torch.profiler: SDPA's CPU kernel was
+    63% of bf16 evaluation sampling at 4L/128, batch 100; this makes bf16 sampling 1.28x faster,
+    but fp32 sampling 0.79x, so fp32 keeps SDPA (bench/bench_sampling.py --before)."""
+    att = (q * k).sum(-1).unsqueeze(-2) / math.sqrt(q.size(-1))  # (B,H,1,S)
+    att = F.softmax(att.masked_fill(~mask, float("-inf")), dim=-1)
+    return att.to(v.dtype) @ v                                   # (B,H,1,hd)
+
+
 class CausalSelfAttention(nn.Module):
 
     def __init__(self, config, layer_idx):
         super().__init__()
         self.n_head = config.n_head
         self.layer_idx = layer_idx  # which slot of the KV cache is ours
-        self.manual = config.attention == "manual"
+        self.attention = config.attention
         self.dropout = config.dropout
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)  # q, k, v at once
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
@@ -195,9 +279,13 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:  # generation: append to this layer's cache, attend over all of it
             k, v = cache.update(self.layer_idx, k, v)
         dropout_p = self.dropout if self.training else 0.0
-        if mask is not None and not isinstance(mask, torch.Tensor):  # a flex BlockMask
+        if cache is not None and T == 1 and q.device.type == "cpu" and k.dtype != torch.float32:  # bf16 decode
+            y = decode_attention(q, k, v, mask)
+        elif isinstance(mask, list):  # path 'docs': each row's document lengths
+            y = per_document_attention(q, k, v, mask, dropout_p)
+        elif mask is not None and not isinstance(mask, torch.Tensor):  # a flex BlockMask
             y = flex_attention(q, k, v, block_mask=mask)
-        elif self.manual:
+        elif attention_path(self.attention, q.device.type, torch.compiler.is_compiling()) == "manual":
             y = manual_attention(q, k, v, mask, dropout_p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
@@ -277,7 +365,6 @@ class GPT(nn.Module):
         dead = torch.zeros(config.vocab_size, dtype=torch.bool)
         dead[list(config.dead_tokens)] = True
         self.register_buffer("dead", dead, persistent=False)
-        self._warned_flex = False
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: residual projections scaled by depth
             if name.endswith("c_proj.weight"):
@@ -317,27 +404,6 @@ class GPT(nn.Module):
         logits = self.lm_head(x)
         return logits.masked_fill(self.dead, float("-inf")) if self.config.dead_tokens else logits
 
-    def _layout(self, idx):
-        """Positions (B|1,T) and attention mask for a training row (None = plain causal)."""
-        B, T = idx.shape
-        bos = self.config.bos_id
-        plain = bos is None
-        # fast path: no <|bos|> after position 0 means one document per row. The check reads the
-        # data, so it is skipped under torch.compile (no graph break): compiled runs always mask.
-        if not plain and not torch.compiler.is_compiling():
-            plain = not bool((idx[:, 1:] == bos).any())
-        if plain:
-            return torch.arange(T, device=idx.device)[None], None
-        doc, pos = document_layout(idx == bos)
-        if self.config.attention == "flex":
-            if idx.is_cuda:
-                return pos, flex_block_mask(doc)
-            if not self._warned_flex:
-                warnings.warn("attention='flex' needs CUDA (FlexAttention has no backward on CPU); "
-                              "using 'sdpa' with a document mask instead")
-                self._warned_flex = True
-        return pos, document_causal_mask(doc, doc)
-
     def _hidden(self, idx, pos, mask, cache=None):
         """Token ids (B,T) -> final normed hidden states (B,T,C)."""
         x = self.wte(idx)
@@ -352,7 +418,7 @@ class GPT(nn.Module):
         T = idx.size(1)
         if T > self.config.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size={self.config.block_size}")
-        x = self._hidden(idx, *self._layout(idx))
+        x = self._hidden(idx, *row_layout(idx, self.config))
         if targets is None:
             return self.logits(x[:, [-1]]), None
         logits = self.logits(x)
@@ -363,7 +429,6 @@ class GPT(nn.Module):
             logits = logits.float()
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
         return logits, loss
-
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):

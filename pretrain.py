@@ -4,7 +4,7 @@ Pretraining: annotated (or plain) stories packed into rows that start at a docum
     python pretrain.py                                    # annotated data, the device's preset: tiny on a
                                                           # CPU (minutes), gpu-q-6l192 on a CUDA GPU
     python pretrain.py --no-annotations                   # the same budget on plain stories
-    python pretrain.py --preset gpu-6l256 --compile       # one rung of the GPU ladder
+    python pretrain.py --preset gpu-6l256 --compile on    # one rung of the GPU ladder, compiled
     python pretrain.py --out_dir out/tiny-ann --resume --max_iters 2000   # continue a run, exactly
     torchrun --nproc_per_node=4 pretrain.py --preset gpu-10l512            # DDP, one process per GPU
 
@@ -54,7 +54,8 @@ class TrainConfig(LoopConfig):
     n_embd: int = opt(128, "width of the residual stream")
     block_size: int = opt(512, "context length in tokens")
     dropout: float = opt(0.0, "dropout rate")
-    attention: str = opt("sdpa", "attention implementation", choices=("manual", "sdpa", "flex"))
+    attention: str = opt("auto", "attention implementation (auto: model.attention_path)",
+                         choices=("auto", "manual", "sdpa", "docs", "flex"))
 
 
 MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "attention")
@@ -104,7 +105,7 @@ PRESETS = {
                   batch_size=4, max_iters=800, lr=4e-3, warmup_iters=40, eval_interval=200),
     "cpu-m": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,
                   batch_size=4, max_iters=800, lr=3e-3, warmup_iters=40, eval_interval=200),
-    # the GPU ladder: bf16 autocast; add --compile for speed
+    # the GPU ladder: bf16 autocast; --compile auto compiles the long ones (device.compile_pays)
     "gpu-4l128": dict(n_layer=4, n_head=4, n_embd=128, block_size=512, batch_size=32,
                       max_iters=1400, lr=3e-3, warmup_iters=100, eval_interval=350, eval_iters=40),
     "gpu-6l256": dict(n_layer=6, n_head=4, n_embd=256, block_size=512, batch_size=64,

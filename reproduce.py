@@ -75,7 +75,7 @@ PRESETS = {
     # the ladder in one command on one H100 (bench/gpu_first_light.sh runs it in its 9 minutes):
     # 1.05M / 3.05M / 8.03M parameters, each at >= 20 tokens per parameter, both bases, the paper's
     # arms with 3 SFT seeds at the top rung (one below it), the ablations at the top rung, K = 100,
-    # no sweep or study. `--plan --device cuda`: ~5 min of GPU work at the assumed MFU (THROUGHPUT:
+    # no sweep or study. `bench/plan.py --device cuda`: ~5 min of GPU work at the assumed MFU (THROUGHPUT:
     # 30% at width 512, in proportion below: 19% for the top rung's 320; a step >= 8 ms). The data,
     # 500k stories (~95M annotated tokens: the top rung sees it ~1.7 times), is ~1.5 min of one CPU
     # core (97 CPU-s measured here, bench/README.md) before the GPU starts; the first-light script

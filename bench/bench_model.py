@@ -22,6 +22,8 @@ each is timed by its fastest turn: both see the same load, and the ratios are wh
     python bench/bench_model.py --threads 1          # as issue 11 measured the training step
     python bench/bench_model.py --quick              # fewer steps, shorter generation
     python bench/bench_model.py --only train --compile   # also torch.compile: compile time, break-even
+    python bench/bench_model.py --only train --shapes cpu-m --docs 3 --batch 8   # rows as the data packs them
+    python bench/bench_model.py --only batches --shapes cpu-m --docs 3 --threads 1   # tokens/s at batch 4, 8, 16
     python bench/bench_model.py --device cuda        # any device; --dtype float16 to force one
     python bench/bench_model.py --device cuda --only train --shapes 8l512 --compile --ref_low \\
         --attention sdpa flex --json bench.json          # issue 21: ours vs the reference on a GPU
@@ -48,7 +50,8 @@ from model import GPT, GPTConfig  # noqa: E402
 BOS = 1
 SHAPES = {  # name: (n_layer, n_head, n_embd, vocab, block, batch)
     "4l256": (4, 4, 256, 4096, 256, 16),
-    "cpu-m": (4, 4, 128, 2048, 512, 4),
+    "cpu-m": (4, 4, 128, 2048, 512, 4),     # = cpu-4l128, the CPU ladder's largest base
+    "cpu-4l96": (4, 3, 96, 2048, 512, 4),
     "8l512": (8, 8, 512, 2048, 512, 32),  # issue 21's GPU comparison (the gpu ladder's 8L/512)
     "dry": (2, 2, 64, 2048, 128, 2),  # a plumbing check in seconds (bench/gpu_first_light.sh --dry-run)
 }
@@ -107,16 +110,23 @@ def sync(device):
         torch.mps.synchronize()
 
 
+# What a call costs: on a CPU, the CPU seconds of this process (time.process_time), which other jobs
+# on a shared core do not inflate (one thread: the time the call computed; more threads: their sum,
+# the CPU-seconds the work cost); elsewhere, wall time. --clock wall times a CPU by the wall clock.
+CLOCK = {"cpu": time.process_time, "wall": time.perf_counter}
+clock = time.perf_counter
+
+
 def alternate(fns, rounds, device):
     """Call each fn in turn, `rounds` times over; return each one's fastest call in seconds."""
     best = {name: float("inf") for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             sync(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
             sync(device)
-            best[name] = min(best[name], time.perf_counter() - t0)
+            best[name] = min(best[name], clock() - t0)
     return best
 
 
@@ -150,16 +160,26 @@ def load_baseline(path):
     return module
 
 
-def training_fns(shape, device, low, compile, baseline=None, attentions=("sdpa",), ref_low=False):
+def packed_rows(B, T, V, docs, device):
+    """(B,T) random tokens, each row of `docs` documents (<|bos|> at 0 and at docs - 1 random places)."""
+    x = torch.randint(2, V, (B, T), device=device)
+    x[:, 0] = BOS  # one document per row, as the reference assumes (--docs: several, like the data)
+    for row in x:
+        row[1 + torch.randperm(T - 1, generator=torch.Generator().manual_seed(0))[:docs - 1]] = BOS
+    return x
+
+
+def training_fns(shape, device, low, compile, baseline=None, attentions=("auto",), ref_low=False, docs=1, batch=None):
     """The training steps to alternate at a shape: {name: closure}, {name: FLOPs per token}, and
     the names to compile (timed on their first call). ref_low: also the reference under the low
-    dtype (on a GPU a nanoGPT user trains in bf16 too), compiled as well with `compile`."""
+    dtype (on a GPU a nanoGPT user trains in bf16 too), compiled as well with `compile`. docs:
+    documents per row (then also the masked SDPA path, the default before issue 19); batch: rows."""
     L, H, C, V, T, B = SHAPES[shape]
+    B = batch or B
     torch.manual_seed(0)
-    x = torch.randint(2, V, (B, T), device=device)
-    x[:, 0] = BOS  # one document per row, as the reference assumes
+    x = packed_rows(B, T, V, docs, device)
     y = torch.randint(2, V, (B, T), device=device)
-    ours = lambda attention="sdpa": GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H,  # noqa: E731
+    ours = lambda attention="auto": GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H,  # noqa: E731
                                                   n_embd=C, bos_id=BOS, attention=attention)).to(device)
     ref = RefGPT(L, H, C, V, T).to(device)
     lo = str(low).split(".")[-1]
@@ -179,11 +199,13 @@ def training_fns(shape, device, low, compile, baseline=None, attentions=("sdpa",
             fns[name] = train_step(RefGPT(L, H, C, V, T).to(device), x, y, device, low, compile=True)
             flops[name] = ref.flops
             compiled.append(name)
+    if docs > 1 and "sdpa" not in attentions:  # the masked SDPA path, the default before issue 19
+        fns[f"ours {lo} sdpa-mask"], flops[f"ours {lo} sdpa-mask"] = train_step(ours("sdpa"), x, y, device, low), flops["ours fp32"]
     for attention in attentions:
-        tag = "" if attention == "sdpa" else f" {attention}"
+        tag = "" if attention == "auto" else f" {attention}"
         if low != torch.float32 or tag:
             fns[f"ours {lo}{tag}"], flops[f"ours {lo}{tag}"] = train_step(ours(attention), x, y, device, low), flops["ours fp32"]
-        if shape == "4l256" and not tag:  # the same step on rows packed with documents: the document mask's cost
+        if shape == "4l256" and not tag and docs == 1:  # the same step on rows packed with documents: the document mask's cost
             packed = x.clone()
             packed[torch.rand(B, T, generator=torch.Generator().manual_seed(0)) < 1 / 64] = BOS
             name = f"ours {lo} doc-masked"
@@ -195,23 +217,26 @@ def training_fns(shape, device, low, compile, baseline=None, attentions=("sdpa",
     return fns, flops, compiled
 
 
-def bench_training(shape, device, low, n_peak, rounds, compile, baseline=None, attentions=("sdpa",), ref_low=False):
+def bench_training(shape, device, low, n_peak, rounds, compile, baseline=None, attentions=("auto",), ref_low=False,
+                   docs=1, batch=None):
     """Time the steps of training_fns in turn; print ms/step, tokens/s, MFU and ratios. -> {name: figures}."""
     L, H, C, V, T, B = SHAPES[shape]
-    fns, flops, compiled = training_fns(shape, device, low, compile, baseline, attentions, ref_low)
-    compile_s = {}
+    B = batch or B
+    fns, flops, compiled = training_fns(shape, device, low, compile, baseline, attentions, ref_low, docs, batch)
+    compile_s, compile_wall = {}, {}
     for name in compiled:
-        t0 = time.perf_counter()
+        t0, w0 = clock(), time.perf_counter()
         fns[name]()
-        sync(device)
-        compile_s[name] = time.perf_counter() - t0
+        sync(device)  # (inductor's C++ builds run in worker processes: the wall time counts them,
+        compile_s[name], compile_wall[name] = clock() - t0, time.perf_counter() - w0  # our CPU time may not)
     dtypes = {torch.float32, low}
     fns.update({f"matmul {dt}": matmul(device, dt, n_peak) for dt in dtypes})
     for fn in fns.values():
         fn()  # warm up
     best = alternate(fns, rounds, device)
     peaks = {dt: 2 * n_peak ** 3 / best.pop(f"matmul {dt}") / 1e9 for dt in dtypes}
-    print(f"\ntraining {shape}: {L}L/{C}, {H} heads, vocab {V}, batch {B}x{T} ({rounds} alternated rounds)")
+    print(f"\ntraining {shape}: {L}L/{C}, {H} heads, vocab {V}, batch {B}x{T}, {docs} document(s) per row "
+          f"({rounds} alternated rounds)")
     for dt, peak in peaks.items():
         print(f"  matmul peak {str(dt).split('.')[-1]:10s} {peak:8.1f} GFLOP/s ({n_peak}x{n_peak}, the MFU denominator)")
     figures = {}
@@ -220,7 +245,7 @@ def bench_training(shape, device, low, n_peak, rounds, compile, baseline=None, a
         tps = B * T / t
         # the reference in the same precision and mode, where it was timed
         same = name.replace("ours", "ref")
-        for tag in (" flex", " manual", " doc-masked"):
+        for tag in (" flex", " manual", " doc-masked", " sdpa-mask", " sdpa", " docs"):
             same = same.replace(tag, "")
         ref = same if same in best else "ref fp32"
         vs_before = f"  x{best['before fp32'] / t:4.2f} before fp32" if baseline else ""
@@ -233,8 +258,28 @@ def bench_training(shape, device, low, n_peak, rounds, compile, baseline=None, a
         eager = name.replace(" compiled", "")
         gain = best.get(eager, 0) - best[name]
         steps = f"{secs / gain:,.0f} steps" if gain > 0 else "never (not faster)"
-        print(f"  {name}: compile took {secs:.1f} s; it pays for itself after {steps}")
+        by_wall = f" ({compile_wall[name] / gain:,.0f} by the wall time)" if gain > 0 else ""
+        print(f"  {name}: compile took {secs:.1f} s ({compile_wall[name]:.1f} s wall); it pays for itself after "
+              f"{steps}{by_wall}")
     return {"shape": shape, "peaks_gflops": {str(k): round(v, 1) for k, v in peaks.items()}, "steps": figures}
+
+
+def bench_batches(shape, device, low, batches, docs, rounds):
+    """Trained tokens per second of our default path (policy dtype, eager) at several batch
+    sizes of one shape, alternated: the shape that learns most per CPU-second (issue 19)."""
+    L, H, C, V, T, _ = SHAPES[shape]
+    fns = {}
+    for B in batches:
+        torch.manual_seed(0)
+        x = packed_rows(B, T, V, docs, device)
+        model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H, n_embd=C, bos_id=BOS)).to(device)
+        fns[B] = train_step(model, x, torch.randint(2, V, (B, T), device=device), device, low)
+        fns[B]()  # warm up
+    best = alternate(fns, rounds, device)
+    print(f"\nbatch sizes at {shape}, {docs} document(s) per row, {low}, eager ({rounds} alternated rounds)")
+    for B, t in best.items():
+        print(f"  batch {B:3d} x {T}: {t * 1e3:8.1f} ms/step {B * T / t:9.0f} tok/s  "
+              f"x{(B * T / t) / (batches[0] * T / best[batches[0]]):4.2f} batch {batches[0]}")
 
 
 def bench_generation(device, low, new_tokens):
@@ -292,17 +337,24 @@ def main():
     p.add_argument("--rounds", type=int, default=None, help="alternated training rounds (default 6, --quick 3)")
     p.add_argument("--quick", action="store_true", help="fewer rounds, shorter generation")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (minutes on CPU)")
-    p.add_argument("--only", choices=("train", "generate", "eval"), default=None, help="one part only")
+    p.add_argument("--only", choices=("train", "generate", "eval", "batches"), default=None, help="one part only")
+    p.add_argument("--batches", type=int, nargs="+", default=[4, 8, 16], help="--only batches: the sizes to compare")
     p.add_argument("--skip_train", action="store_true", help="the same as --only generate")
     p.add_argument("--shapes", nargs="+", default=["4l256", "cpu-m"], choices=list(SHAPES))
-    p.add_argument("--attention", nargs="+", default=["sdpa"], choices=("sdpa", "flex", "manual"),
-                   help="our model's attention paths to time (flex: CUDA only)")
+    p.add_argument("--attention", nargs="+", default=["auto"], choices=("auto", "sdpa", "docs", "flex", "manual"),
+                   help="our model's attention paths to time (auto: model.attention_path's; flex: CUDA only)")
     p.add_argument("--ref_low", action="store_true",
                    help="also time the reference in the low precision (and compiled, with --compile)")
     p.add_argument("--json", default=None, help="also write the training figures to this JSON file")
     p.add_argument("--new_tokens", type=int, default=None, help="generation length (default 240, --quick 60)")
     p.add_argument("--baseline", default=None, help="path of another model.py to time (fp32) beside ours")
+    p.add_argument("--docs", type=int, default=1, help="documents per training row (the data: 2-5)")
+    p.add_argument("--batch", type=int, default=None, help="rows per training step (default: the shape's)")
+    p.add_argument("--clock", choices=("cpu", "wall"), default=None,
+                   help="time by CPU seconds (default on a CPU: other jobs on the core do not count) or wall")
     args = p.parse_args()
+    global clock
+    clock = CLOCK[args.clock or ("cpu" if pick_device(args.device) == "cpu" else "wall")]
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.skip_train:
@@ -310,7 +362,7 @@ def main():
     device = pick_device(args.device)
     low = pick_dtype(device, args.dtype)
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, policy dtype {low}, "
-          f"load average {os.getloadavg()[0]:.2f} (1 min)")
+          f"{'CPU' if clock is time.process_time else 'wall'} seconds, load average {os.getloadavg()[0]:.2f} (1 min)")
     results = []
     if args.only in (None, "train"):
         for shape in args.shapes:
@@ -318,7 +370,10 @@ def main():
             n_peak = 8192 if device.startswith("cuda") else 1024
             results.append(bench_training(shape, device, low, n_peak, args.rounds or (3 if args.quick else 6),
                                           args.compile, load_baseline(args.baseline) if args.baseline else None,
-                                          args.attention, args.ref_low))
+                                          args.attention, args.ref_low, args.docs, args.batch))
+    if args.only == "batches":
+        for shape in args.shapes:
+            bench_batches(shape, device, low, args.batches, args.docs, args.rounds or 5)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"torch": torch.__version__, "device": device, "dtype": str(low),

@@ -39,7 +39,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     cfg = config(a.dry)
     if a.what == "data_cmd":
-        print("\n".join(reproduce.plan(cfg, a.runs)[0][0].cmd[1:]))  # one argument a line (bash: mapfile)
+        print("\n".join(reproduce.recipe(cfg, a.runs)[0][0].cmd[1:]))  # one argument a line (bash: mapfile)
         return
     if a.results is None:
         p.error("reproduce needs RUNS and RESULTS")

@@ -123,7 +123,7 @@ part bench_compiled "$BENCH_S" $PY bench/bench_model.py "${BENCH[@]}" --compile 
 
 # 4. the plan, then the ladder, with the CUDA tests beside it (skipped on a CPU: the dry run checks
 #    that they are collected)
-part plan 60 $PY reproduce.py --preset gpu-quick --plan --device cuda
+part plan 60 $PY bench/plan.py --preset gpu-quick --device cuda --runs "$RUNS"
 part test_cuda "$TESTS_S" $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py &
 TESTS_PID=$!
 part reproduce "$BUDGET" "${REPRODUCE[@]}"

@@ -46,14 +46,24 @@ THROUGHPUT = {
     # (the least certain figure). data.py: 100k stories in 14.4 s, tokenizing and writing included.
     "cpu": dict(train_ref=("cpu-4l128", 9200), sample_ref=("2L/96", 23.5), stories_s=7000, startup_s=5,
                 compile_s=60, shared=False, source="measured on 2 CPU cores"),
-    # NOT MEASURED: an H100 SXM's 989 TFLOP/s dense bf16 peak at an ASSUMED 30% MFU (torch.compile,
-    # batch 64 x 512; small models fall short of big ones' 40-50%). Sampling: ASSUMED 200 samples/s
+    # NOT MEASURED: an H100 SXM's 989 TFLOP/s dense bf16 peak at an ASSUMED 30% MFU at width 512 and
+    # above (torch.compile, batch 64 x 512; small models fall short of big ones' 40-50%), and in
+    # proportion to the width below it (mfu_width): 22.5% at 384, 15% at 256, 7.5% at 128. Why in
+    # proportion: below ~512 a (tokens x C) @ (C x 4C) matmul does 0.8 C FLOPs per byte it moves,
+    # under the H100's ~300 FLOP/byte balance point, so it runs at the memory's speed, and the
+    # elementwise work per token (norms, RoPE, activations) grows as C while the FLOPs grow as C^2.
+    # And a step takes at least step_s, whatever its FLOPs: an ASSUMED ~1,000 kernel launches of
+    # ~5 us each (an eager step) plus 1.7 ms to pack 64 rows (TokenRows.get, measured on this CPU),
+    # which do not overlap the GPU's work (the loop reads the loss and the gradient norm every
+    # step). Sampling: ASSUMED 200 samples/s
     # for every size (decoding a 128-row batch with a KV cache is bound by kernel launches, not
     # FLOPs). Start-up: an assumed 10 s per stage (imports, CUDA, loading), 40 s more for
     # torch.compile. Stages side by side share the one GPU (see wave_seconds). data.py runs on one
     # CPU core, at this project's CPU rate. Replace with --measure, then with a real run's figures.
-    "cuda": dict(train_flops=0.30 * 989e12, samples_s=200, stories_s=7000, startup_s=10, compile_s=40, shared=True,
-                 source="estimated, not measured: H100 at an assumed 30% MFU"),
+    "cuda": dict(train_flops=0.30 * 989e12, mfu_width=512, step_s=0.008, samples_s=200, stories_s=7000, startup_s=10,
+                 compile_s=40, shared=True,
+                 source="estimated, not measured: H100 at an assumed 30% MFU at width 512 (less below), "
+                 "a step >= 8 ms"),
     # NOT MEASURED: an Apple M-series GPU in fp32, assumed ~3 TFLOP/s effective.
     "mps": dict(train_flops=3e12, samples_s=40, stories_s=7000, startup_s=10, compile_s=60, shared=True,
                 source="estimated, not measured: Apple GPU at an assumed 3 TFLOP/s"),
@@ -75,6 +85,25 @@ def model_flops(size):
     return flops_per_token(c["n_layer"], c["n_embd"], c["n_head"], c["block_size"])
 
 
+def train_run(stage):
+    """(size, optimizer steps, tokens per step) of a pretrain.py or sft.py stage, read from its command."""
+    script, args = Path(stage.cmd[1]).name, stage.cmd[2:]
+    if script == "pretrain.py":
+        explicit = vars(loop.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
+        c = loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, explicit)
+        return c.preset, c.max_iters, c.batch_size * c.grad_accum * c.block_size
+    explicit = vars(loop.build_parser(sft.SFTConfig, sft.SFT_PRESETS, "").parse_args(args))
+    size = Path(explicit["init_from"]).parent.name  # runs/<size>/base_*
+    c = loop.make_config(sft.SFTConfig, sft.SFT_PRESETS, {**explicit, "preset": explicit.get("preset") or size})
+    base = loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, {"preset": size})
+    iters, _ = sft.sft_schedule(vars(base), c)
+    return size, iters, c.batch_size * c.grad_accum * base.block_size
+
+
+def train_steps(stage):
+    return train_run(stage)[1]
+
+
 def stage_work(stage):
     """(kind, size, amount) of a stage: ("train", size, tokens), ("sample", size, samples) or
     ("data", None, stories), read from the stage's own command with the scripts' own parsers."""
@@ -82,17 +111,9 @@ def stage_work(stage):
     if script == "data.py":
         n = int(args[args.index("--n_stories") + 1]) if "--n_stories" in args else data.DEFAULTS["n_stories"]
         return "data", None, n
-    if script == "pretrain.py":
-        explicit = vars(loop.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
-        c = loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, explicit)
-        return "train", c.preset, c.max_iters * c.batch_size * c.grad_accum * c.block_size
-    if script == "sft.py":
-        explicit = vars(loop.build_parser(sft.SFTConfig, sft.SFT_PRESETS, "").parse_args(args))
-        size = Path(explicit["init_from"]).parent.name  # runs/<size>/base_*
-        c = loop.make_config(sft.SFTConfig, sft.SFT_PRESETS, {**explicit, "preset": explicit.get("preset") or size})
-        base = loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, {"preset": size})
-        iters, _ = sft.sft_schedule(vars(base), c)
-        return "train", size, iters * c.batch_size * c.grad_accum * base.block_size
+    if script in ("pretrain.py", "sft.py"):
+        size, steps, per_step = train_run(stage)
+        return "train", size, steps * per_step
     assert script == "eval_diversity.py", script
     specs = args[args.index("--ckpts") + 1:args.index("--num_samples")]
     k, n_prompts = int(args[args.index("--num_samples") + 1]), len(world.EVAL_PROMPTS)
@@ -118,7 +139,8 @@ def tokens_per_s(size, throughput):
     if "train_ref" in throughput:  # a measured size, scaled by FLOPs per token
         ref, rate = throughput["train_ref"]
         return rate * model_flops(ref) / model_flops(size)
-    return throughput["train_flops"] / model_flops(size)
+    width = pretrain.PRESETS[size]["n_embd"]  # on a GPU the MFU falls in proportion below mfu_width
+    return throughput["train_flops"] * min(1.0, width / throughput.get("mfu_width", width)) / model_flops(size)
 
 
 def stage_seconds(stage, throughput):
@@ -127,7 +149,10 @@ def stage_seconds(stage, throughput):
     kind, size, amount = stage_work(stage)
     rate = {"data": lambda: throughput["stories_s"], "train": lambda: tokens_per_s(size, throughput),
             "sample": lambda: samples_per_s(size, throughput)}[kind]()
-    return amount / rate, throughput["startup_s"] + throughput["compile_s"] * ("--compile" in stage.cmd)
+    work = amount / rate
+    if kind == "train" and "step_s" in throughput:  # no step is faster than the launches and the rows
+        work = max(work, train_steps(stage) * throughput["step_s"])
+    return work, throughput["startup_s"] + throughput["compile_s"] * ("--compile" in stage.cmd)
 
 
 def wave_seconds(parts, jobs, shared):

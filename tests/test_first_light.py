@@ -22,7 +22,7 @@ def test_script_parses():
 def test_gpu_quick_data_stage_is_data_py_on_the_cpu(tmp_path):
     """The script starts this command in the background; reproduce's own data stage then finds the
     build done (same options), so nothing on the GPU waits for it."""
-    data = reproduce.plan(reproduce.PRESETS["gpu-quick"], tmp_path)[0]
+    data = reproduce.recipe(reproduce.PRESETS["gpu-quick"], tmp_path)[0]
     assert len(data) == 1 and Path(data[0].cmd[1]).name == "data.py"
     assert "--device" not in data[0].cmd
 

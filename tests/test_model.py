@@ -80,15 +80,39 @@ def logits_and_grads(model, idx, targets):
     return logits, {n: p.grad for n, p in model.named_parameters()}
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "docs", "auto"])
 @pytest.mark.parametrize("bos_id", [BOS, None])
-def test_attention_paths_agree(bos_id):
-    """'manual' (the reference) and 'sdpa' give the same logits and gradients, float32."""
+def test_attention_paths_agree(bos_id, attention):
+    """'manual' (the reference) and every other CPU path give the same logits and gradients, float32."""
     idx, targets = packed_rows(), packed_rows(seed=1)
-    (l1, g1), (l2, g2) = (logits_and_grads(tiny(attention, bos_id=bos_id), idx, targets)
-                          for attention in ("manual", "sdpa"))
+    (l1, g1), (l2, g2) = (logits_and_grads(tiny(a, bos_id=bos_id), idx, targets) for a in ("manual", attention))
     torch.testing.assert_close(l1, l2, atol=1e-5, rtol=1e-5)
     for name in g1:
         torch.testing.assert_close(g1[name], g2[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_cpu_default_attention_matches_manual_bf16():
+    """The CPU's default path (attention_path: 'docs' when eager) under bf16 autocast, at a
+    preset's shape (head size 32, a 512-token row of several documents): logits and gradients
+    within bf16 rounding of the manual reference run the same way."""
+    from device import autocast
+    from model import attention_path
+    assert attention_path("auto", "cpu", compiling=False) == "docs"
+    idx = torch.randint(2, 64, (2, 512), generator=torch.Generator().manual_seed(3))
+    idx[:, 0] = BOS
+    idx[0, [100, 300]], idx[1, [37, 38, 200, 450]] = BOS, BOS
+    out = {}
+    for a in ("manual", "auto"):
+        model = tiny(a, block_size=512, n_embd=64)
+        with autocast("cpu", torch.bfloat16):
+            logits, loss = model(idx, idx)
+        loss.backward()
+        out[a] = logits.float(), {n: p.grad for n, p in model.named_parameters()}
+    (l1, g1), (l2, g2) = out["manual"], out["auto"]
+    torch.testing.assert_close(l2, l1, atol=2e-2, rtol=2e-2)
+    for name in g1:
+        scale = g1[name].abs().max()
+        torch.testing.assert_close(g2[name] / scale, g1[name] / scale, atol=2e-2, rtol=0, msg=name)
 
 
 def test_flex_block_mask_forward_cpu():
@@ -129,7 +153,7 @@ def test_flex_matches_manual_cuda():
         torch.testing.assert_close(g1[name], g2[name], atol=1e-4, rtol=1e-3, msg=name)
 
 
-@pytest.mark.parametrize("attention", ["manual", "sdpa"])
+@pytest.mark.parametrize("attention", ["manual", "sdpa", "docs"])
 def test_packed_row_equals_documents_alone(attention):
     """Three documents packed in one row give, token by token, the logits of each one alone:
     nothing leaks across <|bos|>, and positions restart at every document."""
@@ -295,12 +319,13 @@ def test_loss_ignores_minus_one():
     assert model(idx)[0].shape == (3, 1, 64)
 
 
-def test_compile_fullgraph_and_state_dict():
-    """The training forward traces with no graph break (document mask included). The compiled
-    wrapper's state dict prefixes "_orig_mod.", which is why loop.py saves the raw module's. The
-    aot_eager backend traces forward and backward like inductor but skips C++ code generation,
-    which takes minutes on 2 cores."""
-    model = tiny()
+@pytest.mark.parametrize("attention", ["sdpa", "auto"])
+def test_compile_fullgraph_and_state_dict(attention):
+    """The training forward traces with no graph break (document mask included; 'auto' on a CPU:
+    the manual path when compiled). The compiled wrapper's state dict prefixes "_orig_mod.", which
+    is why loop.py saves the raw module's. The aot_eager backend traces forward and backward like
+    inductor but skips C++ code generation, which takes minutes on 2 cores."""
+    model = tiny(attention)
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
     idx = packed_rows()
     logits, loss = compiled(idx, idx)
@@ -418,3 +443,20 @@ def test_apply_rotary_equals_the_formula():
     x1, x2 = x[..., :hd // 2], x[..., hd // 2:]
     plain = torch.cat([x1 * c + x2 * s, x2 * c - x1 * s], dim=-1)
     torch.testing.assert_close(fast, plain)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_decode_attention_matches_sdpa(dtype, tol):
+    """The bf16 CPU decode step (one query per row against strided KV cache views, padding and an
+    earlier document masked) gives SDPA's output, to rounding of the dtype."""
+    from model import decode_attention
+    g = torch.Generator().manual_seed(0)
+    B, H, S, hd = 3, 2, 40, 16
+    cache = torch.randn(2, B, H, 64, hd, generator=g).to(dtype)  # keys, values with max_len 64
+    k, v = cache[0, :, :, :S], cache[1, :, :, :S]
+    q = torch.randn(B, H, 1, hd, generator=g).to(dtype)
+    doc = torch.zeros(B, S, dtype=torch.long)
+    doc[0, 10:], doc[1, 25:], doc[2, 39:] = 1, 1, 1  # row 2: the query's document is itself alone
+    mask = document_causal_mask(doc[:, -1:], doc, offset=S - 1)
+    want = nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+    torch.testing.assert_close(decode_attention(q, k, v, mask).float(), want, atol=tol, rtol=tol)

@@ -230,19 +230,21 @@ def test_recipe_killed_mid_stage_reruns_to_the_same_outputs(uninterrupted):
         assert got[name] == reference[name], name
 
 
-@pytest.mark.xfail(strict=True, reason="a SIGKILLed data.py leaves data/.building, which blocks the next build "
-                                        "for 15 minutes (issue 20: a lock that dies with its holder)")
 def test_recipe_killed_in_the_data_stage_rebuilds_the_same_data(uninterrupted):
-    """SIGKILL while data.py builds the dataset, then the same command again: the data stage is
-    rebuilt to the same files as the uninterrupted run's (the other stages are done already)."""
+    """SIGKILL while data.py builds the dataset (holding its lock, data/.lock), then the same command
+    again: the lock died with its holder (issue 20), so the data stage is rebuilt at once to the same
+    files as the uninterrupted run's (the other stages are done already)."""
     root, reference, _ = uninterrupted
     data = root / "runs" / "data"
-    before = {f.name: f.read_bytes() for f in data.iterdir() if f.name not in ("meta.json", ".stage.json")}
+    # the data's files; not meta.json (its build time), .stage.json, stage.log (the killed run's log
+    # goes on in it) or .lock (it names its last holder)
+    skip = ("meta.json", ".stage.json", "stage.log", ".lock")
+    before = {f.name: f.read_bytes() for f in data.iterdir() if f.name not in skip}
     shutil.rmtree(data)
-    kill_when(start_recipe(root), lambda: unfinished(data) and (data / ".building").exists(), "data build under way")
+    kill_when(start_recipe(root), lambda: unfinished(data) and (data / ".lock").exists(), "data build under way")
     assert unfinished(data) and not (data / "meta.json").exists()
     finish(start_recipe(root), timeout=90)
-    after = {f.name: f.read_bytes() for f in data.iterdir() if f.name not in ("meta.json", ".stage.json")}
+    after = {f.name: f.read_bytes() for f in data.iterdir() if f.name not in skip}
     assert after == before and not unfinished(data)
     assert final_outputs(root) == reference
 
@@ -337,14 +339,15 @@ def test_every_stage_gets_an_estimate(kind, tmp_path, capsys):
 def test_gpu_preset_fits_the_lease_by_its_own_estimate(tmp_path):
     """The gpu preset's plan, at the table's (assumed) H100 throughput: at most 26 minutes (it was
     sized for a 25-minute lease at a flat 30% MFU; the MFU falling below width 512 and the 8 ms
-    step floor add about 20 s; the lease now is gpu-quick's, see the next test), no stage over 10 (a longer one resumes from its checkpoint, see the next test), K >= 128, and 4
-    sizes from about 1M to about 30M parameters."""
+    step floor add about 20 s; the lease now is gpu-quick's, see the next test), no stage over 10
+    (a longer one resumes from its checkpoint), K >= 128, and 4 sizes from about 1M to about 30M
+    parameters."""
     cfg = reproduce.PRESETS["gpu"]
     cuda = plan.THROUGHPUT["cuda"]
     waves = reproduce.recipe(cfg, tmp_path)
     total = sum(plan.wave_seconds([plan.stage_seconds(s, cuda) for s in w], cfg["jobs"], True)
                 for w in waves)
-    assert total <= 25 * 60
+    assert total <= 26 * 60, total
     assert all(estimate(s, cuda) <= 10 * 60 for w in waves for s in w)
     assert cfg["num_samples"] >= 128 and len(cfg["sizes"]) == 4
     import model
@@ -366,9 +369,9 @@ def test_gpu_quick_fits_one_command_by_its_own_estimate(tmp_path):
     import model
     import pretrain
     cfg = reproduce.PRESETS["gpu-quick"]
-    cuda = reproduce.THROUGHPUT["cuda"]
-    waves = reproduce.plan(cfg, tmp_path)
-    gpu = sum(reproduce.wave_seconds([reproduce.stage_seconds(s, cuda) for s in w], cfg["jobs"], True)
+    cuda = plan.THROUGHPUT["cuda"]
+    waves = reproduce.recipe(cfg, tmp_path)
+    gpu = sum(plan.wave_seconds([plan.stage_seconds(s, cuda) for s in w], cfg["jobs"], True)
               for w in waves[1:])
     assert gpu <= 6 * 60, gpu
     assert len(cfg["sizes"]) >= 3 and cfg["num_samples"] >= 100
@@ -391,16 +394,16 @@ def test_gpu_quick_fits_one_command_by_its_own_estimate(tmp_path):
 def test_gpu_estimate_scales_mfu_with_width_and_floors_a_step(tmp_path):
     """On the GPU table: the assumed MFU is 30% from width 512 up and in proportion below it, and a
     training stage takes at least its steps x step_s (a small model is bound by launches, not FLOPs)."""
-    cuda = reproduce.THROUGHPUT["cuda"]
+    cuda = plan.THROUGHPUT["cuda"]
     peak = cuda["train_flops"]
-    assert reproduce.tokens_per_s("gpu-8l512", cuda) == pytest.approx(peak / reproduce.model_flops("gpu-8l512"))
-    assert reproduce.tokens_per_s("gpu-6l256", cuda) == pytest.approx(peak / 2 / reproduce.model_flops("gpu-6l256"))
-    pretraining = reproduce.plan(reproduce.PRESETS["gpu"], tmp_path)[1]
+    assert plan.tokens_per_s("gpu-8l512", cuda) == pytest.approx(peak / plan.model_flops("gpu-8l512"))
+    assert plan.tokens_per_s("gpu-6l256", cuda) == pytest.approx(peak / 2 / plan.model_flops("gpu-6l256"))
+    pretraining = reproduce.recipe(reproduce.PRESETS["gpu"], tmp_path)[1]
     small = next(s for s in pretraining if s.name == "pretrain gpu-4l128 ann")
     big = next(s for s in pretraining if s.name == "pretrain gpu-8l512 ann")
-    assert reproduce.stage_seconds(small, cuda)[0] == pytest.approx(1400 * cuda["step_s"])  # the floor
+    assert plan.stage_seconds(small, cuda)[0] == pytest.approx(1400 * cuda["step_s"])  # the floor
     tokens = 16400 * 64 * 512
-    assert reproduce.stage_seconds(big, cuda)[0] == pytest.approx(tokens / reproduce.tokens_per_s("gpu-8l512", cuda))
+    assert plan.stage_seconds(big, cuda)[0] == pytest.approx(tokens / plan.tokens_per_s("gpu-8l512", cuda))
 
 
 def test_wave_seconds_on_a_shared_gpu():

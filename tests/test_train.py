@@ -57,7 +57,8 @@ def test_help_lists_every_field_and_typos_are_errors(capsys):
         for f in cls.__dataclass_fields__.values():
             assert f"--{f.name}" in text and f"(default: {f.default!r})" in " ".join(text.split())
     parser = build_parser(TrainConfig, PRESETS, "")
-    assert vars(parser.parse_args(["--no-annotations", "--compile"])) == {"annotations": False, "compile": True}
+    assert vars(parser.parse_args(["--no-annotations", "--compile"])) == {"annotations": False, "compile": "on"}
+    assert vars(parser.parse_args(["--compile", "off"])) == {"compile": "off"}
     for bad in (["--max_it", "3"], ["--lr", "fast"], ["--preset", "huge"]):  # abbreviation, type, choice
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
@@ -119,6 +120,43 @@ def test_resume_is_exact(tiny_data_dir, tmp_path, one_thread, dtype):
         [r["loss"] for r in log_of(tmp_path / "b") if "loss" in r]  # no step logged twice
     for r in (r for r in log_of(tmp_path / "a") if "loss" in r):  # row slots read vs tokens trained
         assert r["slots"] == r["step"] * 2 * 128 and 0 < r["targets"] <= 2 * 128
+
+
+@pytest.mark.skipif(not any(__import__("shutil").which(c) for c in ("g++", "c++", "clang++")),
+                    reason="torch.compile's CPU backend needs a C++ compiler")
+def test_compiled_and_eager_runs_resume_each_other(tiny_data_dir, tmp_path, one_thread):
+    """4 steps compiled then 2 eager, and 4 eager then 2 compiled, end where 6 eager steps end
+    (fp32: inductor reorders sums, so equal to rounding, not bit for bit); the checkpoints hold
+    the plain model's keys. Slow-ish: two compiles of a 1-layer model (~30 s on one thread)."""
+    common = ["--data_dir", tiny_data_dir, *SMALL, "--batch_size", "2", "--eval_interval", "2",
+              "--dtype", "float32", "--warmup_iters", "100"]  # the schedule: a function of the step alone
+    pretrain.main([str(a) for a in [*common, "--out_dir", tmp_path / "eager", "--max_iters", "6", "--compile", "off"]])
+    for name, first, then in (("ce", "on", "off"), ("ec", "off", "on")):
+        pretrain.main([str(a) for a in [*common, "--out_dir", tmp_path / name, "--max_iters", "4", "--compile", first]])
+        pretrain.main([str(a) for a in ["--out_dir", tmp_path / name, "--resume", "--max_iters", "6", "--compile", then]])
+    ref = checkpoint.load_checkpoint(tmp_path / "eager")
+    for name in ("ce", "ec"):
+        ckpt = checkpoint.load_checkpoint(tmp_path / name)
+        assert ckpt["step"] == 6 and ckpt["model"].keys() == ref["model"].keys(), name
+        for k in ref["model"]:
+            torch.testing.assert_close(ckpt["model"][k], ref["model"][k], atol=1e-4, rtol=1e-3, msg=f"{name} {k}")
+        losses = [r["loss"] for r in log_of(tmp_path / name) if "loss" in r]
+        assert losses == pytest.approx([r["loss"] for r in log_of(tmp_path / "eager") if "loss" in r], rel=1e-4)
+
+
+def test_compile_is_automatic_past_the_break_even():
+    """The rule in one place: short runs stay eager, long ones compile, and the line says why."""
+    from device import COMPILE_BREAK_EVEN_ROWS, compile_pays
+    rows = COMPILE_BREAK_EVEN_ROWS["cpu"]
+    assert compile_pays("cpu", rows // 4 - 1, 4)[0] is False
+    assert compile_pays("cpu", rows // 4, 4) == (True, f"compiling: pays for itself after ~{rows // 4:,} steps "
+                                                         f"(this run: {rows // 4:,}; --compile off to skip)")
+    assert compile_pays("cpu", 3600, 4)[0]  # the CPU ladder's bases compile
+    assert compile_pays("cuda", 10 ** 5, 64)[0] and not compile_pays("cuda", 1_000, 64)[0]
+    assert compile_pays("cpu", 10, 4, "on")[0] and not compile_pays("cpu", 10 ** 9, 4, "off")[0]
+    assert compile_pays("mps", 10 ** 9, 64)[0] is False  # not measured there: eager
+    tiny = PRESETS["tiny"]
+    assert not compile_pays("cpu", tiny["max_iters"], tiny["batch_size"])[0]  # the tutorial's first run
 
 
 def test_sft_resume_is_exact(tiny_base_dirs, tmp_path, one_thread):

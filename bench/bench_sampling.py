@@ -1,0 +1,88 @@
+"""
+Evaluation-style sampling on this machine (issue 19): sample.sample_many as eval_diversity.py calls
+it, one prompt, K samples in one batch, the anchored format (an annotation, then the story), at
+the CPU ladder's largest size (4L/128, vocab of the data's tokenizer, context 512). The dtypes take
+turns and each is timed by its fastest turn (the machine may be shared: read the ratios).
+
+The model is freshly initialised (its samples are noise), so how long rows run is set by
+--max_new_tokens and by when noise happens to hit a special token: the same for every dtype,
+since the draws are seeded. --profile adds a torch.profiler table of one bf16 call.
+
+    python bench/bench_sampling.py --data_dir data             # K = 100, fp32 vs bf16, one thread
+    python bench/bench_sampling.py --data_dir data --profile
+    python bench/bench_sampling.py --data_dir data --before   # also the decode step as before issue 19
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+from torch.nn import functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from model import GPT, GPTConfig  # noqa: E402
+from sample import sample_many  # noqa: E402
+from tokenizer import load_tokenizer, special_id  # noqa: E402
+
+
+def build(enc, n_layer=4, n_head=4, n_embd=128, block=512):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=enc.n_vocab, block_size=block, n_layer=n_layer, n_head=n_head,
+                         n_embd=n_embd, bos_id=special_id(enc, "<|bos|>"))).eval()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data_dir", default="data", help="where tokenizer.tiktoken is")
+    p.add_argument("--k", type=int, default=100, help="samples, all in one batch")
+    p.add_argument("--max_new_tokens", type=int, default=200)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--before", action="store_true", help="also the decode step through SDPA (before issue 19)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    enc = load_tokenizer(args.data_dir)
+    model = build(enc)
+
+    def run(dtype):
+        return lambda: sample_many(model, enc, "anchored", ["Write a story."], args.k, seed=0, batch_size=args.k,
+                                   max_new_tokens=args.max_new_tokens, dtype=dtype)
+    fns = {"fp32": run(None), "bf16": run(torch.bfloat16)}
+    if args.before:  # decode steps through SDPA, as before issue 19
+        import model as model_module
+        fast = model_module.decode_attention
+
+        def before(dtype):
+            def call():
+                model_module.decode_attention = lambda q, k, v, mask: F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=mask)
+                try:
+                    return run(dtype)()
+                finally:
+                    model_module.decode_attention = fast
+            return call
+        fns.update({"fp32 sdpa decode (before)": before(None), "bf16 sdpa decode (before)": before(torch.bfloat16)})
+    lengths = {name: sum(len(s["text"]) for s in fn()[0]) for name, fn in fns.items()}  # warm up
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), K = {args.k} in one batch, "
+          f"up to {args.max_new_tokens} story tokens; load {os.getloadavg()[0]:.2f}; characters sampled {lengths}")
+    best = {name: float("inf") for name in fns}
+    for _ in range(args.rounds):
+        for name, fn in fns.items():
+            t0 = time.process_time()
+            fn()
+            best[name] = min(best[name], time.process_time() - t0)
+    for name, t in best.items():
+        print(f"  {name}: {args.k / t:6.1f} samples/s ({t:.2f} s)  x{best['fp32'] / t:4.2f} fp32")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fns["bf16"]()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
