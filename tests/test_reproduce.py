@@ -265,9 +265,9 @@ def test_every_preset_plans_commands_the_scripts_accept(preset, tmp_path):
             explicit = vars(loop.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
             pretrain.check_train_config(loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, explicit))
         elif script == "sft.py":
-            explicit = vars(loop.build_parser(sft.SFTConfig, sft.SFT_PRESETS, "").parse_args(args))
-            size = Path(explicit["init_from"]).parent.name  # runs/<size>/base_*: its SFT defaults exist
-            assert size in sft.SFT_PRESETS and explicit["mode"] in sft.MODES
+            explicit = vars(loop.build_parser(sft.SFTConfig, {}, "").parse_args(args))
+            size = Path(explicit["init_from"]).parent.name  # runs/<size>/base_*: a pretraining preset
+            assert size in pretrain.PRESETS and explicit["mode"] in sft.MODES
         elif script == "eval_diversity.py":
             specs = args[args.index("--ckpts") + 1:args.index("--num_samples")]
             arms = [eval_diversity.parse_arm(spec, [1.0]) for spec in specs]
@@ -290,7 +290,7 @@ def test_device_and_dtype_reach_every_stage(tmp_path):
         if script == "pretrain.py":
             got = vars(pretrain.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
         elif script == "sft.py":
-            got = vars(sft.build_parser(sft.SFTConfig, sft.SFT_PRESETS, "").parse_args(args))
+            got = vars(sft.build_parser(sft.SFTConfig, {}, "").parse_args(args))
         elif script == "eval_diversity.py":
             got = vars(eval_diversity.build_parser().parse_args(args))
         else:
