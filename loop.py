@@ -361,7 +361,9 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
             if W > 1:
                 dist.all_reduce(loss_sum)
             train_loss, grad_norm = loss_sum.item() / W, grad_norm.item()
-            if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):  # the run stops here
+            # a non-finite loss stops the run; a non-finite gradient under float16 loss scaling is an
+            # overflow the scaler handles (it skips the step and lowers the scale), anywhere else a stop
+            if not math.isfinite(train_loss) or not (math.isfinite(grad_norm) or scaler.is_enabled()):
                 bar.close()
                 raise SystemExit(diverged(train_loss, grad_norm, step, ckpt_path))
             scaler.step(optimizer)  # optimizer.step(), unless float16 gradients overflowed
