@@ -446,7 +446,10 @@ def test_cli_tiny_preset_pretrain_then_sft(tiny_data_dir, tmp_path):
         log = log_of(out)
         assert log[-1]["step"] == steps and log[-1]["loss"] < log[0]["val_loss"]  # it learned something
     ckpt = checkpoint.load_checkpoint(tuned)
-    assert ckpt["config"]["preset"] == "tiny" and ckpt["model_args"]["n_layer"] == PRESETS["tiny"]["n_layer"]
+    # SFT has no presets: its defaults came from the base (its batch_size, here the typed 1)
+    assert "preset" not in ckpt["config"] and ckpt["config"]["batch_size"] == 1
+    assert checkpoint.load_checkpoint(base)["config"]["preset"] == "tiny"
+    assert ckpt["model_args"]["n_layer"] == PRESETS["tiny"]["n_layer"]
 
 
 def test_a_finished_run_says_where_its_checkpoint_is_and_what_to_run_next(tiny_data_dir, tiny_base_dirs, tmp_path,
