@@ -88,19 +88,16 @@ PRESETS = {
     # a laptop CPU in a few minutes: a model that already writes recognisable stories
     "tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,
                  batch_size=4, max_iters=600, lr=3e-3, warmup_iters=30, eval_interval=200),
-    # the CPU ladder of reproduce.py: 4 layers, three widths, the same 3,600 steps of 4 x 512 slots
-    # (7.4M, ~94% of them trained targets): 22 / 12 / 7 slots per parameter at 0.33M / 0.64M / 1.05M.
-    # Why not >= 20 per parameter at every size: a 4L/64 base at 21 slots/param wrote worse stories
-    # (val loss 0.738) than a 4L/128 one at 5.5 (0.597, results/cpu-long), so width buys more than
-    # tokens at this scale, and 20 per parameter at 1M is ~40 CPU minutes per base. Two layers are
-    # too few: a 2L/64 base at 21 slots/param followed non-favourite names in 0% of its stories.
-    # Side by side on one thread each, bf16: ~9.2k tokens/s at 4L/128, ~10.2k at 4L/96.
+    # the CPU ladder of reproduce.py: 4 layers at three widths, each at 21-23 slots per parameter
+    # (7.4M / 14.7M / 22.1M slots at 0.33M / 0.64M / 1.05M parameters): at 7 per parameter the bases
+    # could not yet write (learning curve: results/README.md). Two layers are too few to follow an
+    # annotation's non-favourite values.
     "cpu-4l64": dict(n_layer=4, n_head=2, n_embd=64, block_size=512,
                      batch_size=4, max_iters=3600, lr=4e-3, warmup_iters=50, eval_interval=900),
     "cpu-4l96": dict(n_layer=4, n_head=3, n_embd=96, block_size=512,
-                     batch_size=4, max_iters=3600, lr=3.5e-3, warmup_iters=50, eval_interval=900),
+                     batch_size=8, max_iters=3600, lr=3.5e-3, warmup_iters=50, eval_interval=900),
     "cpu-4l128": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,
-                      batch_size=4, max_iters=3600, lr=3e-3, warmup_iters=50, eval_interval=900),
+                      batch_size=8, max_iters=5400, lr=3e-3, warmup_iters=50, eval_interval=900),
     "cpu-s": dict(n_layer=2, n_head=2, n_embd=128, block_size=512,
                   batch_size=4, max_iters=800, lr=4e-3, warmup_iters=40, eval_interval=200),
     "cpu-m": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,

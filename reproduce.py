@@ -66,6 +66,14 @@ PRESETS = {
         sft_seeds=[0, 1, 2], replay=True, num_samples=100, temperatures=[0.6, 1.2],
         study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-4l96", ablation_sizes=["cpu-4l128"],
         extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "1"], jobs=2),
+    # the largest CPU size alone, every arm of the cpu preset there: bases at 21 slots per parameter,
+    # 3 SFT seeds of the paper's arms and of the replay extra, the ablations, the temperature frontier
+    # (the first seed, plain sampling) and every other row at one declared story nucleus (top-p 0.9)
+    "cpu-top": dict(
+        data_flags=[], sizes=["cpu-4l128"], pretrain_iters={}, sft_iters=None, sft_seeds=[0, 1, 2], replay=True,
+        num_samples=100, temperatures=[0.6, 0.8, 1.0, 1.1], study_narrowness=[], study_size="cpu-4l128",
+        ablation_sizes=["cpu-4l128"], extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "2", "--top_p", "0.9"],
+        jobs=2),
     # the earlier CPU size, cpu-m, at 2,800 steps
     "cpu-long": dict(
         data_flags=[], sizes=["cpu-m"], pretrain_iters={"cpu-m": 2800}, sft_iters=None, sft_seeds=[0],
