@@ -66,13 +66,14 @@ PRESETS = {
         sft_seeds=[0, 1, 2], replay=True, num_samples=100, temperatures=[0.6, 1.2],
         study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-4l96", ablation_sizes=["cpu-4l128"],
         extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "1"], jobs=2),
-    # the largest CPU size alone, every arm of the cpu preset there: bases at 21 slots per parameter,
-    # 3 SFT seeds of the paper's arms and of the replay extra, the ablations, the temperature frontier
-    # (the first seed, plain sampling) and every other row at one declared story nucleus (top-p 0.9)
+    # the largest CPU size alone, sized to finish in about 80 minutes on 2 cores: bases at 21 slots
+    # per parameter, 3 SFT seeds of the paper's arms, the replay extra (one seed), the temperature
+    # frontier (the first seed, plain sampling: :top_p=1) and every other row at one declared story
+    # nucleus (top-p 0.9); no ablations or study (the cpu preset has them)
     "cpu-top": dict(
         data_flags=[], sizes=["cpu-4l128"], pretrain_iters={}, sft_iters=None, sft_seeds=[0, 1, 2], replay=True,
-        num_samples=100, temperatures=[0.6, 0.8, 1.0, 1.1], study_narrowness=[], study_size="cpu-4l128",
-        ablation_sizes=["cpu-4l128"], extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "2", "--top_p", "0.9"],
+        num_samples=100, temperatures=[0.6, 1.0], sweep_top_p=1.0, study_narrowness=[], study_size="cpu-4l128",
+        ablation_sizes=[], extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "2", "--top_p", "0.9"],
         jobs=2),
     # the earlier CPU size, cpu-m, at 2,800 steps
     "cpu-long": dict(
@@ -160,6 +161,7 @@ def post_training(size, runs, cfg, ablations):
     std0, anc0, seed0 = arms["sft"][0], arms["anchored"][0], str(seeds[0])
     if cfg["temperatures"]:  # the first seed at other story temperatures (its annotation stays at T = 1)
         sweep = ":temperature=" + ",".join(str(t) for t in cfg["temperatures"])
+        sweep += f":top_p={cfg['sweep_top_p']}" if "sweep_top_p" in cfg else ""  # plain sampling under --top_p
         arms.update(sft_sweep=[f"{std0}{sweep}"], anchored_sweep=[f"{anc0}{sweep}"])
     arms["anchored_pinned"] = [f"{anc0}:ann=prompt"]  # upper bound: the sampler pins the prompt's constraints
     if cfg.get("replay"):  # an extra beside the paper: annotation replay from the prior
