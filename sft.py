@@ -26,7 +26,7 @@ them after <|ann|> from the broad pretraining prior, and learns only how to writ
 response for a given annotation. Unmask the whole annotation and it collapses again.
 
 How much and how hot: as in the paper, one epoch of the SFT set by default (--epochs, or
---max_iters), at the rows per step of the base and a peak LR of a third of the base's peak LR
+--max_iters), at the rows per step of the base and a peak LR equal to the LR the base ended at
 (sft_defaults: every default comes from the base checkpoint's own config; --lr overrides it).
 
 An extra beside the paper (its own arm, anchored_replay): --replay mixes in annotation replay
@@ -64,8 +64,8 @@ class SFTConfig(LoopConfig):
     max_iters: int = opt(0, "optimizer steps in total (0: --epochs passes over the SFT rows)")
     epochs: float = opt(1.0, "with --max_iters 0: passes over the SFT rows (the paper: one epoch)")
     batch_size: int = opt(0, "rows per micro-batch per process (0: the base's)")
-    lr: float | None = opt(None, "peak learning rate (default: a third of the base's "
-                                 "peak LR, chosen on SFT validation loss: results/README.md)")
+    lr: float | None = opt(None, "peak learning rate (default: the LR the base ended its pretraining "
+                                 "at, its lr * min_lr_frac)")
     warmup_iters: int = opt(20, "linear warmup steps")
     eval_interval: int = opt(0, "validate and save a checkpoint every this many steps (0: 8 times a run)")
     # what to post-train, and how
@@ -82,9 +82,9 @@ class SFTConfig(LoopConfig):
 
 
 def sft_defaults(base_config):
-    """The SFT flags a base decides: its rows per step, and a peak LR of a third of its own."""
+    """The SFT flags a base decides: its rows per step and the LR it ended its pretraining at."""
     return dict(batch_size=base_config["batch_size"], grad_accum=base_config["grad_accum"],
-                lr=base_config["lr"] / 3)
+                lr=base_config["lr"] * base_config["min_lr_frac"])
 
 
 def sft_steps(cfg, n_rows, world=1):

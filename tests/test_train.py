@@ -84,10 +84,10 @@ def test_presets_are_valid_and_gpu_budgets_reach_20_tokens_per_param(name):
 
 def test_sft_defaults_come_from_the_base_and_it_trains_one_epoch():
     """No table of SFT presets: the base's own config gives the rows per step and the LR (the one it
-    a third of its peak); the steps are --epochs passes over the packed rows; typed flags win; --preset is no SFT flag."""
+    ended at); the steps are --epochs passes over the packed rows; typed flags win; --preset is no SFT flag."""
     base = dict(max_iters=1000, batch_size=8, grad_accum=2, block_size=512, lr=3e-3, min_lr_frac=0.1)
     cfg = make_config(SFTConfig, {}, sft.sft_defaults(base))
-    assert (cfg.batch_size, cfg.grad_accum, cfg.lr) == (8, 2, pytest.approx(1e-3))
+    assert (cfg.batch_size, cfg.grad_accum, cfg.lr) == (8, 2, pytest.approx(3e-4))
     assert sft.sft_steps(cfg, n_rows=1000) == 63  # ceil(1000 rows / 16 a step): one epoch
     cfg = make_config(SFTConfig, {}, {**sft.sft_defaults(base), "epochs": 0.5, "lr": 1e-3})
     assert (sft.sft_steps(cfg, 1000), cfg.lr) == (32, 1e-3)
