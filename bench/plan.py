@@ -29,7 +29,7 @@ import pretrain  # noqa: E402
 import reproduce  # noqa: E402
 import sft  # noqa: E402
 import world  # noqa: E402
-from device import check_device, pick_device  # noqa: E402
+from device import check_device, compile_pays, pick_device  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # How long: the expected time of a stage is its work divided by the device's throughput.
@@ -39,12 +39,13 @@ from device import check_device, pick_device  # noqa: E402
 
 THROUGHPUT = {
     # Measured on this project's 2-core CPU (bf16 autocast, one thread per stage, two stages side by
-    # side, a cpu-preset run of 2026-11-21): ~9.2k tokens/s at 4L/128, scaled to other sizes by FLOPs
+    # side, compiled as --compile auto does, the cpu-top run of 2026-12-02's bases: 10.9k and 11.8k
+    # slots/s; eager, the cpu run of 2026-11-21: 9.2k): ~11k tokens/s at 4L/128, scaled to other sizes by FLOPs
     # per token. That overstates small models: 4L/96 ran ~10.2k where the FLOP ratio says ~14k (a
     # small model loses more to overheads), so CPU estimates below 4L/128 are optimistic. Sampling:
     # 23.5 samples/s of ~200 tokens at 2L/96 on one thread (bench/README.md), scaled the same way
     # (the least certain figure). data.py: 100k stories in 14.4 s, tokenizing and writing included.
-    "cpu": dict(train_ref=("cpu-4l128", 9200), sample_ref=("2L/96", 23.5), stories_s=7000, startup_s=5,
+    "cpu": dict(kind="cpu", train_ref=("cpu-4l128", 11000), sample_ref=("2L/96", 23.5), stories_s=7000, startup_s=5,
                 compile_s=60, shared=False, source="measured on 2 CPU cores"),
     # NOT MEASURED: an H100 SXM's 989 TFLOP/s dense bf16 peak at an ASSUMED 30% MFU at width 512 and
     # above (torch.compile, batch 64 x 512; small models fall short of big ones' 40-50%), and in
@@ -60,12 +61,12 @@ THROUGHPUT = {
     # FLOPs). Start-up: an assumed 10 s per stage (imports, CUDA, loading), 40 s more for
     # torch.compile. Stages side by side share the one GPU (see wave_seconds). data.py runs on one
     # CPU core, at this project's CPU rate. Replace with --measure, then with a real run's figures.
-    "cuda": dict(train_flops=0.30 * 989e12, mfu_width=512, step_s=0.008, samples_s=200, stories_s=7000, startup_s=10,
+    "cuda": dict(kind="cuda", train_flops=0.30 * 989e12, mfu_width=512, step_s=0.008, samples_s=200, stories_s=7000, startup_s=10,
                  compile_s=40, shared=True,
                  source="estimated, not measured: H100 at an assumed 30% MFU at width 512 (less below), "
                  "a step >= 8 ms"),
     # NOT MEASURED: an Apple M-series GPU in fp32, assumed ~3 TFLOP/s effective.
-    "mps": dict(train_flops=3e12, samples_s=40, stories_s=7000, startup_s=10, compile_s=60, shared=True,
+    "mps": dict(kind="mps", train_flops=3e12, samples_s=40, stories_s=7000, startup_s=10, compile_s=60, shared=True,
                 source="estimated, not measured: Apple GPU at an assumed 3 TFLOP/s"),
 }
 
@@ -106,6 +107,18 @@ SFT_ROWS_PER_EXAMPLE = 0.53
 
 def train_steps(stage):
     return train_run(stage)[1]
+
+
+def compiles(stage, device_kind):
+    """Whether a training stage's command compiles its model: --compile as given, else the rule the
+    scripts themselves apply at start-up (device.compile_pays, from the run's steps and rows)."""
+    script, args = Path(stage.cmd[1]).name, stage.cmd[2:]
+    if script not in ("pretrain.py", "sft.py"):
+        return False
+    cls, presets = (pretrain.TrainConfig, pretrain.PRESETS) if script == "pretrain.py" else (sft.SFTConfig, {})
+    requested = vars(loop.build_parser(cls, presets, "").parse_args(args)).get("compile") or "auto"
+    size, steps, tokens_per_step = train_run(stage)
+    return compile_pays(device_kind, steps, tokens_per_step // pretrain.PRESETS[size]["block_size"], requested)[0]
 
 
 def stage_work(stage):
@@ -156,7 +169,7 @@ def stage_seconds(stage, throughput):
     work = amount / rate
     if kind == "train" and "step_s" in throughput:  # no step is faster than the launches and the rows
         work = max(work, train_steps(stage) * throughput["step_s"])
-    return work, throughput["startup_s"] + throughput["compile_s"] * ("--compile" in stage.cmd)
+    return work, throughput["startup_s"] + throughput["compile_s"] * compiles(stage, throughput["kind"])
 
 
 def wave_seconds(parts, jobs, shared):

@@ -309,9 +309,13 @@ def test_plan_estimate_is_work_over_throughput(tmp_path):
     cpu = plan.THROUGHPUT["cpu"]
     data_wave, pretraining, _, evaluation = reproduce.recipe(cfg, tmp_path)
     stage = next(s for s in pretraining if s.name == "pretrain cpu-4l128 ann")
-    tokens = 3600 * 4 * 512  # pretrain.PRESETS["cpu-4l128"]: steps x batch x block
+    tokens = 5400 * 8 * 512  # pretrain.PRESETS["cpu-4l128"]: steps x batch x block
     assert plan.stage_work(stage) == ("train", "cpu-4l128", tokens)
-    assert estimate(stage, cpu) == pytest.approx(tokens / 9200 + cpu["startup_s"])
+    # 5,400 steps of 8 rows: past device.compile_pays' break-even, so the start-up includes the compile
+    assert plan.compiles(stage, "cpu")
+    assert estimate(stage, cpu) == pytest.approx(tokens / cpu["train_ref"][1] + cpu["startup_s"] + cpu["compile_s"])
+    short = next(s for s in reproduce.recipe(reproduce.PRESETS["test"], tmp_path)[2] if "sft.py" in s.cmd[1])
+    assert not plan.compiles(short, "cpu")  # 20 steps of 2 rows: eager
     cuda = plan.THROUGHPUT["cuda"]
     stage = next(s for s in evaluation if s.name == "eval cpu-4l64")
     # base + base_annotated once each; sft, anchored x 3 seeds, 2 sweeps x 2 T, pinned, replay per prompt
