@@ -2,8 +2,9 @@
 The whole experiment of the paper, at toy scale, as a recipe: the commands of recipe() below, in
 order. How long a preset took here: results/<preset>/run.json.
 
-    python reproduce.py --preset cpu-quick   # one size, the direction: 743 s on 2 CPU cores
-    python reproduce.py --preset cpu         # 3 sizes, 3 SFT seeds, ablations, study: 3,933 s on 2 CPU cores
+    python reproduce.py --preset cpu-quick   # one size, the direction (bench/plan.py: ~27 min on 2 CPU cores)
+    python reproduce.py --preset cpu-top     # the largest CPU size, 3 SFT seeds: ~74 min on 2 CPU cores
+    python reproduce.py --preset cpu         # 3 sizes, 3 SFT seeds, ablations, study (bench/plan.py: ~3 h)
     python reproduce.py --preset gpu-quick   # 3 sizes in one command for one H100 (not run yet: bench/plan.py)
     python reproduce.py --preset gpu         # the 4-size ladder for one GPU (not run yet: bench/plan.py)
     python reproduce.py --preset smoke       # the same recipe in a few minutes (a check, not a result)
@@ -57,7 +58,7 @@ PRESETS = {
         extra_eval=[], jobs=1),
     # the direction: the middle CPU size, the two paper arms and the replay extra, one seed, T = 1
     "cpu-quick": dict(
-        data_flags=[], sizes=["cpu-4l96"], pretrain_iters={"cpu-4l96": 2400}, sft_iters=None, sft_seeds=[0],
+        data_flags=[], sizes=["cpu-4l96"], pretrain_iters={"cpu-4l96": 1200}, sft_iters=None, sft_seeds=[0],
         replay=True, num_samples=100, temperatures=[], study_narrowness=[], study_size="cpu-4l96", ablation_sizes=[],
         extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "1"], jobs=2),
     # the CPU ladder of pretrain.py, 3 SFT seeds, the ablations at the largest size, the study at the middle one
