@@ -39,8 +39,8 @@ from device import check_device, compile_pays, pick_device  # noqa: E402
 
 THROUGHPUT = {
     # Measured on this project's 2-core CPU (bf16 autocast, one thread per stage, two stages side by
-    # side, compiled as --compile auto does, the cpu-top run of 2026-12-02's bases: 10.9k and 11.8k
-    # slots/s; eager, the cpu run of 2026-11-21: 9.2k): ~11k tokens/s at 4L/128, scaled to other sizes by FLOPs
+    # side, compiled as --compile auto does: the cpu-top run's bases, 10.9k and 11.8k slots/s):
+    # ~11k tokens/s at 4L/128, scaled to other sizes by FLOPs
     # per token. That overstates small models: 4L/96 ran ~10.2k where the FLOP ratio says ~14k (a
     # small model loses more to overheads), so CPU estimates below 4L/128 are optimistic. Sampling:
     # 23.5 samples/s of ~200 tokens at 2L/96 on one thread (bench/README.md), scaled the same way
@@ -87,19 +87,22 @@ def model_flops(size):
 
 
 def train_run(stage):
-    """(size, optimizer steps, tokens per step) of a pretrain.py or sft.py stage, read from its command."""
+    """(size, optimizer steps, rows per step, tokens per step, --compile) of a pretrain.py or sft.py
+    stage, read from its command."""
     script, args = Path(stage.cmd[1]).name, stage.cmd[2:]
     if script == "pretrain.py":
         explicit = vars(loop.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
         c = loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, explicit)
-        return c.preset, c.max_iters, c.batch_size * c.grad_accum * c.block_size
+        rows = c.batch_size * c.grad_accum
+        return c.preset, c.max_iters, rows, rows * c.block_size, c.compile
     explicit = vars(loop.build_parser(sft.SFTConfig, {}, "").parse_args(args))
     size = Path(explicit["init_from"]).parent.name  # runs/<size>/base_*
     base = loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, {"preset": size})
     c = loop.make_config(sft.SFTConfig, {}, {**sft.sft_defaults(vars(base)), **explicit})
     # rows are known only once packed: ~0.53 per example (20,000 anchored examples, 10,572 rows of 512)
     n_rows = SFT_ROWS_PER_EXAMPLE * (c.n_sft_examples or data.DEFAULTS["n_sft"]) * (1 + c.replay)
-    return size, sft.sft_steps(c, n_rows), c.batch_size * c.grad_accum * base.block_size
+    rows = c.batch_size * c.grad_accum
+    return size, sft.sft_steps(c, n_rows), rows, rows * base.block_size, c.compile
 
 
 SFT_ROWS_PER_EXAMPLE = 0.53
@@ -110,15 +113,12 @@ def train_steps(stage):
 
 
 def compiles(stage, device_kind):
-    """Whether a training stage's command compiles its model: --compile as given, else the rule the
+    """Whether a stage compiles its model: --compile as its command gives it, by the rule the
     scripts themselves apply at start-up (device.compile_pays, from the run's steps and rows)."""
-    script, args = Path(stage.cmd[1]).name, stage.cmd[2:]
-    if script not in ("pretrain.py", "sft.py"):
+    if Path(stage.cmd[1]).name not in ("pretrain.py", "sft.py"):
         return False
-    cls, presets = (pretrain.TrainConfig, pretrain.PRESETS) if script == "pretrain.py" else (sft.SFTConfig, {})
-    requested = vars(loop.build_parser(cls, presets, "").parse_args(args)).get("compile") or "auto"
-    size, steps, tokens_per_step = train_run(stage)
-    return compile_pays(device_kind, steps, tokens_per_step // pretrain.PRESETS[size]["block_size"], requested)[0]
+    _, steps, rows, _, requested = train_run(stage)
+    return compile_pays(device_kind, steps, rows, requested)[0]
 
 
 def stage_work(stage):
@@ -129,7 +129,7 @@ def stage_work(stage):
         n = int(args[args.index("--n_stories") + 1]) if "--n_stories" in args else data.DEFAULTS["n_stories"]
         return "data", None, n
     if script in ("pretrain.py", "sft.py"):
-        size, steps, per_step = train_run(stage)
+        size, steps, _, per_step, _ = train_run(stage)
         return "train", size, steps * per_step
     assert script == "eval_diversity.py", script
     specs = args[args.index("--ckpts") + 1:args.index("--num_samples")]
