@@ -67,7 +67,7 @@ PRESETS = {
         sft_seeds=[0, 1, 2], replay=True, num_samples=100, temperatures=[0.6, 1.2],
         study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-4l96", ablation_sizes=["cpu-4l128"],
         extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "1"], jobs=2),
-    # the largest CPU size alone, sized to finish in about 80 minutes on 2 cores: bases at 21 slots
+    # the largest CPU size alone, 74 minutes on the 2 cores here (results/README.md): bases at 21 slots
     # per parameter, 3 SFT seeds of the paper's arms, the replay extra (one seed), the temperature
     # frontier (the first seed, plain sampling: :top_p=1) and every other row at one declared story
     # nucleus (top-p 0.9); no ablations or study (the cpu preset has them)
