@@ -34,7 +34,7 @@ import judge
 import world
 from checkpoint import check_out_dir, load_model, write_atomic
 from device import check_device, pick_device, pick_dtype
-from metrics import UNKNOWN, annotated_base_row, derive, exact_annotation_prior, headline, measure_rows, seed_summary
+from metrics import UNKNOWN, EvalRow, annotated_base_row, derive, seed_summary
 from report import (plot_field_entropy, plot_label_histograms, plot_prior_drift, plot_quality_diversity,
                     summary_markdown)
 from sample import sample_many
@@ -147,12 +147,6 @@ def parse_arm(spec: str, temperatures, top_p=None) -> dict:
         raise ValueError(f"arm spec {spec!r} needs both a name and a checkpoint dir")
     return arm
 
-def row_name(arm: dict, t: float, seed_index: int = 0) -> str:
-    # one row per arm x temperature x seed; an arm sampled at one temperature keeps its bare name,
-    # an arm with one checkpoint has no seed suffix
-    name = arm["name"] if len(arm["temperatures"]) == 1 else f"{arm['name']}@T{t:g}"
-    return name if len(arm.get("paths", [arm["path"]])) == 1 else f"{name}#s{seed_index}"
-
 def num_seeds(arms) -> int:
     """Seeds of the evaluation: the most checkpoints any arm has; every arm has that many or one."""
     n = max(len(a["paths"]) for a in arms)
@@ -167,8 +161,9 @@ def num_seeds(arms) -> int:
 
 def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_tokens, progress=True,
                 dtype=None) -> dict:
-    """{row name: row} where row["samples"] = {prompt index: labelled samples}; a base model sees no
-    prompt (it is sampled in its own document format), so its one sample set sits under the key None."""
+    """{row name: EvalRow}, one per arm, temperature and seed, with its labelled samples: {prompt
+    index: samples}; a base model sees no prompt (it is sampled in its own document format), so its
+    one sample set sits under the key None."""
     jobs = []
     for arm in arms:
         for si, path in enumerate(arm["paths"]):
@@ -179,44 +174,41 @@ def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_to
                 raise ValueError(f"arm {arm['name']} ({path}): {e}") from None
             is_base = ckpt.get("kind") == "base" or ckpt["fmt"] in BASE_FORMATS
             for t in arm["temperatures"]:
-                jobs.append((arm, si, path, t, [None] if is_base else list(range(len(prompts))), is_base, anchor))
-    rows = {}
-    bar = tqdm(total=sum(len(j[4]) for j in jobs) * num_samples, desc="sampling", unit="sample", disable=not progress)
-    for arm, si, path, t, pis, is_base, anchor in jobs:
-        model, ckpt, enc = models[path]
-        name = row_name(arm, t, si)
-        bar.set_postfix_str(f"{name} {'(no prompt)' if is_base else f'{len(pis)} prompts'}")
+                row = EvalRow(arm=arm["name"], role="base" if is_base else "sft", format=ckpt["fmt"], temperature=t,
+                              samples={}, seed_index=si if len(arm["paths"]) > 1 else None,
+                              swept=len(arm["temperatures"]) > 1, ckpt=path, anchor=arm["anchor"], ann=arm["ann"],
+                              top_k=arm["top_k"], top_p=arm["top_p"])
+                jobs.append((row, arm, si, [None] if is_base else list(range(len(prompts))), anchor))
+    bar = tqdm(total=sum(len(j[3]) for j in jobs) * num_samples, desc="sampling", unit="sample", disable=not progress)
+    for row, arm, si, pis, anchor in jobs:
+        model, ckpt, enc = models[row.ckpt]
+        bar.set_postfix_str(f"{row.name} {'(no prompt)' if row.role == 'base' else f'{len(pis)} prompts'}")
         # every prompt of a row in shared generate calls (batch_size rows each); the same seed for
         # every arm: arms differ by their model, not by their luck; another seed index draws other samples
-        kw = dict(temperature=t, top_k=arm["top_k"], top_p=arm["top_p"], seed=seed + 104729 * si,
+        kw = dict(temperature=row.temperature, top_k=row.top_k, top_p=row.top_p, seed=seed + 104729 * si,
                   max_new_tokens=max_new_tokens, anchor=anchor, batch_size=batch_size,
-                  ann_by_field=arm["ann"] == "by_field", dtype=dtype)
+                  ann_by_field=row.ann == "by_field", dtype=dtype)
         texts = [None if pi is None else prompts[pi]["prompt"] for pi in pis]
-        if arm["ann"] == "prompt":  # the upper bound of constraint carrying: pins written by the sampler
-            per_prompt = [sample_many(model, enc, ckpt["fmt"], [text], num_samples,
+        if row.ann == "prompt":  # the upper bound of constraint carrying: pins written by the sampler
+            per_prompt = [sample_many(model, enc, row.format, [text], num_samples,
                                       pinned=prompts[pi]["constraints"] if pi is not None else None, **kw)[0]
                           for pi, text in zip(pis, texts)]
         else:
-            per_prompt = sample_many(model, enc, ckpt["fmt"], texts, num_samples, **kw)
+            per_prompt = sample_many(model, enc, row.format, texts, num_samples, **kw)
         bar.update(len(pis) * num_samples)
-        row = rows.setdefault(name, {"row": name, "arm": arm["name"], "role": "base" if is_base else "sft",
-                                     "ckpt": path, "seed_index": si if len(arm["paths"]) > 1 else None,
-                                     "fmt": ckpt["fmt"], "temperature": t, "anchor": arm["anchor"],
-                                     "ann": arm["ann"], "top_k": arm["top_k"], "top_p": arm["top_p"], "samples": {}})
         for pi, samples in zip(pis, per_prompt):
-            row["samples"][pi] = label_samples(samples)
+            row.samples[pi] = label_samples(samples)
     bar.close()
-    return rows
+    return {row.name: row for row, *_ in jobs}
 
 def reference_rows(prompts, num_samples, narrowness, seed) -> dict:
     """The pretraining data (ceiling, no prompt, like a base model) and the SFT data (floor, per prompt)."""
-    pre = {"row": "pretrain_data", "arm": "pretrain_data", "role": "reference", "fmt": "-", "temperature": None,
-           "samples": {None: label_samples(pretrain_reference(num_samples, seed))}}
-    sft = {"row": "sft_data", "arm": "sft_data", "role": "reference", "fmt": "-", "temperature": None,
-           "narrowness": narrowness, "samples": {}}
-    for pi, p in enumerate(prompts):
-        sft["samples"][pi] = label_samples(sft_reference(num_samples, narrowness, p, seed + pi))
-    return {"pretrain_data": pre, "sft_data": sft}
+    pre = EvalRow(arm="pretrain_data", role="reference", format="-", temperature=None,
+                  samples={None: label_samples(pretrain_reference(num_samples, seed))})
+    sft = EvalRow(arm="sft_data", role="reference", format="-", temperature=None, narrowness=narrowness,
+                  samples={pi: label_samples(sft_reference(num_samples, narrowness, p, seed + pi))
+                           for pi, p in enumerate(prompts)})
+    return {r.name: r for r in (pre, sft)}
 
 def exact_entropies(prompts, narrowness) -> dict:
     """The exact entropies world.py computes: the prior (ceiling) and the SFT data (floor), per prompt."""
@@ -228,6 +220,13 @@ def exact_entropies(prompts, narrowness) -> dict:
         out["by_prompt"].append({"prompt": p["prompt"], "kind": p["kind"], "D_prior": float(np.mean([prior[f] for f in free])),
                                  "D_sft_data": float(np.mean([sft[f] for f in free])), "sft_entropy": sft})
     return out
+
+def exact_annotation_prior() -> dict:
+    """metrics.annotation_prior's two numbers for the pretraining prior itself, exactly:
+    {field: {"fav_share", "entropy"}}, to read the sampled annotation values by."""
+    ent = world.prior_entropy()
+    return {f: {"fav_share": float(sum(p for v, p in zip(world.FIELDS[f], world.PRIOR[f]) if v in world.FAVOURITES[f])),
+                "entropy": ent[f]} for f in world.FIELDS}
 
 def load_models(arms, device) -> dict:
     """{checkpoint dir: (model, ckpt, tokenizer)}: a dir several arms share (a base shared by every
@@ -244,7 +243,7 @@ def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max
              device="cpu", progress=True, annotated_base_arm=None, dtype="auto") -> tuple:
     """Sample every arm (list of parse_arm() dicts) on every prompt, label, measure; on `device`
     (auto = cuda > mps > cpu), in dtype (auto = device.pick_dtype's policy). Several checkpoints per arm are seeds (see parse_arm).
-    Returns (summary dict: every number, rows: {name: row with its labelled samples})."""
+    Returns (summary dict: every number, rows: {name: measured EvalRow, with its labelled samples})."""
     prompts = prompts if prompts is not None else world.EVAL_PROMPTS
     n_seeds = num_seeds(arms)
     device = pick_device(device)
@@ -255,9 +254,9 @@ def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max
     t0 = time.time()
     rows = sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_tokens, progress, dtype)
     elapsed = time.time() - t0
-    n_sampled = sum(len(s) for r in rows.values() for s in r["samples"].values())
+    n_sampled = sum(len(s) for r in rows.values() for s in r.samples.values())
     rows.update(reference_rows(prompts, num_samples, narrowness, seed))
-    measure_rows(rows, prompts)
+    rows = {name: row.measured(prompts) for name, row in rows.items()}
     per_seed = [derive(rows, prompts, base_arm, sft_arm, anchored_arm, n_boot, seed, i) for i in range(n_seeds)]
     derived = dict(per_seed[0])  # seed 0 at the top level, as with one seed
     if n_seeds > 1:
@@ -270,10 +269,10 @@ def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max
                    "annotated_base_arm": annotated_base_arm, "n_boot": n_boot, "arms": arms, "prompts": prompts,
                    "unknown_label": UNKNOWN, "device": device, "dtype": str(dtype).replace("torch.", ""),
                    "n_seeds": n_seeds},
-        "rows": [{k: v for k, v in r.items() if k != "samples"} for r in rows.values()],
+        "rows": [r.to_json() for r in rows.values()],
         "exact": exact_entropies(prompts, narrowness),
         "exact_annotation_prior": exact_annotation_prior(),
-        "annotated_base_row": abase and abase["row"],
+        "annotated_base_row": abase and abase.name,
         "derived": derived,
         "over_seeds": seed_summary(rows, prompts, names, n_seeds, per_seed, n_boot, seed),
         "speed": {"samples": n_sampled, "seconds": elapsed, "samples_per_s": n_sampled / max(elapsed, 1e-9),
@@ -297,11 +296,41 @@ def _finite(x):
 def sample_records(rows, prompts):
     """Every sample of every row as one flat dict: row, prompt, annotation text, story text, labels..."""
     for r in rows.values():
-        for pi, samples in r["samples"].items():
+        for pi, samples in r.samples.items():
             for s in samples:
-                yield {"row": r["row"], "prompt_index": pi, "prompt": None if pi is None else prompts[pi]["prompt"], **s}
+                yield {"row": r.name, "prompt_index": pi, "prompt": None if pi is None else prompts[pi]["prompt"], **s}
 
-def write_outputs(summary, rows, out_dir, size=None):
+def headline(summary, size=None, wall_seconds=None) -> dict:
+    """The headline numbers of one evaluation (headline.json), from its summary: each statistic as its
+    median over seeds with its per-seed values (gap closed also with its interval). size and
+    wall_seconds: reproduce.py knows them and sets them in the headline.json of a reproduction."""
+    o = summary["over_seeds"]
+    pick = lambda k, extra=(): {"median": o[k]["median"], "per_seed": o[k]["per_seed"],
+                                **{e: o[k].get(e) for e in extra}}
+    out = {"size": size, "seeds": o["n_seeds"], "prompts": o["kind"],
+           "gap_closed": pick("gap_closed", ("ci95", "min", "max")),
+           "gap_closed_known": pick("gap_closed_known", ("ci95", "min", "max"))}
+    for k in ("collapse_ratio", "quality_sft", "quality_anchored", "instruction_sft", "instruction_anchored",
+              "prior_drift_max", "base_agreement_min", "gap_closed_good"):
+        out[k] = pick(k)
+    out.update(text_health(summary))
+    out["wall_seconds"] = wall_seconds
+    return out
+
+def text_health(summary) -> dict:
+    """Over the model rows of a summary (reference rows left out): the bases' well-formed story share
+    (their own format, open prompts), the largest broken-text share and the smallest annotation-parse
+    share of any row."""
+    rows = [r for r in summary.get("rows", []) if r.get("role") != "reference"]
+    open_ = lambda r, key: (r["by_kind"].get("open") or {}).get(key)
+    base = {r.get("fmt"): open_(r, "quality") for r in rows if r.get("fmt") in ("plain", "annotated")
+            and r.get("anchor") != "off" and r.get("temperature") in (None, 1.0)}
+    broken = [v for r in rows for v in [open_(r, "broken_text")] if v is not None]
+    parse = [v for r in rows for m in r["by_kind"].values() for v in [m.get("annotation_valid")] if v is not None]
+    return {"quality_base": base.get("plain"), "quality_base_annotated": base.get("annotated"),
+            "broken_text_max": max(broken) if broken else None, "annotation_parse_min": min(parse) if parse else None}
+
+def write_outputs(summary, rows, out_dir):
     """summary.json, summary.md, headline.json, samples.jsonl.gz and the plots into out_dir."""
     import gzip
     os.makedirs(out_dir, exist_ok=True)
@@ -309,7 +338,7 @@ def write_outputs(summary, rows, out_dir, size=None):
     # each file whole or not at all (write_atomic): a killed evaluation leaves the old file or the new
     write_atomic(os.path.join(out_dir, "summary.json"), json.dumps(_finite(summary), indent=1))
     write_atomic(os.path.join(out_dir, "summary.md"), summary_markdown(summary))
-    write_atomic(os.path.join(out_dir, "headline.json"), json.dumps(_finite(headline(summary, size)), indent=1))
+    write_atomic(os.path.join(out_dir, "headline.json"), json.dumps(_finite(headline(summary)), indent=1))
     # mtime=0: the same samples give the same bytes (a committed file changes only when they do)
     buf = io.BytesIO()
     with gzip.GzipFile("samples.jsonl.gz", "wb", fileobj=buf, mtime=0) as f:  # (the name goes in the header)
@@ -347,11 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sft_arm", default="sft")
     p.add_argument("--anchored_arm", default="anchored")
     p.add_argument("--annotated_base_arm", default=None,
-                   help="the annotated base, for the gate and the prior drift (default: the base row of fmt annotated)")
+                   help="the annotated base, for the gate and the prior drift (default: the base row of format annotated)")
     p.add_argument("--device", default="auto", help="where to sample: auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="precision of generation (auto: device.pick_dtype's policy)")
-    p.add_argument("--size", default=None, help="model size to record in headline.json (e.g. cpu-m)")
     p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples for the confidence intervals")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", required=True, help="output directory")
@@ -393,7 +421,7 @@ def main(argv=None):
                                  device=device, annotated_base_arm=args.annotated_base_arm, dtype=args.dtype)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"eval_diversity.py: error: {e}")
-    write_outputs(summary, rows, args.out, size=args.size)
+    write_outputs(summary, rows, args.out)
     print(summary_markdown(summary))
     sp = summary["speed"]
     print(f"{sp['samples']} samples in {sp['seconds']:.1f}s = {sp['samples_per_s']:.1f} samples/s; wrote {args.out}/")

@@ -8,9 +8,10 @@ A labelled sample is a dict: "labels" {field: value, or None where the judge can
 model wrote before its story (None where it wrote none).
 
 - Semantic diversity D. For the K samples of one prompt: the entropy, in bits, of the labels of
-  each field the prompt leaves FREE (does not pin), averaged over those fields. D of a kind of
-  prompt (open, constrained) is the mean over its prompts. A plug-in estimate from K samples is
-  at most log2(K) and biased low: compare rows at the same K.
+  each field the prompt leaves FREE (does not pin), averaged over those fields. D of a prompt
+  type (open, constrained) is the mean over its prompts. A plug-in estimate from K samples is
+  at most log2(K) and biased low: compare rows at the same K. One function computes it
+  (diversity), for a row's numbers and inside every bootstrap alike.
 - Unknown labels. None counts as one more label, "?". An unknown mixed into a collapsed field adds
   entropy the model did not write, so every D also comes as D_known, unknowns left out: report both.
 - Collapse. collapse = D(base) - D(model), the bits post-training lost. collapse_ratio =
@@ -31,34 +32,62 @@ model wrote before its story (None where it wrote none).
 """
 import math
 from collections import Counter
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 import world
 
 UNKNOWN = "?"  # the annotator says None when it cannot tell; that counts as its own label
-KINDS = ("open", "constrained")
+PROMPT_TYPES = ("open", "constrained")  # a prompt's "kind" in world.EVAL_PROMPTS
 
 # -----------------------------------------------------------------------------
 # the diversity of a set of labels
+#
+# The entropy is world.entropy_bits; here labels are counted. D counts integer codes, one (K, n_fields)
+# matrix per sample set: a bootstrap resample is one fancy index, an entropy one bincount.
 
-def entropy_bits(labels, drop_unknown=False) -> float:
+def label_entropy(labels, drop_unknown=False) -> float:
     """Plug-in (empirical) entropy in bits of a list of labels; None counts as the label '?'.
     drop_unknown: leave the unknown labels out instead (an unknown mixed with a collapsed label
     adds entropy the model did not write; report both). Nothing left to count gives nan."""
     counts = Counter(UNKNOWN if x is None else x for x in labels)
     if drop_unknown:
         counts.pop(UNKNOWN, None)
-        if not counts:
-            return math.nan
-    n = sum(counts.values())
-    if n == 0:
-        raise ValueError("entropy_bits: no labels (need at least one sample)")
-    return 0.0 - sum((c / n) * math.log2(c / n) for c in counts.values())
+    elif not counts:
+        raise ValueError("label_entropy: no labels (need at least one sample)")
+    return world.entropy_bits(counts.values())
 
 def distinct(tuples) -> int:
     """Number of distinct joint label tuples (NoveltyBench-style distinct count; divide by K)."""
     return len({tuple(UNKNOWN if x is None else x for x in t) for t in tuples})
+
+def label_codes(samples) -> np.ndarray:
+    """(K, n_fields) integer matrix of labels, one column per field of world.FIELDS; code 0 is the
+    unknown label, the field's values are 1..n (a label outside them gets a new code)."""
+    cols = []
+    for f in world.FIELDS:
+        vocab = {v: i for i, v in enumerate([UNKNOWN] + list(world.FIELDS[f]))}
+        cols.append([vocab.setdefault(UNKNOWN if s["labels"][f] is None else s["labels"][f], len(vocab))
+                     for s in samples])
+    return np.asarray(cols, dtype=np.int64).T
+
+def code_entropy(column, drop_unknown=False) -> float:
+    """label_entropy of one column of label_codes (code 0, the unknown label, left out with drop_unknown)."""
+    counts = np.bincount(column).tolist()
+    return world.entropy_bits(counts[1:] if drop_unknown else counts)
+
+def diversity(sets: dict, plan, known=False) -> float:
+    """Semantic diversity D, its one home. sets: {sample-set key: label_codes matrix}; plan: one
+    (sample-set key, free column indices) per prompt. Per prompt the mean entropy of its free fields,
+    then the mean over the prompts. known: unknown labels dropped, a field with no known label left
+    out of its prompt's mean and a prompt with none left out of the mean over prompts (nan: none)."""
+    per_prompt = []
+    for key, cols in plan:
+        es = [e for e in (code_entropy(sets[key][:, c], known) for c in cols) if math.isfinite(e)]
+        per_prompt.append(float(np.mean(es)) if es else math.nan)
+    vals = [d for d in per_prompt if math.isfinite(d)]
+    return float(np.mean(vals)) if vals else math.nan
 
 # -----------------------------------------------------------------------------
 # collapse and gap closed, from the D of three models
@@ -127,15 +156,9 @@ def annotation_prior(samples_by_field: dict) -> dict:
         vals = [annotation_fields(s.get("annotation")).get(f) for s in samples if s.get("annotation")]
         valid = [v for v in vals if v in world.FIELDS[f]]
         out[f] = {"fav_share": sum(v in world.FAVOURITES[f] for v in valid) / len(valid) if valid else None,
-                  "entropy": entropy_bits(valid) if valid else None, "n": len(valid),
+                  "entropy": label_entropy(valid) if valid else None, "n": len(valid),
                   "invalid": 1 - len(valid) / len(vals) if vals else None}
     return out
-
-def exact_annotation_prior() -> dict:
-    """The same two numbers for the pretraining prior itself, exactly: {field: {"fav_share", "entropy"}}."""
-    ent = world.prior_entropy()
-    return {f: {"fav_share": float(sum(p for v, p in zip(world.FIELDS[f], world.PRIOR[f]) if v in world.FAVOURITES[f])),
-                "entropy": ent[f]} for f in world.FIELDS}
 
 def prior_drift_max(anchored: dict, base: dict):
     """Largest rise of the favourite share of any field, anchored vs annotated base (annotation_prior
@@ -159,7 +182,7 @@ def annotation_valid(samples):
             if anns else None)
 
 # -----------------------------------------------------------------------------
-# every number of one set of samples (K samples of one row on one prompt), and of a kind of prompt
+# every number of one set of samples (K samples of one row on one prompt), and of a prompt type
 
 def follows(sample, constraints) -> bool:
     """Does the story satisfy every field the prompt pins (as the judge reads it)?"""
@@ -168,35 +191,34 @@ def follows(sample, constraints) -> bool:
 def prompt_metrics(samples, constraints) -> dict:
     """Every per-prompt number, from labelled samples; entropy over the fields the prompt leaves free."""
     free = world.free_fields(constraints)
+    plan = [(None, [list(world.FIELDS).index(f) for f in free])]
+    codes = label_codes(samples)
     k = len(samples)
-    per_field = {f: entropy_bits([s["labels"][f] for s in samples]) for f in free}
-    known = {f: entropy_bits([s["labels"][f] for s in samples], drop_unknown=True) for f in free}
+    d_of = lambda mask, known=False: diversity({None: codes[np.asarray(mask, dtype=bool)]}, plan, known)
     unknown = {f: sum(s["labels"][f] is None for s in samples) / k for f in free}
-    good = [s for s in samples if s["quality"]]  # well-formed stories (house format not required)
+    good = [bool(s["quality"]) for s in samples]  # well-formed stories (house format not required)
     ok = [follows(s, constraints) for s in samples]
-    compliant = [s for s, o in zip(samples, ok) if o]
     n_distinct = distinct(tuple(s["labels"][f] for f in free) for s in samples)
-    agreement = annotation_agreement(samples)
+    d_known = d_of([True] * k, True)
     return {
         "K": k,
         "free_fields": free,
-        "D": float(np.mean(list(per_field.values()))),
+        "D": d_of([True] * k),
         # unknown labels dropped (fields with no known label left out of the mean)
-        "D_known": _nanmean(known.values()),
+        "D_known": d_known if math.isfinite(d_known) else None,
         # over the well-formed stories only (None under 2 of them): diversity nobody must take on trust
-        "D_good": float(np.mean([entropy_bits([s["labels"][f] for s in good]) for f in free])) if len(good) >= 2 else None,
-        "n_good": len(good),
+        "D_good": d_of(good) if sum(good) >= 2 else None,
+        "n_good": sum(good),
         # constrained prompts: D over the samples that obey the prompt only (None under 2 of them)
-        "D_compliant": (float(np.mean([entropy_bits([s["labels"][f] for s in compliant]) for f in free]))
-                        if constraints and len(compliant) >= 2 else None),
-        "n_compliant": len(compliant) if constraints else None,
-        "entropy": per_field,
-        "entropy_known": known,
+        "D_compliant": d_of(ok) if constraints and sum(ok) >= 2 else None,
+        "n_compliant": sum(ok) if constraints else None,
+        "entropy": {f: code_entropy(codes[:, c]) for f, c in zip(free, plan[0][1])},
+        "entropy_known": {f: code_entropy(codes[:, c], True) for f, c in zip(free, plan[0][1])},
         "unknown_share": float(np.mean(list(unknown.values()))),
         "unknown_by_field": unknown,
         "distinct": n_distinct,
         "distinct_frac": n_distinct / k,
-        "quality": sum(s["quality"] for s in samples) / k,
+        "quality": sum(good) / k,
         "house_format": sum(s["house"] for s in samples) / k,
         "quality_and_house": sum(s["quality"] and s["house"] for s in samples) / k,
         "instruction_following": (sum(ok) / k) if constraints else None,
@@ -204,21 +226,21 @@ def prompt_metrics(samples, constraints) -> dict:
         "finished": sum(s.get("finished", True) for s in samples) / k,
         # share of stories that ended at <|eos|>, not at another special token (None: reference rows)
         "eos_stop": (sum(s["stop"] == "<|eos|>" for s in samples) / k) if all("stop" in s for s in samples) else None,
-        "annotation_agreement": agreement_min(agreement),  # the smallest field's share (see row["gate"])
+        "annotation_agreement": agreement_min(annotation_agreement(samples)),  # the smallest field's (see row gate)
         "annotation_valid": annotation_valid(samples),
         # bytes that are not UTF-8 or a special token's text in the story or the annotation
         "broken_text": (sum(s["broken"] for s in samples) / k) if all("broken" in s for s in samples) else None,
     }
 
-def _nanmean(values):
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    return float(np.mean(vals)) if vals else None
+AVERAGED = ("D_good", "n_good", "broken_text", "D_compliant", "unknown_share", "distinct_frac", "quality",
+            "house_format", "quality_and_house", "instruction_following", "words", "finished", "eos_stop",
+            "annotation_agreement", "annotation_valid")
 
-def kind_metrics(per_prompt: list) -> dict:
-    """Average per-prompt metrics over the prompts of one kind (open or constrained)."""
-    out = {"n_prompts": len(per_prompt)}
-    for key in ("D", "D_known", "D_good", "n_good", "broken_text", "D_compliant", "unknown_share", "distinct_frac", "quality", "house_format", "quality_and_house",
-                "instruction_following", "words", "finished", "eos_stop", "annotation_agreement", "annotation_valid"):
+def prompt_type_metrics(per_prompt: list, d: float, d_known: float) -> dict:
+    """The numbers of one prompt type (open or constrained): D and D_known as diversity() gives them
+    (d, d_known), every other per-prompt number averaged over its prompts."""
+    out = {"n_prompts": len(per_prompt), "D": d, "D_known": d_known if math.isfinite(d_known) else None}
+    for key in AVERAGED:
         vals = [m[key] for m in per_prompt if m[key] is not None]
         out[key] = float(np.mean(vals)) if vals else None
     fields = [f for f in world.FIELDS if any(f in m["entropy"] for m in per_prompt)]
@@ -226,62 +248,104 @@ def kind_metrics(per_prompt: list) -> dict:
     return out
 
 # -----------------------------------------------------------------------------
-# rows: one arm at one temperature (and one seed), measured
-#
-# A row is a dict {"row": its name, "arm", "seed_index" (None: the arm has one checkpoint),
-# "temperature", "fmt", "role", "samples": {prompt index: labelled samples}}, built by
-# eval_diversity.sample_rows. A base model sees no prompt, so its one sample set sits under the key
-# None and stands for every prompt. measure_rows adds the numbers.
+# rows: one arm at one temperature (and one seed), with its samples and, measured, its numbers
 
-def row_gate(row):
-    """A row's annotation agreement per field, pooled over all its samples (None: no annotations)."""
-    samples = [s for ss in row["samples"].values() for s in ss]
-    return annotation_agreement(samples) if any(s.get("annotation") for s in samples) else None
+@dataclass(frozen=True)
+class EvalRow:
+    """One row of an evaluation; its fields are the schema of a row of summary.json (to_json).
+    A base model sees no prompt, so its one sample set sits under the key None and stands for every
+    prompt. eval_diversity.sample_rows builds the rows, measured() adds the numbers."""
+    arm: str
+    role: str                       # "base" (no prompt), "sft", or "reference" (the data itself)
+    format: str                     # the checkpoint's format; "-" for a reference row
+    temperature: float | None       # None: a reference row
+    samples: dict                   # {prompt index, or None for a base row: labelled samples}
+    seed_index: int | None = None   # None: the arm has one checkpoint
+    swept: bool = False             # the arm is sampled at several temperatures
+    ckpt: str | None = None         # how it was sampled (parse_arm's options)
+    anchor: str | None = None
+    ann: str | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    narrowness: float | None = None  # the SFT data's (the sft_data row)
+    prompts: list | None = None      # measured: per prompt, its prompt and prompt_metrics
+    by_prompt_type: dict | None = None  # measured: {prompt type: prompt_type_metrics}
+    gate: dict | None = None         # measured: annotation_agreement of all its samples (None: no annotations)
+    annotation_prior: dict | None = None  # measured: annotation_prior (None: no annotations)
 
-def row_annotation_prior(row, prompts):
-    """annotation_prior of a row: for each field, the samples of the prompts that leave it free
-    (a base row's one sample set for every field). None: the row samples no annotation."""
-    if not any(s.get("annotation") for ss in row["samples"].values() for s in ss):
-        return None
-    if None in row["samples"]:
-        return annotation_prior({f: row["samples"][None] for f in world.FIELDS})
-    by_field = {f: [s for pi, p in enumerate(prompts) if f in world.free_fields(p["constraints"])
-                    for s in row["samples"][pi]] for f in world.FIELDS}
-    return annotation_prior({f: ss for f, ss in by_field.items() if ss})
+    @property
+    def name(self) -> str:
+        """arm, then @T<temperature> if the arm is swept, then #s<seed index> if it has several seeds."""
+        return (self.arm + (f"@T{self.temperature:g}" if self.swept else "")
+                + ("" if self.seed_index is None else f"#s{self.seed_index}"))
 
-def prompt_samples(row, pi):
-    """The labelled samples of a row on prompt pi (a base row: its one sample set, for every prompt)."""
-    return row["samples"][None if None in row["samples"] else pi]
+    def sample_set(self, pi):
+        """The key of the samples of prompt pi (None for every prompt of a base row)."""
+        return None if None in self.samples else pi
 
-def measure_rows(rows, prompts):
-    """Fill row["prompts"] (per-prompt metrics), row["by_kind"] (averaged over open / constrained),
-    row["gate"] and row["annotation_prior"], for every row (in place)."""
-    for row in rows.values():
-        row["prompts"] = []
-        for pi, p in enumerate(prompts):
-            m = prompt_metrics(prompt_samples(row, pi), p["constraints"])
-            row["prompts"].append({"prompt": p["prompt"], "kind": p["kind"], "constraints": p["constraints"],
-                                   "held_out": p.get("held_out", False), **m})
-        row["by_kind"] = {k: kind_metrics([m for m in row["prompts"] if m["kind"] == k])
-                          for k in KINDS if any(m["kind"] == k for m in row["prompts"])}
-        row["gate"] = row_gate(row)
-        row["annotation_prior"] = row_annotation_prior(row, prompts)
+    def plan(self, prompts, prompt_type):
+        """diversity()'s plan of this row on the prompts of one type."""
+        names = list(world.FIELDS)
+        return [(self.sample_set(pi), [names.index(f) for f in world.free_fields(p["constraints"])])
+                for pi, p in enumerate(prompts) if p["kind"] == prompt_type]
+
+    def measured(self, prompts) -> "EvalRow":
+        """This row with its numbers: per prompt, per prompt type, the gate and the annotation prior."""
+        per_prompt = [{"prompt": p["prompt"], "kind": p["kind"], "constraints": p["constraints"],
+                       "held_out": p.get("held_out", False),
+                       **prompt_metrics(self.samples[self.sample_set(pi)], p["constraints"])}
+                      for pi, p in enumerate(prompts)]
+        codes = {k: label_codes(v) for k, v in self.samples.items()}
+        by_type = {}
+        for t in PROMPT_TYPES:
+            if any(p["kind"] == t for p in prompts):
+                plan = self.plan(prompts, t)
+                by_type[t] = prompt_type_metrics([m for m in per_prompt if m["kind"] == t],
+                                                 diversity(codes, plan), diversity(codes, plan, True))
+        pooled = [s for ss in self.samples.values() for s in ss]
+        annotated = any(s.get("annotation") for s in pooled)
+        return replace(self, prompts=per_prompt, by_prompt_type=by_type,
+                       gate=annotation_agreement(pooled) if annotated else None,
+                       annotation_prior=self._annotation_prior(prompts) if annotated else None)
+
+    def _annotation_prior(self, prompts):
+        # for each field, the samples of the prompts that leave it free (a base row's one set: every field)
+        if None in self.samples:
+            return annotation_prior({f: self.samples[None] for f in world.FIELDS})
+        by_field = {f: [s for pi, p in enumerate(prompts) if f in world.free_fields(p["constraints"])
+                        for s in self.samples[pi]] for f in world.FIELDS}
+        return annotation_prior({f: ss for f, ss in by_field.items() if ss})
+
+    def to_json(self) -> dict:
+        """The row as summary.json holds it (its samples go to samples.jsonl.gz): the keys "row"
+        (the name), "fmt" (format) and "by_kind" (by_prompt_type) as committed files have them."""
+        return {"row": self.name, "arm": self.arm, "role": self.role, "ckpt": self.ckpt,
+                "seed_index": self.seed_index, "fmt": self.format, "temperature": self.temperature,
+                "anchor": self.anchor, "ann": self.ann, "top_k": self.top_k, "top_p": self.top_p,
+                "narrowness": self.narrowness, "prompts": self.prompts, "by_kind": self.by_prompt_type,
+                "gate": self.gate, "annotation_prior": self.annotation_prior}
+
+def row_D(row: EvalRow, prompt_type, known=False):
+    """A measured row's D (or D_known) on one prompt type (nan: not measured there)."""
+    m = (row.by_prompt_type or {}).get(prompt_type) or {}
+    v = m.get("D_known" if known else "D")
+    return math.nan if v is None else v
 
 def resolve_row(rows: dict, name: str, seed_index: int = 0):
     """A derived-metric arm name: the row of that name, else that arm's row of this seed (or its
     only one) closest to T=1."""
     if name in rows:
         return rows[name]
-    cands = [r for r in rows.values() if r["arm"] == name and r.get("seed_index") in (None, seed_index)]
-    return min(cands, key=lambda r: abs(r["temperature"] - 1.0)) if cands else None
+    cands = [r for r in rows.values() if r.arm == name and r.seed_index in (None, seed_index)]
+    return min(cands, key=lambda r: abs(r.temperature - 1.0)) if cands else None
 
 def annotated_base_row(rows, name, seed_index=0):
-    """The annotated base: the row/arm named (--annotated_base_arm), else the first base row of fmt
-    'annotated' sampled with its annotation."""
+    """The annotated base: the row/arm named (--annotated_base_arm), else the first base row of
+    format 'annotated' sampled with its annotation."""
     if name:
         return resolve_row(rows, name, seed_index)
-    cands = [r for r in rows.values() if r.get("fmt") == "annotated" and r.get("anchor") != "off"
-             and r.get("seed_index") in (None, seed_index)]
+    cands = [r for r in rows.values() if r.format == "annotated" and r.anchor != "off"
+             and r.seed_index in (None, seed_index)]
     return cands[0] if cands else None
 
 # -----------------------------------------------------------------------------
@@ -299,6 +363,10 @@ def bootstrap_ci(statistic, groups, n_boot=1000, alpha=0.05, seed=0):
     est = statistic(*groups)
     vals = np.asarray([statistic(*[g[rng.integers(0, len(g), len(g))] for g in groups]) for _ in range(n_boot)],
                       dtype=float)
+    return _basic_interval(est, vals, alpha)
+
+def _basic_interval(est, vals, alpha):
+    # [2*est - q_hi, 2*est - q_lo] over the finite resampled values (nan, nan: none, or no estimate)
     vals = vals[np.isfinite(vals)]
     if len(vals) == 0 or not math.isfinite(est):
         return (math.nan, math.nan)
@@ -324,12 +392,7 @@ def seed_bootstrap_ci(per_seed, n_boot=1000, alpha=0.05, seed=0):
         v = [per_seed[i][0](*[g[rng.integers(0, len(g), len(g))] for g in per_seed[i][1]]) for i in drawn]
         v = np.asarray(v, dtype=float)
         vals.append(np.median(v[np.isfinite(v)]) if np.isfinite(v).any() else math.nan)
-    vals = np.asarray(vals, dtype=float)
-    vals = vals[np.isfinite(vals)]
-    if len(vals) == 0 or not math.isfinite(est):
-        return est, (math.nan, math.nan)
-    lo, hi = np.percentile(vals, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return est, (float(2 * est - hi), float(2 * est - lo))
+    return est, _basic_interval(est, np.asarray(vals, dtype=float), alpha)
 
 def over_seeds(values) -> dict:
     """A headline statistic over seeds: the median, each seed's value, min and max (None = missing)."""
@@ -338,164 +401,94 @@ def over_seeds(values) -> dict:
             "min": min(vals) if vals else None, "max": max(vals) if vals else None}
 
 # -----------------------------------------------------------------------------
-# derived numbers with bootstrap intervals
-#
-# Inside the bootstrap the labels are integer codes, one (K, n_fields) matrix per sample set, so a
-# resample is one fancy index and an entropy one bincount.
+# derived numbers with bootstrap intervals: a statistic of the D of some rows, resampled
 
-def _codes(samples) -> np.ndarray:
-    """(K, n_fields) integer matrix of labels, one column per field of world.FIELDS; code 0 is the
-    unknown label, the field's values are 1..n (a label outside them gets a new code)."""
-    cols = []
-    for f in world.FIELDS:
-        vocab = {v: i for i, v in enumerate([UNKNOWN] + list(world.FIELDS[f]))}
-        cols.append([vocab.setdefault(UNKNOWN if s["labels"][f] is None else s["labels"][f], len(vocab)) for s in samples])
-    return np.asarray(cols, dtype=np.int64).T
-
-def _entropy_codes(codes, drop_unknown=False) -> float:
-    """entropy_bits for integer-coded labels (fast path used inside the bootstrap); code 0 is the
-    unknown label (see _codes), left out with drop_unknown."""
-    counts = np.bincount(codes)
-    if drop_unknown:
-        counts = counts[1:]
-    n = counts.sum()
-    if n == 0:
-        return math.nan
-    p = counts[counts > 0] / n
-    return float(0.0 - (p * np.log2(p)).sum())
-
-def _kind_plan(row, prompts, kind):
-    """[(sample-set key, free column indices)] for the prompts of one kind."""
-    names = list(world.FIELDS)
-    key = lambda pi: None if None in row["samples"] else pi  # a base row: one sample set for all prompts
-    return [(key(pi), [names.index(f) for f in world.free_fields(p["constraints"])])
-            for pi, p in enumerate(prompts) if p["kind"] == kind]
-
-def _diversity(mats: dict, plan, known=False) -> float:
-    # D of a kind: mean over its prompts of the mean free-field entropy (known: unknown labels
-    # dropped, and a field with no known label left out of the mean)
-    per_prompt = [[_entropy_codes(mats[k][:, c], known) for c in cols] for k, cols in plan]
-    vals = [np.mean([e for e in es if math.isfinite(e)]) if any(math.isfinite(e) for e in es) else math.nan
-            for es in per_prompt]
-    return float(np.mean(vals))
-
-def _stat_groups(mats, plans, names, fn, known=False):
+def _stat_groups(codes, plans, names, fn, known=False):
     """fn of the named rows' D as a bootstrap statistic: (statistic(*groups), groups), the groups
-    being the sample sets of the named rows flattened in a fixed order."""
-    keys = [(n, k) for n in names for k in sorted(mats[n], key=lambda x: -1 if x is None else x)]
+    being the sample sets (label_codes) of the named rows flattened in a fixed order."""
+    keys = [(n, k) for n in names for k in sorted(codes[n], key=lambda x: -1 if x is None else x)]
     def stat(*groups):
         m = {}
         for (n, k), g in zip(keys, groups):
             m.setdefault(n, {})[k] = g
-        return fn(*[_diversity(m[n], plans[n], known) for n in names])
-    return stat, [mats[n][k] for n, k in keys]
+        return fn(*[diversity(m[n], plans[n], known) for n in names])
+    return stat, [codes[n][k] for n, k in keys]
 
 HEADLINE_D = (("gap_closed", gap_closed, False), ("gap_closed_known", gap_closed, True),
               ("collapse_ratio", collapse_ratio, False), ("collapse_ratio_known", collapse_ratio, True))
 
 def derive(rows, prompts, base_arm, sft_arm, anchored_arm, n_boot, seed, seed_index=0) -> dict:
     """Collapse of every row vs the base arm; collapse ratio and gap closed of sft vs anchored, with
-    unknown labels as a label and dropped (_known). CIs resample the samples of each (row, prompt)
-    set, a base row's one set shared by all prompts. seed_index: which seed's rows of each arm."""
+    unknown labels as a label and dropped (_known). The values from the rows' own D (measured rows);
+    CIs resample the samples of each (row, prompt) set, a base row's one set shared by all prompts.
+    seed_index: which seed's rows of each arm."""
     base, sft, anch = (resolve_row(rows, n, seed_index) for n in (base_arm, sft_arm, anchored_arm))
-    out = {"base_row": base and base["row"], "sft_row": sft and sft["row"], "anchored_row": anch and anch["row"]}
+    out = {"base_row": base and base.name, "sft_row": sft and sft.name, "anchored_row": anch and anch.name}
     if base is None:
         out["note"] = f"no row named {base_arm!r} (--base_arm): no collapse numbers"
         return out
     # this seed's rows and the rows every seed shares (an arm with one checkpoint)
-    rows = {n: r for n, r in rows.items() if r.get("seed_index") in (None, seed_index)}
-    mats = {r["row"]: {k: _codes(v) for k, v in r["samples"].items()} for r in rows.values()}
-    for kind in KINDS:
-        if not any(p["kind"] == kind for p in prompts):
+    rows = {n: r for n, r in rows.items() if r.seed_index in (None, seed_index)}
+    codes = {n: {k: label_codes(v) for k, v in r.samples.items()} for n, r in rows.items()}
+    for t in PROMPT_TYPES:
+        if not any(p["kind"] == t for p in prompts):
             continue
-        plans = {name: _kind_plan(r, prompts, kind) for name, r in rows.items()}
-        d = {name: _diversity(mats[name], plans[name]) for name in rows}
-        res = {"D": d, "D_known": {name: _diversity(mats[name], plans[name], True) for name in rows}, "collapse": {}}
-        for i, name in enumerate(rows):
-            if name == base["row"]:
+        plans = {n: r.plan(prompts, t) for n, r in rows.items()}
+        res = {"collapse": {}}
+        for i, (n, r) in enumerate(rows.items()):
+            if n == base.name:
                 continue
-            stat, groups = _stat_groups(mats, plans, [base["row"], name], collapse)
-            res["collapse"][name] = {"value": collapse(d[base["row"]], d[name]),
-                                     "ci95": bootstrap_ci(stat, groups, n_boot, seed=seed + i)}
+            stat, groups = _stat_groups(codes, plans, [base.name, n], collapse)
+            res["collapse"][n] = {"value": collapse(row_D(base, t), row_D(r, t)),
+                                  "ci95": bootstrap_ci(stat, groups, n_boot, seed=seed + i)}
         if sft is not None and anch is not None:
-            names = [base["row"], sft["row"], anch["row"]]
             for j, (key, fn, known) in enumerate(HEADLINE_D):
-                stat, groups = _stat_groups(mats, plans, names, fn, known)
-                res[key] = {"value": fn(*[(res["D_known"] if known else d)[n] for n in names]),
+                stat, groups = _stat_groups(codes, plans, [base.name, sft.name, anch.name], fn, known)
+                res[key] = {"value": fn(*[row_D(r, t, known) for r in (base, sft, anch)]),
                             "ci95": bootstrap_ci(stat, groups, n_boot, seed=seed + 1000 + j)}
-        out[kind] = res
+        out[t] = res
     return out
 
 # -----------------------------------------------------------------------------
-# the headline numbers: per seed, over seeds, and headline.json
+# the headline numbers: per seed and over seeds (eval_diversity.headline picks headline.json's)
 
 def seed_numbers(rows, names, seed_index) -> dict:
     """The headline numbers of one seed: {name: value or None}. names = dict(base, sft, anchored,
-    annotated_base) arm names; rows already measured (measure_rows) and derived for this seed."""
+    annotated_base) arm names; rows measured (EvalRow.measured)."""
     base, sft, anch = (resolve_row(rows, names[k], seed_index) for k in ("base", "sft", "anchored"))
     abase = annotated_base_row(rows, names.get("annotated_base"), seed_index)
-    get = lambda r, kind, key: (r or {}).get("by_kind", {}).get(kind, {}).get(key)
+    get = lambda r, t, key: ((r.by_prompt_type or {}).get(t) or {}).get(key) if r is not None else None
     good = [get(r, "open", "D_good") for r in (base, sft, anch)]
     drift = None
-    if anch is not None and abase is not None and anch.get("annotation_prior") and abase.get("annotation_prior"):
-        drift = prior_drift_max(anch["annotation_prior"], abase["annotation_prior"])
+    if anch is not None and abase is not None and anch.annotation_prior and abase.annotation_prior:
+        drift = prior_drift_max(anch.annotation_prior, abase.annotation_prior)
     return {"quality_sft": get(sft, "open", "quality_and_house"),
             "quality_anchored": get(anch, "open", "quality_and_house"),
             "instruction_sft": get(sft, "constrained", "instruction_following"),
             "instruction_anchored": get(anch, "constrained", "instruction_following"),
             "prior_drift_max": drift,
-            "base_agreement_min": agreement_min(abase["gate"]) if abase and abase.get("gate") else None,
+            "base_agreement_min": agreement_min(abase.gate) if abase and abase.gate else None,
             # gap closed over the well-formed stories alone (D_good of base, SFT, anchored)
             "gap_closed_good": gap_closed(*good) if None not in good else None}
 
-def seed_summary(rows, prompts, names, n_seeds, derived_per_seed, n_boot, seed, kind="open") -> dict:
+def seed_summary(rows, prompts, names, n_seeds, derived_per_seed, n_boot, seed, prompt_type="open") -> dict:
     """Every headline statistic over seeds (over_seeds: median, per seed, min, max). The D-based ones
     (gap closed, collapse ratio, as-label and known) also get ci95 from seed_bootstrap_ci: seeds
     resampled, then samples within each seed (so the interval includes seed variance)."""
     out = {}
-    mats = {r["row"]: {k: _codes(v) for k, v in r["samples"].items()} for r in rows.values()}
-    plans = {name: _kind_plan(r, prompts, kind) for name, r in rows.items()}
+    codes = {n: {k: label_codes(v) for k, v in r.samples.items()} for n, r in rows.items()}
+    plans = {n: r.plan(prompts, prompt_type) for n, r in rows.items()}
     for j, (key, fn, known) in enumerate(HEADLINE_D):
-        vals = [(d.get(kind) or {}).get(key, {}).get("value") for d in derived_per_seed]
+        vals = [(d.get(prompt_type) or {}).get(key, {}).get("value") for d in derived_per_seed]
         out[key] = over_seeds(vals)
-        per_seed = [_stat_groups(mats, plans, [d["base_row"], d["sft_row"], d["anchored_row"]], fn, known)
-                    for d in derived_per_seed if d.get(kind) and key in d[kind]]
+        per_seed = [_stat_groups(codes, plans, [d["base_row"], d["sft_row"], d["anchored_row"]], fn, known)
+                    for d in derived_per_seed if d.get(prompt_type) and key in d[prompt_type]]
         if per_seed:
             _, out[key]["ci95"] = seed_bootstrap_ci(per_seed, n_boot, seed=seed + 3000 + j)
     nums = [seed_numbers(rows, names, i) for i in range(n_seeds)]
     for key in nums[0]:
         out[key] = over_seeds([n[key] for n in nums])
-    out["kind"], out["n_seeds"] = kind, n_seeds
+    out["kind"], out["n_seeds"] = prompt_type, n_seeds  # "kind": the key committed summaries hold
     out["ci_method"] = ("two-level bootstrap: seeds resampled with replacement, then samples within each "
                         "drawn seed; basic interval around the median over seeds")
     return out
-
-def headline(summary, size=None, wall_seconds=None) -> dict:
-    """The headline numbers of one evaluation (results/<preset>/headline.json): each statistic as its
-    median over seeds with its per-seed values (gap closed also with its interval). wall_seconds is
-    the preset's, which reproduce.py knows and passes (None here)."""
-    o = summary["over_seeds"]
-    pick = lambda k, extra=(): {"median": o[k]["median"], "per_seed": o[k]["per_seed"],
-                                **{e: o[k].get(e) for e in extra}}
-    out = {"size": size, "seeds": o["n_seeds"], "prompts": o["kind"],
-           "gap_closed": pick("gap_closed", ("ci95", "min", "max")),
-           "gap_closed_known": pick("gap_closed_known", ("ci95", "min", "max"))}
-    for k in ("collapse_ratio", "quality_sft", "quality_anchored", "instruction_sft", "instruction_anchored",
-              "prior_drift_max", "base_agreement_min", "gap_closed_good"):
-        out[k] = pick(k)
-    out.update(text_health(summary))
-    out["wall_seconds"] = wall_seconds
-    return out
-
-def text_health(summary) -> dict:
-    """Over the model rows of a summary (reference rows left out): the bases' well-formed story share
-    (their own format, open prompts), the largest broken-text share and the smallest annotation-parse
-    share of any row."""
-    rows = [r for r in summary.get("rows", []) if r.get("role") != "reference"]
-    open_ = lambda r, key: (r["by_kind"].get("open") or {}).get(key)
-    base = {r.get("fmt"): open_(r, "quality") for r in rows if r.get("fmt") in ("plain", "annotated")
-            and r.get("anchor") != "off" and r.get("temperature") in (None, 1.0)}
-    broken = [v for r in rows for v in [open_(r, "broken_text")] if v is not None]
-    parse = [v for r in rows for m in r["by_kind"].values() for v in [m.get("annotation_valid")] if v is not None]
-    return {"quality_base": base.get("plain"), "quality_base_annotated": base.get("annotated"),
-            "broken_text_max": max(broken) if broken else None, "annotation_parse_min": min(parse) if parse else None}

@@ -16,7 +16,7 @@ import numpy as np
 
 import world
 from checkpoint import save_figure, write_atomic
-from metrics import KINDS, UNKNOWN, agreement_min, entropy_bits
+from metrics import PROMPT_TYPES, UNKNOWN, agreement_min, label_entropy
 
 # -----------------------------------------------------------------------------
 # summary.md
@@ -28,36 +28,38 @@ def _fmt(x, nd=2):
     return f"{x:.{nd}f}"
 
 def summary_markdown(summary) -> str:
-    """summary.md: one table per kind of prompt, the per-field entropies, the headline ratios, the
-    gate, the annotation prior, the numbers over seeds and the exact D of the data, in that order."""
+    """summary.md: one table per prompt type, the per-field entropies, the headline ratios, the
+    gate, the annotation prior, the numbers over seeds and the exact D of the data, in that order.
+    summary: summary.json's dict (a row: EvalRow.to_json)."""
     cfg = summary["config"]
     lines = [f"K = {cfg['num_samples']} samples per prompt, seed {cfg['seed']}; D = mean per-field entropy "
              f"(bits) of annotator labels over the prompt's free fields ('{UNKNOWN}' = unknown counts as a label).\n"]
-    for kind in KINDS:
-        lines += kind_markdown(summary, kind)
+    for prompt_type in PROMPT_TYPES:
+        lines += prompt_type_markdown(summary, prompt_type)
     lines += field_entropy_markdown(summary) + ratios_markdown(summary)
     lines += gate_markdown(summary) + prior_markdown(summary) + seeds_markdown(summary)
     lines += exact_markdown(summary)
     return "\n".join(lines) + "\n"
 
-def kind_markdown(summary, kind) -> list:
-    """The main table of one kind of prompt: a line per row (D, collapse, quality, the gate...)."""
-    rows = [r for r in summary["rows"] if kind in r["by_kind"]]
+def prompt_type_markdown(summary, prompt_type) -> list:
+    """The main table of one prompt type: a line per row (D, collapse, quality, the gate...)."""
+    rows = [r for r in summary["rows"] if prompt_type in r["by_kind"]]
     if not rows:
         return []
     coll = {}  # every seed's collapse numbers (seed 0's at the top level)
     for d in summary["derived"].get("per_seed", [summary["derived"]]):
-        coll.update((d.get(kind) or {}).get("collapse", {}))
+        coll.update((d.get(prompt_type) or {}).get("collapse", {}))
     head = ("| row | fmt | T | D (bits) | D known | D good (n) | collapse [95% CI] | distinct/K | quality | house fmt "
             "| unknown | broken text | ann. parses | gate min |")
     sep = "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-    if kind == "constrained":
+    if prompt_type == "constrained":
         head, sep = head + " instr. follow | D compliant |", sep + "---|---|"
-    return [f"**{kind} prompts**\n", head, sep] + [_kind_line(r, kind, coll.get(r["row"])) for r in rows] + [""]
+    return ([f"**{prompt_type} prompts**\n", head, sep]
+            + [_row_line(r, prompt_type, coll.get(r["row"])) for r in rows] + [""])
 
-def _kind_line(r, kind, c) -> str:
-    # one row's line of kind_markdown; c: its collapse {"value", "ci95"} (None: the base row itself)
-    m = r["by_kind"][kind]
+def _row_line(r, prompt_type, c) -> str:
+    # one row's line of prompt_type_markdown; c: its collapse {"value", "ci95"} (None: the base row itself)
+    m = r["by_kind"][prompt_type]
     cs = f"{_fmt(c['value'])} [{_fmt(c['ci95'][0])}, {_fmt(c['ci95'][1])}]" if c else "-"
     t = "-" if r["temperature"] is None else f"{r['temperature']:g}"
     gate = agreement_min(r["gate"]) if r.get("gate") else None
@@ -65,7 +67,7 @@ def _kind_line(r, kind, c) -> str:
             f"| {_fmt(m['D'])} | {_fmt(m.get('D_known'))} | {_fmt(m.get('D_good'))} ({_fmt(m.get('n_good'), 0)}) "
             f"| {cs} | {_fmt(m['distinct_frac'])} | {_fmt(m['quality'])} | {_fmt(m['house_format'])} "
             f"| {_fmt(m['unknown_share'])} | {_fmt(m.get('broken_text'))} | {_fmt(m['annotation_valid'])} | {_fmt(gate)} |")
-    if kind == "constrained":
+    if prompt_type == "constrained":
         line += f" {_fmt(m['instruction_following'])} | {_fmt(m.get('D_compliant'))} |"
     return line
 
@@ -83,13 +85,13 @@ def field_entropy_markdown(summary) -> list:
     return lines + [""]
 
 def ratios_markdown(summary) -> list:
-    """Collapse ratio and gap closed (seed 0) with their intervals, one line per kind of prompt."""
+    """Collapse ratio and gap closed (seed 0) with their intervals, one line per prompt type."""
     lines, d0 = [], summary["derived"]
-    for kind in KINDS:
-        d = d0.get(kind)
+    for prompt_type in PROMPT_TYPES:
+        d = d0.get(prompt_type)
         if d and "collapse_ratio" in d:
             cr, gc = d["collapse_ratio"], d["gap_closed"]
-            lines.append(f"- {kind}: collapse ratio ({d0['sft_row']} / {d0['anchored_row']}) "
+            lines.append(f"- {prompt_type}: collapse ratio ({d0['sft_row']} / {d0['anchored_row']}) "
                          f"= {_fmt(cr['value'])} [95% CI {_fmt(cr['ci95'][0])}, {_fmt(cr['ci95'][1])}]; "
                          f"gap closed = {_fmt(gc['value'])} [95% CI {_fmt(gc['ci95'][0])}, {_fmt(gc['ci95'][1])}]")
     return lines
@@ -97,10 +99,10 @@ def ratios_markdown(summary) -> list:
 def exact_markdown(summary) -> list:
     """The exact D of the pretraining prior and of the SFT data (world.py), to read the *_data rows by."""
     lines, ex = [], summary["exact"]
-    for kind in KINDS:
-        es = [e for e in ex["by_prompt"] if e["kind"] == kind]
+    for prompt_type in PROMPT_TYPES:
+        es = [e for e in ex["by_prompt"] if e["kind"] == prompt_type]
         if es:
-            lines.append(f"- exact D, {kind} prompts: pretraining prior {_fmt(np.mean([e['D_prior'] for e in es]))} bits, "
+            lines.append(f"- exact D, {prompt_type} prompts: pretraining prior {_fmt(np.mean([e['D_prior'] for e in es]))} bits, "
                          f"SFT data (narrowness {ex['narrowness']}) {_fmt(np.mean([e['D_sft_data'] for e in es]))} bits "
                          f"(a K-sample plug-in estimate is biased low: compare rows with the *_data rows, same K)")
     return lines
@@ -154,34 +156,31 @@ def seeds_markdown(summary) -> list:
 # -----------------------------------------------------------------------------
 # plots
 
-# One colour and marker per arm, in every plot (an arm not listed gets the next free colour).
+# One colour and marker per arm, in every plot. Every arm has its own colour, but for the sweeps:
+# sft_sweep and anchored_sweep are the sft and anchored checkpoints at other temperatures, so
+# they keep their checkpoint's colour with a marker of their own. An arm not listed gets the next
+# free colour (and the plain marker).
 ARM_STYLE = {
-    "base": ("#000000", "o"), "base_annotated": ("#7f7f7f", "o"),
-    "sft": ("#d62728", "v"), "sft_sweep": ("#d62728", "v"),
-    "anchored": ("#1f77b4", "^"), "anchored_sweep": ("#1f77b4", "^"),
+    "base": ("#000000", "o"), "base_annotated": ("#7f7f7f", "s"),
+    "sft": ("#d62728", "v"), "sft_sweep": ("#d62728", "<"),
+    "anchored": ("#1f77b4", "^"), "anchored_sweep": ("#1f77b4", ">"),
     "anchored_replay": ("#17becf", "D"), "anchored_pinned": ("#9467bd", "P"),
-    "anchored_plain_base": ("#ff7f0e", "s"), "anchored_no_annotation": ("#8c564b", "X"),
+    "anchored_plain_base": ("#ff7f0e", "d"), "anchored_no_annotation": ("#8c564b", "X"),
     "anchored_strict": ("#2ca02c", "*"), "anchored_unmasked": ("#e377c2", "h"),
-    "pretrain_data": ("#bcbd22", "s"), "sft_data": ("#ff9896", "s"),
+    "pretrain_data": ("#bcbd22", "p"), "sft_data": ("#f7b6d2", "H"),
 }
-_EXTRA = ["#aec7e8", "#98df8a", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5"]
-
+_EXTRA = ["#aec7e8", "#98df8a", "#c5b0d5", "#c49c94", "#dbdb8d", "#9edae5", "#ffbb78"]
+_extra_style = {}
 
 def arm_style(arm):
-    """(colour, marker) of an arm (a row name's arm: 'sft' for 'sft#s1' or 'sft@T0.6')."""
-    arm = arm.split("#")[0].split("@")[0]
-    if arm not in ARM_STYLE:
-        ARM_STYLE[arm] = (_EXTRA[len([a for a in ARM_STYLE if a not in _BASE_ARMS]) % len(_EXTRA)], "o")
-    return ARM_STYLE[arm]
-
-
-_BASE_ARMS = frozenset(ARM_STYLE)
-
+    """(colour, marker) of an arm: a row's "arm", never decoded from its name."""
+    if arm in ARM_STYLE:
+        return ARM_STYLE[arm]
+    return _extra_style.setdefault(arm, (_EXTRA[len(_extra_style) % len(_EXTRA)], "o"))
 
 def _legend_outside(ax, **kw):
-    # beside the axes, so it covers no data
+    # beside the axes, so it covers no data (tight_layout makes room for it)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kw)
-
 
 def _pyplot():
     # matplotlib on first use only, with the file-only Agg backend (no display on a server)
@@ -195,15 +194,15 @@ def plot_prior_drift(summary, path):
     annotated base vs every anchored row (is p(annotation) kept through SFT?)."""
     plt = _pyplot()
     fields = [f for f in world.FIELDS if set(world.FIELDS[f]) - set(world.FAVOURITES[f])]
-    series = [("exact prior", summary["exact_annotation_prior"])]
-    series += [(r["row"], r["annotation_prior"]) for r in summary["rows"] if r.get("annotation_prior")]
+    series = [("exact prior", None, summary["exact_annotation_prior"])]
+    series += [(r["row"], r["arm"], r["annotation_prior"]) for r in summary["rows"] if r.get("annotation_prior")]
     fig, axes = plt.subplots(1, 2, figsize=(max(10, 1.6 * len(fields)), 4.5))
     w = 0.8 / len(series)
     for ax, key, label in ((axes[0], "fav_share", "favourite share"), (axes[1], "entropy", "entropy (bits)")):
-        for i, (name, stats) in enumerate(series):
+        for i, (name, arm, stats) in enumerate(series):
             ys = [(stats.get(f) or {}).get(key) for f in fields]
             ax.bar(np.arange(len(fields)) + i * w - 0.4 + w / 2, [np.nan if y is None else y for y in ys], w,
-                   label=name, color="#bbbbbb" if i == 0 else arm_style(name)[0])
+                   label=name, color="#dddddd" if arm is None else arm_style(arm)[0], edgecolor="#444444", linewidth=0.3)
         ax.set_xticks(np.arange(len(fields)), fields, rotation=30)
         ax.set_ylabel(label)
     _legend_outside(axes[1])
@@ -212,33 +211,33 @@ def plot_prior_drift(summary, path):
     save_figure(fig, path, dpi=110)
     plt.close(fig)
 
-def plot_field_entropy(summary, path, kind="open"):
-    """Per-field label entropy, one bar per row, on the prompts of one kind."""
+def plot_field_entropy(summary, path, prompt_type="open"):
+    """Per-field label entropy, one bar per row, on the prompts of one type."""
     plt = _pyplot()
-    rows = [r for r in summary["rows"] if kind in r["by_kind"]]
+    rows = [r for r in summary["rows"] if prompt_type in r["by_kind"]]
     fields = list(world.FIELDS)
     fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(fields)), 4.5))
     w = 0.8 / max(1, len(rows))
     for i, r in enumerate(rows):
-        ent = r["by_kind"][kind]["entropy"]
+        ent = r["by_kind"][prompt_type]["entropy"]
         ax.bar(np.arange(len(fields)) + i * w - 0.4 + w / 2, [ent.get(f, 0.0) for f in fields], w, label=r["row"],
                color=arm_style(r["arm"])[0], alpha=1.0 if r["row"] == r["arm"] else 0.6)
     ax.set_xticks(np.arange(len(fields)), fields)
     ax.set_ylabel("entropy (bits)")
-    ax.set_title(f"per-field label entropy, {kind} prompts, K={summary['config']['num_samples']}")
+    ax.set_title(f"per-field label entropy, {prompt_type} prompts, K={summary['config']['num_samples']}")
     _legend_outside(ax)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
 
-def kind_samples(row, prompts, kind) -> list:
-    """A row's samples pooled over the prompts of one kind (a base row's one sample set, once)."""
-    if None in row["samples"]:
-        return row["samples"][None]
-    return [s for pi, p in enumerate(prompts) if p["kind"] == kind for s in row["samples"][pi]]
+def pooled_samples(row, prompts, prompt_type) -> list:
+    """An EvalRow's samples pooled over the prompts of one type (a base row's one sample set, once)."""
+    if None in row.samples:
+        return row.samples[None]
+    return [s for pi, p in enumerate(prompts) if p["kind"] == prompt_type for s in row.samples[pi]]
 
-def plot_label_histograms(rows, prompts, names, path, fields=("name", "setting"), kind="open"):
-    """Label counts of some fields for a few rows side by side, on the prompts of one kind."""
+def plot_label_histograms(rows, prompts, names, path, fields=("name", "setting"), prompt_type="open"):
+    """Label counts of some fields for a few rows ({name: EvalRow}) side by side, on one prompt type."""
     plt = _pyplot()
     names = [n for n in names if n is not None and n in rows]
     ncol = max(1, len(names))
@@ -246,34 +245,35 @@ def plot_label_histograms(rows, prompts, names, path, fields=("name", "setting")
     for i, f in enumerate(fields):
         values = list(world.FIELDS[f]) + [UNKNOWN]
         for j, n in enumerate(names):
-            samples, ax = kind_samples(rows[n], prompts, kind), axes[i][j]
+            samples, ax = pooled_samples(rows[n], prompts, prompt_type), axes[i][j]
             c = Counter(UNKNOWN if s["labels"][f] is None else s["labels"][f] for s in samples)
-            ax.bar(range(len(values)), [c.get(v, 0) for v in values], color=arm_style(rows[n]["arm"])[0])
-            ax.set_title(f"{n}: {f} (H = {entropy_bits([s['labels'][f] for s in samples]):.2f} bits, n = {len(samples)})", fontsize=9)
+            ax.bar(range(len(values)), [c.get(v, 0) for v in values], color=arm_style(rows[n].arm)[0])
+            h = label_entropy([s["labels"][f] for s in samples])
+            ax.set_title(f"{n}: {f} (H = {h:.2f} bits, n = {len(samples)})", fontsize=9)
             ax.set_xticks(range(len(values)), values, rotation=90, fontsize=5)
-    fig.suptitle(f"label histograms, {kind} prompts")
+    fig.suptitle(f"label histograms, {prompt_type} prompts")
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
 
-def plot_quality_diversity(summary, path, kind="open"):
+def plot_quality_diversity(summary, path, prompt_type="open"):
     """Quality (judge.quality) vs D; rows of one arm at several temperatures drawn as a curve."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
     by_arm = {}
     for r in summary["rows"]:
-        if kind in r["by_kind"]:
+        if prompt_type in r["by_kind"]:
             by_arm.setdefault(r["arm"], []).append(r)
     for arm, rs in by_arm.items():
         rs = sorted(rs, key=lambda r: r["temperature"] or 0)
-        xs = [r["by_kind"][kind]["D"] for r in rs]
-        ys = [r["by_kind"][kind]["quality"] for r in rs]
+        xs = [r["by_kind"][prompt_type]["D"] for r in rs]
+        ys = [r["by_kind"][prompt_type]["quality"] for r in rs]
         color, marker = arm_style(arm)
         ax.plot(xs, ys, marker=marker, linestyle="-" if len(rs) > 1 else "none", color=color, label=arm)
         for r, x, y in zip(rs, xs, ys):
             if len(rs) > 1:
                 ax.annotate(f"T={r['temperature']:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel(f"semantic diversity D (bits, {kind} prompts)")
+    ax.set_xlabel(f"semantic diversity D (bits, {prompt_type} prompts)")
     ax.set_ylabel("quality rate (judge.quality)")
     ax.set_title("quality vs diversity")
     _legend_outside(ax)
@@ -294,15 +294,21 @@ def with_ci(summary, key):
     med, ci = seed_stat(summary, key)
     return _fmt(med) + (f" ({_fmt(ci[0])}, {_fmt(ci[1])})" if ci else "")
 
-def sft_data_entropy(summary, kind="open"):
-    """Exact mean free-field entropy of the SFT data for the prompts of this kind."""
-    vals = [p["D_sft_data"] for p in summary["exact"]["by_prompt"] if p["kind"] == kind]
+def sft_data_entropy(summary, prompt_type="open"):
+    """Exact mean free-field entropy of the SFT data for the prompts of this type."""
+    vals = [p["D_sft_data"] for p in summary["exact"]["by_prompt"] if p["kind"] == prompt_type]
     return sum(vals) / len(vals)
+
+def row_D(summary, name, prompt_type="open", known=False):
+    """D (known: D_known) of a summary's row on one prompt type, as the row holds it: the one stored
+    D (nan: no such row, or not measured there)."""
+    m = next((r["by_kind"].get(prompt_type) or {} for r in summary["rows"] if r["row"] == name), {})
+    v = m.get("D_known" if known else "D")
+    return math.nan if v is None else v
 
 def study_D(summary, which):
     """D on open prompts of the summary's SFT, anchored or base row (at T = 1 when swept)."""
-    derived = summary["derived"]
-    return derived["open"]["D"][derived[which]]
+    return row_D(summary, summary["derived"][which])
 
 def results_markdown(size_results, study, cfg, command) -> str:
     """results.md: the headline per size (medians over seeds), every row at the largest size, the
@@ -315,10 +321,9 @@ def results_markdown(size_results, study, cfg, command) -> str:
              "quality SFT / anchored | instr. following SFT / anchored | gate min (annotated base) | prior drift max |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for size, s in size_results:
-        o = s["derived"]["open"]
-        sft_row, anc_row = s["derived"]["sft_row"], s["derived"]["anchored_row"]
+        d = lambda which: _fmt(study_D(s, which))
         pair = lambda a, b: f"{_fmt(seed_stat(s, a)[0])} / {_fmt(seed_stat(s, b)[0])}"
-        lines.append(f"| {size} | {_fmt(o['D'].get('base'))} | {_fmt(o['D'].get(sft_row))} | {_fmt(o['D'].get(anc_row))} | "
+        lines.append(f"| {size} | {_fmt(row_D(s, 'base'))} | {d('sft_row')} | {d('anchored_row')} | "
                      f"{with_ci(s, 'gap_closed')} | {with_ci(s, 'gap_closed_known')} | "
                      f"{with_ci(s, 'collapse_ratio')} | {pair('quality_sft', 'quality_anchored')} | "
                      f"{pair('instruction_sft', 'instruction_anchored')} | {_fmt(seed_stat(s, 'base_agreement_min')[0])} | "
@@ -327,10 +332,12 @@ def results_markdown(size_results, study, cfg, command) -> str:
               "### Every row at the largest size (open prompts, first seed)", "",
               "| row | D | D, unknown dropped | collapse vs base |", "|---|---|---|---|"]
     size, s = size_results[-1]
-    o = s["derived"]["open"]
-    for row, dv in o["D"].items():
-        col = o["collapse"].get(row, {}).get("value")
-        lines.append(f"| {row} | {_fmt(dv)} | {_fmt(o.get('D_known', {}).get(row))} | {_fmt(col)} |")
+    collapse = s["derived"]["open"]["collapse"]
+    for r in s["rows"]:
+        if "open" in r["by_kind"] and r.get("seed_index") in (None, 0):  # the first seed's and the shared rows
+            col = collapse.get(r["row"], {}).get("value")
+            lines.append(f"| {r['row']} | {_fmt(row_D(s, r['row']))} | {_fmt(row_D(s, r['row'], known=True))} "
+                         f"| {_fmt(col)} |")
     if study:
         lines += ["", f"### Controlled study ({cfg['study_size']}, open prompts)", "",
                   "| narrowness | SFT data entropy (exact) | D SFT | D anchored |", "|---|---|---|---|"]
@@ -349,19 +356,19 @@ def plot_scaling(size_results, path):
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for row in SCALING_ROWS:
         # "sft" and "anchored" are swept over temperatures: their T = 1 rows are derived["sft_row"] etc.
-        ys = [summary["derived"]["open"]["D"].get(summary["derived"].get(f"{row}_row", row), math.nan)
+        ys = [row_D(summary, summary["derived"].get(f"{row}_row", row))
               for _, summary in size_results]  # nan: an arm not run at this size (a gap in the line)
         color, marker = arm_style(row)
         axes[0].plot(sizes, ys, marker=marker, color=color, label=row, linestyle="--" if row.endswith("_data") else "-")
     axes[0].set_ylabel("semantic diversity D (bits, open prompts)")
-    axes[0].legend(fontsize=7, loc="best")
+    _legend_outside(axes[0])
     for ax, key in ((axes[1], "collapse_ratio"), (axes[2], "gap_closed")):
         for variant, marker in ((key, "o"), (f"{key}_known", "s")):  # median over seeds, open prompts
             ys = [seed_stat(summary, variant)[0] for _, summary in size_results]
             ax.plot(sizes, [math.nan if y is None else y for y in ys], marker=marker,
                     label="unknown labels dropped" if variant.endswith("_known") else "unknown as a label")
         ax.set_ylabel(key.replace("_", " ") + " (median over seeds)")
-        ax.legend()
+    _legend_outside(axes[2])
     for ax in axes:
         ax.set_xlabel("model size (preset)")
         ax.grid(alpha=0.3)
@@ -383,7 +390,7 @@ def plot_study(study, path):
     ax.set_xlabel("SFT data entropy (bits, exact, open prompts)")
     ax.set_ylabel("output diversity D (bits)")
     ax.set_title("Controlled study: narrower SFT data")
-    ax.legend()
+    _legend_outside(ax)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path, dpi=120)

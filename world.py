@@ -571,13 +571,20 @@ EVAL_PROMPTS = [
 # 6. Exact entropies
 
 
-def _entropy(p):
-    return -sum(x * math.log2(x) for x in p if x > 0)
+def entropy_bits(weights) -> float:
+    """Entropy in bits of a distribution given by its probabilities or by counts (normalised here;
+    zero weights skipped): the one entropy function of the repo, for the exact entropies below and
+    for the plug-in entropies of metrics.py. Nothing to count gives nan."""
+    w = [x for x in weights if x > 0]
+    n = sum(w)
+    if n == 0:
+        return math.nan
+    return 0.0 - sum((x / n) * math.log2(x / n) for x in w)
 
 
 def prior_entropy():
     """Exact entropy (bits) of each field under the pretraining prior."""
-    return {f: _entropy(PRIOR[f]) for f in FIELDS}
+    return {f: entropy_bits(PRIOR[f]) for f in FIELDS}
 
 
 def free_fields(constraints):
@@ -587,9 +594,10 @@ def free_fields(constraints):
 def sft_entropy(narrowness=DEFAULT_NARROWNESS, constraints=None):
     """Exact entropy (bits) of each field of the SFT data given the prompt's pinned fields."""
     constraints = constraints or {}
-    return {f: 0.0 if f in constraints else _entropy(sft_distribution(f, narrowness)) for f in FIELDS}
+    return {f: 0.0 if f in constraints else entropy_bits(sft_distribution(f, narrowness)) for f in FIELDS}
 
 
 def mean_free_entropy(ent, constraints=None):
+    """Mean of per-field entropies over the fields the prompt leaves free."""
     free = free_fields(constraints or {})
     return sum(ent[f] for f in free) / len(free)

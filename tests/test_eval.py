@@ -22,20 +22,22 @@ import world  # noqa: E402
 # pure metrics
 
 def test_entropy_uniform_and_constant():
-    assert metrics.entropy_bits(list("abcdefgh")) == 3.0          # uniform over 8 labels
-    assert metrics.entropy_bits(["a"] * 50) == 0.0                # all equal
-    assert metrics.entropy_bits(["a", "b"]) == 1.0
-    assert metrics.entropy_bits(["a", "a", "b", "c"]) == 1.5      # 1/2, 1/4, 1/4
+    assert metrics.label_entropy(list("abcdefgh")) == 3.0          # uniform over 8 labels
+    assert metrics.label_entropy(["a"] * 50) == 0.0                # all equal
+    assert metrics.label_entropy(["a", "b"]) == 1.0
+    assert metrics.label_entropy(["a", "a", "b", "c"]) == 1.5      # 1/2, 1/4, 1/4
     # unknown (None) is its own label "?"
-    assert metrics.entropy_bits([None, "a"]) == 1.0
-    assert metrics.entropy_bits([None, "?"]) == 0.0
+    assert metrics.label_entropy([None, "a"]) == 1.0
+    assert metrics.label_entropy([None, "?"]) == 0.0
     with pytest.raises(ValueError):
-        metrics.entropy_bits([])
+        metrics.label_entropy([])
 
-def test_entropy_codes_matches_entropy_bits():
+def test_one_entropy_from_counts_or_probabilities():
+    assert world.entropy_bits([2, 1, 1]) == world.entropy_bits([0.5, 0.25, 0.25]) == 1.5
+    assert world.entropy_bits([3, 0, 0]) == 0.0 and math.isnan(world.entropy_bits([0, 0]))
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 7, 200)
-    assert math.isclose(metrics._entropy_codes(codes), metrics.entropy_bits(codes.tolist()), rel_tol=1e-12)
+    assert metrics.code_entropy(codes) == metrics.label_entropy(codes.tolist())  # the same counts, the same bits
 
 def test_distinct():
     assert metrics.distinct([("a", "x"), ("a", "x"), ("b", "x"), ("a", "y")]) == 3
@@ -93,14 +95,14 @@ def test_annotation_agreement_counts_non_favourites_only():
 def test_annotation_prior_and_drift():
     fav, other = "name: Lily", "name: Leo"
     base = metrics.annotation_prior({"name": [_sample(fav), _sample(other), _sample(other), _sample(other)]})
-    assert base["name"] == {"fav_share": 0.25, "entropy": metrics.entropy_bits(["Lily", "Leo", "Leo", "Leo"]), "n": 4,
+    assert base["name"] == {"fav_share": 0.25, "entropy": metrics.label_entropy(["Lily", "Leo", "Leo", "Leo"]), "n": 4,
                             "invalid": 0.0}
     anch = metrics.annotation_prior({"name": [_sample(fav), _sample(fav), _sample(other), _sample("name: Bob")]})
     assert anch["name"]["fav_share"] == 2 / 3 and anch["name"]["invalid"] == 0.25 and anch["name"]["n"] == 3
     assert math.isclose(metrics.prior_drift_max(anch, base), 2 / 3 - 0.25)
     assert metrics.prior_drift_max(base, base) == 0.0
     assert metrics.annotation_prior({"name": [_sample(None)]})["name"]["fav_share"] is None
-    exact = metrics.exact_annotation_prior()
+    exact = ev.exact_annotation_prior()
     p = world.PRIOR["name"]
     names = world.FIELDS["name"]
     assert math.isclose(exact["name"]["fav_share"], sum(p[names.index(v)] for v in ("Lily", "Max", "Mia")))
@@ -108,13 +110,13 @@ def test_annotation_prior_and_drift():
     assert exact["name"]["entropy"] == world.prior_entropy()["name"]
 
 def test_unknown_dropped_and_compliant():
-    assert metrics.entropy_bits([None, None, "a", "a"]) == 1.0
-    assert metrics.entropy_bits([None, None, "a", "a"], drop_unknown=True) == 0.0
-    assert math.isnan(metrics.entropy_bits([None], drop_unknown=True))
+    assert metrics.label_entropy([None, None, "a", "a"]) == 1.0
+    assert metrics.label_entropy([None, None, "a", "a"], drop_unknown=True) == 0.0
+    assert math.isnan(metrics.label_entropy([None], drop_unknown=True))
     codes = np.array([0, 0, 1, 1, 2, 2, 2, 2])                 # code 0 = unknown
-    assert metrics._entropy_codes(codes) == 1.5
-    assert metrics._entropy_codes(codes, True) == metrics.entropy_bits([1, 1, 2, 2, 2, 2])
-    assert math.isnan(metrics._entropy_codes(np.array([0, 0]), True))
+    assert metrics.code_entropy(codes) == 1.5
+    assert metrics.code_entropy(codes, True) == metrics.label_entropy([1, 1, 2, 2, 2, 2])
+    assert math.isnan(metrics.code_entropy(np.array([0, 0]), True))
     # a constrained prompt: D over compliant samples only
     rows = [_sample(None, character="dragon", name="Leo"), _sample(None, character="dragon", name="Mia"),
             _sample(None, character="fox", name="Ava"), _sample(None, character=None, name="Ava")]
@@ -152,7 +154,7 @@ def test_headline_builder():
     over["gap_closed"] = {**stat(0.8, [0.7, 0.8, 0.9]), "ci95": (0.6, 1.0)}
     over["gap_closed_known"] = {**stat(0.75, [0.7, 0.75, 0.8]), "ci95": (0.65, 0.85)}
     over.update(kind="open", n_seeds=3, ci_method="...")
-    h = metrics.headline({"over_seeds": over}, size="cpu-m")
+    h = ev.headline({"over_seeds": over}, size="cpu-m")
     assert set(h) == {"size", "seeds", "prompts", "gap_closed", "gap_closed_known", "collapse_ratio", "quality_sft",
                       "quality_anchored", "instruction_sft", "instruction_anchored", "prior_drift_max",
                       "base_agreement_min", "gap_closed_good", "quality_base", "quality_base_annotated",
@@ -160,7 +162,7 @@ def test_headline_builder():
     assert h["size"] == "cpu-m" and h["seeds"] == 3 and h["wall_seconds"] is None
     assert h["gap_closed"] == {"median": 0.8, "per_seed": [0.7, 0.8, 0.9], "ci95": (0.6, 1.0), "min": 0.7, "max": 0.9}
     assert h["prior_drift_max"] == {"median": 0.5, "per_seed": [0.4, 0.5, 0.6]}
-    assert metrics.headline({"over_seeds": over}, wall_seconds=12.0)["wall_seconds"] == 12.0
+    assert ev.headline({"over_seeds": over}, wall_seconds=12.0)["wall_seconds"] == 12.0
     assert h["broken_text_max"] is None  # no rows measured
     by_kind = lambda **m: {"open": {"broken_text": None, "annotation_valid": None, "quality": None, **m}}
     rows = [{"role": "base", "fmt": "plain", "temperature": 1.0, "by_kind": by_kind(quality=0.9, broken_text=0.0)},
@@ -168,7 +170,7 @@ def test_headline_builder():
              "by_kind": by_kind(quality=0.8, broken_text=0.01, annotation_valid=0.97)},
             {"role": "sft", "fmt": "anchored", "temperature": 1.0, "by_kind": by_kind(broken_text=0.2, annotation_valid=0.5)},
             {"role": "reference", "fmt": "-", "temperature": None, "by_kind": by_kind(quality=1.0, broken_text=0.9)}]
-    h = metrics.headline({"over_seeds": over, "rows": rows})
+    h = ev.headline({"over_seeds": over, "rows": rows})
     assert (h["quality_base"], h["quality_base_annotated"], h["broken_text_max"], h["annotation_parse_min"]) == \
         (0.9, 0.8, 0.2, 0.5)
 
@@ -188,11 +190,8 @@ def test_parse_arm():
     assert ev.parse_arm("s=out/a:ann=by_field", [1.0])["ann"] == "by_field"
     assert ev.parse_arm("s=out/a", [1.0], top_p=0.9)["top_p"] == 0.9  # --top_p: every arm's story
     assert ev.parse_arm("s=out/a:top_p=0.5", [1.0], top_p=0.9)["top_p"] == 0.5  # unless the arm sets its own
-    assert ev.row_name(a, 0.6) == "sft@T0.6"
-    assert ev.row_name(ev.parse_arm("sft=out/sft", [1.0]), 1.0) == "sft"
     a = ev.parse_arm("sft=runs/s0,runs/s1,runs/s2:temperature=0.8", [1.0])
     assert a["paths"] == ["runs/s0", "runs/s1", "runs/s2"] and a["path"] == "runs/s0" and a["temperatures"] == [0.8]
-    assert ev.row_name(a, 0.8, 2) == "sft#s2"
     assert ev.num_seeds([a, ev.parse_arm("base=runs/b", [1.0])]) == 3
     with pytest.raises(ValueError, match="seeds"):
         ev.num_seeds([a, ev.parse_arm("x=runs/a,runs/b", [1.0])])
@@ -361,12 +360,13 @@ def test_eval_diversity_seeds(ckpts, tmp_path):
     assert rows["sft#s0"]["prompts"] != rows["sft#s1"]["prompts"]          # other samples
     assert [d["sft_row"] for d in s["derived"]["per_seed"]] == ["sft#s0", "sft#s1"]
     assert [d["base_row"] for d in s["derived"]["per_seed"]] == ["base", "base"]   # one base, shared
-    assert "sft#s1" not in s["derived"]["open"]["D"] and "sft#s1" in s["derived"]["per_seed"][1]["open"]["D"]
+    assert "sft#s1" not in s["derived"]["open"]["collapse"] and "sft#s1" in s["derived"]["per_seed"][1]["open"]["collapse"]
+    assert rows["sft#s1"].name == "sft#s1" and rows["sft#s1"].seed_index == 1 and rows["base"].seed_index is None
     o = s["over_seeds"]
     assert o["n_seeds"] == 2 and len(o["gap_closed"]["per_seed"]) == 2 and len(o["base_agreement_min"]["per_seed"]) == 2
     assert "ci95" in o["gap_closed"] and o["gap_closed"]["median"] == pytest.approx(
         float(np.median([v for v in o["gap_closed"]["per_seed"] if v is not None and math.isfinite(v)])))
-    h = metrics.headline(s, size="tiny")
+    h = ev.headline(s, size="tiny")
     assert h["seeds"] == 2 and h["size"] == "tiny"
 
 def test_sampling_lives_on_the_model_device(ckpts, monkeypatch):
@@ -407,7 +407,7 @@ def test_gate_and_prior_on_the_data_itself():
     samples = ev.label_samples(ev.pretrain_reference(2000, seed=0))
     gate = metrics.annotation_agreement(samples)
     assert metrics.agreement_min(gate) >= 0.95, gate
-    prior, exact = metrics.annotation_prior({f: samples for f in world.FIELDS}), metrics.exact_annotation_prior()
+    prior, exact = metrics.annotation_prior({f: samples for f in world.FIELDS}), ev.exact_annotation_prior()
     for f in world.FIELDS:
         assert abs(prior[f]["fav_share"] - exact[f]["fav_share"]) < 0.05, f
         assert prior[f]["invalid"] == 0.0

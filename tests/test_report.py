@@ -1,0 +1,82 @@
+"""The evaluation row and its one D, and report.py read from the committed results: regenerating
+summary.md and results.md from committed summary.json files gives the committed tables."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+import metrics
+import report
+import world
+from metrics import EvalRow
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+def _sample(**labels):
+    full = {f: None for f in world.FIELDS}
+    full.update(labels)
+    return {"labels": full, "annotation": None, "quality": True, "house": True, "words": 10}
+
+
+def test_row_name_comes_from_its_fields():
+    row = lambda **kw: EvalRow(arm="sft", role="sft", format="standard", temperature=0.6, samples={}, **kw)
+    assert row().name == "sft"
+    assert row(swept=True).name == "sft@T0.6"
+    assert row(swept=True, seed_index=2).name == "sft@T0.6#s2"
+    assert row(seed_index=0).name == "sft#s0"
+    j = row(seed_index=1, ckpt="runs/s1").to_json()
+    assert (j["row"], j["arm"], j["fmt"], j["seed_index"], j["ckpt"]) == ("sft#s1", "sft", "standard", 1, "runs/s1")
+
+
+def test_a_row_D_is_the_statistic_its_intervals_resample():
+    prompts = [{"prompt": "Write a story.", "kind": "open", "constraints": {}},
+               {"prompt": "A dragon story.", "kind": "constrained", "constraints": {"character": "dragon"}}]
+    names = ["Mia", "Leo", "Ava", "Max"]
+    base = EvalRow(arm="base", role="base", format="plain", temperature=1.0,
+                   samples={None: [_sample(name=n, setting=s) for n in names for s in ("forest", "desert")]})
+    sft = EvalRow(arm="sft", role="sft", format="standard", temperature=1.0,
+                  samples={0: [_sample(name="Mia")] * 6 + [_sample(name="Leo")] * 2,
+                           1: [_sample(character="dragon", name=n) for n in names * 2]})
+    rows = {r.name: r.measured(prompts) for r in (base, sft)}
+    m = rows["sft"].by_prompt_type
+    assert m["open"]["D"] == rows["sft"].prompts[0]["D"]
+    assert m["constrained"]["D"] == rows["sft"].prompts[1]["D"]
+    assert math.isclose(rows["base"].by_prompt_type["open"]["D"], 3.0 / len(world.FIELDS))  # name 2 bits, setting 1
+    d = metrics.derive(rows, prompts, "base", "sft", "anchored", n_boot=5, seed=0)
+    for t in ("open", "constrained"):
+        assert d[t]["collapse"]["sft"]["value"] == rows["base"].by_prompt_type[t]["D"] - m[t]["D"]
+        assert "D" not in d[t]  # stored once, in the rows
+    codes = {n: {k: metrics.label_codes(v) for k, v in r.samples.items()} for n, r in rows.items()}
+    plans = {n: r.plan(prompts, "open") for n, r in rows.items()}
+    stat, groups = metrics._stat_groups(codes, plans, ["base", "sft"], metrics.collapse)
+    assert stat(*groups) == d["open"]["collapse"]["sft"]["value"]
+    assert json.loads(json.dumps(rows["sft"].to_json()))["by_kind"]["open"]["D"] == m["open"]["D"]
+
+
+@pytest.mark.parametrize("folder", ["cpu-top/cpu-4l128", "science/eval", "science/anc_lr1e-3_eval"])
+def test_summary_md_regenerates_from_a_committed_summary(folder):
+    summary = json.loads((RESULTS / folder / "summary.json").read_text())
+    assert report.summary_markdown(summary) == (RESULTS / folder / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("preset", ["cpu-top", "cpu-quick"])
+def test_results_md_regenerates_from_committed_summaries(preset):
+    """results.md reads every D from the rows (older summaries also hold a second copy under
+    "derived"; the tables match the committed ones made from that copy)."""
+    run = json.loads((RESULTS / preset / "run.json").read_text())
+    cfg = run["preset"]
+    sizes = [(s, json.loads((RESULTS / preset / s / "summary.json").read_text())) for s in cfg["sizes"]]
+    assert report.results_markdown(sizes, [], cfg, run["command"]) == (RESULTS / preset / "results.md").read_text()
+
+
+def test_every_arm_has_its_own_colour_and_marker():
+    styles = list(report.ARM_STYLE.values())
+    assert len(set(styles)) == len(styles)
+    # one colour per arm, but for the sweeps: the same checkpoint as sft / anchored, another marker
+    own = {a: s for a, s in report.ARM_STYLE.items() if not a.endswith("_sweep")}
+    assert len({c for c, _ in own.values()}) == len(own)
+    assert report.arm_style("sft_sweep")[0] == report.arm_style("sft")[0]
+    new = report.arm_style("some_new_arm")
+    assert new[0] not in {c for c, _ in styles} and report.arm_style("some_new_arm") == new
