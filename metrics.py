@@ -184,10 +184,6 @@ def annotation_valid(samples):
 # -----------------------------------------------------------------------------
 # every number of one set of samples (K samples of one row on one prompt), and of a prompt type
 
-def follows(sample, constraints) -> bool:
-    """Does the story satisfy every field the prompt pins (as the judge reads it)?"""
-    return all(sample["labels"][f] == v for f, v in constraints.items())
-
 def prompt_metrics(samples, constraints) -> dict:
     """Every per-prompt number, from labelled samples; entropy over the fields the prompt leaves free."""
     free = world.free_fields(constraints)
@@ -197,7 +193,7 @@ def prompt_metrics(samples, constraints) -> dict:
     d_of = lambda mask, known=False: diversity({None: codes[np.asarray(mask, dtype=bool)]}, plan, known)
     unknown = {f: sum(s["labels"][f] is None for s in samples) / k for f in free}
     good = [bool(s["quality"]) for s in samples]  # well-formed stories (house format not required)
-    ok = [follows(s, constraints) for s in samples]
+    ok = [all(s["labels"][f] == v for f, v in constraints.items()) for s in samples]  # obeys the prompt
     n_distinct = distinct(tuple(s["labels"][f] for f in free) for s in samples)
     d_known = d_of([True] * k, True)
     return {
@@ -280,13 +276,11 @@ class EvalRow:
                 + ("" if self.seed_index is None else f"#s{self.seed_index}"))
 
     def sample_set(self, pi):
-        """The key of the samples of prompt pi (None for every prompt of a base row)."""
-        return None if None in self.samples else pi
+        return None if None in self.samples else pi  # a base row: one sample set for every prompt
 
     def plan(self, prompts, prompt_type):
         """diversity()'s plan of this row on the prompts of one type."""
-        names = list(world.FIELDS)
-        return [(self.sample_set(pi), [names.index(f) for f in world.free_fields(p["constraints"])])
+        return [(self.sample_set(pi), [list(world.FIELDS).index(f) for f in world.free_fields(p["constraints"])])
                 for pi, p in enumerate(prompts) if p["kind"] == prompt_type]
 
     def measured(self, prompts) -> "EvalRow":
@@ -317,13 +311,16 @@ class EvalRow:
         return annotation_prior({f: ss for f, ss in by_field.items() if ss})
 
     def to_json(self) -> dict:
-        """The row as summary.json holds it (its samples go to samples.jsonl.gz): the keys "row"
-        (the name), "fmt" (format) and "by_kind" (by_prompt_type) as committed files have them."""
-        return {"row": self.name, "arm": self.arm, "role": self.role, "ckpt": self.ckpt,
-                "seed_index": self.seed_index, "fmt": self.format, "temperature": self.temperature,
-                "anchor": self.anchor, "ann": self.ann, "top_k": self.top_k, "top_p": self.top_p,
-                "narrowness": self.narrowness, "prompts": self.prompts, "by_kind": self.by_prompt_type,
-                "gate": self.gate, "annotation_prior": self.annotation_prior}
+        """The row as summary.json holds it (its samples go to samples.jsonl.gz), with the keys
+        committed files have: "row" (the name), "fmt" (format), "by_kind" (by_prompt_type); a
+        reference row has no sampling keys, a row without a narrowness no "narrowness"."""
+        out = {"row": self.name, "arm": self.arm, "role": self.role, "ckpt": self.ckpt,
+               "seed_index": self.seed_index, "fmt": self.format, "temperature": self.temperature,
+               "anchor": self.anchor, "ann": self.ann, "top_k": self.top_k, "top_p": self.top_p,
+               "narrowness": self.narrowness, "prompts": self.prompts, "by_kind": self.by_prompt_type,
+               "gate": self.gate, "annotation_prior": self.annotation_prior}
+        drop = {"ckpt", "seed_index", "anchor", "ann", "top_k", "top_p"} if self.role == "reference" else set()
+        return {k: v for k, v in out.items() if k not in drop and (k != "narrowness" or v is not None)}
 
 def row_D(row: EvalRow, prompt_type, known=False):
     """A measured row's D (or D_known) on one prompt type (nan: not measured there)."""
@@ -419,9 +416,8 @@ HEADLINE_D = (("gap_closed", gap_closed, False), ("gap_closed_known", gap_closed
 
 def derive(rows, prompts, base_arm, sft_arm, anchored_arm, n_boot, seed, seed_index=0) -> dict:
     """Collapse of every row vs the base arm; collapse ratio and gap closed of sft vs anchored, with
-    unknown labels as a label and dropped (_known). The values from the rows' own D (measured rows);
-    CIs resample the samples of each (row, prompt) set, a base row's one set shared by all prompts.
-    seed_index: which seed's rows of each arm."""
+    unknown labels as a label and dropped (_known), from the measured rows' D. CIs resample each
+    (row, prompt) sample set (a base row's one set shared by all prompts); seed_index: whose rows."""
     base, sft, anch = (resolve_row(rows, n, seed_index) for n in (base_arm, sft_arm, anchored_arm))
     out = {"base_row": base and base.name, "sft_row": sft and sft.name, "anchored_row": anch and anch.name}
     if base is None:

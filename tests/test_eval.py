@@ -357,7 +357,7 @@ def test_eval_diversity_seeds(ckpts, tmp_path):
     s, rows = ev.evaluate(arms, num_samples=4, max_new_tokens=12, n_boot=10, progress=False,
                           annotated_base_arm="base_annotated")
     assert {"sft#s0", "sft#s1", "anchored#s0", "anchored#s1", "base", "base_annotated"} <= set(rows)
-    assert rows["sft#s0"]["prompts"] != rows["sft#s1"]["prompts"]          # other samples
+    assert rows["sft#s0"].prompts != rows["sft#s1"].prompts          # other samples
     assert [d["sft_row"] for d in s["derived"]["per_seed"]] == ["sft#s0", "sft#s1"]
     assert [d["base_row"] for d in s["derived"]["per_seed"]] == ["base", "base"]   # one base, shared
     assert "sft#s1" not in s["derived"]["open"]["collapse"] and "sft#s1" in s["derived"]["per_seed"][1]["open"]["collapse"]
