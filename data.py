@@ -1,8 +1,8 @@
 """
 data.py: build the nanoanchor dataset on disk (and its CLI: `python data.py`).
 
-The world lives in chapters: world.py (schema, prior, stories, SFT data, exact entropies) draws on
-templates.py (the sentence tables), judge.py reads texts back (annotate, quality), tokenizer.py
+The world lives in chapters: world.py (schema, prior, SFT data, exact entropies) and grammar.py (the
+stories) draw on templates.py (the tables), judge.py reads texts back (annotate, quality), tokenizer.py
 trains the BPE and holds every format and loss mask. This file puts them together: generate the
 pretraining docs (a `noise` fraction corrupted), the SFT examples and the evaluation prompts,
 train the tokenizer, write the token shards, and record everything in meta.json. A build is
@@ -40,10 +40,11 @@ import templates
 import world
 from judge import quality
 from checkpoint import write_atomic
+from grammar import render_story
 from tokenizer import (MIN_VOCAB_SIZE, PAT_STR, SPECIAL_TOKENS, TOKENIZER_FILE, encode_example, load_tokenizer,
                        special_ids, tokenizer_file, tokenizer_hash, train_tokenizer)
 from world import (DEFAULT_NARROWNESS, EVAL_PROMPTS, FIELDS, corrupt, format_annotation, make_sft_example,
-                   make_sft_examples, mean_free_entropy, prior_entropy, render_story, sample_annotation,
+                   make_sft_examples, mean_free_entropy, prior_entropy, sample_annotation,
                    sft_distribution, sft_entropy)
 
 
@@ -106,9 +107,9 @@ def _write_shards(enc, docs, out_dir, split, files, progress=True):
 def _grammar_hash():
     """Fingerprint of the world's tables, so a dataset built by an older grammar is never reused."""
     w, t = world, templates
-    tables = [w.FIELDS, w.PRIOR_ZIPF, w.SETTINGS, w.QUESTS, t.OPEN_PREFIX, t.OPEN_BODY, t.SETTING_GENERIC,
+    tables = [w.FIELDS, w.PRIOR_ZIPF, t.SETTINGS, t.QUESTS, t.OPEN_PREFIX, t.OPEN_BODY, t.SETTING_GENERIC,
               t.SETTING_SPECIFIC, t.QUEST_INTRO, t.QUEST_EXTRA, t.FILLERS, t.STYLE_SENTENCES, t.FEATURE_SENTENCES,
-              t.THEME_GENERIC, t.THEME_SPECIFIC, t.ENDING_SENTENCES, w.LENGTH_WORDS, w.FAVOURITES, w.FAV_WEIGHTS,
+              t.THEME_GENERIC, t.THEME_SPECIFIC, t.ENDING_SENTENCES, t.LENGTH_WORDS, w.FAVOURITES, w.FAV_WEIGHTS,
               t.OPEN_PROMPTS, t.LEADS, t.CLAUSES, w.EVAL_PROMPTS, SPECIAL_TOKENS, PAT_STR, DATA_VERSION]
     return hashlib.sha256(json.dumps(tables, sort_keys=True).encode()).hexdigest()[:12]
 

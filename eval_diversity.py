@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import grammar
 import judge
 import world
 from checkpoint import check_out_dir, load_model, write_atomic
@@ -70,7 +71,7 @@ def pretrain_reference(k: int, seed: int) -> list:
     out = []
     for _ in range(k):
         ann = world.sample_annotation(rng)
-        out.append({"annotation": world.format_annotation(ann), "text": world.render_story(ann, rng)})
+        out.append({"annotation": world.format_annotation(ann), "text": grammar.render_story(ann, rng)})
     return out
 
 def sft_reference(k: int, narrowness: float, prompt: dict, seed: int) -> list:
@@ -82,7 +83,7 @@ def sft_reference(k: int, narrowness: float, prompt: dict, seed: int) -> list:
     for _ in range(k):
         ann = world.sample_sft_annotation(rng, narrowness, prompt["constraints"])
         out.append({"annotation": world.format_annotation(ann),
-                    "text": world.house_format(world.make_title(ann, rng), world.render_story(ann, rng))})
+                    "text": world.house_format(world.make_title(ann, rng), grammar.render_story(ann, rng))})
     return out
 
 def find_narrowness(ckpts: list) -> float:

@@ -11,9 +11,9 @@ functions of the text.
 import re
 from collections import Counter
 
-from templates import ENDING_MARKERS, FEATURE_MARKERS, STYLE_MARKERS, THEME_MARKERS
-from world import (CHARACTERS, CLOSING, ENDINGS, FIELDS, NAMES, QUESTS, SETTINGS, STYLES, THEMES, TITLE_PREFIX,
-                   split_response, split_sentences)
+from templates import (CHARACTERS, ENDING_MARKERS, ENDINGS, FEATURE_MARKERS, NAMES, QUESTS, SETTINGS, STYLE_MARKERS,
+                       STYLES, THEME_MARKERS, THEMES)
+from world import CLOSING, FIELDS, TITLE_PREFIX, split_response, split_sentences
 
 # -----------------------------------------------------------------------------
 # Cue words: word -> (field, value)

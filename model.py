@@ -36,8 +36,9 @@ Architecture choices, and why:
   against the plain version it must equal: ReLUSquared's hand-written backward (plain:
   relu(x)**2 under autograd), apply_rotary's roll + addcmul (plain: the rotation formula),
   sdpa's is_causal path for one-document rows (plain: the document mask), the compiled
-  'flex' kernel (plain: 'manual'), 'docs' per-document attention (plain: 'manual') and the bf16
-  CPU decode step decode_attention (plain: SDPA over the cache).
+  'flex' kernel (plain: 'manual'), 'docs' per-document attention (plain: 'manual'), the bf16
+  CPU decode step decode_attention (plain: SDPA over the cache) and the loss's cast left to
+  autocast (plain: logits.float()). Their timings are in bench/README.md.
 """
 
 import math
@@ -137,9 +138,9 @@ def attention_path(name, device_type, compiling):
     """The path a training forward takes for rows of several documents: config.attention, with
     'auto' resolved here, the one place, by what bench/README.md measured on a CPU: run eagerly,
     'docs' (causal attention on each document alone beats the masked row, by SDPA or by hand);
-    compiled, 'manual' (inductor fuses its mask and softmax: 1.4x eager 'docs' at 4L/128, where a
-    compiled SDPA call was no faster; 'docs' would be a graph break). On a GPU, 'sdpa' (fused
-    kernels with a mask; 'flex' is faster there but compiles first)."""
+    compiled, 'manual' (inductor fuses its mask and softmax, where a compiled SDPA call gains
+    nothing; 'docs' would be a graph break). On a GPU, 'sdpa' (fused kernels with a mask; 'flex'
+    skips masked tiles but compiles first)."""
     if name != "auto":
         return name
     if device_type != "cpu":
@@ -213,8 +214,8 @@ def apply_rotary(x, cos, sin):
     Rotate channel pairs (x1[j], x2[j]) = (x[j], x[j + hd/2]) of x (..., hd) by each token's
     angle: x1' = x1 cos + x2 sin, x2' = x2 cos - x1 sin. Then q.k depends only on the distance
     between the two positions. cos, sin (..., hd) from rotary_tables, broadcast against x.
-    In one line: [x1, x2] * [cos, cos] + [x2, x1] * [sin, -sin], where roll swaps the halves.
-    (The earlier chunk + four multiplies + cat: 7 kernels, about 1.5x the time on CPU.)"""
+    In one line: [x1, x2] * [cos, cos] + [x2, x1] * [sin, -sin], where roll swaps the halves:
+    three kernels, where the formula as written takes seven."""
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # bf16 under autocast (a no-op in fp32)
     return torch.addcmul(x * cos, x.roll(x.size(-1) // 2, dims=-1), sin)
 
@@ -238,8 +239,8 @@ def per_document_attention(q, k, v, spans, dropout_p=0.0):
     attention as plain causal attention on each document alone: row b of q, k, v (B,H,T,hd) is cut
     into spans[b] (document_spans) and manual_attention runs causal on every piece. The same result
     as the document mask, without the scores the mask throws away (a row of n equal documents
-    computes 1/n of them): on a CPU the fastest eager path for rows of a few documents, ahead of
-    SDPA's kernels at head size 32 (bench/bench_attention.py)."""
+    computes 1/n of them): on a CPU, at the presets' head size, the fastest eager path
+    (bench/README.md)."""
     rows = []
     for b, lengths in enumerate(spans):
         pieces = zip(*(t[b:b + 1].split(lengths, dim=2) for t in (q, k, v)))
@@ -251,9 +252,8 @@ def decode_attention(q, k, v, mask):
     """Speed trick (plain version: SDPA over the cache; test_decode_attention_matches_sdpa). A
     bf16 decode step on a CPU: q (B,H,1,hd), one query per row, against k, v (B,H,S,hd), strided
     views of the KV cache; mask (B,1,1,S). manual_attention's maths with the scores as a multiply
-    and a sum over hd, read straight from the strided cache. torch.profiler: SDPA's CPU kernel was
-    63% of bf16 evaluation sampling at 4L/128, batch 100; this makes bf16 sampling 1.28x faster,
-    but fp32 sampling 0.79x, so fp32 keeps SDPA (bench/bench_sampling.py --before)."""
+    and a sum over hd, read straight from the strided cache. It beats SDPA's CPU kernel in bf16
+    but not in fp32, so fp32 keeps SDPA (bench/README.md, bench/bench_sampling.py)."""
     att = (q * k).sum(-1).unsqueeze(-2) / math.sqrt(q.size(-1))  # (B,H,1,S)
     att = F.softmax(att.masked_fill(~mask, float("-inf")), dim=-1)
     return att.to(v.dtype) @ v                                   # (B,H,1,hd)
@@ -299,8 +299,8 @@ class ReLUSquared(torch.autograd.Function):
     relu(x)^2 with a hand-written backward. Autograd would run relu, square, then square's
     backward (2 x * grad) and relu's threshold_backward: four full passes over the (B,T,4C)
     activation, the largest tensor of the block. Here the backward is 2 * relu(x) * grad, which
-    is already zero where x < 0: two passes, and relu(x) is the one tensor saved. On CPU in eager
-    mode that is 1.6x faster than the autograd version (torch.compile would fuse either)."""
+    is already zero where x < 0: two passes, and relu(x) is the one tensor saved (torch.compile
+    would fuse either version)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -389,8 +389,8 @@ class GPT(nn.Module):
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
         """AdamW; weight decay on 2D matrices (linear weights, embedding), none on norm gains.
-        The fused kernel (one pass over each tensor) on CUDA, and on CPU too: 4-5x faster there
-        than the per-tensor loop that AdamW otherwise uses on CPU."""
+        The fused kernel (one pass over each tensor) on CUDA, and on CPU too, where AdamW would
+        otherwise loop over the tensors one by one."""
         params = [p for p in self.parameters() if p.requires_grad]
         groups = [
             {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
@@ -422,9 +422,10 @@ class GPT(nn.Module):
         if targets is None:
             return self.logits(x[:, [-1]]), None
         logits = self.logits(x)
-        # The loss in float32, mean over the non-ignored targets. Under autocast, cross_entropy's
-        # log_softmax is on autocast's float32 list, and letting autocast cast the bf16 logits
-        # is 1.7x faster on CPU than logits.float() (same value): cast by hand only without it.
+        # The loss in float32, mean over the non-ignored targets. Speed trick (plain version:
+        # logits.float() first; test_bf16_loss_matches_fp32): under autocast, cross_entropy's
+        # log_softmax is on autocast's float32 list, and letting autocast cast the bf16 logits is
+        # faster on CPU for the same value, so cast by hand only without autocast.
         if not torch.is_autocast_enabled(logits.device.type):
             logits = logits.float()
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)

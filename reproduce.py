@@ -1,13 +1,14 @@
 """
 The whole experiment of the paper, at toy scale, as a recipe: the commands of recipe() below, in
-order. How long a preset took here: results/<preset>/run.json.
+order. Times are bench/plan.py's plan (2 CPU cores; an H100 for the gpu presets, estimated, not yet
+run); how long a preset took here: results/<preset>/run.json.
 
-    python reproduce.py --preset cpu-quick   # one size, the direction (bench/plan.py: ~27 min on 2 CPU cores)
-    python reproduce.py --preset cpu-top     # the largest CPU size, 3 SFT seeds: ~74 min on 2 CPU cores
-    python reproduce.py --preset cpu         # 3 sizes, 3 SFT seeds, ablations, study (bench/plan.py: ~3 h)
-    python reproduce.py --preset gpu-quick   # 3 sizes in one command for one H100 (not run yet: bench/plan.py)
-    python reproduce.py --preset gpu         # the 4-size ladder for one GPU (not run yet: bench/plan.py)
-    python reproduce.py --preset smoke       # the same recipe in a few minutes (a check, not a result)
+    python reproduce.py --preset cpu-quick   # one size, the direction: ~27 min
+    python reproduce.py --preset cpu-top     # the largest CPU size, 3 SFT seeds: ~90 min
+    python reproduce.py --preset cpu         # 3 sizes, 3 SFT seeds, ablations, study: ~3 h
+    python reproduce.py --preset gpu-quick   # 3 sizes in one command for one H100: ~6 min
+    python reproduce.py --preset gpu         # the 4-size ladder for one GPU: ~24 min
+    python reproduce.py --preset smoke       # the same recipe in ~2 min (a check, not a result)
     python reproduce.py --preset cpu --plan  # print every command, in order, and stop
     python reproduce.py --preset gpu --device cuda:1 --dtype float16  # every stage on that GPU, in fp16
 
@@ -67,36 +68,33 @@ PRESETS = {
         sft_seeds=[0, 1, 2], replay=True, num_samples=100, temperatures=[0.6, 1.2],
         study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-4l96", ablation_sizes=["cpu-4l128"],
         extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "1"], jobs=2),
-    # the largest CPU size alone, 74 minutes on the 2 cores here (results/README.md): bases at 21 slots
-    # per parameter, 3 SFT seeds of the paper's arms, the replay extra (one seed), the temperature
-    # frontier (the first seed, plain sampling: :top_p=1) and every other row at one declared story
-    # nucleus (top-p 0.9); no ablations or study (the cpu preset has them)
+    # the largest CPU size alone: bases at 21 slots per parameter, 3 SFT seeds of the paper's arms,
+    # the replay extra (one seed), the temperature frontier (the first seed, plain sampling:
+    # :top_p=1) and every other row at one declared story nucleus (top-p 0.9); no ablations or
+    # study (the cpu preset has them)
     "cpu-top": dict(
         data_flags=[], sizes=["cpu-4l128"], pretrain_iters={}, sft_iters=None, sft_seeds=[0, 1, 2], replay=True,
         num_samples=100, temperatures=[0.6, 1.0], sweep_top_p=1.0, study_narrowness=[], study_size="cpu-4l128",
         ablation_sizes=[], extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "2", "--top_p", "0.9"],
         jobs=2),
-    # the earlier CPU size, cpu-m, at 2,800 steps
+    # cpu-m (4L/128) at 2,800 steps, one seed, a wider temperature sweep: results/cpu-long
     "cpu-long": dict(
         data_flags=[], sizes=["cpu-m"], pretrain_iters={"cpu-m": 2800}, sft_iters=None, sft_seeds=[0],
         replay=False, num_samples=100, temperatures=[0.6, 0.8, 1.2], study_narrowness=[], study_size="cpu-m",
         ablation_sizes=[], extra_pretrain=[], extra_sft=["--batch_size", "4"], extra_eval=["--threads", "1"],
         jobs=2),
-    # the ladder in one command on one H100 (bench/gpu_first_light.sh runs it in its 9 minutes):
-    # 1.05M / 3.05M / 8.03M parameters, each at >= 20 tokens per parameter, both bases, the paper's
-    # arms with 3 SFT seeds at the top rung (one below it), the ablations at the top rung, K = 100,
-    # no sweep or study. `bench/plan.py --device cuda`: ~5 min of GPU work at the assumed MFU (THROUGHPUT:
-    # 30% at width 512, in proportion below: 19% for the top rung's 320; a step >= 8 ms). The data,
-    # 500k stories (~95M annotated tokens: the top rung sees it ~1.7 times), is ~1.5 min of one CPU
-    # core (97 CPU-s measured here, bench/README.md) before the GPU starts; the first-light script
-    # makes it in the background while the GPU runs the bench, so nothing waits on it there.
+    # the ladder in one command on one H100 (what bench/gpu_first_light.sh runs): 1.05M / 3.05M /
+    # 8.03M parameters, each at >= 20 tokens per parameter, both bases, the paper's arms with 3 SFT
+    # seeds at the top rung (one below it), the ablations at the top rung, K = 100, no sweep or
+    # study. The data, 500k stories (~95M annotated tokens: the top rung sees it ~1.7 times), is
+    # made on one CPU core; bench/README.md has the plan's figures and their assumptions.
     "gpu-quick": dict(
         data_flags=["--n_stories", "500000"], sizes=["gpu-4l128", "gpu-q-6l192", "gpu-q-6l320"], pretrain_iters={},
         compile_sizes=["gpu-q-6l320"], sft_iters=None, sft_seeds=[0, 1, 2], sft_seed_sizes=["gpu-q-6l320"],
         replay=False, num_samples=100, temperatures=[], study_narrowness=[], study_size="gpu-q-6l320",
         ablation_sizes=["gpu-q-6l320"], extra_pretrain=[], extra_sft=[], extra_eval=[], jobs=2),
     # the 4-size ladder, each rung at >= 20 tokens per parameter, sized to one H100 lease by
-    # bench/plan.py's estimate; `timeout 10m python reproduce.py --preset gpu`, repeated, gets there
+    # bench/plan.py's plan; `timeout 10m python reproduce.py --preset gpu`, repeated, gets there
     "gpu": dict(
         data_flags=["--n_stories", "1000000"], sizes=["gpu-4l128", "gpu-6l256", "gpu-6l384", "gpu-8l512"],
         pretrain_iters={},  # the presets' own budgets (>= 20 tokens per parameter, see pretrain.py)
@@ -201,7 +199,8 @@ def controlled_study(runs, cfg):
 def recipe(cfg, runs, skip_study=False, device="auto", dtype="auto"):
     """The reproduction in four waves of stages. Each wave needs the one before it; the stages of one
     wave do not need each other. --device/--dtype go to every training and evaluation command ("auto",
-    every script's default, adds nothing, so the commands of runs started before these flags hold)."""
+    every script's default, adds nothing: a stage's command, and so the hash in its marker, is the
+    same with --device auto as without the flag)."""
     flags = [*(["--device", device] if device != "auto" else []), *(["--dtype", dtype] if dtype != "auto" else [])]
     cfg = {**cfg, **{k: [*cfg[k], *flags] for k in ("extra_pretrain", "extra_sft", "extra_eval")}}
     runs, sizes = Path(runs), cfg["sizes"]

@@ -52,7 +52,7 @@ def run_stage(stage, timings, threads=None):
     marker = out_dir / ".stage.json"
     try:
         done = json.loads(marker.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):  # none, or a half-written one from older code
+    except (FileNotFoundError, json.JSONDecodeError):  # none, or unreadable: not done
         done = {}
     if done.get("hash") == h and "seconds" in done:
         print(f"[skip] {stage.name}: done already ({out_dir})")

@@ -1,21 +1,93 @@
 """
-templates.py: the sentence tables of the story world, as pure data.
+templates.py: the tables of the story world, as pure data.
 
-Nothing here runs: these are the lists and dicts that world.py's grammar draws sentences from,
-the cue words judge.py reads a story's fields back from, and the phrasings of SFT prompts.
+Nothing here runs: these are the values each annotation field can take (world.FIELDS lists them),
+with the words the grammar says them in; the sentence tables grammar.py draws stories from; the
+cue words judge.py reads a story's fields back from; and the phrasings of SFT prompts.
 Edit a table and the world changes (tests/test_world_pin.py will say so, and data.py's grammar
 hash makes every old dataset rebuild).
 
 Template slots: {Hero}/{hero} (name, "the dragon", ... re-drawn per sentence), {Name}, {kind},
 {a_kind}, {adj}, {He}/{he}/{his}/{him}, {loc} ("in the hot desert"), {place} ("desert"),
 {goal}, {obj}, {done}, {fail}, {theme}. "[a|b]" marks alternatives: each template expands (at
-import, in world.py) into all its variants.
+import, in grammar.py) into all its variants.
 
 Every semantic field has its own small set of cue words (the character kind, the name after
 "named", the setting keyword, theme words, the quest object, style markers, feature markers,
 ending markers) and NO template uses a cue word of another field. That is what lets the
 annotator (and a tiny model copying the surface) keep the fields apart.
 """
+
+# -----------------------------------------------------------------------------
+# The fields' values
+
+CHARACTERS = [
+    "dragon", "fox", "robot", "girl", "boy", "bear", "rabbit", "owl", "cat", "dog", "mouse",
+    "wizard", "princess", "knight", "pirate", "frog", "turtle", "lion", "tiger", "elephant",
+    "monkey", "penguin", "duck", "horse", "unicorn", "giant", "witch", "ghost", "squirrel",
+    "wolf", "deer", "whale",
+]
+SHE_NAMES = [
+    "Mia", "Lily", "Zoe", "Ava", "Ella", "Nora", "Ruby", "Lucy", "Chloe", "Ivy", "Maya", "Luna",
+    "Rosa", "Emma", "Hazel", "Anna", "Clara", "Sara", "Iris", "Elsa", "Tara", "Nina", "Lena",
+    "Alma", "Gina", "Wren", "Ada", "Rita", "Yara", "Dara", "Pia", "Kira",
+]
+HE_NAMES = [
+    "Max", "Leo", "Sam", "Ben", "Finn", "Jack", "Tom", "Oscar", "Theo", "Hugo", "Noah", "Eli",
+    "Otto", "Liam", "Owen", "Felix", "Jonah", "Milo", "Arlo", "Omar", "Kai", "Ravi", "Ezra",
+    "Luca", "Toby", "Jude", "Ivan", "Sven", "Bruno", "Nico", "Rex", "Igor",
+]
+# interleave so the (mildly Zipfian) prior does not favour one pronoun
+NAMES = [n for pair in zip(SHE_NAMES, HE_NAMES) for n in pair]
+
+# setting keyword -> (preposition, adjectives). The keyword itself is the annotator's cue.
+SETTINGS = {
+    "forest": ("in", ["green", "deep", "quiet"]), "desert": ("in", ["hot", "sandy", "wide"]),
+    "village": ("in", ["small", "quiet", "little"]), "castle": ("in", ["old", "tall", "grey"]),
+    "beach": ("on", ["long", "sandy", "windy"]), "jungle": ("in", ["green", "wild", "warm"]),
+    "city": ("in", ["big", "busy", "noisy"]), "island": ("on", ["small", "far", "green"]),
+    "mountain": ("on", ["tall", "cold", "high"]), "cave": ("in", ["deep", "cold", "quiet"]),
+    "garden": ("in", ["green", "little", "busy"]), "farm": ("on", ["old", "big", "busy"]),
+    "lake": ("by", ["blue", "still", "wide"]), "river": ("by", ["wide", "fast", "cold"]),
+    "meadow": ("in", ["green", "wide", "quiet"]), "swamp": ("in", ["muddy", "wet", "warm"]),
+    "ocean": ("in", ["deep", "blue", "wide"]), "moon": ("on", ["far", "grey", "quiet"]),
+    "school": ("at", ["little", "old", "busy"]), "library": ("in", ["old", "quiet", "big"]),
+    "market": ("at", ["busy", "old", "noisy"]), "harbor": ("at", ["busy", "windy", "old"]),
+    "valley": ("in", ["green", "quiet", "wide"]), "volcano": ("near", ["old", "tall", "hot"]),
+    "park": ("in", ["big", "green", "little"]), "orchard": ("in", ["old", "green", "quiet"]),
+}
+THEMES = [
+    "friendship", "courage", "kindness", "honesty", "sharing", "patience", "curiosity",
+    "teamwork", "forgiveness", "hope", "family", "gratitude", "perseverance", "humility",
+    "generosity", "responsibility",
+]
+# quest -> (goals: to-infinitive phrases, done: past success predicate, fail: past failure predicate)
+QUESTS = {
+    "treasure": (["find a hidden treasure", "dig up an old treasure"], "found the hidden treasure", "never found the treasure"),
+    "key": (["find a lost key", "look for a lost key"], "found the lost key", "never found the lost key"),
+    "cake": (["bake a big cake", "make a cake for a party"], "baked a wonderful cake", "burned the cake"),
+    "boat": (["build a little boat", "make a boat out of sticks"], "built the little boat", "never finished the boat"),
+    "star": (["catch a falling star", "find a fallen star"], "caught the falling star", "never caught the star"),
+    "map": (["follow an old map", "read a secret map"], "followed the map to the end", "lost the map"),
+    "egg": (["bring a lost egg home", "keep a small egg safe"], "brought the egg back safely", "could not save the egg"),
+    "bridge": (["fix a broken bridge", "build a new bridge"], "fixed the bridge", "could not fix the bridge"),
+    "song": (["learn a new song", "sing a song for everyone"], "learned the whole song", "forgot the song"),
+    "kite": (["fly a red kite", "fix a torn kite"], "flew the kite high", "lost the kite"),
+    "letter": (["deliver an important letter", "send a letter far away"], "delivered the letter", "lost the letter"),
+    "flower": (["find a rare flower", "grow a blue flower"], "found the rare flower", "never found the flower"),
+    "crown": (["find a lost crown", "return the king's crown"], "found the lost crown", "never found the crown"),
+    "lamp": (["light an old lamp", "find a lost lamp"], "lit the old lamp", "could not light the lamp"),
+    "seed": (["plant a tiny seed", "grow a seed into a tree"], "grew the seed into a tree", "never saw the seed grow"),
+    "clock": (["fix a broken clock", "wind an old clock"], "fixed the old clock", "could not fix the clock"),
+    "shell": (["find a shiny shell", "pick up a pink shell"], "found the shiny shell", "never found the shell"),
+    "feather": (["find a blue feather", "catch a floating feather"], "found the blue feather", "never found the feather"),
+}
+STYLES = ["cheerful", "fairytale", "funny", "adventure", "bedtime", "mystery", "spooky", "poetic"]
+FEATURES = ["moral", "dialogue", "twist", "flashback", "thoughts", "sounds", "questions", "dream"]
+ENDINGS = ["happy", "bittersweet", "open", "sad"]
+LENGTHS = ["medium", "short", "long"]
+LENGTH_WORDS = {"short": (60, 99), "medium": (100, 159), "long": (160, 240)}  # body word counts
+
 
 # -----------------------------------------------------------------------------
 # Story sentences

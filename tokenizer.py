@@ -194,11 +194,6 @@ def annotation_pieces(encode, values, fields=FIELDS):
             for i, f in enumerate(fields)]
 
 
-def annotation_ids(enc, values):
-    """A full annotation's ids, built piece by piece as sampling builds them."""
-    return [i for _, key, value in annotation_pieces(enc.encode_ordinary, values) for i in key + (value or [])]
-
-
 def _segments(enc, fmt, prompt=None, annotation=None, body=None, anchor=True, encode=None, pinned=None):
     """Segments (ids, loss flag) of a format, in order. A `body` of None means: stop right where
     generation starts (the inference prefix). This is the single place the formats live."""

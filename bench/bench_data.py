@@ -17,6 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import grammar  # noqa: E402
 import judge  # noqa: E402
 import tokenizer  # noqa: E402
 import world  # noqa: E402
@@ -42,12 +43,12 @@ def main():
 
     rng = random.Random(a.seed)
     anns = [world.sample_annotation(rng) for _ in range(a.n)]
-    stories = [world.render_story(x, rng) for x in anns]
+    stories = [grammar.render_story(x, rng) for x in anns]
     docs = [{"story": s, "annotation": x} for s, x in zip(stories, anns)]
 
     res = {"n": a.n}
     res["sample_annotation_per_s"] = best_rate(lambda: [world.sample_annotation(rng) for _ in range(a.n)], a.n, a.repeats)
-    res["stories_generated_per_s"] = best_rate(lambda: [world.render_story(x, rng) for x in anns], a.n, a.repeats)
+    res["stories_generated_per_s"] = best_rate(lambda: [grammar.render_story(x, rng) for x in anns], a.n, a.repeats)
     res["stories_annotated_per_s"] = best_rate(lambda: [judge.annotate(s) for s in stories], a.n, a.repeats)
     res["stories_quality_checked_per_s"] = best_rate(lambda: [judge.quality(s) for s in stories], a.n, a.repeats)
 
@@ -86,7 +87,7 @@ def main():
                                                  for e in sft) / 2000
     words = set(w for s in stories for w in s.lower().translate(judge._WORDS_TABLE).split())
     res["word_types"] = len(words)
-    res["sentence_templates"] = world.count_templates()
+    res["sentence_templates"] = grammar.count_templates()
     for k, v in res.items():
         print(f"{k:32s} {v:>12,.1f}" if isinstance(v, float) else f"{k:32s} {v:>12,}")
     print(json.dumps({k: round(v, 2) for k, v in res.items()}))

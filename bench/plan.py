@@ -38,29 +38,22 @@ from device import check_device, compile_pays, pick_device  # noqa: E402
 # per size with the model's own flops_per_token (6 N + attention), so one figure covers every size.
 
 THROUGHPUT = {
-    # Measured on this project's 2-core CPU (bf16 autocast, one thread per stage, two stages side by
-    # side, compiled as --compile auto does: the cpu-top run's bases, 10.9k and 11.8k slots/s):
-    # ~11k tokens/s at 4L/128, scaled to other sizes by FLOPs
-    # per token. That overstates small models: 4L/96 ran ~10.2k where the FLOP ratio says ~14k (a
-    # small model loses more to overheads), so CPU estimates below 4L/128 are optimistic. Sampling:
-    # 23.5 samples/s of ~200 tokens at 2L/96 on one thread (bench/README.md), scaled the same way
-    # (the least certain figure). data.py: 100k stories in 14.4 s, tokenizing and writing included.
+    # Measured on this project's 2-core CPU (bench/README.md, "The planner's figures"): training
+    # tokens/s at 4L/128 as a preset's bases run (bf16, one thread per stage, two side by side,
+    # compiled as --compile auto does), scaled to other sizes by FLOPs per token, which is
+    # optimistic below 4L/128 (a small model loses more to overheads); sampling at 2L/96 on one
+    # thread, scaled the same way (the least certain figure); data.py's stories, written and all.
     "cpu": dict(kind="cpu", train_ref=("cpu-4l128", 11000), sample_ref=("2L/96", 23.5), stories_s=7000, startup_s=5,
                 compile_s=60, shared=False, source="measured on 2 CPU cores"),
-    # NOT MEASURED: an H100 SXM's 989 TFLOP/s dense bf16 peak at an ASSUMED 30% MFU at width 512 and
-    # above (torch.compile, batch 64 x 512; small models fall short of big ones' 40-50%), and in
-    # proportion to the width below it (mfu_width): 22.5% at 384, 15% at 256, 7.5% at 128. Why in
-    # proportion: below ~512 a (tokens x C) @ (C x 4C) matmul does 0.8 C FLOPs per byte it moves,
-    # under the H100's ~300 FLOP/byte balance point, so it runs at the memory's speed, and the
-    # elementwise work per token (norms, RoPE, activations) grows as C while the FLOPs grow as C^2.
-    # And a step takes at least step_s, whatever its FLOPs: an ASSUMED ~1,000 kernel launches of
-    # ~5 us each (an eager step) plus 1.7 ms to pack 64 rows (TokenRows.get, measured on this CPU),
-    # which do not overlap the GPU's work (the loop reads the loss and the gradient norm every
-    # step). Sampling: ASSUMED 200 samples/s
-    # for every size (decoding a 128-row batch with a KV cache is bound by kernel launches, not
-    # FLOPs). Start-up: an assumed 10 s per stage (imports, CUDA, loading), 40 s more for
-    # torch.compile. Stages side by side share the one GPU (see wave_seconds). data.py runs on one
-    # CPU core, at this project's CPU rate. Replace with --measure, then with a real run's figures.
+    # NOT MEASURED (bench/README.md: "gpu-quick's estimate, and why that MFU"): an H100 SXM's
+    # 989 TFLOP/s dense bf16 peak at an ASSUMED 30% MFU at width 512 and above, falling in
+    # proportion to the width below it (mfu_width: there the matmuls run at the memory's speed and
+    # the elementwise work grows as C while the FLOPs grow as C^2); no step under step_s (ASSUMED:
+    # an eager step's kernel launches plus packing its rows, not overlapped with the GPU's work);
+    # ASSUMED 200 samples/s for every size (cached decoding is bound by kernel launches); start-up
+    # ASSUMED 10 s a stage, 40 s more for torch.compile. Stages side by side share the one GPU
+    # (wave_seconds); data.py runs on one CPU core, at the CPU's rate. Replace with --measure,
+    # then with a real run's figures.
     "cuda": dict(kind="cuda", train_flops=0.30 * 989e12, mfu_width=512, step_s=0.008, samples_s=200, stories_s=7000, startup_s=10,
                  compile_s=40, shared=True,
                  source="estimated, not measured: H100 at an assumed 30% MFU at width 512 (less below), "

@@ -396,7 +396,8 @@ def test_sample_next_draws_on_the_generators_device(monkeypatch):
 def test_bf16_loss_matches_fp32():
     """The same batch under bf16 autocast and in fp32: losses within 1% (bf16 keeps 8 bits of
     mantissa; autocast leaves the softmax, the norms and the loss in fp32), and the weights and
-    their gradients stay fp32."""
+    their gradients stay fp32. The loss's cast left to autocast (a speed trick) equals the plain
+    logits.float() first."""
     from device import autocast
     model, idx = tiny(), packed_rows()
     loss32 = model(idx, idx)[1]
@@ -404,6 +405,8 @@ def test_bf16_loss_matches_fp32():
         logits16, loss16 = model(idx, idx)
     loss16.backward()
     assert logits16.dtype == torch.bfloat16 and loss16.dtype == torch.float32
+    plain = nn.functional.cross_entropy(logits16.float().view(-1, logits16.size(-1)), idx.view(-1), ignore_index=-1)
+    torch.testing.assert_close(loss16, plain)
     assert all(p.dtype == p.grad.dtype == torch.float32 for p in model.parameters())
     torch.testing.assert_close(loss16, loss32, rtol=0.01, atol=0)
 
@@ -415,8 +418,9 @@ def test_bf16_generation_runs_with_a_bf16_cache():
 
 
 # -----------------------------------------------------------------------------
-# speed tricks against their plain versions (the attention paths and the one-document fast path
-# are checked above: test_attention_paths_agree, test_flex_*, test_single_document_fast_path_*)
+# speed tricks against their plain versions (the attention paths, the one-document fast path and
+# the loss's cast are checked above: test_attention_paths_agree, test_flex_*,
+# test_single_document_fast_path_*, test_bf16_loss_matches_fp32)
 
 
 def test_relu_squared_gradient():

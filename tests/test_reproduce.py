@@ -232,7 +232,7 @@ def test_recipe_killed_mid_stage_reruns_to_the_same_outputs(uninterrupted):
 
 def test_recipe_killed_in_the_data_stage_rebuilds_the_same_data(uninterrupted):
     """SIGKILL while data.py builds the dataset (holding its lock, data/.lock), then the same command
-    again: the lock died with its holder (issue 20), so the data stage is rebuilt at once to the same
+    again: the lock died with its holder, so the data stage is rebuilt at once to the same
     files as the uninterrupted run's (the other stages are done already)."""
     root, reference, _ = uninterrupted
     data = root / "runs" / "data"
@@ -278,8 +278,8 @@ def test_every_preset_plans_commands_the_scripts_accept(preset, tmp_path):
 
 def test_device_and_dtype_reach_every_stage(tmp_path):
     """--device and --dtype of reproduce.py land in every training and evaluation command, where the
-    scripts' own parsers read them back; "auto" (every script's default) leaves the commands, and so
-    the stage hashes of runs started before these flags, as they were."""
+    scripts' own parsers read them back; "auto" (every script's default) adds nothing to the commands,
+    so a stage's hash is the same with --device auto as without the flag."""
     import eval_diversity
     import pretrain
     import sft
@@ -341,11 +341,9 @@ def test_every_stage_gets_an_estimate(kind, tmp_path, capsys):
 
 
 def test_gpu_preset_fits_the_lease_by_its_own_estimate(tmp_path):
-    """The gpu preset's plan, at the table's (assumed) H100 throughput: at most 26 minutes (it was
-    sized for a 25-minute lease at a flat 30% MFU; the MFU falling below width 512 and the 8 ms
-    step floor add about 20 s; the lease now is gpu-quick's, see the next test), no stage over 10
-    (a longer one resumes from its checkpoint), K >= 128, and 4 sizes from about 1M to about 30M
-    parameters."""
+    """The gpu preset's plan, at the table's (assumed) H100 throughput: at most 26 minutes, no stage
+    over 10 (a longer one resumes from its checkpoint), K >= 128, and 4 sizes from about 1M to
+    about 30M parameters."""
     cfg = reproduce.PRESETS["gpu"]
     cuda = plan.THROUGHPUT["cuda"]
     waves = reproduce.recipe(cfg, tmp_path)
@@ -366,7 +364,7 @@ def test_gpu_preset_fits_the_lease_by_its_own_estimate(tmp_path):
 
 
 def test_gpu_quick_fits_one_command_by_its_own_estimate(tmp_path):
-    """gpu-quick (issue 21): at most 6 minutes of GPU work (the waves after the data) at the table's
+    """gpu-quick: at most 6 minutes of GPU work (the waves after the data) at the table's
     assumed H100 throughput; 3 sizes, each at >= 20 tokens per parameter, both bases per size, 3
     SFT seeds of both paper arms at the top rung, the ablations there, K >= 100, and data the top
     rung sees at most 2 times (~190 annotated tokens a story)."""

@@ -9,9 +9,10 @@ import hashlib
 import json
 import random
 
+from grammar import render_story
 from judge import annotate, quality_problem
 from tokenizer import FORMATS, encode_example, train_tokenizer
-from world import corrupt, format_annotation, make_sft_examples, render_story, sample_annotation
+from world import corrupt, format_annotation, make_sft_examples, sample_annotation
 
 
 def _digest(obj):
