@@ -26,8 +26,7 @@ Architecture choices, and why:
              compiled on a CPU, 'auto' takes 'manual');
     'flex'   FlexAttention with a document-causal block mask, compiled (CUDA only; on CPU it has
              no backward, so it warns once and uses 'sdpa'). It skips fully masked tiles, and has
-             no attention-weight dropout. engine.py's cached generation uses sdpa (or manual), and
-             a bf16 decode step on a CPU decode_attention.
+             no attention-weight dropout. engine.py's cached generation uses sdpa (or manual).
 - Precision: the model is fp32; callers run it under device.autocast (bf16 where the device
   runs it fast, see device.py), and engine.generate(dtype=...) does the same for sampling.
 - Save the raw module: torch.compile wraps the model and prefixes its state dict keys with
@@ -36,9 +35,8 @@ Architecture choices, and why:
   against the plain version it must equal: ReLUSquared's hand-written backward (plain:
   relu(x)**2 under autograd), apply_rotary's roll + addcmul (plain: the rotation formula),
   sdpa's is_causal path for one-document rows (plain: the document mask), the compiled
-  'flex' kernel (plain: 'manual'), 'docs' per-document attention (plain: 'manual'), the bf16
-  CPU decode step decode_attention (plain: SDPA over the cache) and the loss's cast left to
-  autocast (plain: logits.float()). Their timings are in bench/README.md.
+  'flex' kernel (plain: 'manual'), 'docs' per-document attention (plain: 'manual') and the
+  loss's cast left to autocast (plain: logits.float()). Their timings are in bench/README.md.
 """
 
 import math
@@ -248,17 +246,6 @@ def per_document_attention(q, k, v, spans, dropout_p=0.0):
     return torch.cat(rows, dim=0)
 
 
-def decode_attention(q, k, v, mask):
-    """Speed trick (plain version: SDPA over the cache; test_decode_attention_matches_sdpa). A
-    bf16 decode step on a CPU: q (B,H,1,hd), one query per row, against k, v (B,H,S,hd), strided
-    views of the KV cache; mask (B,1,1,S). manual_attention's maths with the scores as a multiply
-    and a sum over hd, read straight from the strided cache. It beats SDPA's CPU kernel in bf16
-    but not in fp32, so fp32 keeps SDPA (bench/README.md, bench/bench_sampling.py)."""
-    att = (q * k).sum(-1).unsqueeze(-2) / math.sqrt(q.size(-1))  # (B,H,1,S)
-    att = F.softmax(att.masked_fill(~mask, float("-inf")), dim=-1)
-    return att.to(v.dtype) @ v                                   # (B,H,1,hd)
-
-
 class CausalSelfAttention(nn.Module):
 
     def __init__(self, config, layer_idx):
@@ -279,9 +266,7 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:  # generation: append to this layer's cache, attend over all of it
             k, v = cache.update(self.layer_idx, k, v)
         dropout_p = self.dropout if self.training else 0.0
-        if cache is not None and T == 1 and q.device.type == "cpu" and k.dtype != torch.float32:  # bf16 decode
-            y = decode_attention(q, k, v, mask)
-        elif isinstance(mask, list):  # path 'docs': each row's document lengths
+        if isinstance(mask, list):  # path 'docs': each row's document lengths
             y = per_document_attention(q, k, v, mask, dropout_p)
         elif mask is not None and not isinstance(mask, torch.Tensor):  # a flex BlockMask
             y = flex_attention(q, k, v, block_mask=mask)

@@ -10,10 +10,11 @@ since the draws are seeded. --profile adds a torch.profiler table of one bf16 ca
 
     python bench/bench_sampling.py --data_dir data             # K = 100, fp32 vs bf16, one thread
     python bench/bench_sampling.py --data_dir data --profile
-    python bench/bench_sampling.py --data_dir data --before   # also the decode step as before issue 19
+    python bench/bench_sampling.py --data_dir data --mulsum   # also the decode attention written by hand
 """
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -41,7 +42,8 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--profile", action="store_true")
-    p.add_argument("--before", action="store_true", help="also the decode step through SDPA (before issue 19)")
+    p.add_argument("--mulsum", action="store_true",
+                   help="also bf16 with the decode step's attention as a multiply and a sum over the head size")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     enc = load_tokenizer(args.data_dir)
@@ -51,20 +53,25 @@ def main():
         return lambda: sample_many(model, enc, "anchored", ["Write a story."], args.k, seed=0, batch_size=args.k,
                                    max_new_tokens=args.max_new_tokens, dtype=dtype)
     fns = {"fp32": run(None), "bf16": run(torch.bfloat16)}
-    if args.before:  # decode steps through SDPA, as before issue 19
-        import model as model_module
-        fast = model_module.decode_attention
+    if args.mulsum:  # the decode step's attention as a multiply and a sum (the removed variant)
+        sdpa = F.scaled_dot_product_attention
 
-        def before(dtype):
+        def mulsum_attention(q, k, v, attn_mask=None, **kw):
+            if q.size(2) != 1:  # the prefill keeps SDPA
+                return sdpa(q, k, v, attn_mask=attn_mask, **kw)
+            att = (q * k).sum(-1).unsqueeze(-2) / math.sqrt(q.size(-1))  # (B,H,1,S)
+            att = F.softmax(att.masked_fill(~attn_mask, float("-inf")), dim=-1)
+            return att.to(v.dtype) @ v
+
+        def mulsum(dtype):
             def call():
-                model_module.decode_attention = lambda q, k, v, mask: F.scaled_dot_product_attention(
-                    q, k, v, attn_mask=mask)
+                F.scaled_dot_product_attention = mulsum_attention
                 try:
                     return run(dtype)()
                 finally:
-                    model_module.decode_attention = fast
+                    F.scaled_dot_product_attention = sdpa
             return call
-        fns.update({"fp32 sdpa decode (before)": before(None), "bf16 sdpa decode (before)": before(torch.bfloat16)})
+        fns["bf16, decode as multiply + sum"] = mulsum(torch.bfloat16)
     lengths = {name: sum(len(s["text"]) for s in fn()[0]) for name, fn in fns.items()}  # warm up
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), K = {args.k} in one batch, "
           f"up to {args.max_new_tokens} story tokens; load {os.getloadavg()[0]:.2f}; characters sampled {lengths}")
