@@ -24,7 +24,6 @@ The loop, its flags and those files are loop.py's; this file adds the model's sh
 the presets, the rows (TokenRows) and pretrain().
 """
 
-import bisect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,32 +183,8 @@ def document_pieces(doc_starts, story_pos, n_tokens, width):
     return np.asarray(pieces, dtype=np.int64).reshape(-1, 4)
 
 
-def pack_pieces(sizes, width, window=1024):
-    """Best-fit decreasing bin packing, one window of consecutive pieces at a time (so a row holds
-    documents from nearby in the stream): each piece, longest first, goes into the open row with
-    the least room that still fits it, else opens a row. Next-fit in stream order would leave about
-    a fifth of the slots as padding with ~200-token stories in 513-token rows; this leaves a few
-    percent. -> list of rows, each a list of piece indices in stream order. Deterministic."""
-    rows = []
-    for lo in range(0, len(sizes), window):
-        chunk = range(lo, min(lo + window, len(sizes)))
-        free, mine = [], []  # free: sorted (room left, row) of this window's open rows
-        for i in sorted(chunk, key=lambda i: (-sizes[i], i)):
-            k = bisect.bisect_left(free, (int(sizes[i]), -1))
-            if k < len(free):
-                room, r = free.pop(k)
-            else:
-                room, r = width, len(mine)
-                mine.append([])
-            mine[r].append(i)
-            if room - sizes[i] > 0:
-                bisect.insort(free, (int(room - sizes[i]), r))
-        rows += [sorted(row) for row in mine]
-    return rows
-
-
 class TokenRows:
-    """Rows of block_size + 1 tokens made of whole documents (document_pieces, pack_pieces): inputs are a row's
+    """Rows of block_size + 1 tokens made of whole documents (document_pieces, data.pack_rows): inputs are a row's
     first T tokens, targets its last T. A target is -1 (no loss) where it is padding, a repeated
     header, or a <|bos|> (nothing in a story predicts which story comes next). Rows are addressed
     by a global row number (wrapping around), so the data position is one integer: deterministic,
@@ -228,7 +203,7 @@ class TokenRows:
             raise SystemExit(f"error: {path} is not a stream of <|bos|>...<|story|>... documents "
                              f"({len(starts)} <|bos|>, {len(story)} <|story|>); rebuild it with data.py")
         pieces = document_pieces(starts, story, len(self.tokens), block_size + 1)
-        rows = pack_pieces(pieces[:, 1] + pieces[:, 3], block_size + 1)
+        rows = data.pack_rows(pieces[:, 1] + pieces[:, 3], block_size + 1)
         self.pieces = pieces[[i for row in rows for i in row]]  # in row order
         self.row_ptr = np.cumsum([0] + [len(row) for row in rows])
         self.n_rows = len(rows)

@@ -34,8 +34,9 @@ examples, `prompt || <|ann|>{annotation}<|story|>` with the free values drawn fr
 prior and the pinned ones from the prompt, every annotation token trained (make_replay_examples).
 
 The training loop, checkpoints, logging and flags are loop.py's, as pretraining's are; only the
-data differs: examples are packed into rows of block_size + 1 tokens (each starts with <|bos|>, so the model's
-document masking keeps them apart), the rest of a row is <|pad|> with no loss.
+data differs: examples are packed into rows of block_size + 1 tokens by the packer pretraining uses
+(data.pack_rows; each example starts with <|bos|>, so the model's document masking keeps them apart),
+the rest of a row is <|pad|> with no loss.
 """
 
 import json
@@ -161,27 +162,22 @@ def make_replay_examples(n, seed):
     return out
 
 def pack_examples(enc, examples, mode, block_size):
-    """Greedy, in order: each example goes into the current row while it fits in block_size + 1
-    tokens, else starts a new one; a row's remaining slots are <|pad|>. Targets across an example
-    boundary are -1 on their own (<|bos|> is never in a mask). -> x, y (n_rows, block_size) int64."""
+    """Examples into rows of block_size + 1 tokens by the packer pretraining uses (data.pack_rows); a
+    row's remaining slots are <|pad|>. Targets across an example boundary are -1 on their own
+    (<|bos|> is never in a mask). -> x, y (n_rows, block_size) int64."""
     width = block_size + 1
-    pad = special_id(enc, "<|pad|>")
-    rows, ids_row, mask_row = [], [], []
-    for i, ex in enumerate(examples):
-        ids, mask = encode_example(enc, ex, mode)
+    encoded = [encode_example(enc, ex, mode) for ex in examples]
+    for i, (ex, (ids, _)) in enumerate(zip(examples, encoded)):
         if len(ids) > width:
             raise SystemExit(f"error: SFT example {i} ({ex.get('prompt', '')[:40]!r}...) is {len(ids)} "
                              f"tokens in mode {mode}, more than block_size + 1 = {width}; drop it "
                              f"or pretrain with a larger --block_size")
-        if len(ids_row) + len(ids) > width:
-            rows.append((ids_row, mask_row))
-            ids_row, mask_row = [], []
-        ids_row, mask_row = ids_row + ids, mask_row + mask
-    if ids_row:
-        rows.append((ids_row, mask_row))
-    tokens = torch.full((len(rows), width), pad, dtype=torch.long)
+    rows = data.pack_rows([len(ids) for ids, _ in encoded], width)
+    tokens = torch.full((len(rows), width), special_id(enc, "<|pad|>"), dtype=torch.long)
     masks = torch.zeros((len(rows), width), dtype=torch.bool)
-    for r, (ids, mask) in enumerate(rows):
+    for r, row in enumerate(rows):
+        ids = [t for i in row for t in encoded[i][0]]
+        mask = [m for i in row for m in encoded[i][1]]
         tokens[r, :len(ids)] = torch.tensor(ids)
         masks[r, :len(mask)] = torch.tensor(mask, dtype=torch.bool)
     return tokens[:, :-1], torch.where(masks[:, 1:], tokens[:, 1:], -1)
