@@ -34,7 +34,8 @@ import torch.distributed as dist
 import data
 from checkpoint import check_tokenizer
 from device import check_device
-from loop import LoopConfig, build_parser, check_loop_config, opt, resume_or_fresh, run_distributed, say_next, train
+from loop import (LoopConfig, build_parser, check_loop_config, opt, resume_or_fresh, run_distributed, say_next,
+                  token_budget, train)
 from model import GPT, GPTConfig
 from tokenizer import TOKENIZER_FILE, dead_tokens, load_tokenizer, special_id, tokenizer_hash
 
@@ -293,7 +294,7 @@ def pretrain(cfg, d, start=None):
     model.to(d.device)
     if d.master:
         n_params = model.num_params(non_embedding=False)
-        budget = cfg.max_iters * cfg.batch_size * cfg.grad_accum * d.world * cfg.block_size
+        budget = token_budget(cfg, cfg.block_size, d.world)
         print(f"{fmt_of(cfg)} pretraining, preset {cfg.preset}: {n_params:,} parameters "
               f"({model.num_params():,} non-embedding, {len(dead):,} of {enc.n_vocab:,} tokens dead: never in the "
               f"data, never predicted), {d.world} process(es) on {d.device}; "
@@ -312,15 +313,9 @@ def pretrain(cfg, d, start=None):
 def main(argv=None):
     parser = build_parser(TrainConfig, PRESETS, __doc__.strip().splitlines()[0])
     explicit = with_default_preset(vars(parser.parse_args(argv)))
-    cfg, start = resume_or_fresh(TrainConfig, PRESETS, explicit,
+    cfg, start = resume_or_fresh(TrainConfig, PRESETS, explicit, "base", MODEL_FIELDS,
                                  lambda c: f"out/{c.preset}-{'ann' if c.annotations else 'plain'}",
                                  check_train_config)
-    if start is not None:
-        if start["kind"] != "base":
-            raise SystemExit(f"error: {cfg.out_dir} is an SFT run; resume it with sft.py --resume")
-        changed = [k for k in MODEL_FIELDS if k in explicit and explicit[k] != start["config"][k]]
-        if changed:
-            raise SystemExit(f"error: cannot change {', '.join(changed)} when resuming")
     return run_distributed(pretrain, cfg, start)
 
 

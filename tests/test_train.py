@@ -19,7 +19,7 @@ import model
 import checkpoint
 import pretrain
 import sft
-from loop import build_parser, make_config
+from loop import build_parser, make_config, token_budget
 from pretrain import PRESETS, TrainConfig
 from sft import SFTConfig
 
@@ -64,7 +64,10 @@ def test_help_lists_every_field_and_typos_are_errors(capsys):
 
 
 def test_precedence_defaults_preset_flags():
-    assert make_config(TrainConfig, PRESETS, {}) == TrainConfig()  # tiny preset = the defaults
+    assert make_config(TrainConfig, PRESETS, {"preset": "tiny"}) == TrainConfig()  # tiny = the defaults
+    for missing in ({}, {"preset": "huge"}):  # a missing or unknown preset is an error, never tiny
+        with pytest.raises(ValueError, match="is not one of"):
+            make_config(TrainConfig, PRESETS, missing)
     cfg = make_config(TrainConfig, PRESETS, {"preset": "cpu-s", "lr": 0.1})
     assert (cfg.n_layer, cfg.lr, cfg.weight_decay) == (PRESETS["cpu-s"]["n_layer"], 0.1, TrainConfig.weight_decay)
     saved = {**vars(cfg), "n_layer": 7}  # --resume: the run's config, then the flags typed now
@@ -78,8 +81,7 @@ def test_presets_are_valid_and_gpu_budgets_reach_20_tokens_per_param(name):
     if name.startswith("gpu"):
         gpt = model.GPT(model.GPTConfig(vocab_size=data.DEFAULTS["vocab_size"],
                                         **{k: getattr(cfg, k) for k in pretrain.MODEL_FIELDS}))
-        tokens = cfg.max_iters * cfg.batch_size * cfg.grad_accum * cfg.block_size
-        assert cfg.block_size == 512 and tokens >= 20 * gpt.num_params(non_embedding=False)
+        assert cfg.block_size == 512 and token_budget(cfg, cfg.block_size) >= 20 * gpt.num_params(non_embedding=False)
 
 def test_sft_defaults_come_from_the_base_and_it_trains_one_epoch():
     """No table of SFT presets: the base's own config gives the rows per step and the LR (the one it
@@ -92,8 +94,8 @@ def test_sft_defaults_come_from_the_base_and_it_trains_one_epoch():
     assert (sft.sft_steps(cfg, 1000), cfg.lr) == (32, 1e-3)
     cfg = make_config(SFTConfig, {}, {**sft.sft_defaults(base), "max_iters": 7})
     assert sft.sft_steps(cfg, 1000) == 7
-    assert sft.sft_steps(cfg, 1000, world=4) == 7 and sft.sft_steps(make_config(SFTConfig, {}, sft.sft_defaults(base)),
-                                                                   1000, world=4) == 16
+    assert sft.sft_steps(cfg, 1000, world_size=4) == 7
+    assert sft.sft_steps(make_config(SFTConfig, {}, sft.sft_defaults(base)), 1000, world_size=4) == 16
     with pytest.raises(SystemExit):
         build_parser(SFTConfig, {}, "").parse_args(["--preset", "cpu-m"])
 
@@ -441,7 +443,7 @@ def test_default_preset_suits_the_device(device_type, expected):
         c = PRESETS[name]
         with torch.device("meta"):
             gpt = model.GPT(model.GPTConfig(vocab_size=2048, **{k: c[k] for k in ("n_layer", "n_head", "n_embd")}))
-        tokens = c["max_iters"] * c["batch_size"] * c["block_size"]
+        tokens = token_budget(make_config(TrainConfig, PRESETS, {"preset": name}), c["block_size"])
         assert 20 * gpt.num_params(non_embedding=False) <= tokens <= 4 * 19e6
     with pytest.raises(ValueError, match="tpu"):
         pretrain.default_preset("tpu")
