@@ -32,6 +32,23 @@ import torch.distributed as dist
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
+# The --device and --dtype flags of every script, defined here once: loop.LoopConfig's fields
+# (opt(**DEVICE_FLAGS[name])), and add_device_flags for the scripts with a plain argparse parser.
+DEVICE_FLAGS = {
+    "device": dict(default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"),
+    "dtype": dict(default="auto", choices=("auto", *DTYPES),
+                  help="compute dtype under autocast: auto (device.pick_dtype: bf16 where the device runs "
+                       "it fast, fp16 + loss scaling on older GPUs, else fp32); weights stay fp32"),
+}
+
+
+def add_device_flags(parser, use="", names=("device", "dtype")):
+    """--device and --dtype (DEVICE_FLAGS) on an argparse parser; `use`: what they do in this
+    script, added to their --help."""
+    for name in names:
+        kw = DEVICE_FLAGS[name]
+        parser.add_argument(f"--{name}", **{**kw, "help": f"{kw['help']}; {use}" if use else kw["help"]})
+
 
 def pick_device(name="auto"):
     """"auto" -> "cuda" if available, else "mps", else "cpu"; any other name is checked."""
@@ -102,12 +119,9 @@ def pick_dtype(device, requested="auto"):
 
 
 # torch.compile's break-even in rows trained (steps x rows per step): compile seconds over the
-# seconds saved per row. CPU, measured (bench/README.md): at 4L/128, batch 4 x 512 of packed
-# documents, one thread, the compiled step (manual attention, fused by inductor) took 172 ms
-# against eager's 241 ms, and compiling took ~25-55 CPU-seconds: break-even ~360-800 steps of 4
-# rows, rounded up to 1,000. CUDA: NOT MEASURED here (no GPU), an estimate (~40 s to compile, a
-# few ms saved per 64-row step) that compiles the GPU ladder's two largest rungs and not the two
-# smallest, as reproduce.py chose before.
+# seconds saved per row. CPU: from bench/README.md's timing of the 4L/128 step and its compile
+# (~360-800 steps of 4 rows), rounded up. CUDA: an estimate, not measured, that compiles the GPU
+# ladder's two largest rungs and not the two smallest.
 COMPILE_BREAK_EVEN_ROWS = {"cpu": 4_000, "cuda": 256_000}
 
 

@@ -34,7 +34,7 @@ import grammar
 import judge
 import world
 from checkpoint import check_out_dir, load_model, write_atomic
-from device import check_device, pick_device, pick_dtype
+from device import add_device_flags, check_device, pick_device, pick_dtype
 from metrics import UNKNOWN, EvalRow, annotated_base_row, derive, seed_summary
 from report import (plot_field_entropy, plot_label_histograms, plot_prior_drift, plot_quality_diversity,
                     summary_markdown)
@@ -378,9 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--anchored_arm", default="anchored")
     p.add_argument("--annotated_base_arm", default=None,
                    help="the annotated base, for the gate and the prior drift (default: the base row of format annotated)")
-    p.add_argument("--device", default="auto", help="where to sample: auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="precision of generation (auto: device.pick_dtype's policy)")
+    add_device_flags(p, "for sampling")
     p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples for the confidence intervals")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", required=True, help="output directory")

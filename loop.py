@@ -3,11 +3,12 @@ The one training loop of nanoanchor, used by pretrain.py and sft.py; only their 
 
   1. configuration: a dataclass of fields turned into argparse flags (build_parser), and the
      precedence defaults < preset < flags typed (make_config), or a resumed run's saved config
+     (resume_or_fresh, for pretraining and SFT alike); the token budget (token_budget)
   2. the loop: one train(), read top to bottom: gradient accumulation over micro-batches, DDP
      with no_sync, float16 loss scaling, gradient clipping, logging, validation and checkpoints;
      beside it only small helpers: the learning-rate schedule (lr_at), validation (evaluate), the
-     Ctrl-C flag (StopFlag) and exact resume (save / restore: model, optimizer, loss scaler, step,
-     data position and RNG state in every checkpoint)
+     Ctrl-C flag (StopFlag) and exact resume (save / start_state: model, optimizer, loss scaler,
+     step, data position and RNG state in every checkpoint)
   3. what a run leaves: log.jsonl (one JSON object per logged step), loss.png (plot_log), the
      last lines that say where the checkpoint is (say_next), and the process group (run_distributed)
 
@@ -34,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from checkpoint import check_out_dir, keep_tokenizer, load_checkpoint, save_checkpoint, save_figure
-from device import autocast, check_device, compile_pays, grad_scaler, pick_dtype, setup_distributed
+from device import DEVICE_FLAGS, autocast, check_device, compile_pays, grad_scaler, pick_dtype, setup_distributed
 
 
 # -----------------------------------------------------------------------------
@@ -66,16 +67,24 @@ class LoopConfig:
     eval_interval: int = opt(200, "validate and save a checkpoint every this many steps (0: at the end only)")
     eval_iters: int = opt(10, "validation batches per evaluation")
     log_interval: int = opt(10, "write a log.jsonl record every this many steps")
-    device: str = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    device: str = opt(**DEVICE_FLAGS["device"])
     compile: str = opt("auto", "torch.compile the model: auto = when the run is long enough to pay for "
                        "the compile time (device.compile_pays, printed at start), on (also a bare "
                        "--compile), off; checkpoints stay plain either way", choices=("auto", "on", "off"),
                        const="on")
-    dtype: str = opt("auto", "compute dtype under autocast: auto (device.pick_dtype: bf16 where the "
-                     "device runs it fast, fp16 + loss scaling on older GPUs, else fp32); weights, "
-                     "optimizer and checkpoints stay fp32",
-                     choices=("auto", "float32", "bfloat16", "float16"))
+    dtype: str = opt(**DEVICE_FLAGS["dtype"])
     seed: int = opt(1337, "seeds the model init (and dropout); data order follows from the step")
+
+
+def rows_per_step(cfg, world_size=1):
+    """Rows one optimizer step trains on: batch_size x grad_accum on each of world_size processes."""
+    return cfg.batch_size * cfg.grad_accum * world_size
+
+
+def token_budget(cfg, block_size, world_size=1):
+    """The row slots a run reads, max_iters x rows_per_step x block_size: the budget that matched
+    runs share (annotation tokens and row padding counted)."""
+    return cfg.max_iters * rows_per_step(cfg, world_size) * block_size
 
 
 def build_parser(cls, presets, description):
@@ -104,7 +113,8 @@ def build_parser(cls, presets, description):
 
 
 def make_config(cls, presets, explicit, saved=None):
-    """defaults < preset < explicit flags; on --resume: the saved run's config < explicit flags."""
+    """defaults < preset < explicit flags; on --resume: the saved run's config < explicit flags.
+    With presets, explicit must name one (pretrain.with_default_preset picks it when none is typed)."""
     if saved is not None:
         known = {f.name for f in fields(cls)}
         saved = {k: v for k, v in saved.items() if k in known}
@@ -113,8 +123,9 @@ def make_config(cls, presets, explicit, saved=None):
         return cls(**{**saved, **explicit})
     if not presets:  # no presets (SFT): the caller put its derived defaults in explicit
         return cls(**explicit)
-    preset = explicit.get("preset", cls.preset)
-    return cls(**{**presets[preset], "preset": preset, **explicit})
+    if explicit.get("preset") not in presets:
+        raise ValueError(f"preset {explicit.get('preset')!r} is not one of {', '.join(presets)}")
+    return cls(**{**presets[explicit["preset"]], **explicit})
 
 
 def check_loop_config(cfg):
@@ -138,8 +149,14 @@ def check_loop_config(cfg):
     check_device(cfg.device)
 
 
-def resume_or_fresh(cfg_cls, presets, explicit, out_dir_default, checker):
-    """The config of this run, and the checkpoint to resume from (None for a fresh run)."""
+# The stage of a checkpoint, and the script that continues it
+RESUMED_BY = {"base": ("a pretraining run", "pretrain.py"), "sft": ("an SFT run", "sft.py")}
+
+
+def resume_or_fresh(cfg_cls, presets, explicit, stage, fixed, out_dir_default, checker):
+    """The config of this run, and the checkpoint to resume from (None for a fresh run). stage: the
+    checkpoints this script continues ("base" or "sft"); fixed: the fields a resume cannot change;
+    checker(cfg) exits on a bad value, before any folder is made."""
     start = None
     if explicit.get("resume"):
         if "out_dir" not in explicit:
@@ -148,6 +165,12 @@ def resume_or_fresh(cfg_cls, presets, explicit, out_dir_default, checker):
             start = load_checkpoint(explicit["out_dir"])
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(f"error: cannot resume: {e}")
+        if start["kind"] != stage:
+            what, script = RESUMED_BY[start["kind"]]
+            raise SystemExit(f"error: {explicit['out_dir']} is {what}; resume it with {script} --resume")
+        changed = [f"--{k}" for k in fixed if k in explicit and explicit[k] != start["config"].get(k)]
+        if changed:
+            raise SystemExit(f"error: cannot change {', '.join(changed)} when resuming")
         cfg = make_config(cfg_cls, presets, explicit, saved=start["config"])
     else:
         cfg = make_config(cfg_cls, presets, explicit)
@@ -271,16 +294,20 @@ def save(path, cfg, raw, optimizer, scaler, step, data_pos, d, ckpt_meta, val_lo
             data_pos=data_pos, val_loss=val_loss, world_size=d.world, **ckpt_meta))
 
 
-def restore(start, optimizer, scaler, d, log_path):
-    """--resume: the optimizer, loss scaler and RNG back from checkpoint `start`, the log trimmed
-    to its step (rank 0); -> step, data_pos."""
+def start_state(cfg, raw, dtype, d, start, log_path):
+    """The optimizer and loss scaler of a run, and where it stands (step, data_pos): fresh, or on
+    --resume all back from checkpoint `start`, with the RNG, and the log trimmed to its step."""
+    optimizer = raw.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), d.device.split(":")[0])
+    scaler = grad_scaler(d.device, dtype)  # float16 loss scaling; a pass-through for other dtypes
+    if start is None:
+        return optimizer, scaler, 0, 0
     optimizer.load_state_dict(start["optimizer"])
     if "scaler" in start:
         scaler.load_state_dict(start["scaler"])
     set_rng_state(start["rng"], d.device)
     if d.master:
         trim_log(log_path, start["step"])
-    return start["step"], start["data_pos"]
+    return optimizer, scaler, start["step"], start["data_pos"]
 
 
 def diverged(train_loss, grad_norm, step, ckpt_path):
@@ -294,8 +321,7 @@ def compiled(model, cfg, d, step):
     """torch.compile(model) when --compile says so (auto: when the steps left pay for the compile
     time, device.compile_pays; its reason printed), else model. Speed trick (plain version: the
     eager model; test_compiled_and_eager_runs_resume_each_other)."""
-    compiling, why = compile_pays(d.device, cfg.max_iters - step, cfg.batch_size * cfg.grad_accum * d.world,
-                                  cfg.compile)
+    compiling, why = compile_pays(d.device, cfg.max_iters - step, rows_per_step(cfg, d.world), cfg.compile)
     if d.master:
         print(why)
     return torch.compile(model) if compiling else model
@@ -311,10 +337,7 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
         out_dir.mkdir(parents=True, exist_ok=True)
         keep_tokenizer(cfg.data_dir, out_dir)
     dtype = pick_dtype(d.device, cfg.dtype)
-    optimizer = raw.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2),
-                                         d.device.split(":")[0])
-    scaler = grad_scaler(d.device, dtype)  # float16 loss scaling; a pass-through for other dtypes
-    step, data_pos = (0, 0) if start is None else restore(start, optimizer, scaler, d, log_path)
+    optimizer, scaler, step, data_pos = start_state(cfg, raw, dtype, d, start, log_path)
     model = compiled(model, cfg, d, step)  # what the steps call
     if d.world > 1:
         model = DDP(model, device_ids=[d.local_rank] if d.device.startswith("cuda") else None)
@@ -347,8 +370,8 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
             loss_sum = torch.zeros((), device=d.device)
             for m, (x, y) in enumerate(batches):
                 x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
-                # DDP averages gradients over processes at every backward: only the last micro-step
-                with nullcontext() if W == 1 or m == A - 1 else model.no_sync():  # needs to (no_sync)
+                # DDP averages gradients over processes at every backward; only the last micro-step needs to
+                with nullcontext() if W == 1 or m == A - 1 else model.no_sync():
                     with autocast(d.device, dtype):
                         _, loss = model(x, y)
                     # loss is this micro-batch's mean; weighted by its share of the global batch's
@@ -377,22 +400,20 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
                     loss=round(train_loss, 5), lr=lr, grad_norm=round(grad_norm, 4), slots=data_pos * row_len,
                     targets=n_global, epoch=round(data_pos / train_rows.n_rows, 4),
                     slots_per_s=round(slots / (time.time() - clock)))
-                clock, slots = time.time(), 0
                 bar.set_postfix(loss=f"{train_loss:.3f}", slots_s=f"{record['slots_per_s']:,}")
             if (cfg.eval_interval and step % cfg.eval_interval == 0) or done:  # validate and save
                 record["val_loss"] = round(evaluate(raw, val_rows, cfg, d, dtype), 5)
                 bar.write(f"step {step}: train loss {train_loss:.4f}, val loss {record['val_loss']:.4f}")
                 save(ckpt_path, cfg, raw, optimizer, scaler, step, data_pos, d, ckpt_meta, record["val_loss"])
-                clock, slots = time.time(), 0  # throughput measures training, not evaluation
-            if len(record) > 1:
+            if len(record) > 1:  # logged, validated or both: the throughput window starts again
                 last = record
                 append_log(log_path, record, d)
+                clock, slots = time.time(), 0
     bar.close()
     if step < cfg.max_iters:  # interrupted
         save(ckpt_path, cfg, raw, optimizer, scaler, step, data_pos, d, ckpt_meta)
         if d.master:
-            print(f"interrupted at step {step}: saved {ckpt_path}; continue with "
-                  f"--resume --out_dir {cfg.out_dir}")
+            print(f"interrupted at step {step}: saved {ckpt_path}; continue with --resume --out_dir {cfg.out_dir}")
     if d.master:
         plot_log(log_path, out_dir / "loss.png")
     return last

@@ -24,7 +24,6 @@ The loop, its flags and those files are loop.py's; this file adds the model's sh
 the presets, the rows (TokenRows) and pretrain().
 """
 
-import bisect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +34,8 @@ import torch.distributed as dist
 import data
 from checkpoint import check_tokenizer
 from device import check_device
-from loop import LoopConfig, build_parser, check_loop_config, opt, resume_or_fresh, run_distributed, say_next, train
+from loop import (LoopConfig, build_parser, check_loop_config, opt, resume_or_fresh, run_distributed, say_next,
+                  token_budget, train)
 from model import GPT, GPTConfig
 from tokenizer import TOKENIZER_FILE, dead_tokens, load_tokenizer, special_id, tokenizer_hash
 
@@ -60,38 +60,33 @@ class TrainConfig(LoopConfig):
 
 MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "attention")
 
-# Named presets: plain data, applied over the dataclass defaults and under explicit flags.
-# Token budget of a run = max_iters * batch_size * grad_accum * block_size (x processes); TokenRows'
-# padding leaves a few percent of those slots untrained (the start-up line prints the share).
+# Named presets: plain data, applied over the dataclass defaults and under explicit flags. A run's
+# token budget is loop.token_budget (max_iters x batch_size x grad_accum x processes x block_size);
+# TokenRows' padding leaves a few percent of those slots untrained (the start-up line prints the
+# share, the tokens per parameter and the epochs of the data).
 # GPU ladder (SimpleStories sizes, context 512): each preset trains on >= 20 tokens per parameter,
 # counting ALL parameters (the tied embedding included; data.py's default vocabulary of 2,048),
-# with 64 x 512 = 32,768 tokens per step (32 x 512 for the smallest: small models learn more per
-# token from more, smaller steps, as the tiny preset showed on CPU):
+# with 64 x 512 = 32,768 tokens per step (32 x 512 for the smallest: a small model learns more per
+# token from more, smaller steps):
 #   gpu-4l128   1.05M params:  1,400 steps =  22.9M tokens = 21.9 tokens/param
 #   gpu-6l256   5.25M params:  3,300 steps =   108M tokens = 20.6 tokens/param
 #   gpu-6l384  11.4M params:   7,200 steps =   236M tokens = 20.7 tokens/param
 #   gpu-8l512  26.2M params:  16,400 steps =   537M tokens = 20.5 tokens/param  (reproduce's top rung)
 #   gpu-10l512 32.5M params:  22,000 steps =   721M tokens = 22.2 tokens/param
-# reproduce.py --preset gpu stops at 8L/512: at 20 tokens per parameter the compute grows as N^2,
-# and two 10L/512 bases alone would take ~17 of the lease's 25 H100 minutes (`reproduce.py --plan`).
-# eval_interval (a checkpoint each) is about a minute of H100 work at the planned rate, so a run cut
-# into 10-minute chunks loses at most that (two at the rate if the assumed MFU is twice too high).
-# (pretrain.py prints the exact ratio and the number of epochs of the data at start; the default
-# dataset holds ~19M annotated tokens, so the larger rungs want a larger `python data.py --n_stories`.)
-# The gpu-quick ladder (reproduce.py --preset gpu-quick, one H100 command) adds two rungs between
-# and below those, sized so the whole preset plans at <= 6 GPU minutes:
+# reproduce.py --preset gpu stops at 8L/512: at 20 tokens per parameter the compute grows as N^2.
+# The gpu-quick ladder (reproduce.py --preset gpu-quick) adds two rungs between and below those,
+# their learning rates between their neighbours' (4l128 3e-3, 6l256 1.5e-3, 6l384 1e-3):
 #   gpu-q-6l192  3.05M params:  1,900 steps =  62.3M tokens = 20.4 tokens/param
 #   gpu-q-6l320  8.03M params:  5,000 steps =   164M tokens = 20.4 tokens/param  (its top rung)
-# Their learning rates sit between their neighbours' (4l128 3e-3, 6l256 1.5e-3, 6l384 1e-3): a guess
-# until a GPU run says otherwise.
+# eval_interval writes a checkpoint each time, so a run cut short loses less than that many steps.
+# The larger rungs want more stories than the default dataset holds (python data.py --n_stories).
 PRESETS = {
     # a laptop CPU in a few minutes: a model that already writes recognisable stories
     "tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=512,
                  batch_size=4, max_iters=600, lr=3e-3, warmup_iters=30, eval_interval=200),
     # the CPU ladder of reproduce.py: 4 layers at three widths, each at 21-23 slots per parameter
-    # (7.4M / 14.7M / 22.1M slots at 0.33M / 0.64M / 1.05M parameters): at 7 per parameter the bases
-    # could not yet write (learning curve: results/README.md). Two layers are too few to follow an
-    # annotation's non-favourite values.
+    # (7.4M / 14.7M / 22.1M slots at 0.33M / 0.64M / 1.05M parameters); 4 layers, as two are too
+    # few to follow an annotation's non-favourite values
     "cpu-4l64": dict(n_layer=4, n_head=2, n_embd=64, block_size=512,
                      batch_size=4, max_iters=3600, lr=4e-3, warmup_iters=50, eval_interval=900),
     "cpu-4l96": dict(n_layer=4, n_head=3, n_embd=96, block_size=512,
@@ -121,8 +116,7 @@ PRESETS = {
 
 # What `python pretrain.py` trains when no --preset is typed: a preset that suits the device. A CPU
 # gets tiny (a few minutes); a CUDA GPU the 3M-parameter rung of the gpu-quick ladder (20 tokens per
-# parameter, under a minute on an H100 by reproduce.py's planner, minutes on a small card; 3.3
-# epochs of the default dataset); an Apple GPU (fp32, ~3 TFLOP/s assumed) the 1M-parameter rung.
+# parameter); an Apple GPU, which runs fp32, the 1M-parameter rung.
 DEFAULT_PRESETS = {"cpu": "tiny", "cuda": "gpu-q-6l192", "mps": "gpu-4l128"}
 
 
@@ -184,32 +178,8 @@ def document_pieces(doc_starts, story_pos, n_tokens, width):
     return np.asarray(pieces, dtype=np.int64).reshape(-1, 4)
 
 
-def pack_pieces(sizes, width, window=1024):
-    """Best-fit decreasing bin packing, one window of consecutive pieces at a time (so a row holds
-    documents from nearby in the stream): each piece, longest first, goes into the open row with
-    the least room that still fits it, else opens a row. Next-fit in stream order would leave about
-    a fifth of the slots as padding with ~200-token stories in 513-token rows; this leaves a few
-    percent. -> list of rows, each a list of piece indices in stream order. Deterministic."""
-    rows = []
-    for lo in range(0, len(sizes), window):
-        chunk = range(lo, min(lo + window, len(sizes)))
-        free, mine = [], []  # free: sorted (room left, row) of this window's open rows
-        for i in sorted(chunk, key=lambda i: (-sizes[i], i)):
-            k = bisect.bisect_left(free, (int(sizes[i]), -1))
-            if k < len(free):
-                room, r = free.pop(k)
-            else:
-                room, r = width, len(mine)
-                mine.append([])
-            mine[r].append(i)
-            if room - sizes[i] > 0:
-                bisect.insort(free, (int(room - sizes[i]), r))
-        rows += [sorted(row) for row in mine]
-    return rows
-
-
 class TokenRows:
-    """Rows of block_size + 1 tokens made of whole documents (document_pieces, pack_pieces): inputs are a row's
+    """Rows of block_size + 1 tokens made of whole documents (document_pieces, data.pack_rows): inputs are a row's
     first T tokens, targets its last T. A target is -1 (no loss) where it is padding, a repeated
     header, or a <|bos|> (nothing in a story predicts which story comes next). Rows are addressed
     by a global row number (wrapping around), so the data position is one integer: deterministic,
@@ -228,7 +198,7 @@ class TokenRows:
             raise SystemExit(f"error: {path} is not a stream of <|bos|>...<|story|>... documents "
                              f"({len(starts)} <|bos|>, {len(story)} <|story|>); rebuild it with data.py")
         pieces = document_pieces(starts, story, len(self.tokens), block_size + 1)
-        rows = pack_pieces(pieces[:, 1] + pieces[:, 3], block_size + 1)
+        rows = data.pack_rows(pieces[:, 1] + pieces[:, 3], block_size + 1)
         self.pieces = pieces[[i for row in rows for i in row]]  # in row order
         self.row_ptr = np.cumsum([0] + [len(row) for row in rows])
         self.n_rows = len(rows)
@@ -318,7 +288,7 @@ def pretrain(cfg, d, start=None):
     model.to(d.device)
     if d.master:
         n_params = model.num_params(non_embedding=False)
-        budget = cfg.max_iters * cfg.batch_size * cfg.grad_accum * d.world * cfg.block_size
+        budget = token_budget(cfg, cfg.block_size, d.world)
         print(f"{fmt_of(cfg)} pretraining, preset {cfg.preset}: {n_params:,} parameters "
               f"({model.num_params():,} non-embedding, {len(dead):,} of {enc.n_vocab:,} tokens dead: never in the "
               f"data, never predicted), {d.world} process(es) on {d.device}; "
@@ -337,15 +307,9 @@ def pretrain(cfg, d, start=None):
 def main(argv=None):
     parser = build_parser(TrainConfig, PRESETS, __doc__.strip().splitlines()[0])
     explicit = with_default_preset(vars(parser.parse_args(argv)))
-    cfg, start = resume_or_fresh(TrainConfig, PRESETS, explicit,
+    cfg, start = resume_or_fresh(TrainConfig, PRESETS, explicit, "base", MODEL_FIELDS,
                                  lambda c: f"out/{c.preset}-{'ann' if c.annotations else 'plain'}",
                                  check_train_config)
-    if start is not None:
-        if start["kind"] != "base":
-            raise SystemExit(f"error: {cfg.out_dir} is an SFT run; resume it with sft.py --resume")
-        changed = [k for k in MODEL_FIELDS if k in explicit and explicit[k] != start["config"][k]]
-        if changed:
-            raise SystemExit(f"error: cannot change {', '.join(changed)} when resuming")
     return run_distributed(pretrain, cfg, start)
 
 

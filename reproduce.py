@@ -37,7 +37,7 @@ from pathlib import Path
 
 import report
 from checkpoint import check_out_dir, write_atomic
-from device import check_device
+from device import add_device_flags, check_device
 from stages import PY, Stage, run_stages
 from world import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT files (the main arms)
 
@@ -274,9 +274,7 @@ def main(argv=None):
                    help="stages run side by side, sharing the CPU threads (default: the preset's)")
     p.add_argument("--plan", action="store_true", help="print every command, wave by wave, and stop "
                    "(bench/plan.py adds their expected times)")
-    p.add_argument("--device", default="auto", help="passed to every stage: auto (cuda > mps > cpu), cpu, cuda:N, mps")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="passed to every stage (auto: device.pick_dtype's policy)")
+    add_device_flags(p, "passed to every stage")
     args = p.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         p.error(f"--jobs {args.jobs}: need at least 1")

@@ -17,7 +17,7 @@ import sys
 import torch
 
 from checkpoint import load_model
-from device import check_device, make_generator, pick_dtype
+from device import add_device_flags, check_device, make_generator, pick_dtype
 from engine import generate
 from tokenizer import (ANNOTATED_FORMATS, BASE_FORMATS, FORMATS, annotation_pieces, prompt_ids,
                        resolve_anchor, separator_ids, special_id, special_ids)
@@ -152,9 +152,7 @@ def main(argv=None):
                    help="force the annotation's keys and separators; the model samples only the values")
     p.add_argument("--annotation", default=None, help='pin fields, e.g. "name: Mia | setting: desert"; the model samples the rest')
     p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="precision of generation (auto: device.pick_dtype's policy)")
+    add_device_flags(p, "for generation")
     args = p.parse_args(argv)
     for name, least in (("num_samples", 1), ("top_k", 1), ("max_new_tokens", 1), ("batch_size", 1)):
         if getattr(args, name) is not None and getattr(args, name) < least:

@@ -34,8 +34,9 @@ examples, `prompt || <|ann|>{annotation}<|story|>` with the free values drawn fr
 prior and the pinned ones from the prompt, every annotation token trained (make_replay_examples).
 
 The training loop, checkpoints, logging and flags are loop.py's, as pretraining's are; only the
-data differs: examples are packed into rows of block_size + 1 tokens (each starts with <|bos|>, so the model's
-document masking keeps them apart), the rest of a row is <|pad|> with no loss.
+data differs: examples are packed into rows of block_size + 1 tokens by the packer pretraining uses
+(data.pack_rows; each example starts with <|bos|>, so the model's document masking keeps them apart),
+the rest of a row is <|pad|> with no loss.
 """
 
 import json
@@ -47,8 +48,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from checkpoint import check_out_dir, check_tokenizer, load_checkpoint
-from loop import LoopConfig, build_parser, check_loop_config, make_config, opt, run_distributed, say_next, train
+from checkpoint import check_tokenizer, load_checkpoint
+from loop import (LoopConfig, build_parser, check_loop_config, opt, resume_or_fresh, rows_per_step, run_distributed,
+                  say_next, train)
 from model import GPT, GPTConfig
 import data
 import world
@@ -60,7 +62,7 @@ MODES = ("standard", *ANCHORED_FORMATS)  # names of tokenizer.encode_example for
 class SFTConfig(LoopConfig):
     # the loop's fields, with post-training defaults; those marked "the base's" come from the base
     # checkpoint's own pretraining config (sft_defaults), so there is no table of SFT presets
-    data_dir: str = opt("", "dataset with sft_{train,val}.jsonl (empty: the base checkpoint's data_dir)")
+    data_dir: str = opt("", "dataset with sft_{train,val}.jsonl (not typed: the base checkpoint's data_dir)")
     max_iters: int = opt(0, "optimizer steps in total (0: --epochs passes over the SFT rows)")
     epochs: float = opt(1.0, "with --max_iters 0: passes over the SFT rows (the paper: one epoch)")
     batch_size: int = opt(0, "rows per micro-batch per process (0: the base's)")
@@ -87,9 +89,9 @@ def sft_defaults(base_config):
                 lr=base_config["lr"] * base_config["min_lr_frac"])
 
 
-def sft_steps(cfg, n_rows, world=1):
+def sft_steps(cfg, n_rows, world_size=1):
     """Optimizer steps of an SFT run over n_rows packed rows: --max_iters, else --epochs passes."""
-    return cfg.max_iters or max(1, math.ceil(cfg.epochs * n_rows / (cfg.batch_size * cfg.grad_accum * world)))
+    return cfg.max_iters or max(1, math.ceil(cfg.epochs * n_rows / rows_per_step(cfg, world_size)))
 
 # -----------------------------------------------------------------------------
 # Examples -> packed rows of (inputs, targets)
@@ -161,27 +163,22 @@ def make_replay_examples(n, seed):
     return out
 
 def pack_examples(enc, examples, mode, block_size):
-    """Greedy, in order: each example goes into the current row while it fits in block_size + 1
-    tokens, else starts a new one; a row's remaining slots are <|pad|>. Targets across an example
-    boundary are -1 on their own (<|bos|> is never in a mask). -> x, y (n_rows, block_size) int64."""
+    """Examples into rows of block_size + 1 tokens by the packer pretraining uses (data.pack_rows); a
+    row's remaining slots are <|pad|>. Targets across an example boundary are -1 on their own
+    (<|bos|> is never in a mask). -> x, y (n_rows, block_size) int64."""
     width = block_size + 1
-    pad = special_id(enc, "<|pad|>")
-    rows, ids_row, mask_row = [], [], []
-    for i, ex in enumerate(examples):
-        ids, mask = encode_example(enc, ex, mode)
+    encoded = [encode_example(enc, ex, mode) for ex in examples]
+    for i, (ex, (ids, _)) in enumerate(zip(examples, encoded)):
         if len(ids) > width:
             raise SystemExit(f"error: SFT example {i} ({ex.get('prompt', '')[:40]!r}...) is {len(ids)} "
                              f"tokens in mode {mode}, more than block_size + 1 = {width}; drop it "
                              f"or pretrain with a larger --block_size")
-        if len(ids_row) + len(ids) > width:
-            rows.append((ids_row, mask_row))
-            ids_row, mask_row = [], []
-        ids_row, mask_row = ids_row + ids, mask_row + mask
-    if ids_row:
-        rows.append((ids_row, mask_row))
-    tokens = torch.full((len(rows), width), pad, dtype=torch.long)
+    rows = data.pack_rows([len(ids) for ids, _ in encoded], width)
+    tokens = torch.full((len(rows), width), special_id(enc, "<|pad|>"), dtype=torch.long)
     masks = torch.zeros((len(rows), width), dtype=torch.bool)
-    for r, (ids, mask) in enumerate(rows):
+    for r, row in enumerate(rows):
+        ids = [t for i in row for t in encoded[i][0]]
+        mask = [m for i in row for m in encoded[i][1]]
         tokens[r, :len(ids)] = torch.tensor(ids)
         masks[r, :len(mask)] = torch.tensor(mask, dtype=torch.bool)
     return tokens[:, :-1], torch.where(masks[:, 1:], tokens[:, 1:], -1)
@@ -262,7 +259,7 @@ def sft(cfg, d, source, start=None):
     model.to(d.device)
     if d.master:
         n_targets = int((y != -1).sum())
-        steps_per_epoch = len(x) / (cfg.batch_size * cfg.grad_accum * d.world)
+        steps_per_epoch = len(x) / rows_per_step(cfg, d.world)
         if revived:
             print(f"{revived} tokens no pretraining document uses are SFT targets: fresh embeddings for them")
         print(f"SFT ({cfg.mode}) of {cfg.init_from} ({source['base_fmt'] or source['fmt']} base): "
@@ -283,44 +280,35 @@ def load_or_exit(path):
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}")
 
-def make_sft_config(explicit):
-    """-> (cfg, source checkpoint, checkpoint to resume or None)."""
-    if explicit.get("resume"):
-        if "out_dir" not in explicit:
-            raise SystemExit("error: --resume needs the --out_dir of the SFT run to continue")
-        start = load_or_exit(explicit["out_dir"])
-        if start["kind"] != "sft":
-            raise SystemExit(f"error: {explicit['out_dir']} is a pretraining run; resume it with pretrain.py")
-        for k in ("mode", "init_from", "narrowness", "n_sft_examples"):
-            if k in explicit and explicit[k] != start["config"][k]:
-                raise SystemExit(f"error: cannot change --{k} when resuming")
-        return make_config(SFTConfig, {}, explicit, saved=start["config"]), start, start
-    if not explicit.get("init_from"):
-        raise SystemExit("error: --init_from <out_dir of pretrain.py> is required")
-    base = load_or_exit(explicit["init_from"])
-    cfg = make_config(SFTConfig, {}, {**sft_defaults(base["config"]), **explicit})
-    check_base(base, cfg)
+def check_sft_config(cfg, base=None):
+    """One-line errors for bad values, and for a base this mode cannot post-train (check_base)."""
+    check_loop_config(cfg)
+    if base is not None:
+        check_base(base, cfg)
     if not cfg.epochs > 0:
         raise SystemExit(f"error: --epochs={cfg.epochs} must be > 0")
-    cfg.data_dir = cfg.data_dir or base["data_dir"]
-    cfg.out_dir = cfg.out_dir or f"{cfg.init_from.rstrip('/')}-{cfg.mode}"
-    if (Path(cfg.out_dir) / "ckpt.pt").exists():
-        raise SystemExit(f"error: {cfg.out_dir} already holds a checkpoint; continue it with "
-                         f"--resume, or choose another --out_dir")
-    return cfg, base, None
-
-def main(argv=None):
-    parser = build_parser(SFTConfig, {}, __doc__.strip().splitlines()[0])
-    cfg, source, start = make_sft_config(vars(parser.parse_args(argv)))
-    check_loop_config(cfg)
     if cfg.replay < 0 or (cfg.replay and not cfg.mode.startswith("anchored")):
         raise SystemExit(f"error: --replay={cfg.replay} needs an anchored --mode and a value >= 0")
     if cfg.n_sft_examples < 0:
         raise SystemExit(f"error: --n_sft_examples={cfg.n_sft_examples} must be >= 0")
     if cfg.narrowness is not None and not 0 <= cfg.narrowness <= 1:
         raise SystemExit(f"error: --narrowness={cfg.narrowness} must be in [0, 1] (0 = prior, 1 = favourites only)")
-    check_out_dir(cfg.out_dir)
-    return run_distributed(sft, cfg, source, start)
+
+# what an SFT run cannot change when it resumes (its data and the base it started from)
+RESUME_FIXED = ("mode", "init_from", "narrowness", "n_sft_examples")
+
+def main(argv=None):
+    """A fresh run takes its defaults from its base (sft_defaults), a resumed one from its own config."""
+    parser = build_parser(SFTConfig, {}, __doc__.strip().splitlines()[0])
+    explicit, base = vars(parser.parse_args(argv)), None
+    if not explicit.get("resume"):
+        if not explicit.get("init_from"):
+            raise SystemExit("error: --init_from <out_dir of pretrain.py> is required")
+        base = load_or_exit(explicit["init_from"])
+        explicit = {**sft_defaults(base["config"]), "data_dir": base["data_dir"], **explicit}
+    cfg, start = resume_or_fresh(SFTConfig, {}, explicit, "sft", RESUME_FIXED,
+                                 lambda c: f"{c.init_from.rstrip('/')}-{c.mode}", lambda c: check_sft_config(c, base))
+    return run_distributed(sft, cfg, start or base, start)
 
 if __name__ == "__main__":
     main()

@@ -27,7 +27,7 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from device import autocast, pick_dtype  # noqa: E402
+from device import add_device_flags, autocast, pick_dtype  # noqa: E402
 from model import (document_causal_mask, document_layout, document_spans, manual_attention,  # noqa: E402
                    per_document_attention)
 
@@ -110,7 +110,7 @@ def time_shape(H, hd, n_docs, dtype, rounds, B=4, T=512):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"))
+    add_device_flags(p, "timed on the CPU", names=("dtype",))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--docs", type=int, nargs="+", default=[2, 3, 5], help="documents per 512-token row")

@@ -43,7 +43,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from device import autocast, make_generator, pick_device, pick_dtype  # noqa: E402
+from device import add_device_flags, autocast, make_generator, pick_device, pick_dtype  # noqa: E402
 from engine import generate  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 
@@ -330,9 +330,7 @@ def bench_eval_sampling(device, low, k=64, new_tokens=200):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
-    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                   help="the low precision to compare with fp32 (auto: device.pick_dtype)")
+    add_device_flags(p, "what to time; a low precision is compared with fp32")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--rounds", type=int, default=None, help="alternated training rounds (default 6, --quick 3)")
     p.add_argument("--quick", action="store_true", help="fewer rounds, shorter generation")

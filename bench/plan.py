@@ -29,11 +29,11 @@ import pretrain  # noqa: E402
 import reproduce  # noqa: E402
 import sft  # noqa: E402
 import world  # noqa: E402
-from device import check_device, compile_pays, pick_device  # noqa: E402
+from device import add_device_flags, check_device, compile_pays, pick_device  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # How long: the expected time of a stage is its work divided by the device's throughput.
-# Work: a training stage's tokens (steps x batch x grad_accum x block), an evaluation's samples, the
+# Work: a training stage's tokens (loop.token_budget), an evaluation's samples, the
 # data's stories. Throughput per device kind below; a training figure is FLOP/s, turned into tokens/s
 # per size with the model's own flops_per_token (6 N + attention), so one figure covers every size.
 
@@ -80,25 +80,23 @@ def model_flops(size):
 
 
 def train_run(stage):
-    """(size, optimizer steps, rows per step, tokens per step, --compile) of a pretrain.py or sft.py
-    stage, read from its command."""
+    """(size, optimizer steps, rows per step, tokens (loop.token_budget), --compile) of a pretrain.py
+    or sft.py stage, read from its command."""
     script, args = Path(stage.cmd[1]).name, stage.cmd[2:]
     if script == "pretrain.py":
         explicit = vars(loop.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
         c = loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, explicit)
-        rows = c.batch_size * c.grad_accum
-        return c.preset, c.max_iters, rows, rows * c.block_size, c.compile
+        return c.preset, c.max_iters, loop.rows_per_step(c), loop.token_budget(c, c.block_size), c.compile
     explicit = vars(loop.build_parser(sft.SFTConfig, {}, "").parse_args(args))
     size = Path(explicit["init_from"]).parent.name  # runs/<size>/base_*
     base = loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, {"preset": size})
     c = loop.make_config(sft.SFTConfig, {}, {**sft.sft_defaults(vars(base)), **explicit})
-    # rows are known only once packed: ~0.53 per example (20,000 anchored examples, 10,572 rows of 512)
-    n_rows = SFT_ROWS_PER_EXAMPLE * (c.n_sft_examples or data.DEFAULTS["n_sft"]) * (1 + c.replay)
-    rows = c.batch_size * c.grad_accum
-    return size, sft.sft_steps(c, n_rows), rows, rows * base.block_size, c.compile
+    # rows are known only once packed: ~0.48 per example (20,000 anchored examples, 9,600 rows of 512)
+    c.max_iters = sft.sft_steps(c, SFT_ROWS_PER_EXAMPLE * (c.n_sft_examples or data.DEFAULTS["n_sft"]) * (1 + c.replay))
+    return size, c.max_iters, loop.rows_per_step(c), loop.token_budget(c, base.block_size), c.compile
 
 
-SFT_ROWS_PER_EXAMPLE = 0.53
+SFT_ROWS_PER_EXAMPLE = 0.48
 
 
 def train_steps(stage):
@@ -122,8 +120,8 @@ def stage_work(stage):
         n = int(args[args.index("--n_stories") + 1]) if "--n_stories" in args else data.DEFAULTS["n_stories"]
         return "data", None, n
     if script in ("pretrain.py", "sft.py"):
-        size, steps, _, per_step, _ = train_run(stage)
-        return "train", size, steps * per_step
+        size, _, _, tokens, _ = train_run(stage)
+        return "train", size, tokens
     assert script == "eval_diversity.py", script
     specs = args[args.index("--ckpts") + 1:args.index("--num_samples")]
     k, n_prompts = int(args[args.index("--num_samples") + 1]), len(world.EVAL_PROMPTS)
@@ -226,10 +224,8 @@ def main(argv=None):
     p.add_argument("--runs", default="", help="checkpoints folder, as reproduce.py's (default: runs/<preset>)")
     p.add_argument("--skip_study", action="store_true", help="leave out the controlled study")
     p.add_argument("--jobs", type=int, default=None, help="stages side by side (default: the preset's)")
-    p.add_argument("--device", default="auto", help="the throughput table to use (auto: this machine's device); "
-                   "cpu, cuda, cuda:N, mps; also passed to the commands, as reproduce.py does")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="passed to the commands, as reproduce.py does; with --measure, the dtype timed")
+    add_device_flags(p, "passed to the commands, as reproduce.py does; --device also picks the throughput "
+                     "table, --dtype is what --measure times")
     p.add_argument("--measure", action="store_true",
                    help="time a few training steps of each size on this device first (seconds per size) "
                         "and use that instead of the table's figure")

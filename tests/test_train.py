@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -20,7 +19,7 @@ import model
 import checkpoint
 import pretrain
 import sft
-from loop import build_parser, make_config
+from loop import build_parser, make_config, token_budget
 from pretrain import PRESETS, TrainConfig
 from sft import SFTConfig
 
@@ -65,7 +64,10 @@ def test_help_lists_every_field_and_typos_are_errors(capsys):
 
 
 def test_precedence_defaults_preset_flags():
-    assert make_config(TrainConfig, PRESETS, {}) == TrainConfig()  # tiny preset = the defaults
+    assert make_config(TrainConfig, PRESETS, {"preset": "tiny"}) == TrainConfig()  # tiny = the defaults
+    for missing in ({}, {"preset": "huge"}):  # a missing or unknown preset is an error, never tiny
+        with pytest.raises(ValueError, match="is not one of"):
+            make_config(TrainConfig, PRESETS, missing)
     cfg = make_config(TrainConfig, PRESETS, {"preset": "cpu-s", "lr": 0.1})
     assert (cfg.n_layer, cfg.lr, cfg.weight_decay) == (PRESETS["cpu-s"]["n_layer"], 0.1, TrainConfig.weight_decay)
     saved = {**vars(cfg), "n_layer": 7}  # --resume: the run's config, then the flags typed now
@@ -79,8 +81,7 @@ def test_presets_are_valid_and_gpu_budgets_reach_20_tokens_per_param(name):
     if name.startswith("gpu"):
         gpt = model.GPT(model.GPTConfig(vocab_size=data.DEFAULTS["vocab_size"],
                                         **{k: getattr(cfg, k) for k in pretrain.MODEL_FIELDS}))
-        tokens = cfg.max_iters * cfg.batch_size * cfg.grad_accum * cfg.block_size
-        assert cfg.block_size == 512 and tokens >= 20 * gpt.num_params(non_embedding=False)
+        assert cfg.block_size == 512 and token_budget(cfg, cfg.block_size) >= 20 * gpt.num_params(non_embedding=False)
 
 def test_sft_defaults_come_from_the_base_and_it_trains_one_epoch():
     """No table of SFT presets: the base's own config gives the rows per step and the LR (the one it
@@ -93,8 +94,8 @@ def test_sft_defaults_come_from_the_base_and_it_trains_one_epoch():
     assert (sft.sft_steps(cfg, 1000), cfg.lr) == (32, 1e-3)
     cfg = make_config(SFTConfig, {}, {**sft.sft_defaults(base), "max_iters": 7})
     assert sft.sft_steps(cfg, 1000) == 7
-    assert sft.sft_steps(cfg, 1000, world=4) == 7 and sft.sft_steps(make_config(SFTConfig, {}, sft.sft_defaults(base)),
-                                                                   1000, world=4) == 16
+    assert sft.sft_steps(cfg, 1000, world_size=4) == 7
+    assert sft.sft_steps(make_config(SFTConfig, {}, sft.sft_defaults(base)), 1000, world_size=4) == 16
     with pytest.raises(SystemExit):
         build_parser(SFTConfig, {}, "").parse_args(["--preset", "cpu-m"])
 
@@ -167,44 +168,6 @@ def test_sft_resume_is_exact(tiny_base_dirs, tmp_path, one_thread):
     sft.main([str(a) for a in ["--out_dir", tmp_path / "b", "--resume", "--max_iters", "4"]])
     a, b = (checkpoint.load_checkpoint(tmp_path / d) for d in "ab")
     assert a["step"] == b["step"] == 4 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-
-
-@pytest.mark.parametrize("block_size", [512, 128])  # 128: most documents are cut into pieces
-def test_pretraining_rows_keep_every_story_token_with_its_annotation(tiny_data_dir, block_size):
-    enc = tokenizer.load_tokenizer(str(tiny_data_dir))
-    sid = lambda t: enc.encode_single_token(t)  # noqa: E731
-    bos, ann, story = sid("<|bos|>"), sid("<|ann|>"), sid("<|story|>")
-    rows = pretrain.TokenRows(tiny_data_dir / "pretrain_annotated_train.bin", block_size, bos, story)
-    x, y = rows.get(0, rows.n_rows)
-    assert (x[:, 0] == bos).all()  # every row starts at a document (or a repeated header)
-    targets = []
-    for xr, yr in zip(x.tolist(), y.tolist()):
-        for j, t in enumerate(yr):
-            if t == -1:
-                continue
-            b = max(i for i in range(j + 1) if xr[i] == bos)  # the document position j belongs to
-            if j > b:  # the document's whole header is in view: <|bos|><|ann|>...
-                assert xr[b + 1] == ann, (j, b)
-                if story in xr[b: j + 1]:  # ... and a story token sees the complete annotation
-                    k = xr.index(story, b)
-                    assert set(world.parse_annotation(enc.decode(xr[b + 2: k]))) == set(world.FIELDS), (j, b)
-            targets.append(t)
-    # one epoch trains every token of the stream once, <|bos|> excepted (never a target)
-    stream = rows.tokens[rows.tokens != bos].astype(np.int64)
-    assert np.array_equal(np.bincount(targets, minlength=enc.n_vocab), np.bincount(stream, minlength=enc.n_vocab))
-    assert len(targets) == int(rows.row_targets.sum()) and rows.fill > (0.9 if block_size == 512 else 0.5)
-    again = pretrain.TokenRows(tiny_data_dir / "pretrain_annotated_train.bin", block_size, bos, story)
-    for start in (0, 5, rows.n_rows - 1):  # any data position gives the same rows (wrapping around)
-        assert all(torch.equal(a, b) for a, b in zip(again.get(start, 3), rows.get(start, 3)))
-
-
-def test_packed_rows_order_is_a_pure_function_of_the_row_number():
-    x = torch.arange(5)[:, None].repeat(1, 3)
-    rows = sft.PackedRows(x, x, seed=0)
-    first = rows.get(0, 15)[0][:, 0].tolist()
-    assert all(sorted(first[e * 5:(e + 1) * 5]) == list(range(5)) for e in range(3))  # each epoch: all rows once
-    assert first[:5] != first[5:10]  # reshuffled every epoch
-    assert sft.PackedRows(x, x, seed=0).get(7, 4)[0][:, 0].tolist() == first[7:11]  # resumable anywhere
 
 
 def test_ctrl_c_saves_and_resume_finishes(tiny_data_dir, tmp_path, monkeypatch, one_thread):
@@ -480,7 +443,7 @@ def test_default_preset_suits_the_device(device_type, expected):
         c = PRESETS[name]
         with torch.device("meta"):
             gpt = model.GPT(model.GPTConfig(vocab_size=2048, **{k: c[k] for k in ("n_layer", "n_head", "n_embd")}))
-        tokens = c["max_iters"] * c["batch_size"] * c["block_size"]
+        tokens = token_budget(make_config(TrainConfig, PRESETS, {"preset": name}), c["block_size"])
         assert 20 * gpt.num_params(non_embedding=False) <= tokens <= 4 * 19e6
     with pytest.raises(ValueError, match="tpu"):
         pretrain.default_preset("tpu")
