@@ -48,6 +48,15 @@ def write_atomic(path, data):
         f.write(data.encode() if isinstance(data, str) else data)
 
 
+def pyplot():
+    """matplotlib.pyplot, imported on first use with the file-only Agg backend (no display on a
+    server): the one place every plot gets it from."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def save_figure(fig, path, **savefig_kw):
     """A matplotlib figure to path (its format from the suffix), whole or not at all."""
     buf = io.BytesIO()

@@ -34,7 +34,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from checkpoint import check_out_dir, keep_tokenizer, load_checkpoint, save_checkpoint, save_figure
+from checkpoint import check_out_dir, keep_tokenizer, load_checkpoint, pyplot, save_checkpoint, save_figure
 from device import DEVICE_FLAGS, autocast, check_device, compile_pays, grad_scaler, pick_dtype, setup_distributed
 
 
@@ -425,9 +425,7 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
 
 def plot_log(log_path, png_path):
     """Train and validation loss against the step, from log.jsonl."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     records = [json.loads(ln) for ln in Path(log_path).read_text().splitlines()] \
         if Path(log_path).exists() else []
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]

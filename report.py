@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import world
-from checkpoint import save_figure, write_atomic
+from checkpoint import pyplot, save_figure, write_atomic
 from metrics import PROMPT_TYPES, UNKNOWN, agreement_min, label_entropy
 
 # -----------------------------------------------------------------------------
@@ -182,17 +182,10 @@ def _legend_outside(ax, **kw):
     # beside the axes, so it covers no data (tight_layout makes room for it)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kw)
 
-def _pyplot():
-    # matplotlib on first use only, with the file-only Agg backend (no display on a server)
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
 def plot_prior_drift(summary, path):
     """Per field: favourite share and entropy of the sampled annotation values, exact prior vs the
     annotated base vs every anchored row (is p(annotation) kept through SFT?)."""
-    plt = _pyplot()
+    plt = pyplot()
     fields = [f for f in world.FIELDS if set(world.FIELDS[f]) - set(world.FAVOURITES[f])]
     series = [("exact prior", None, summary["exact_annotation_prior"])]
     series += [(r["row"], r["arm"], r["annotation_prior"]) for r in summary["rows"] if r.get("annotation_prior")]
@@ -213,7 +206,7 @@ def plot_prior_drift(summary, path):
 
 def plot_field_entropy(summary, path, prompt_type="open"):
     """Per-field label entropy, one bar per row, on the prompts of one type."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = [r for r in summary["rows"] if prompt_type in r["by_kind"]]
     fields = list(world.FIELDS)
     fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(fields)), 4.5))
@@ -238,7 +231,7 @@ def pooled_samples(row, prompts, prompt_type) -> list:
 
 def plot_label_histograms(rows, prompts, names, path, fields=("name", "setting"), prompt_type="open"):
     """Label counts of some fields for a few rows ({name: EvalRow}) side by side, on one prompt type."""
-    plt = _pyplot()
+    plt = pyplot()
     names = [n for n in names if n is not None and n in rows]
     ncol = max(1, len(names))
     fig, axes = plt.subplots(len(fields), ncol, figsize=(5 * ncol, 3.2 * len(fields)), squeeze=False)
@@ -258,7 +251,7 @@ def plot_label_histograms(rows, prompts, names, path, fields=("name", "setting")
 
 def plot_quality_diversity(summary, path, prompt_type="open"):
     """Quality (judge.quality) vs D; rows of one arm at several temperatures drawn as a curve."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
     by_arm = {}
     for r in summary["rows"]:
@@ -351,7 +344,7 @@ SCALING_ROWS = ["base", "base_annotated", "sft", "anchored", "anchored_replay", 
 
 def plot_scaling(size_results, path):
     """D per arm vs model size, and collapse ratio and gap closed (medians over seeds) vs size."""
-    plt = _pyplot()
+    plt = pyplot()
     sizes = [s for s, _ in size_results]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for row in SCALING_ROWS:
@@ -379,7 +372,7 @@ def plot_scaling(size_results, path):
 
 def plot_study(study, path):
     """Output diversity vs the SFT data's exact entropy, one point per narrowness setting."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     xs = [sft_data_entropy(s) for _, s in study]
     for row in ("sft_row", "anchored_row", "base_row"):
@@ -450,7 +443,7 @@ def curve_markdown(points) -> str:
 
 def plot_curve(points, path, title):
     """Quality and gate min vs trained slots, one line per sampling row."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     names = list(points[0][2]) if points else []
     xs = [(slots or 0) / 1e6 for _, slots, _ in points]
