@@ -298,8 +298,8 @@ def pretrain(cfg, d, start=None):
     meta = dict(tokenizer_hash=tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
                 fmt=fmt_of(cfg), kind="base", base_fmt=None)
     record = train(cfg, model, train_rows, val_rows, d, meta, start)
-    mode = "anchored" if cfg.annotations else "standard"
-    say_next(cfg, d, record, [f"python sft.py --init_from {cfg.out_dir} --mode {mode}",
+    sft_format = "anchored" if cfg.annotations else "standard"
+    say_next(cfg, d, record, [f"python sft.py --init_from {cfg.out_dir} --format {sft_format}",
                               f"python sample.py --ckpt {cfg.out_dir}"])
     return record
 

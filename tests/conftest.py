@@ -62,9 +62,9 @@ def tiny_base_dirs(tiny_data_dir, tmp_path_factory):
 def tiny_sft_dirs(tiny_base_dirs, tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_sft")
     dirs = {"standard": root / "standard", "anchored": root / "anchored"}
-    for mode, out in dirs.items():
-        base = tiny_base_dirs["plain" if mode == "standard" else "annotated"]
+    for format, out in dirs.items():
+        base = tiny_base_dirs["plain" if format == "standard" else "annotated"]
         _with_one_thread(lambda: sft.main(
-            ["--init_from", str(base), "--mode", mode, "--out_dir", str(out), "--max_iters", "5",
+            ["--init_from", str(base), "--format", format, "--out_dir", str(out), "--max_iters", "5",
              "--batch_size", "2", "--device", "cpu", *QUIET]))
     return dirs

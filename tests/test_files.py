@@ -120,7 +120,7 @@ def _argv(script, d, tiny_base_dirs, tmp_path):
         run = tmp_path / "resumed"
         shutil.copytree(tiny_base_dirs["annotated"], run)
         return pretrain.main, ["--resume", "--out_dir", str(run), "--data_dir", str(d), "--max_iters", "12"]
-    return sft.main, ["--init_from", str(tiny_base_dirs["annotated"]), "--mode", "anchored", "--data_dir",
+    return sft.main, ["--init_from", str(tiny_base_dirs["annotated"]), "--format", "anchored", "--data_dir",
                       str(d), "--out_dir", str(tmp_path / "s"), "--max_iters", "2", "--batch_size", "2",
                       "--device", "cpu", *QUIET]
 

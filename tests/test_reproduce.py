@@ -267,7 +267,7 @@ def test_every_preset_plans_commands_the_scripts_accept(preset, tmp_path):
         elif script == "sft.py":
             explicit = vars(loop.build_parser(sft.SFTConfig, {}, "").parse_args(args))
             size = Path(explicit["init_from"]).parent.name  # runs/<size>/base_*: a pretraining preset
-            assert size in pretrain.PRESETS and explicit["mode"] in sft.MODES
+            assert size in pretrain.PRESETS and explicit["format"] in sft.SFT_FORMATS
         elif script == "eval_diversity.py":
             specs = args[args.index("--ckpts") + 1:args.index("--num_samples")]
             arms = [eval_diversity.parse_arm(spec, [1.0]) for spec in specs]
