@@ -89,7 +89,7 @@ def sft_reference(k: int, narrowness: float, prompt: dict, seed: int) -> list:
 def find_narrowness(ckpts: list) -> float:
     """The SFT data's narrowness the SFT arms were trained on (train config, else the data's meta.json)."""
     for ckpt in ckpts:
-        if ckpt.get("kind") != "sft":
+        if ckpt.get("stage") != "sft":
             continue
         cfg = ckpt.get("config") or {}
         if cfg.get("narrowness") is not None:
@@ -170,12 +170,12 @@ def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_to
         for si, path in enumerate(arm["paths"]):
             _, ckpt, _ = models[path]
             try:
-                anchor = resolve_anchor(ckpt["fmt"], arm["anchor"])
+                anchor = resolve_anchor(ckpt["format"], arm["anchor"])
             except ValueError as e:
                 raise ValueError(f"arm {arm['name']} ({path}): {e}") from None
-            is_base = ckpt.get("kind") == "base" or ckpt["fmt"] in BASE_FORMATS
+            is_base = ckpt.get("stage") == "base" or ckpt["format"] in BASE_FORMATS
             for t in arm["temperatures"]:
-                row = EvalRow(arm=arm["name"], role="base" if is_base else "sft", format=ckpt["fmt"], temperature=t,
+                row = EvalRow(arm=arm["name"], role="base" if is_base else "sft", format=ckpt["format"], temperature=t,
                               samples={}, seed_index=si if len(arm["paths"]) > 1 else None,
                               swept=len(arm["temperatures"]) > 1, ckpt=path, anchor=arm["anchor"], ann=arm["ann"],
                               top_k=arm["top_k"], top_p=arm["top_p"])

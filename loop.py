@@ -165,8 +165,8 @@ def resume_or_fresh(cfg_cls, presets, explicit, stage, fixed, out_dir_default, c
             start = load_checkpoint(explicit["out_dir"])
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(f"error: cannot resume: {e}")
-        if start["kind"] != stage:
-            what, script = RESUMED_BY[start["kind"]]
+        if start["stage"] != stage:
+            what, script = RESUMED_BY[start["stage"]]
             raise SystemExit(f"error: {explicit['out_dir']} is {what}; resume it with {script} --resume")
         changed = [f"--{k}" for k in fixed if k in explicit and explicit[k] != start["config"].get(k)]
         if changed:

@@ -174,7 +174,7 @@ def main(argv=None):
             if not pinned:
                 raise ValueError(f"--annotation {args.annotation!r} pins no field; write e.g. \"name: Mia | setting: desert\"")
         model, ckpt, enc = load_model(args.ckpt, device=device)
-        fmt = ckpt["fmt"]
+        fmt = ckpt["format"]
         use_ann = resolve_anchor(fmt, args.anchor)
         if fmt in BASE_FORMATS:
             print(f"note: {args.ckpt} is a base checkpoint (fmt {fmt}): prompted in its own document format, --prompt ignored")

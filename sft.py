@@ -220,10 +220,10 @@ def refresh_embeddings(model, ids):
 
 def check_base(base, cfg):
     where = cfg.init_from
-    if base["kind"] != "base":
-        raise SystemExit(f"error: {where} is an SFT checkpoint (kind='sft', mode {base['fmt']!r}); "
+    if base["stage"] != "base":
+        raise SystemExit(f"error: {where} is an SFT checkpoint (stage 'sft', format {base['format']!r}); "
                          f"--init_from needs a pretrained base model (an out_dir of pretrain.py)")
-    if cfg.format.startswith("anchored") and base["fmt"] == "plain" and not cfg.allow_plain_base:
+    if cfg.format.startswith("anchored") and base["format"] == "plain" and not cfg.allow_plain_base:
         raise SystemExit(f"error: --format {cfg.format} needs a base pretrained with annotations, but "
                          f"{where} saw plain stories only (its <|ann|> was never trained); pass "
                          f"--allow_plain_base to run this ablation anyway")
@@ -262,12 +262,12 @@ def sft(cfg, d, source, start=None):
         steps_per_epoch = len(x) / rows_per_step(cfg, d.world)
         if revived:
             print(f"{revived} tokens no pretraining document uses are SFT targets: fresh embeddings for them")
-        print(f"SFT ({cfg.format}) of {cfg.init_from} ({source['base_fmt'] or source['fmt']} base): "
+        print(f"SFT ({cfg.format}) of {cfg.init_from} ({source['base_format'] or source['format']} base): "
               f"{len(train_ex):,} examples in {len(x):,} rows of {block_size} "
               f"({n_targets:,} target tokens, {(y != -1).float().mean():.0%} of the row slots); "
               f"{cfg.max_iters / steps_per_epoch:.2f} epochs in {cfg.max_iters} steps at peak LR {cfg.lr:.3g}")
     ckpt_meta = dict(tokenizer_hash=tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
-                     fmt=cfg.format, kind="sft", base_fmt=source["base_fmt"] or source["fmt"])
+                     format=cfg.format, stage="sft", base_format=source["base_format"] or source["format"])
     record = train(cfg, model, train_rows, val_rows, d, ckpt_meta, start)
     say_next(cfg, d, record, [f"python sample.py --ckpt {cfg.out_dir} --prompt 'Write a story.'",
                               f"python eval_diversity.py --ckpts base={cfg.init_from} "

@@ -2,9 +2,9 @@
 
     tiny_data_dir   a small dataset (2,000 stories, 200 SFT examples, the default 2,048 vocabulary)
     tiny_base_dirs  {"annotated": out_dir, "plain": out_dir}: 1-layer, 32-wide, block 512 models
-                    pretrained for a few steps (kind 'base'); for load_model, sampling, SFT
+                    pretrained for a few steps (stage 'base'); for load_model, sampling, SFT
     tiny_sft_dirs   {"standard": out_dir (on the plain base), "anchored": out_dir (on the
-                    annotated base)}: a few SFT steps each (kind 'sft')
+                    annotated base)}: a few SFT steps each (stage 'sft')
     one_thread      run a test with torch on one thread (faster on a shared 2-core machine)
 
 The models are untrained noise: tests check plumbing and shapes, not story quality.

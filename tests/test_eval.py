@@ -230,7 +230,7 @@ def test_annotation_tokenization_matches_training(ckpts):
 
 def test_anchored_sampling_draws_annotations(ckpts):
     model, ckpt, enc = _load(ckpts["anchored"])
-    assert ckpt["fmt"] == "anchored"
+    assert ckpt["format"] == "anchored"
     kw = dict(seed=3, max_new_tokens=16, batch_size=4)
     a = sample.sample_stories(model, enc, "anchored", "Write a story.", 6, **kw)
     assert [s["annotation"] for s in a] == [s["annotation"] for s in sample.sample_stories(model, enc, "anchored", "Write a story.", 6, **kw)]

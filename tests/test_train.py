@@ -286,12 +286,13 @@ def test_replay_examples_train_the_whole_annotation_and_nothing_else(tiny_data_d
     assert sft.make_replay_examples(5, seed=3) == sft.make_replay_examples(5, seed=3)  # deterministic
 
 
-def test_sft_checkpoint_records_mode_and_base(tiny_sft_dirs):
-    for mode, base_fmt in (("standard", "plain"), ("anchored", "annotated")):
-        gpt, ckpt, enc = checkpoint.load_model(tiny_sft_dirs[mode])
-        assert (ckpt["kind"], ckpt["fmt"], ckpt["base_fmt"]) == ("sft", mode, base_fmt)
+def test_sft_checkpoint_records_format_and_base(tiny_sft_dirs):
+    for format, base_format in (("standard", "plain"), ("anchored", "annotated")):
+        gpt, ckpt, enc = checkpoint.load_model(tiny_sft_dirs[format])
+        assert (ckpt["stage"], ckpt["format"], ckpt["base_format"]) == ("sft", format, base_format)
+        assert ckpt["config"]["format"] == format and "mode" not in ckpt["config"]
         assert not gpt.training and "optimizer" not in ckpt
-        assert (tiny_sft_dirs[mode] / "tokenizer.tiktoken").exists()  # the run carries its tokenizer
+        assert (tiny_sft_dirs[format] / "tokenizer.tiktoken").exists()  # the run carries its tokenizer
 
 # -----------------------------------------------------------------------------
 # Several processes = one process with the same global batch
