@@ -262,7 +262,7 @@ def check_data(cfg):
 def pretrain(cfg, d, start=None):
     if d.master and start is None:  # (a resumed run must not trigger a rebuild of its data)
         ensure_data(cfg.data_dir)
-    if d.world > 1:
+    if d.world_size > 1:
         dist.barrier()  # the others wait for rank 0 to make the data
     check_data(cfg)
     enc = load_tokenizer(cfg.data_dir)
@@ -288,10 +288,10 @@ def pretrain(cfg, d, start=None):
     model.to(d.device)
     if d.master:
         n_params = model.num_params(non_embedding=False)
-        budget = token_budget(cfg, cfg.block_size, d.world)
+        budget = token_budget(cfg, cfg.block_size, d.world_size)
         print(f"{format_of(cfg)} pretraining, preset {cfg.preset}: {n_params:,} parameters "
               f"({model.num_params():,} non-embedding, {len(dead):,} of {enc.n_vocab:,} tokens dead: never in the "
-              f"data, never predicted), {d.world} process(es) on {d.device}; "
+              f"data, never predicted), {d.world_size} process(es) on {d.device}; "
               f"budget {budget:,} tokens = {budget / n_params:.3g} tokens/parameter "
               f"({train_rows.fill:.1%} of them trained targets, the rest row padding), "
               f"{budget / (train_rows.n_rows * cfg.block_size):.2f} epochs of {shard}_train.bin")

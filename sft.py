@@ -244,7 +244,7 @@ def sft(cfg, d, source, start=None):
     val_x, val_y = pack_examples(enc, val_ex, cfg.format, block_size)
     train_rows = PackedRows(x, y, cfg.seed)
     val_rows = PackedRows(val_x, val_y, cfg.seed, shuffle=False)
-    cfg.max_iters = sft_steps(cfg, len(x), d.world)
+    cfg.max_iters = sft_steps(cfg, len(x), d.world_size)
     cfg.eval_interval = cfg.eval_interval or max(1, cfg.max_iters // 8)
 
     # The SFT targets bring some of the base's dead tokens to life (the house format's title words,
@@ -259,7 +259,7 @@ def sft(cfg, d, source, start=None):
     model.to(d.device)
     if d.master:
         n_targets = int((y != -1).sum())
-        steps_per_epoch = len(x) / rows_per_step(cfg, d.world)
+        steps_per_epoch = len(x) / rows_per_step(cfg, d.world_size)
         if revived:
             print(f"{revived} tokens no pretraining document uses are SFT targets: fresh embeddings for them")
         print(f"SFT ({cfg.format}) of {cfg.init_from} ({source['base_format'] or source['format']} base): "

@@ -50,8 +50,8 @@ def _with_one_thread(fn):
 def tiny_base_dirs(tiny_data_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_base")
     dirs = {"annotated": root / "ann", "plain": root / "plain"}
-    for fmt, out in dirs.items():
-        flag = "--annotations" if fmt == "annotated" else "--no-annotations"
+    for format, out in dirs.items():
+        flag = "--annotations" if format == "annotated" else "--no-annotations"
         _with_one_thread(lambda: pretrain.main(
             [flag, "--data_dir", str(tiny_data_dir), "--out_dir", str(out), "--max_iters", "10",
              "--batch_size", "2", "--device", "cpu", *TINY_MODEL, *QUIET]))

@@ -311,8 +311,8 @@ def test_eval_diversity_end_to_end(ckpts, tmp_path):
     assert rows["sft_data"]["by_kind"]["constrained"]["instruction_following"] == 1.0
     assert rows["pretrain_data"]["by_kind"]["open"]["quality"] == 1.0
     assert rows["sft_data"]["by_kind"]["open"]["house_format"] == 1.0
-    for kind in ("open", "constrained"):
-        d = s["derived"][kind]
+    for prompt_type in ("open", "constrained"):
+        d = s["derived"][prompt_type]
         assert set(d["collapse"]) == set(rows) - {"base"}
         assert "collapse_ratio" in d and "gap_closed" in d
     for f in ("summary.md", "samples.jsonl.gz", "headline.json", "field_entropy.png", "label_histograms.png",
@@ -326,13 +326,13 @@ def test_eval_diversity_end_to_end(ckpts, tmp_path):
     assert all(s["annotation"] for s in samples if s["row"] in ("anchored", "base"))
     md = (out / "summary.md").read_text()
     assert "| anchored |" in md and "gate: annotation agreement" in md and "annotation prior" in md
-    # the gate and the prior of the annotated base (found by its fmt), the drift of the anchored row
+    # the gate and the prior of the annotated base (found by its format), the drift of the anchored row
     assert s["annotated_base_row"] == "base"
     assert set(rows["base"]["gate"]) == set(world.FIELDS) and rows["sft"]["gate"] is None
     assert set(rows["anchored"]["annotation_prior"]) == set(world.FIELDS)
     assert rows["anchored_off"]["annotation_prior"] is None
-    for kind in ("open", "constrained"):
-        assert {"gap_closed_known", "collapse_ratio_known"} <= set(s["derived"][kind])
+    for prompt_type in ("open", "constrained"):
+        assert {"gap_closed_known", "collapse_ratio_known"} <= set(s["derived"][prompt_type])
     h = json.loads((out / "headline.json").read_text())
     assert h["seeds"] == 1 and len(h["gap_closed"]["per_seed"]) == 1 and "prior_drift_max" in h
     # the same seed gives the same numbers (evaluate() directly, one arm)

@@ -169,7 +169,8 @@ OLD_CKPT = Path(ROOT) / "tests" / "data" / "pre_rename_sft"
 
 def test_a_checkpoint_with_the_older_key_names_loads_and_resumes(tmp_path, one_thread):
     raw = torch.load(OLD_CKPT / "ckpt.pt", weights_only=True)
-    assert (raw["kind"], raw["fmt"], raw["base_fmt"], raw["config"]["mode"]) == ("sft", "anchored", "annotated", "anchored")
+    old = (raw["kind"], raw["fmt"], raw["base_fmt"], raw["config"]["mode"])
+    assert old == ("sft", "anchored", "annotated", "anchored")
     model, ckpt, enc = checkpoint.load_model(OLD_CKPT)
     assert (ckpt["stage"], ckpt["format"], ckpt["base_format"]) == ("sft", "anchored", "annotated")
     assert ckpt["config"]["format"] == "anchored" and not {"kind", "fmt", "base_fmt"} & set(ckpt)
