@@ -8,7 +8,7 @@ the empirical label distribution. Semantic diversity D is the mean over the prom
 anchored SFT (annotation first, then the response) collapses it much less than standard SFT.
 
     python eval_diversity.py --ckpts base=out/base sft=out/sft anchored=out/anchored \
-        anchored_off=out/anchored:anchor=off --num_samples 128 --out results/cpu
+        anchored_no_annotation=out/anchored:anchor=off --num_samples 128 --out results/cpu
 
 Several checkpoints per arm (name=dir_s0,dir_s1,dir_s2) are seeds: every headline number is then
 reported per seed and as the median over seeds, with an interval that includes seed variance.
@@ -113,8 +113,8 @@ def find_narrowness(ckpts: list) -> float:
 ARM_OPTIONS = {"anchor": str, "temperature": str, "top_k": int, "top_p": float, "ann": str}
 
 def parse_arm(spec: str, temperatures, top_p=None) -> dict:
-    """'anchored_off=out/anchored:anchor=off' -> dict(name, path, paths, anchor, temperatures, top_k, top_p).
-    temperature=0.6,0.8 in the spec overrides --temperature for this arm. 'sft=runs/s0,runs/s1' gives
+    """'anchored_no_annotation=out/anchored:anchor=off' -> dict(name, path, paths, anchor,
+    temperatures, top_k, top_p). temperature=0.6,0.8 in the spec overrides --temperature for this arm. 'sft=runs/s0,runs/s1' gives
     paths ['runs/s0', 'runs/s1'] (one per seed); path is the first. top_p: the story-sampling nucleus of
     every arm (--top_p), unless the spec sets its own."""
     if "=" not in spec:
