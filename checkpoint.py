@@ -20,7 +20,10 @@ from pathlib import Path
 from tokenizer import TOKENIZER_FILE, load_tokenizer, tokenizer_hash
 
 CKPT_KEYS = ("model_args", "model", "config", "step", "optimizer", "rng", "data_pos",
-             "tokenizer_hash", "data_dir", "fmt", "kind", "base_fmt")
+             "tokenizer_hash", "data_dir", "format", "stage", "base_format")
+# The same keys as checkpoints made before the README glossary's words spell them; load_checkpoint
+# reads those under today's names (translate_keys), so every older run still loads and resumes.
+OLD_KEYS = {"fmt": "format", "kind": "stage", "base_fmt": "base_format"}
 
 
 @contextlib.contextmanager
@@ -71,6 +74,18 @@ def save_checkpoint(path, ckpt):
         torch.save(ckpt, f)
 
 
+def translate_keys(ckpt):
+    """A checkpoint dict with OLD_KEYS under their new names, and an SFT config's `mode` (the
+    flag's older name) as `format`; a checkpoint that has today's keys comes back as it was."""
+    if not isinstance(ckpt, dict) or not any(k in ckpt for k in OLD_KEYS):
+        return ckpt
+    ckpt = {OLD_KEYS.get(k, k): v for k, v in ckpt.items()}
+    config = ckpt.get("config")
+    if isinstance(config, dict) and "mode" in config:
+        ckpt["config"] = {("format" if k == "mode" else k): v for k, v in config.items()}
+    return ckpt
+
+
 def load_checkpoint(path, device="cpu"):
     """path: a ckpt.pt or the run directory holding one. weights_only=True: a checkpoint is data
     (tensors, numbers, strings), never code. Raises FileNotFoundError / ValueError naming the path."""
@@ -86,6 +101,7 @@ def load_checkpoint(path, device="cpu"):
     except Exception as e:  # truncated zip, pickle error, not a torch file at all, ...
         raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: "
                          f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
+    ckpt = translate_keys(ckpt)
     missing = [k for k in CKPT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise ValueError(f"{path} is not a nanoanchor checkpoint (missing {', '.join(missing)})")

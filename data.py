@@ -95,12 +95,12 @@ def _write_shards(enc, docs, out_dir, split, files, progress=True):
     for story, ann, _ in tqdm(docs, desc=f"tokenize {split}", disable=not progress, mininterval=1.0):
         story_ids = enc.encode_ordinary(story)
         encode = lambda t: story_ids if t is story else enc.encode_ordinary(t)  # noqa: E731
-        for fmt, ch in chunks.items():
-            ids, _ = encode_example(enc, {"story": story, "annotation": ann}, fmt, encode=encode)
+        for format, ch in chunks.items():
+            ids, _ = encode_example(enc, {"story": story, "annotation": ann}, format, encode=encode)
             ch.append(np.asarray(ids, dtype=np.uint16))
     tokens = {}
-    for fmt, ch in chunks.items():
-        name = f"pretrain_{fmt}_{split}"
+    for format, ch in chunks.items():
+        name = f"pretrain_{format}_{split}"
         arr = np.concatenate(ch) if ch else np.zeros(0, dtype=np.uint16)
         _put(out_dir, name + ".bin", arr.tobytes(), files)
         tokens[name] = int(arr.size)
@@ -408,9 +408,9 @@ def show(n, seed):
     ann = sample_annotation(rng)
     bad, defect = corrupt(render_story(ann, rng), ann, rng)
     print(f"--- corrupted ({defect}); quality={quality(bad)}\n[{format_annotation(ann)}]\n{bad}\n")
-    for kind in ("open", "constrained"):
-        ex = make_sft_example(rng, DEFAULT_NARROWNESS, kind)
-        print(f"--- SFT example ({kind})\nprompt: {ex['prompt']}\n[{format_annotation(ex['annotation'])}]\n"
+    for prompt_type in ("open", "constrained"):
+        ex = make_sft_example(rng, DEFAULT_NARROWNESS, prompt_type)
+        print(f"--- SFT example ({prompt_type})\nprompt: {ex['prompt']}\n[{format_annotation(ex['annotation'])}]\n"
               f"{ex['response']}\n")
 
 

@@ -58,14 +58,14 @@ def pick_device(name="auto"):
         if torch.backends.mps.is_available():
             return "mps"
         return "cpu"
-    kind = name.split(":")[0]
-    if kind not in ("cpu", "cuda", "mps"):
+    device_type = name.split(":")[0]
+    if device_type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device {name!r} is not one of auto, cpu, cuda, cuda:N, mps")
-    if kind == "cuda" and not torch.cuda.is_available():
+    if device_type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU; use --device cpu")
     if name.startswith("cuda:") and not (name[5:].isdigit() and int(name[5:]) < torch.cuda.device_count()):
         raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    if kind == "mps" and not torch.backends.mps.is_available():
+    if device_type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {name!r} asked for, but MPS is not available; use --device cpu")
     return name
 
@@ -110,10 +110,10 @@ def pick_dtype(device, requested="auto"):
         if requested not in DTYPES:
             raise ValueError(f"dtype {requested!r} is not one of auto, {', '.join(DTYPES)}")
         return DTYPES[requested]
-    kind = device.split(":")[0]
-    if kind == "cuda":
+    device_type = device.split(":")[0]
+    if device_type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if kind == "cpu" and cpu_bf16_is_fast():
+    if device_type == "cpu" and cpu_bf16_is_fast():
         return torch.bfloat16
     return torch.float32
 
@@ -167,7 +167,7 @@ def make_generator(device, seed):
 class Dist:
     rank: int = 0
     local_rank: int = 0
-    world: int = 1
+    world_size: int = 1
     device: str = "cpu"
 
     @property
@@ -182,11 +182,11 @@ def setup_distributed(device_name):
         torch.set_float32_matmul_precision("high")  # TF32 for what autocast leaves in fp32
     if "RANK" not in os.environ:
         return Dist(device=device)
-    rank, local, world = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+    rank, local, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
     if device.startswith("cuda"):
         device = f"cuda:{local}"
         torch.cuda.set_device(device)
     elif device != "cpu":
         raise SystemExit(f"error: torchrun needs --device cuda or cpu, not {device}")
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return Dist(rank, local, world, device)
+    return Dist(rank, local, world_size, device)

@@ -8,7 +8,7 @@ the empirical label distribution. Semantic diversity D is the mean over the prom
 anchored SFT (annotation first, then the response) collapses it much less than standard SFT.
 
     python eval_diversity.py --ckpts base=out/base sft=out/sft anchored=out/anchored \
-        anchored_off=out/anchored:anchor=off --num_samples 128 --out results/cpu
+        anchored_no_annotation=out/anchored:anchor=off --num_samples 128 --out results/cpu
 
 Several checkpoints per arm (name=dir_s0,dir_s1,dir_s2) are seeds: every headline number is then
 reported per seed and as the median over seeds, with an interval that includes seed variance.
@@ -89,7 +89,7 @@ def sft_reference(k: int, narrowness: float, prompt: dict, seed: int) -> list:
 def find_narrowness(ckpts: list) -> float:
     """The SFT data's narrowness the SFT arms were trained on (train config, else the data's meta.json)."""
     for ckpt in ckpts:
-        if ckpt.get("kind") != "sft":
+        if ckpt.get("stage") != "sft":
             continue
         cfg = ckpt.get("config") or {}
         if cfg.get("narrowness") is not None:
@@ -113,8 +113,8 @@ def find_narrowness(ckpts: list) -> float:
 ARM_OPTIONS = {"anchor": str, "temperature": str, "top_k": int, "top_p": float, "ann": str}
 
 def parse_arm(spec: str, temperatures, top_p=None) -> dict:
-    """'anchored_off=out/anchored:anchor=off' -> dict(name, path, paths, anchor, temperatures, top_k, top_p).
-    temperature=0.6,0.8 in the spec overrides --temperature for this arm. 'sft=runs/s0,runs/s1' gives
+    """'anchored_no_annotation=out/anchored:anchor=off' -> dict(name, path, paths, anchor,
+    temperatures, top_k, top_p). temperature=0.6,0.8 in the spec overrides --temperature for this arm. 'sft=runs/s0,runs/s1' gives
     paths ['runs/s0', 'runs/s1'] (one per seed); path is the first. top_p: the story-sampling nucleus of
     every arm (--top_p), unless the spec sets its own."""
     if "=" not in spec:
@@ -170,12 +170,12 @@ def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_to
         for si, path in enumerate(arm["paths"]):
             _, ckpt, _ = models[path]
             try:
-                anchor = resolve_anchor(ckpt["fmt"], arm["anchor"])
+                anchor = resolve_anchor(ckpt["format"], arm["anchor"])
             except ValueError as e:
                 raise ValueError(f"arm {arm['name']} ({path}): {e}") from None
-            is_base = ckpt.get("kind") == "base" or ckpt["fmt"] in BASE_FORMATS
+            is_base = ckpt.get("stage") == "base" or ckpt["format"] in BASE_FORMATS
             for t in arm["temperatures"]:
-                row = EvalRow(arm=arm["name"], role="base" if is_base else "sft", format=ckpt["fmt"], temperature=t,
+                row = EvalRow(arm=arm["name"], role="base" if is_base else "sft", format=ckpt["format"], temperature=t,
                               samples={}, seed_index=si if len(arm["paths"]) > 1 else None,
                               swept=len(arm["temperatures"]) > 1, ckpt=path, anchor=arm["anchor"], ann=arm["ann"],
                               top_k=arm["top_k"], top_p=arm["top_p"])

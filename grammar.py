@@ -104,7 +104,7 @@ def _teller(r, ctx, caps, lows, locs):
     A closure rather than a class: it runs ~15 times per story, and cell lookups are cheaper."""
     used = set()
 
-    def say(pool, kind_ref=False):
+    def say(pool, character_ref=False):
         """(template id, sentence) from an unused template of pool; None if all are used."""
         for _ in range(4):
             i = int(r() * len(pool))
@@ -119,7 +119,7 @@ def _teller(r, ctx, caps, lows, locs):
             else:
                 return None
         used.add(tid)
-        if kind_ref:  # refer to the hero by kind ("the dragon") in this sentence
+        if character_ref:  # refer to the hero by its character ("the dragon") in this sentence
             ctx["Hero"], ctx["hero"], ctx["loc"] = caps[3], lows[2], locs[r() < 0.5]
         elif slots:  # one uniform draw picks the hero reference and the location phrase (48 combinations)
             k = int(r() * 48)
@@ -130,7 +130,7 @@ def _teller(r, ctx, caps, lows, locs):
 
 
 def _skeleton(ann, say, ctx, r):
-    """The sentences every story has: opening + intro, setting (naming the kind again), quest, one
+    """The sentences every story has: opening + intro, setting (naming the character again), quest, one
     style and one feature sentence (two lines of dialogue), a theme sentence, the ending outcome.
     -> (opening body template id, opening, {section: sentences}, ending sentences)."""
     style, feature = ann["style"], ann["feature"]
@@ -139,7 +139,7 @@ def _skeleton(ann, say, ctx, r):
     opening = (o[0], o[1] + ", " + b[1].format_map(ctx))
     feat_pool = P_FEAT[feature]
     sec = {
-        "set": [say(P_SET_HERO[ann["setting"]], kind_ref=True)],
+        "set": [say(P_SET_HERO[ann["setting"]], character_ref=True)],
         "quest": [say(P_QUEST)],
         "feat": [say(feat_pool)] + ([say(feat_pool)] if feature == "dialogue" else []),
         "style": [say(P_STYLE[style])],

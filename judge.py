@@ -117,7 +117,7 @@ def annotate(text):
 def quality_problem(text):
     """What makes this text not a well-formed story (a few words), or None if it is one. Checks what
     the corruptions break: ending present and last, no repeated sentence, one hero (one name, one
-    kind, introduced by 'named' in the first sentence), one setting, sane length. House title and
+    character, introduced by 'named' in the first sentence), one setting, sane length. House title and
     closing lines are stripped first."""
     body = split_response(text)
     n_words = len(body.split())

@@ -97,11 +97,11 @@ def build_parser(cls, presets, description):
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
         kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata.get('help', '')} (default: {f.default!r})")
-        kind = hints[f.name]
-        if kind is bool:
+        hint = hints[f.name]
+        if hint is bool:
             kw["action"] = argparse.BooleanOptionalAction  # --annotations / --no-annotations
         else:  # int, float, str, or Optional[...] of one of them
-            kw["type"] = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+            kw["type"] = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
         if f.name == "preset":
             kw["choices"] = list(presets)
         elif "choices" in f.metadata:
@@ -165,8 +165,8 @@ def resume_or_fresh(cfg_cls, presets, explicit, stage, fixed, out_dir_default, c
             start = load_checkpoint(explicit["out_dir"])
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(f"error: cannot resume: {e}")
-        if start["kind"] != stage:
-            what, script = RESUMED_BY[start["kind"]]
+        if start["stage"] != stage:
+            what, script = RESUMED_BY[start["stage"]]
             raise SystemExit(f"error: {explicit['out_dir']} is {what}; resume it with {script} --resume")
         changed = [f"--{k}" for k in fixed if k in explicit and explicit[k] != start["config"].get(k)]
         if changed:
@@ -223,7 +223,7 @@ def evaluate(raw, rows, cfg, d, dtype):
     n_rows = min(cfg.eval_iters * cfg.batch_size, rows.n_rows)
     sums = torch.zeros(2, dtype=torch.float64, device=d.device)  # sum of losses, number of targets
     for i, start in enumerate(range(0, n_rows, cfg.batch_size)):
-        if i % d.world != d.rank:
+        if i % d.world_size != d.rank:
             continue
         x, y = rows.get(start, min(cfg.batch_size, n_rows - start))
         n = int((y != -1).sum())
@@ -232,7 +232,7 @@ def evaluate(raw, rows, cfg, d, dtype):
         with autocast(d.device, dtype):
             _, loss = raw(x.to(d.device), y.to(d.device))
         sums += torch.stack([loss.double() * n, torch.tensor(n, dtype=torch.float64, device=d.device)])
-    if d.world > 1:
+    if d.world_size > 1:
         dist.all_reduce(sums)
     raw.train()
     return (sums[0] / sums[1]).item()
@@ -291,7 +291,7 @@ def save(path, cfg, raw, optimizer, scaler, step, data_pos, d, ckpt_meta, val_lo
         save_checkpoint(path, dict(
             model_args=asdict(raw.config), model=raw.state_dict(), config=asdict(cfg), step=step,
             optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=rng_state(d.device),
-            data_pos=data_pos, val_loss=val_loss, world_size=d.world, **ckpt_meta))
+            data_pos=data_pos, val_loss=val_loss, world_size=d.world_size, **ckpt_meta))
 
 
 def start_state(cfg, raw, dtype, d, start, log_path):
@@ -321,7 +321,7 @@ def compiled(model, cfg, d, step):
     """torch.compile(model) when --compile says so (auto: when the steps left pay for the compile
     time, device.compile_pays; its reason printed), else model. Speed trick (plain version: the
     eager model; test_compiled_and_eager_runs_resume_each_other)."""
-    compiling, why = compile_pays(d.device, cfg.max_iters - step, rows_per_step(cfg, d.world), cfg.compile)
+    compiling, why = compile_pays(d.device, cfg.max_iters - step, rows_per_step(cfg, d.world_size), cfg.compile)
     if d.master:
         print(why)
     return torch.compile(model) if compiling else model
@@ -339,9 +339,9 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
     dtype = pick_dtype(d.device, cfg.dtype)
     optimizer, scaler, step, data_pos = start_state(cfg, raw, dtype, d, start, log_path)
     model = compiled(model, cfg, d, step)  # what the steps call
-    if d.world > 1:
+    if d.world_size > 1:
         model = DDP(model, device_ids=[d.local_rank] if d.device.startswith("cuda") else None)
-    B, A, W = cfg.batch_size, cfg.grad_accum, d.world
+    B, A, W = cfg.batch_size, cfg.grad_accum, d.world_size
     row_len = train_rows.get(0, 1)[0].size(1)  # tokens per row (block_size)
     last = {}
     if step == 0 and cfg.max_iters > 0:  # the loss before training: the curve's first point
@@ -464,12 +464,12 @@ def run_distributed(run, cfg, *args):
     d = setup_distributed(cfg.device)
     try:
         result = run(cfg, d, *args)
-        if d.world > 1:
+        if d.world_size > 1:
             dist.barrier()  # leave together: rank 0 may still be writing its files
         return result
     except KeyboardInterrupt:
         raise SystemExit("interrupted; nothing saved since the last checkpoint") from None
     finally:
-        if d.world > 1:
+        if d.world_size > 1:
             dist.destroy_process_group()
 

@@ -233,7 +233,7 @@ class TokenRows:
 # Pretraining: config -> data -> model -> train
 
 
-def fmt_of(cfg):
+def format_of(cfg):
     return "annotated" if cfg.annotations else "plain"
 
 
@@ -252,7 +252,7 @@ def ensure_data(data_dir):
 
 def check_data(cfg):
     """The files this run reads are the ones data.py wrote (sizes, the tokenizer's hash): else exit."""
-    shard = f"pretrain_{fmt_of(cfg)}"
+    shard = f"pretrain_{format_of(cfg)}"
     try:
         data.check_dataset(cfg.data_dir, [TOKENIZER_FILE, f"{shard}_train.bin", f"{shard}_val.bin"])
     except data.DatasetError as e:
@@ -262,7 +262,7 @@ def check_data(cfg):
 def pretrain(cfg, d, start=None):
     if d.master and start is None:  # (a resumed run must not trigger a rebuild of its data)
         ensure_data(cfg.data_dir)
-    if d.world > 1:
+    if d.world_size > 1:
         dist.barrier()  # the others wait for rank 0 to make the data
     check_data(cfg)
     enc = load_tokenizer(cfg.data_dir)
@@ -271,11 +271,11 @@ def pretrain(cfg, d, start=None):
             check_tokenizer(start, enc, cfg.data_dir)
         except ValueError as e:
             raise SystemExit(f"error: {e}")
-        if start["fmt"] != fmt_of(cfg):
-            raise SystemExit(f"error: {cfg.out_dir} was pretrained on {start['fmt']} data; "
-                             f"resume it with{'' if start['fmt'] == 'annotated' else ' --no'}-annotations")
+        if start["format"] != format_of(cfg):
+            raise SystemExit(f"error: {cfg.out_dir} was pretrained on {start['format']} data; "
+                             f"resume it with{'' if start['format'] == 'annotated' else ' --no'}-annotations")
     bos, story = special_id(enc, "<|bos|>"), special_id(enc, "<|story|>")
-    shard = Path(cfg.data_dir) / f"pretrain_{fmt_of(cfg)}"
+    shard = Path(cfg.data_dir) / f"pretrain_{format_of(cfg)}"
     train_rows = TokenRows(f"{shard}_train.bin", cfg.block_size, bos, story)
     val_rows = TokenRows(f"{shard}_val.bin", cfg.block_size, bos, story)
     dead = dead_tokens(enc.n_vocab, train_rows.tokens, val_rows.tokens)  # one pass over the shards: ~0.1 s
@@ -288,18 +288,18 @@ def pretrain(cfg, d, start=None):
     model.to(d.device)
     if d.master:
         n_params = model.num_params(non_embedding=False)
-        budget = token_budget(cfg, cfg.block_size, d.world)
-        print(f"{fmt_of(cfg)} pretraining, preset {cfg.preset}: {n_params:,} parameters "
+        budget = token_budget(cfg, cfg.block_size, d.world_size)
+        print(f"{format_of(cfg)} pretraining, preset {cfg.preset}: {n_params:,} parameters "
               f"({model.num_params():,} non-embedding, {len(dead):,} of {enc.n_vocab:,} tokens dead: never in the "
-              f"data, never predicted), {d.world} process(es) on {d.device}; "
+              f"data, never predicted), {d.world_size} process(es) on {d.device}; "
               f"budget {budget:,} tokens = {budget / n_params:.3g} tokens/parameter "
               f"({train_rows.fill:.1%} of them trained targets, the rest row padding), "
               f"{budget / (train_rows.n_rows * cfg.block_size):.2f} epochs of {shard}_train.bin")
     meta = dict(tokenizer_hash=tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
-                fmt=fmt_of(cfg), kind="base", base_fmt=None)
+                format=format_of(cfg), stage="base", base_format=None)
     record = train(cfg, model, train_rows, val_rows, d, meta, start)
-    mode = "anchored" if cfg.annotations else "standard"
-    say_next(cfg, d, record, [f"python sft.py --init_from {cfg.out_dir} --mode {mode}",
+    sft_format = "anchored" if cfg.annotations else "standard"
+    say_next(cfg, d, record, [f"python sft.py --init_from {cfg.out_dir} --format {sft_format}",
                               f"python sample.py --ckpt {cfg.out_dir}"])
     return record
 

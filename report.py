@@ -21,7 +21,7 @@ from metrics import PROMPT_TYPES, UNKNOWN, agreement_min, label_entropy
 # -----------------------------------------------------------------------------
 # summary.md
 
-def _fmt(x, nd=2):
+def _num(x, nd=2):
     # a number as the tables print it; None and inf/nan (a 0/0 ratio) as "n/a"
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
@@ -60,15 +60,15 @@ def prompt_type_markdown(summary, prompt_type) -> list:
 def _row_line(r, prompt_type, c) -> str:
     # one row's line of prompt_type_markdown; c: its collapse {"value", "ci95"} (None: the base row itself)
     m = r["by_kind"][prompt_type]
-    cs = f"{_fmt(c['value'])} [{_fmt(c['ci95'][0])}, {_fmt(c['ci95'][1])}]" if c else "-"
+    cs = f"{_num(c['value'])} [{_num(c['ci95'][0])}, {_num(c['ci95'][1])}]" if c else "-"
     t = "-" if r["temperature"] is None else f"{r['temperature']:g}"
     gate = agreement_min(r["gate"]) if r.get("gate") else None
     line = (f"| {r['row']} | {r.get('fmt', '-')} | {t} "
-            f"| {_fmt(m['D'])} | {_fmt(m.get('D_known'))} | {_fmt(m.get('D_good'))} ({_fmt(m.get('n_good'), 0)}) "
-            f"| {cs} | {_fmt(m['distinct_frac'])} | {_fmt(m['quality'])} | {_fmt(m['house_format'])} "
-            f"| {_fmt(m['unknown_share'])} | {_fmt(m.get('broken_text'))} | {_fmt(m['annotation_valid'])} | {_fmt(gate)} |")
+            f"| {_num(m['D'])} | {_num(m.get('D_known'))} | {_num(m.get('D_good'))} ({_num(m.get('n_good'), 0)}) "
+            f"| {cs} | {_num(m['distinct_frac'])} | {_num(m['quality'])} | {_num(m['house_format'])} "
+            f"| {_num(m['unknown_share'])} | {_num(m.get('broken_text'))} | {_num(m['annotation_valid'])} | {_num(gate)} |")
     if prompt_type == "constrained":
-        line += f" {_fmt(m['instruction_following'])} | {_fmt(m.get('D_compliant'))} |"
+        line += f" {_num(m['instruction_following'])} | {_num(m.get('D_compliant'))} |"
     return line
 
 def field_entropy_markdown(summary) -> list:
@@ -81,7 +81,7 @@ def field_entropy_markdown(summary) -> list:
              "| row | " + " | ".join(fields) + " |", "|---|" + "---|" * len(fields)]
     for r in rows:
         ent = r["by_kind"]["open"]["entropy"]
-        lines.append(f"| {r['row']} | " + " | ".join(_fmt(ent.get(f)) for f in fields) + " |")
+        lines.append(f"| {r['row']} | " + " | ".join(_num(ent.get(f)) for f in fields) + " |")
     return lines + [""]
 
 def ratios_markdown(summary) -> list:
@@ -92,8 +92,8 @@ def ratios_markdown(summary) -> list:
         if d and "collapse_ratio" in d:
             cr, gc = d["collapse_ratio"], d["gap_closed"]
             lines.append(f"- {prompt_type}: collapse ratio ({d0['sft_row']} / {d0['anchored_row']}) "
-                         f"= {_fmt(cr['value'])} [95% CI {_fmt(cr['ci95'][0])}, {_fmt(cr['ci95'][1])}]; "
-                         f"gap closed = {_fmt(gc['value'])} [95% CI {_fmt(gc['ci95'][0])}, {_fmt(gc['ci95'][1])}]")
+                         f"= {_num(cr['value'])} [95% CI {_num(cr['ci95'][0])}, {_num(cr['ci95'][1])}]; "
+                         f"gap closed = {_num(gc['value'])} [95% CI {_num(gc['ci95'][0])}, {_num(gc['ci95'][1])}]")
     return lines
 
 def exact_markdown(summary) -> list:
@@ -102,8 +102,8 @@ def exact_markdown(summary) -> list:
     for prompt_type in PROMPT_TYPES:
         es = [e for e in ex["by_prompt"] if e["kind"] == prompt_type]
         if es:
-            lines.append(f"- exact D, {prompt_type} prompts: pretraining prior {_fmt(np.mean([e['D_prior'] for e in es]))} bits, "
-                         f"SFT data (narrowness {ex['narrowness']}) {_fmt(np.mean([e['D_sft_data'] for e in es]))} bits "
+            lines.append(f"- exact D, {prompt_type} prompts: pretraining prior {_num(np.mean([e['D_prior'] for e in es]))} bits, "
+                         f"SFT data (narrowness {ex['narrowness']}) {_num(np.mean([e['D_sft_data'] for e in es]))} bits "
                          f"(a K-sample plug-in estimate is biased low: compare rows with the *_data rows, same K)")
     return lines
 
@@ -118,8 +118,8 @@ def gate_markdown(summary) -> list:
            "| row | " + " | ".join(fields) + " | min |", "|---|" + "---|" * (len(fields) + 1)]
     for r in rows:
         g = r["gate"]
-        out.append(f"| {r['row']} | " + " | ".join(f"{_fmt(g[f]['share'])} ({g[f]['n']})" for f in fields)
-                   + f" | {_fmt(agreement_min(g))} |")
+        out.append(f"| {r['row']} | " + " | ".join(f"{_num(g[f]['share'])} ({g[f]['n']})" for f in fields)
+                   + f" | {_num(agreement_min(g))} |")
     return out + [""]
 
 def prior_markdown(summary) -> list:
@@ -132,11 +132,11 @@ def prior_markdown(summary) -> list:
     out = ["**annotation prior: favourite share / entropy (bits) of the sampled annotation values** "
            "(fields the prompt leaves free)\n",
            "| row | " + " | ".join(fields) + " |", "|---|" + "---|" * len(fields),
-           "| exact prior | " + " | ".join(f"{_fmt(exact[f]['fav_share'])} / {_fmt(exact[f]['entropy'])}" for f in fields) + " |"]
+           "| exact prior | " + " | ".join(f"{_num(exact[f]['fav_share'])} / {_num(exact[f]['entropy'])}" for f in fields) + " |"]
     for r in rows:
         a = r["annotation_prior"]
         out.append(f"| {r['row']} | " + " | ".join(
-            f"{_fmt(a[f]['fav_share'])} / {_fmt(a[f]['entropy'])}" if f in a else "-" for f in fields) + " |")
+            f"{_num(a[f]['fav_share'])} / {_num(a[f]['entropy'])}" if f in a else "-" for f in fields) + " |")
     return out + [""]
 
 def seeds_markdown(summary) -> list:
@@ -149,8 +149,8 @@ def seeds_markdown(summary) -> list:
     for k, v in o.items():
         if isinstance(v, dict):
             ci = v.get("ci95")
-            out.append(f"| {k} | {_fmt(v['median'])} | {', '.join(_fmt(x) for x in v['per_seed'])} | {_fmt(v['min'])} "
-                       f"| {_fmt(v['max'])} | {f'[{_fmt(ci[0])}, {_fmt(ci[1])}]' if ci else '-'} |")
+            out.append(f"| {k} | {_num(v['median'])} | {', '.join(_num(x) for x in v['per_seed'])} | {_num(v['min'])} "
+                       f"| {_num(v['max'])} | {f'[{_num(ci[0])}, {_num(ci[1])}]' if ci else '-'} |")
     return out + [""]
 
 # -----------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def seed_stat(summary, key):
 
 def with_ci(summary, key):
     med, ci = seed_stat(summary, key)
-    return _fmt(med) + (f" ({_fmt(ci[0])}, {_fmt(ci[1])})" if ci else "")
+    return _num(med) + (f" ({_num(ci[0])}, {_num(ci[1])})" if ci else "")
 
 def sft_data_entropy(summary, prompt_type="open"):
     """Exact mean free-field entropy of the SFT data for the prompts of this type."""
@@ -314,13 +314,13 @@ def results_markdown(size_results, study, cfg, command) -> str:
              "quality SFT / anchored | instr. following SFT / anchored | gate min (annotated base) | prior drift max |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for size, s in size_results:
-        d = lambda which: _fmt(study_D(s, which))
-        pair = lambda a, b: f"{_fmt(seed_stat(s, a)[0])} / {_fmt(seed_stat(s, b)[0])}"
-        lines.append(f"| {size} | {_fmt(row_D(s, 'base'))} | {d('sft_row')} | {d('anchored_row')} | "
+        d = lambda which: _num(study_D(s, which))
+        pair = lambda a, b: f"{_num(seed_stat(s, a)[0])} / {_num(seed_stat(s, b)[0])}"
+        lines.append(f"| {size} | {_num(row_D(s, 'base'))} | {d('sft_row')} | {d('anchored_row')} | "
                      f"{with_ci(s, 'gap_closed')} | {with_ci(s, 'gap_closed_known')} | "
                      f"{with_ci(s, 'collapse_ratio')} | {pair('quality_sft', 'quality_anchored')} | "
-                     f"{pair('instruction_sft', 'instruction_anchored')} | {_fmt(seed_stat(s, 'base_agreement_min')[0])} | "
-                     f"{_fmt(seed_stat(s, 'prior_drift_max')[0])} |")
+                     f"{pair('instruction_sft', 'instruction_anchored')} | {_num(seed_stat(s, 'base_agreement_min')[0])} | "
+                     f"{_num(seed_stat(s, 'prior_drift_max')[0])} |")
     lines += ["", "D columns: the first seed's rows. Per-seed values: each size's headline.json.", "",
               "### Every row at the largest size (open prompts, first seed)", "",
               "| row | D | D, unknown dropped | collapse vs base |", "|---|---|---|---|"]
@@ -329,14 +329,14 @@ def results_markdown(size_results, study, cfg, command) -> str:
     for r in s["rows"]:
         if "open" in r["by_kind"] and r.get("seed_index") in (None, 0):  # the first seed's and the shared rows
             col = collapse.get(r["row"], {}).get("value")
-            lines.append(f"| {r['row']} | {_fmt(row_D(s, r['row']))} | {_fmt(row_D(s, r['row'], known=True))} "
-                         f"| {_fmt(col)} |")
+            lines.append(f"| {r['row']} | {_num(row_D(s, r['row']))} | {_num(row_D(s, r['row'], known=True))} "
+                         f"| {_num(col)} |")
     if study:
         lines += ["", f"### Controlled study ({cfg['study_size']}, open prompts)", "",
                   "| narrowness | SFT data entropy (exact) | D SFT | D anchored |", "|---|---|---|---|"]
         for nu, s in study:
-            lines.append(f"| {nu} | {_fmt(sft_data_entropy(s))} | {_fmt(study_D(s, 'sft_row'))} | "
-                         f"{_fmt(study_D(s, 'anchored_row'))} |")
+            lines.append(f"| {nu} | {_num(sft_data_entropy(s))} | {_num(study_D(s, 'sft_row'))} | "
+                         f"{_num(study_D(s, 'anchored_row'))} |")
     return "\n".join(lines) + "\n"
 
 SCALING_ROWS = ["base", "base_annotated", "sft", "anchored", "anchored_replay", "anchored_no_annotation",
@@ -436,8 +436,8 @@ def curve_markdown(points) -> str:
     head = "| step | slots trained | " + " | ".join(f"{n}: quality / gate min / D good (n)" for n in names) + " |"
     lines = [head, "|---|---|" + "---|" * len(names)]
     for step, slots, rows in points:
-        cells = [f"{_fmt(rows[n]['quality'])} / {_fmt(rows[n]['gate_min'])} / {_fmt(rows[n]['D_good'])} "
-                 f"({_fmt(rows[n]['n_good'], 0)})" for n in names]
+        cells = [f"{_num(rows[n]['quality'])} / {_num(rows[n]['gate_min'])} / {_num(rows[n]['D_good'])} "
+                 f"({_num(rows[n]['n_good'], 0)})" for n in names]
         lines.append(f"| {step} | {slots or 0:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -3,7 +3,7 @@ The whole experiment of the paper, at toy scale, as a recipe: the commands of re
 order. Times are bench/plan.py's plan (2 CPU cores; an H100 for the gpu presets, estimated, not yet
 run); how long a preset took here: results/<preset>/run.json.
 
-    python reproduce.py --preset cpu-quick   # one size, the direction: ~27 min
+    python reproduce.py --preset cpu-quick   # one size, the direction: ~25 min
     python reproduce.py --preset cpu-top     # the largest CPU size, 3 SFT seeds: ~90 min
     python reproduce.py --preset cpu         # 3 sizes, 3 SFT seeds, ablations, study: ~3 h
     python reproduce.py --preset gpu-quick   # 3 sizes in one command for one H100: ~6 min
@@ -127,9 +127,9 @@ def pretrain(size, annotations, runs, cfg):
     return Stage(f"pretrain {size} {tag}", cmd, out_dir)
 
 
-def sft(name, base_dir, mode, out_dir, cfg, *extra):
+def sft(name, base_dir, format, out_dir, cfg, *extra):
     iters = [] if cfg.get("sft_iters") is None else ["--max_iters", str(cfg["sft_iters"])]
-    return Stage(name, [PY, "sft.py", "--init_from", str(base_dir), "--mode", mode, "--out_dir", str(out_dir),
+    return Stage(name, [PY, "sft.py", "--init_from", str(base_dir), "--format", format, "--out_dir", str(out_dir),
                         *iters, *cfg["extra_sft"], *extra], out_dir)
 
 

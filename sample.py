@@ -5,7 +5,7 @@ Sample stories from a checkpoint.
     python sample.py --ckpt out/anchored --annotation "name: Mia | setting: desert"   # pin some fields
     python sample.py --ckpt out/anchored --anchor off                                 # the paper's ablation
 
-Anchored checkpoints (fmt anchored / anchored_unmasked, and the annotated base) first sample an
+Anchored checkpoints (format anchored / anchored_unmasked, and the annotated base) first sample an
 annotation after <|ann|> at temperature 1 (as in the paper, so the annotation keeps the model's
 prior diversity), then the story after <|story|> at --temperature. Base checkpoints see no prompt:
 they are prompted in their own document format (<|bos|><|story|> or <|bos|><|ann|>).
@@ -64,40 +64,40 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False, 
 def model_device(model) -> torch.device:
     return next(model.parameters()).device
 
-def inference_prefix(enc, fmt, prompt, use_ann, block) -> list:
+def inference_prefix(enc, format, prompt, use_ann, block) -> list:
     """The ids generation starts from, built by tokenizer.py's one format function. A base format
     sees no prompt (its own document start); an SFT format needs one."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown checkpoint format {fmt!r}; valid: {FORMATS}")
-    if fmt in BASE_FORMATS:
-        prefix = prompt_ids(enc, fmt, anchor=use_ann)
+    if format not in FORMATS:
+        raise ValueError(f"unknown checkpoint format {format!r}; valid: {FORMATS}")
+    if format in BASE_FORMATS:
+        prefix = prompt_ids(enc, format, anchor=use_ann)
     else:
         if not prompt or not prompt.strip():
             raise ValueError("empty prompt: an SFT checkpoint needs an instruction, e.g. --prompt 'Write a story.'")
-        prefix = prompt_ids(enc, fmt, prompt, anchor=use_ann)
+        prefix = prompt_ids(enc, format, prompt, anchor=use_ann)
     if len(prefix) >= block:
         raise ValueError(f"prompt is {len(prefix)} tokens, too long for the context of {block} tokens; shorten it")
     return prefix
 
 @torch.inference_mode()
-def sample_many(model, enc, fmt, prompts, n, *, temperature=1.0, top_k=None, top_p=None, seed=0,
+def sample_many(model, enc, format, prompts, n, *, temperature=1.0, top_k=None, top_p=None, seed=0,
                 max_new_tokens=None, anchor=True, pinned=None, batch_size=64, ann_by_field=False,
                 dtype=None) -> list:
     """n samples for each of several prompts, [[sample of prompt 0, ...], ...], drawn in shared
     batches of batch_size rows (prompt 0's n rows, then prompt 1's, ...): one generate call can hold
     several prompts, which a GPU runs about as fast as one. dtype: the autocast dtype of generation
     (device.pick_dtype; None = fp32). See sample_stories for the rest."""
-    use_ann = anchor and fmt in ANNOTATED_FORMATS
+    use_ann = anchor and format in ANNOTATED_FORMATS
     pinned = dict(pinned or {})
     if pinned and not use_ann:
-        why = "it is sampled with --anchor off" if fmt in ANNOTATED_FORMATS else f"its format {fmt!r} has no annotation"
+        why = "it is sampled with --anchor off" if format in ANNOTATED_FORMATS else f"its format {format!r} has no annotation"
         raise ValueError(f"cannot pin annotation fields on this checkpoint: {why} "
-                         f"(pinning needs fmt {' / '.join(ANNOTATED_FORMATS)} with the annotation on)")
+                         f"(pinning needs format {' / '.join(ANNOTATED_FORMATS)} with the annotation on)")
     for f, v in pinned.items():
         if f not in FIELDS or v not in FIELDS[f]:
             raise ValueError(f"pinned {f}={v!r} is not a field value; fields: {', '.join(FIELDS)}")
     block = model.config.block_size
-    jobs = [(j, inference_prefix(enc, fmt, p, use_ann, block)) for j, p in enumerate(prompts) for _ in range(n)]
+    jobs = [(j, inference_prefix(enc, format, p, use_ann, block)) for j, p in enumerate(prompts) for _ in range(n)]
     story, pad = special_id(enc, "<|story|>"), special_id(enc, "<|pad|>")
     stops = set(special_ids(enc).values())
     max_new = max_new_tokens if max_new_tokens is not None else block
@@ -125,14 +125,14 @@ def sample_many(model, enc, fmt, prompts, n, *, temperature=1.0, top_k=None, top
                            "stop": enc.decode([o[-1]]) if o and o[-1] in stops else None})
     return out
 
-def sample_stories(model, enc, fmt, prompt, n, **kw) -> list:
+def sample_stories(model, enc, format, prompt, n, **kw) -> list:
     """n samples as [{"annotation": str|None, "text": str, "finished": bool, "stop": str|None}].
-    fmt: the checkpoint's format. prompt: the instruction (ignored by base formats). anchor=False
+    format: the checkpoint's format. prompt: the instruction (ignored by base formats). anchor=False
     skips the annotation (the ablation). pinned: {field: value} forced into the annotation.
     max_new_tokens: response budget (None = fill the context). ann_by_field: force the annotation's
     keys and separators and let the model sample only the values (as with pins). Same seed => same
     samples. Keywords as sample_many."""
-    return sample_many(model, enc, fmt, [prompt], n, **kw)[0]
+    return sample_many(model, enc, format, [prompt], n, **kw)[0]
 
 # -----------------------------------------------------------------------------
 
@@ -174,11 +174,11 @@ def main(argv=None):
             if not pinned:
                 raise ValueError(f"--annotation {args.annotation!r} pins no field; write e.g. \"name: Mia | setting: desert\"")
         model, ckpt, enc = load_model(args.ckpt, device=device)
-        fmt = ckpt["fmt"]
-        use_ann = resolve_anchor(fmt, args.anchor)
-        if fmt in BASE_FORMATS:
-            print(f"note: {args.ckpt} is a base checkpoint (fmt {fmt}): prompted in its own document format, --prompt ignored")
-        samples = sample_stories(model, enc, fmt, args.prompt, args.num_samples, temperature=args.temperature,
+        format = ckpt["format"]
+        use_ann = resolve_anchor(format, args.anchor)
+        if format in BASE_FORMATS:
+            print(f"note: {args.ckpt} is a base checkpoint (format {format}): prompted in its own document format, --prompt ignored")
+        samples = sample_stories(model, enc, format, args.prompt, args.num_samples, temperature=args.temperature,
                                  top_k=args.top_k, top_p=args.top_p, seed=args.seed, max_new_tokens=args.max_new_tokens,
                                  anchor=use_ann, pinned=pinned, batch_size=args.batch_size,
                                  ann_by_field=args.ann_by_field, dtype=pick_dtype(device, args.dtype))

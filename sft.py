@@ -1,16 +1,16 @@
 """
 Post-training (SFT): the chapter about which tokens carry the loss.
 
-    python sft.py --init_from out/tiny-plain --mode standard     # prompt || response
-    python sft.py --init_from out/tiny-ann --mode anchored       # prompt || annotation || response
-    python sft.py --init_from out/tiny-ann --mode anchored_strict              # the literal paper mask
-    python sft.py --init_from out/tiny-ann --mode anchored_unmasked            # ablation
-    python sft.py --init_from out/tiny-plain --mode anchored --allow_plain_base  # ablation
-    python sft.py --init_from out/tiny-ann --mode anchored --narrowness 0.5    # controlled study
-    python sft.py --init_from out/tiny-ann --mode anchored --replay 1          # an extra: annotation replay
+    python sft.py --init_from out/tiny-plain --format standard     # prompt || response
+    python sft.py --init_from out/tiny-ann --format anchored       # prompt || annotation || response
+    python sft.py --init_from out/tiny-ann --format anchored_strict              # the literal paper mask
+    python sft.py --init_from out/tiny-ann --format anchored_unmasked            # ablation
+    python sft.py --init_from out/tiny-plain --format anchored --allow_plain_base  # ablation
+    python sft.py --init_from out/tiny-ann --format anchored --narrowness 0.5    # controlled study
+    python sft.py --init_from out/tiny-ann --format anchored --replay 1          # an extra: annotation replay
 
-Every example is built by tokenizer.encode_example(enc, example, mode), which returns the token ids and
-a loss mask; this file only turns "mask 0" into "target -1" (ignored by the loss). The modes:
+Every example is built by tokenizer.encode_example(enc, example, format), which returns the token
+ids and a loss mask; this file only turns "mask 0" into "target -1" (ignored by the loss). The formats:
 
     standard           <|bos|><|user|>{prompt}<|assistant|>{response}<|eos|>
                        loss on: {response}<|eos|>
@@ -56,7 +56,7 @@ import data
 import world
 from tokenizer import ANCHORED_FORMATS, TOKENIZER_FILE, dead_tokens, encode_example, load_tokenizer, special_id, tokenizer_hash
 
-MODES = ("standard", *ANCHORED_FORMATS)  # names of tokenizer.encode_example formats
+SFT_FORMATS = ("standard", *ANCHORED_FORMATS)  # the tokenizer.encode_example formats SFT trains on
 
 @dataclass
 class SFTConfig(LoopConfig):
@@ -72,14 +72,14 @@ class SFTConfig(LoopConfig):
     eval_interval: int = opt(0, "validate and save a checkpoint every this many steps (0: 8 times a run)")
     # what to post-train, and how
     init_from: str = opt("", "out_dir of the pretrained base model (required unless --resume)")
-    mode: str = opt("anchored", "which tokens carry the loss, see the module docstring", choices=MODES)
+    format: str = opt("anchored", "which tokens carry the loss, see the module docstring", choices=SFT_FORMATS)
     narrowness: float | None = opt(None, "make SFT examples in memory at this narrowness "
                                    "(world.make_sft_examples) instead of reading sft_train.jsonl")
     n_sft_examples: int = opt(0, "use this many SFT examples (0: all of sft_train.jsonl, or as many "
                                  "as it has lines when generating)")
     replay: float = opt(0.0, "annotation replay examples per SFT example (0: none, the paper; "
                              "the anchored_replay arm uses 1), see make_replay_examples")
-    allow_plain_base: bool = opt(False, "allow an anchored mode on a base pretrained without "
+    allow_plain_base: bool = opt(False, "allow an anchored format on a base pretrained without "
                                         "annotations (the paper's ablation)")
 
 
@@ -162,16 +162,16 @@ def make_replay_examples(n, seed):
                     "constraints": constraints})
     return out
 
-def pack_examples(enc, examples, mode, block_size):
+def pack_examples(enc, examples, format, block_size):
     """Examples into rows of block_size + 1 tokens by the packer pretraining uses (data.pack_rows); a
     row's remaining slots are <|pad|>. Targets across an example boundary are -1 on their own
     (<|bos|> is never in a mask). -> x, y (n_rows, block_size) int64."""
     width = block_size + 1
-    encoded = [encode_example(enc, ex, mode) for ex in examples]
+    encoded = [encode_example(enc, ex, format) for ex in examples]
     for i, (ex, (ids, _)) in enumerate(zip(examples, encoded)):
         if len(ids) > width:
             raise SystemExit(f"error: SFT example {i} ({ex.get('prompt', '')[:40]!r}...) is {len(ids)} "
-                             f"tokens in mode {mode}, more than block_size + 1 = {width}; drop it "
+                             f"tokens in format {format}, more than block_size + 1 = {width}; drop it "
                              f"or pretrain with a larger --block_size")
     rows = data.pack_rows([len(ids) for ids, _ in encoded], width)
     tokens = torch.full((len(rows), width), special_id(enc, "<|pad|>"), dtype=torch.long)
@@ -220,11 +220,11 @@ def refresh_embeddings(model, ids):
 
 def check_base(base, cfg):
     where = cfg.init_from
-    if base["kind"] != "base":
-        raise SystemExit(f"error: {where} is an SFT checkpoint (kind='sft', mode {base['fmt']!r}); "
+    if base["stage"] != "base":
+        raise SystemExit(f"error: {where} is an SFT checkpoint (stage 'sft', format {base['format']!r}); "
                          f"--init_from needs a pretrained base model (an out_dir of pretrain.py)")
-    if cfg.mode.startswith("anchored") and base["fmt"] == "plain" and not cfg.allow_plain_base:
-        raise SystemExit(f"error: --mode {cfg.mode} needs a base pretrained with annotations, but "
+    if cfg.format.startswith("anchored") and base["format"] == "plain" and not cfg.allow_plain_base:
+        raise SystemExit(f"error: --format {cfg.format} needs a base pretrained with annotations, but "
                          f"{where} saw plain stories only (its <|ann|> was never trained); pass "
                          f"--allow_plain_base to run this ablation anyway")
 
@@ -240,11 +240,11 @@ def sft(cfg, d, source, start=None):
     train_ex, val_ex = load_examples(cfg, meta)
     if cfg.replay:  # replay examples pack into rows of their own, shuffled in among the SFT rows
         train_ex = train_ex + make_replay_examples(round(cfg.replay * len(train_ex)), cfg.seed + 7)
-    x, y = pack_examples(enc, train_ex, cfg.mode, block_size)
-    val_x, val_y = pack_examples(enc, val_ex, cfg.mode, block_size)
+    x, y = pack_examples(enc, train_ex, cfg.format, block_size)
+    val_x, val_y = pack_examples(enc, val_ex, cfg.format, block_size)
     train_rows = PackedRows(x, y, cfg.seed)
     val_rows = PackedRows(val_x, val_y, cfg.seed, shuffle=False)
-    cfg.max_iters = sft_steps(cfg, len(x), d.world)
+    cfg.max_iters = sft_steps(cfg, len(x), d.world_size)
     cfg.eval_interval = cfg.eval_interval or max(1, cfg.max_iters // 8)
 
     # The SFT targets bring some of the base's dead tokens to life (the house format's title words,
@@ -259,19 +259,19 @@ def sft(cfg, d, source, start=None):
     model.to(d.device)
     if d.master:
         n_targets = int((y != -1).sum())
-        steps_per_epoch = len(x) / rows_per_step(cfg, d.world)
+        steps_per_epoch = len(x) / rows_per_step(cfg, d.world_size)
         if revived:
             print(f"{revived} tokens no pretraining document uses are SFT targets: fresh embeddings for them")
-        print(f"SFT ({cfg.mode}) of {cfg.init_from} ({source['base_fmt'] or source['fmt']} base): "
+        print(f"SFT ({cfg.format}) of {cfg.init_from} ({source['base_format'] or source['format']} base): "
               f"{len(train_ex):,} examples in {len(x):,} rows of {block_size} "
               f"({n_targets:,} target tokens, {(y != -1).float().mean():.0%} of the row slots); "
               f"{cfg.max_iters / steps_per_epoch:.2f} epochs in {cfg.max_iters} steps at peak LR {cfg.lr:.3g}")
     ckpt_meta = dict(tokenizer_hash=tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
-                     fmt=cfg.mode, kind="sft", base_fmt=source["base_fmt"] or source["fmt"])
+                     format=cfg.format, stage="sft", base_format=source["base_format"] or source["format"])
     record = train(cfg, model, train_rows, val_rows, d, ckpt_meta, start)
     say_next(cfg, d, record, [f"python sample.py --ckpt {cfg.out_dir} --prompt 'Write a story.'",
                               f"python eval_diversity.py --ckpts base={cfg.init_from} "
-                              f"{'sft' if cfg.mode == 'standard' else 'anchored'}={cfg.out_dir} --out {cfg.out_dir}/eval"])
+                              f"{'sft' if cfg.format == 'standard' else 'anchored'}={cfg.out_dir} --out {cfg.out_dir}/eval"])
     return record
 
 def load_or_exit(path):
@@ -281,21 +281,21 @@ def load_or_exit(path):
         raise SystemExit(f"error: {e}")
 
 def check_sft_config(cfg, base=None):
-    """One-line errors for bad values, and for a base this mode cannot post-train (check_base)."""
+    """One-line errors for bad values, and for a base this format cannot post-train (check_base)."""
     check_loop_config(cfg)
     if base is not None:
         check_base(base, cfg)
     if not cfg.epochs > 0:
         raise SystemExit(f"error: --epochs={cfg.epochs} must be > 0")
-    if cfg.replay < 0 or (cfg.replay and not cfg.mode.startswith("anchored")):
-        raise SystemExit(f"error: --replay={cfg.replay} needs an anchored --mode and a value >= 0")
+    if cfg.replay < 0 or (cfg.replay and not cfg.format.startswith("anchored")):
+        raise SystemExit(f"error: --replay={cfg.replay} needs an anchored --format and a value >= 0")
     if cfg.n_sft_examples < 0:
         raise SystemExit(f"error: --n_sft_examples={cfg.n_sft_examples} must be >= 0")
     if cfg.narrowness is not None and not 0 <= cfg.narrowness <= 1:
         raise SystemExit(f"error: --narrowness={cfg.narrowness} must be in [0, 1] (0 = prior, 1 = favourites only)")
 
 # what an SFT run cannot change when it resumes (its data and the base it started from)
-RESUME_FIXED = ("mode", "init_from", "narrowness", "n_sft_examples")
+RESUME_FIXED = ("format", "init_from", "narrowness", "n_sft_examples")
 
 def main(argv=None):
     """A fresh run takes its defaults from its base (sft_defaults), a resumed one from its own config."""
@@ -307,7 +307,7 @@ def main(argv=None):
         base = load_or_exit(explicit["init_from"])
         explicit = {**sft_defaults(base["config"]), "data_dir": base["data_dir"], **explicit}
     cfg, start = resume_or_fresh(SFTConfig, {}, explicit, "sft", RESUME_FIXED,
-                                 lambda c: f"{c.init_from.rstrip('/')}-{c.mode}", lambda c: check_sft_config(c, base))
+                                 lambda c: f"{c.init_from.rstrip('/')}-{c.format}", lambda c: check_sft_config(c, base))
     return run_distributed(sft, cfg, start or base, start)
 
 if __name__ == "__main__":

@@ -7,12 +7,13 @@ cue words judge.py reads a story's fields back from; and the phrasings of SFT pr
 Edit a table and the world changes (tests/test_world_pin.py will say so, and data.py's grammar
 hash makes every old dataset rebuild).
 
-Template slots: {Hero}/{hero} (name, "the dragon", ... re-drawn per sentence), {Name}, {kind},
-{a_kind}, {adj}, {He}/{he}/{his}/{him}, {loc} ("in the hot desert"), {place} ("desert"),
+Template slots: {Hero}/{hero} (name, "the dragon", ... re-drawn per sentence), {Name}, {kind} and
+{a_kind} (the hero's character: "dragon", "a dragon"; slot names are part of the tables' hash), {adj},
+{He}/{he}/{his}/{him}, {loc} ("in the hot desert"), {place} ("desert"),
 {goal}, {obj}, {done}, {fail}, {theme}. "[a|b]" marks alternatives: each template expands (at
 import, in grammar.py) into all its variants.
 
-Every semantic field has its own small set of cue words (the character kind, the name after
+Every semantic field has its own small set of cue words (the character, the name after
 "named", the setting keyword, theme words, the quest object, style markers, feature markers,
 ending markers) and NO template uses a cue word of another field. That is what lets the
 annotator (and a tiny model copying the surface) keep the fields apart.

@@ -194,63 +194,63 @@ def annotation_pieces(encode, values, fields=FIELDS):
             for i, f in enumerate(fields)]
 
 
-def _segments(enc, fmt, prompt=None, annotation=None, body=None, anchor=True, encode=None, pinned=None):
+def _segments(enc, format, prompt=None, annotation=None, body=None, anchor=True, encode=None, pinned=None):
     """Segments (ids, loss flag) of a format, in order. A `body` of None means: stop right where
     generation starts (the inference prefix). This is the single place the formats live."""
-    if fmt not in FORMATS:
-        raise ValueError(f"fmt={fmt!r} is not one of {FORMATS}")
+    if format not in FORMATS:
+        raise ValueError(f"format={format!r} is not one of {FORMATS}")
     special = lambda t: [special_id(enc, t)]  # noqa: E731
     text = encode or enc.encode_ordinary
     segs = [(special("<|bos|>"), 0)]
-    if fmt == "plain" or (fmt == "annotated" and not anchor):  # anchor off: a plain document
+    if format == "plain" or (format == "annotated" and not anchor):  # anchor off: a plain document
         segs.append((special("<|story|>"), 1))
-    elif fmt == "annotated":
+    elif format == "annotated":
         segs.append((special("<|ann|>"), 1))
         if body is None and annotation is None:
             return segs
         segs += [(text(_ann_text(annotation)), 1), (special("<|story|>"), 1)]
     else:
         segs += [(special("<|user|>"), 0), (text(prompt), 0), (special("<|assistant|>"), 0)]
-        if fmt in ANCHORED_FORMATS and anchor:
+        if format in ANCHORED_FORMATS and anchor:
             # which annotation tokens carry loss: all (unmasked), none (strict), or all but the
             # free choices (anchored: the format and the values the prompt pins, see ANCHORED_FORMATS)
-            a = 0 if fmt == "anchored_strict" else 1
+            a = 0 if format == "anchored_strict" else 1
             segs.append((special("<|ann|>"), a))
             if body is None and annotation is None:
                 return segs
-            if fmt == "anchored" and body is not None:
+            if format == "anchored" and body is not None:
                 if isinstance(annotation, str):  # the free values could not be found to mask them
-                    raise ValueError("fmt='anchored' needs the annotation as a {field: value} dict, not a string")
+                    raise ValueError("format='anchored' needs the annotation as a {field: value} dict, not a string")
                 pinned = pinned or {}
                 for f, key, value in annotation_pieces(text, annotation, [f for f in FIELDS if f in annotation]):
                     segs += [(key, 1), (value, 1 if pinned.get(f) == annotation[f] else 0)]
             else:
                 segs.append((text(_ann_text(annotation)), a))
             segs.append((special("<|story|>"), a))
-        elif fmt != "standard":  # anchor=False: the "no annotation first" ablation
+        elif format != "standard":  # anchor=False: the "no annotation first" ablation
             segs.append((special("<|story|>"), 0))
     if body is not None:
         segs += [(text(body), 1), (special("<|eos|>"), 1)]
     return segs
 
 
-def encode_example(enc, example, fmt, encode=None):
+def encode_example(enc, example, format, encode=None):
     """(ids, loss_mask) of one example; loss_mask[i] == 1 means ids[i] is a training target.
     plain/annotated take {'story', 'annotation'}; SFT formats take {'prompt', 'annotation', 'response'}.
     An SFT example without a response is an annotation replay example (sft.make_replay_examples):
     `<|bos|><|user|>{prompt}<|assistant|><|ann|>{annotation}<|story|>` with every annotation token
     a target, in every anchored format (the anchored_unmasked layout, cut where the response starts).
     `encode` (text -> ids, default enc.encode_ordinary) lets the dataset build reuse a story's ids."""
-    if fmt in BASE_FORMATS:
-        segs = _segments(enc, fmt, annotation=example.get("annotation"), body=example["story"], encode=encode)
+    if format in BASE_FORMATS:
+        segs = _segments(enc, format, annotation=example.get("annotation"), body=example["story"], encode=encode)
     elif example.get("response") is None:  # annotation replay
-        if fmt not in ANCHORED_FORMATS:
+        if format not in ANCHORED_FORMATS:
             raise ValueError(f"an example without a response (annotation replay) needs an anchored format, "
-                             f"not fmt={fmt!r}")
+                             f"not format={format!r}")
         segs = _segments(enc, "anchored_unmasked", prompt=example["prompt"], annotation=example["annotation"],
                          encode=encode)
     else:
-        segs = _segments(enc, fmt, prompt=example["prompt"], annotation=example.get("annotation"),
+        segs = _segments(enc, format, prompt=example["prompt"], annotation=example.get("annotation"),
                        body=example["response"], encode=encode, pinned=example.get("constraints"))
     ids, mask = [], []
     for s, m in segs:
@@ -259,27 +259,27 @@ def encode_example(enc, example, fmt, encode=None):
     return ids, mask
 
 
-def prompt_ids(enc, fmt, prompt=None, annotation=None, anchor=True):
+def prompt_ids(enc, format, prompt=None, annotation=None, anchor=True):
     """The inference prefix of a format (same code as encode_example, cut where generation starts).
     anchor=False: no annotation first (the ablation): an SFT format goes straight to <|story|>, an
     annotated base document starts as a plain one."""
-    if fmt not in BASE_FORMATS and prompt is None:
-        raise ValueError(f"fmt={fmt!r} needs a prompt")
+    if format not in BASE_FORMATS and prompt is None:
+        raise ValueError(f"format={format!r} needs a prompt")
     ids = []
-    for s, _ in _segments(enc, fmt, prompt=prompt, annotation=annotation, anchor=anchor):
+    for s, _ in _segments(enc, format, prompt=prompt, annotation=annotation, anchor=anchor):
         ids += s
     return ids
 
 
-def resolve_anchor(fmt, anchor):
+def resolve_anchor(format, anchor):
     """--anchor auto|on|off -> whether sampling writes an annotation before the story (the
     "no annotation first" ablation is anchor off on an annotated format)."""
     if anchor not in ("auto", "on", "off"):
         raise ValueError(f"--anchor {anchor!r}: valid are auto, on, off")
-    if anchor == "on" and fmt not in ANNOTATED_FORMATS:
-        raise ValueError(f"--anchor on: this checkpoint (fmt {fmt}) was trained without annotations; "
+    if anchor == "on" and format not in ANNOTATED_FORMATS:
+        raise ValueError(f"--anchor on: this checkpoint (format {format}) was trained without annotations; "
                          "use --anchor auto or off")
-    return anchor != "off" and fmt in ANNOTATED_FORMATS
+    return anchor != "off" and format in ANNOTATED_FORMATS
 
 
 _SEPARATOR_IDS = {}

@@ -252,12 +252,12 @@ def make_title(ann, rng):
                        f"The {character} and the {obj}", f"A Story About {name}"])
 
 
-def make_prompt(rng, kind):
+def make_prompt(rng, prompt_type):
     """(prompt, constraints) of an SFT prompt: 'open' or 'constrained' on one or two fields."""
-    if kind == "open":
+    if prompt_type == "open":
         return rng.choice(OPEN_PROMPTS), {}
-    if kind != "constrained":
-        raise ValueError(f"kind={kind!r} must be 'open' or 'constrained'")
+    if prompt_type != "constrained":
+        raise ValueError(f"prompt_type={prompt_type!r} must be 'open' or 'constrained'")
     k = rng.choice((1, 2))
     fields = []
     while len(fields) < k:
@@ -269,13 +269,14 @@ def make_prompt(rng, kind):
     return _constraint_prompt(constraints, rng), constraints
 
 
-def make_sft_example(rng, narrowness, kind):
+def make_sft_example(rng, narrowness, prompt_type):
     """One SFT example: a prompt and a clean house-format response whose true annotation
-    satisfies the prompt; free fields drawn from the narrow preferred distribution."""
-    prompt, constraints = make_prompt(rng, kind)
+    satisfies the prompt; free fields drawn from the narrow preferred distribution. The prompt
+    type is stored under "kind", the key of the dataset's files (pinned: tests/test_world_pin.py)."""
+    prompt, constraints = make_prompt(rng, prompt_type)
     ann = sample_sft_annotation(rng, narrowness, constraints)
     response = house_format(make_title(ann, rng), render_story(ann, rng))
-    return {"prompt": prompt, "annotation": ann, "response": response, "kind": kind, "constraints": constraints}
+    return {"prompt": prompt, "annotation": ann, "response": response, "kind": prompt_type, "constraints": constraints}
 
 
 def make_sft_examples(n, narrowness=DEFAULT_NARROWNESS, seed=0):
@@ -284,7 +285,8 @@ def make_sft_examples(n, narrowness=DEFAULT_NARROWNESS, seed=0):
 
 
 # small on purpose: evaluation draws K >= 100 samples per prompt on a CPU.
-# held_out phrasings ("invent", "tale", "I'd love") never occur in SFT training prompts.
+# held_out phrasings ("invent", "tale", "I'd love") never occur in SFT training prompts. "kind": the
+# prompt type, under the key the SFT examples use (eval_prompts.json and summary.json keep it).
 EVAL_PROMPTS = [
     {"prompt": "Write a story.", "kind": "open", "constraints": {}, "held_out": False},
     {"prompt": "Could you invent a little story for me?", "kind": "open", "constraints": {}, "held_out": True},

@@ -29,11 +29,11 @@ def main():
     model, ckpt, enc = load_model(sys.argv[1])
     k = int(sys.argv[2])
     # a base model sees no prompt; an anchored SFT model gets the plainest open instruction
-    prompt = None if ckpt["fmt"] in BASE_FORMATS else "Write a story."
+    prompt = None if ckpt["format"] in BASE_FORMATS else "Write a story."
     for pins in PINS:
         (field, value), = pins.items()
-        pinned = sample.sample_stories(model, enc, ckpt["fmt"], prompt, k, seed=1, pinned=pins, batch_size=k)
-        free = sample.sample_stories(model, enc, ckpt["fmt"], prompt, k, seed=2, batch_size=k)
+        pinned = sample.sample_stories(model, enc, ckpt["format"], prompt, k, seed=1, pinned=pins, batch_size=k)
+        free = sample.sample_stories(model, enc, ckpt["format"], prompt, k, seed=2, batch_size=k)
         rate = lambda samples: sum(judge.annotate(s["text"])[field] == value for s in samples) / k  # noqa: E731
         print(f"{field}: {value:8s} pinned {rate(pinned):.2f}   unpinned {rate(free):.2f}   (K={k})")
 

@@ -34,7 +34,7 @@ from device import add_device_flags, check_device, compile_pays, pick_device  # 
 # -----------------------------------------------------------------------------
 # How long: the expected time of a stage is its work divided by the device's throughput.
 # Work: a training stage's tokens (loop.token_budget), an evaluation's samples, the
-# data's stories. Throughput per device kind below; a training figure is FLOP/s, turned into tokens/s
+# data's stories. Throughput per device type below; a training figure is FLOP/s, turned into tokens/s
 # per size with the model's own flops_per_token (6 N + attention), so one figure covers every size.
 
 THROUGHPUT = {
@@ -43,7 +43,7 @@ THROUGHPUT = {
     # compiled as --compile auto does), scaled to other sizes by FLOPs per token, which is
     # optimistic below 4L/128 (a small model loses more to overheads); sampling at 2L/96 on one
     # thread, scaled the same way (the least certain figure); data.py's stories, written and all.
-    "cpu": dict(kind="cpu", train_ref=("cpu-4l128", 11000), sample_ref=("2L/96", 23.5), stories_s=7000, startup_s=5,
+    "cpu": dict(device_type="cpu", train_ref=("cpu-4l128", 11000), sample_ref=("2L/96", 23.5), stories_s=7000, startup_s=5,
                 compile_s=60, shared=False, source="measured on 2 CPU cores"),
     # NOT MEASURED (bench/README.md: "gpu-quick's estimate, and why that MFU"): an H100 SXM's
     # 989 TFLOP/s dense bf16 peak at an ASSUMED 30% MFU at width 512 and above, falling in
@@ -54,12 +54,12 @@ THROUGHPUT = {
     # ASSUMED 10 s a stage, 40 s more for torch.compile. Stages side by side share the one GPU
     # (wave_seconds); data.py runs on one CPU core, at the CPU's rate. Replace with --measure,
     # then with a real run's figures.
-    "cuda": dict(kind="cuda", train_flops=0.30 * 989e12, mfu_width=512, step_s=0.008, samples_s=200, stories_s=7000, startup_s=10,
+    "cuda": dict(device_type="cuda", train_flops=0.30 * 989e12, mfu_width=512, step_s=0.008, samples_s=200, stories_s=7000, startup_s=10,
                  compile_s=40, shared=True,
                  source="estimated, not measured: H100 at an assumed 30% MFU at width 512 (less below), "
                  "a step >= 8 ms"),
     # NOT MEASURED: an Apple M-series GPU in fp32, assumed ~3 TFLOP/s effective.
-    "mps": dict(kind="mps", train_flops=3e12, samples_s=40, stories_s=7000, startup_s=10, compile_s=60, shared=True,
+    "mps": dict(device_type="mps", train_flops=3e12, samples_s=40, stories_s=7000, startup_s=10, compile_s=60, shared=True,
                 source="estimated, not measured: Apple GPU at an assumed 3 TFLOP/s"),
 }
 
@@ -103,17 +103,17 @@ def train_steps(stage):
     return train_run(stage)[1]
 
 
-def compiles(stage, device_kind):
+def compiles(stage, device_type):
     """Whether a stage compiles its model: --compile as its command gives it, by the rule the
     scripts themselves apply at start-up (device.compile_pays, from the run's steps and rows)."""
     if Path(stage.cmd[1]).name not in ("pretrain.py", "sft.py"):
         return False
     _, steps, rows, _, requested = train_run(stage)
-    return compile_pays(device_kind, steps, rows, requested)[0]
+    return compile_pays(device_type, steps, rows, requested)[0]
 
 
 def stage_work(stage):
-    """(kind, size, amount) of a stage: ("train", size, tokens), ("sample", size, samples) or
+    """(work_type, size, amount) of a stage: ("train", size, tokens), ("sample", size, samples) or
     ("data", None, stories), read from the stage's own command with the scripts' own parsers."""
     script, args = Path(stage.cmd[1]).name, stage.cmd[2:]
     if script == "data.py":
@@ -154,13 +154,13 @@ def tokens_per_s(size, throughput):
 def stage_seconds(stage, throughput):
     """(work, start-up) seconds of one stage: its work / the throughput, and the fixed cost of
     starting it (imports, loading, and torch.compile's first step when the command compiles)."""
-    kind, size, amount = stage_work(stage)
+    work_type, size, amount = stage_work(stage)
     rate = {"data": lambda: throughput["stories_s"], "train": lambda: tokens_per_s(size, throughput),
-            "sample": lambda: samples_per_s(size, throughput)}[kind]()
+            "sample": lambda: samples_per_s(size, throughput)}[work_type]()
     work = amount / rate
-    if kind == "train" and "step_s" in throughput:  # no step is faster than the launches and the rows
+    if work_type == "train" and "step_s" in throughput:  # no step is faster than the launches and the rows
         work = max(work, train_steps(stage) * throughput["step_s"])
-    return work, throughput["startup_s"] + throughput["compile_s"] * compiles(stage, throughput["kind"])
+    return work, throughput["startup_s"] + throughput["compile_s"] * compiles(stage, throughput["device_type"])
 
 
 def wave_seconds(parts, jobs, shared):
@@ -184,8 +184,8 @@ def print_plan(waves, throughput, jobs):
         total += wall
         print(f"# wave {i}: {len(wave)} stage(s), {jobs} at a time, ~{wall / 60:.1f} min")
         for stage, (work, startup) in zip(wave, parts):
-            kind, size, amount = stage_work(stage)
-            unit = {"train": "tokens", "sample": "samples", "data": "stories"}[kind]
+            work_type, size, amount = stage_work(stage)
+            unit = {"train": "tokens", "sample": "samples", "data": "stories"}[work_type]
             what = f"{amount / 1e6:.1f}M {unit}" if amount >= 1e5 else f"{amount:,} {unit}"
             print(f"#   ~{work + startup:4.0f} s  {stage.name} ({what})")
             print(shlex.join(["python", *stage.cmd[1:]]))
@@ -234,10 +234,10 @@ def main(argv=None):
         p.error(f"--jobs {args.jobs}: need at least 1")
     cfg = reproduce.PRESETS[args.preset]
     # a plan for another machine (--device cuda on a laptop) needs no GPU here, unless measured
-    kind = (pick_device("auto") if args.device == "auto" else args.device).split(":")[0]
-    if kind not in THROUGHPUT:
-        p.error(f"--device {args.device}: no throughput figures for {kind!r}; use cpu, cuda or mps")
-    throughput = dict(THROUGHPUT[kind])
+    device_type = (pick_device("auto") if args.device == "auto" else args.device).split(":")[0]
+    if device_type not in THROUGHPUT:
+        p.error(f"--device {args.device}: no throughput figures for {device_type!r}; use cpu, cuda or mps")
+    throughput = dict(THROUGHPUT[device_type])
     if args.measure:
         device = check_device(args.device)
         throughput["measured_tokens_s"] = {size: measure_tokens_per_s(size, device, args.dtype,

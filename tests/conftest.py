@@ -2,9 +2,9 @@
 
     tiny_data_dir   a small dataset (2,000 stories, 200 SFT examples, the default 2,048 vocabulary)
     tiny_base_dirs  {"annotated": out_dir, "plain": out_dir}: 1-layer, 32-wide, block 512 models
-                    pretrained for a few steps (kind 'base'); for load_model, sampling, SFT
+                    pretrained for a few steps (stage 'base'); for load_model, sampling, SFT
     tiny_sft_dirs   {"standard": out_dir (on the plain base), "anchored": out_dir (on the
-                    annotated base)}: a few SFT steps each (kind 'sft')
+                    annotated base)}: a few SFT steps each (stage 'sft')
     one_thread      run a test with torch on one thread (faster on a shared 2-core machine)
 
 The models are untrained noise: tests check plumbing and shapes, not story quality.
@@ -50,8 +50,8 @@ def _with_one_thread(fn):
 def tiny_base_dirs(tiny_data_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_base")
     dirs = {"annotated": root / "ann", "plain": root / "plain"}
-    for fmt, out in dirs.items():
-        flag = "--annotations" if fmt == "annotated" else "--no-annotations"
+    for format, out in dirs.items():
+        flag = "--annotations" if format == "annotated" else "--no-annotations"
         _with_one_thread(lambda: pretrain.main(
             [flag, "--data_dir", str(tiny_data_dir), "--out_dir", str(out), "--max_iters", "10",
              "--batch_size", "2", "--device", "cpu", *TINY_MODEL, *QUIET]))
@@ -62,9 +62,9 @@ def tiny_base_dirs(tiny_data_dir, tmp_path_factory):
 def tiny_sft_dirs(tiny_base_dirs, tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_sft")
     dirs = {"standard": root / "standard", "anchored": root / "anchored"}
-    for mode, out in dirs.items():
-        base = tiny_base_dirs["plain" if mode == "standard" else "annotated"]
+    for format, out in dirs.items():
+        base = tiny_base_dirs["plain" if format == "standard" else "annotated"]
         _with_one_thread(lambda: sft.main(
-            ["--init_from", str(base), "--mode", mode, "--out_dir", str(out), "--max_iters", "5",
+            ["--init_from", str(base), "--format", format, "--out_dir", str(out), "--max_iters", "5",
              "--batch_size", "2", "--device", "cpu", *QUIET]))
     return dirs

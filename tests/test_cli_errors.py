@@ -65,7 +65,8 @@ BAD = [
     ("sft", "--init_from {base} --out_dir {tmp}/s --narrowness 2"),
     ("sft", "--init_from {base} --out_dir {tmp}/s --n_sft_examples -1"),
     ("sft", "--init_from {base} --out_dir {tmp}/s --lr -1"),
-    ("sft", "--init_from {base} --out_dir {tmp}/s --mode everything"),
+    ("sft", "--init_from {base} --out_dir {tmp}/s --format everything"),
+    ("sft", "--init_from {base} --out_dir {tmp}/s --mode anchored"),  # no such flag: argparse says so
     ("sft", "--init_from {base} --out_dir {tmp}/s --device tpu"),
     ("sft", "--init_from {base} --out_dir {unwritable}"),
     ("sft", "--init_from {base} --out_dir {sft}"),  # a checkpoint is there
@@ -166,3 +167,12 @@ def test_bad_input_as_a_real_process(script, template, paths):
                        cwd=root, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "error" in r.stderr.strip().splitlines()[-1], r.stderr
+
+
+def test_the_old_mode_flag_is_an_unknown_flag(paths, capsys):
+    """sft.py's format flag is --format; --mode (its name before) gets argparse's own error."""
+    import sft
+    with pytest.raises(SystemExit) as e:
+        sft.main(_argv("--init_from {base} --out_dir {tmp}/s --mode anchored", paths))
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("error: unrecognized arguments: --mode anchored")

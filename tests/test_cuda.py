@@ -112,7 +112,7 @@ def test_scripts_train_compile_and_save_on_cuda(tiny_data_dir, tmp_path):
     pretrain.main(["--data_dir", str(tiny_data_dir), "--out_dir", str(base), "--max_iters", "6", "--batch_size", "4",
                    "--n_layer", "2", "--n_head", "2", "--n_embd", "64", "--device", "cuda", "--compile",
                    "--attention", "flex", "--eval_interval", "3", "--eval_iters", "2", "--log_interval", "1"])
-    sft.main(["--init_from", str(base), "--mode", "anchored", "--out_dir", str(post), "--max_iters", "3",
+    sft.main(["--init_from", str(base), "--format", "anchored", "--out_dir", str(post), "--max_iters", "3",
               "--batch_size", "4", "--device", "cuda", "--eval_interval", "0", "--eval_iters", "2"])
     for out in (base, post):
         records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]

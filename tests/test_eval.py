@@ -183,8 +183,9 @@ def test_judged_text_cut_at_special_token():
     assert s["text"] == "Once a fox named Leo ran home." and s["labels"]["character"] == "fox"
 
 def test_parse_arm():
-    a = ev.parse_arm("anchored_off=out/anchored:anchor=off", [1.0])
-    assert (a["name"], a["path"], a["anchor"], a["temperatures"]) == ("anchored_off", "out/anchored", "off", [1.0])
+    a = ev.parse_arm("anchored_no_annotation=out/anchored:anchor=off", [1.0])
+    assert (a["name"], a["path"], a["anchor"], a["temperatures"]) == \
+        ("anchored_no_annotation", "out/anchored", "off", [1.0])
     a = ev.parse_arm("sft=out/sft:temperature=0.6,1.2:top_k=50", [1.0])
     assert a["temperatures"] == [0.6, 1.2] and a["top_k"] == 50
     assert ev.parse_arm("s=out/a:ann=by_field", [1.0])["ann"] == "by_field"
@@ -230,7 +231,7 @@ def test_annotation_tokenization_matches_training(ckpts):
 
 def test_anchored_sampling_draws_annotations(ckpts):
     model, ckpt, enc = _load(ckpts["anchored"])
-    assert ckpt["fmt"] == "anchored"
+    assert ckpt["format"] == "anchored"
     kw = dict(seed=3, max_new_tokens=16, batch_size=4)
     a = sample.sample_stories(model, enc, "anchored", "Write a story.", 6, **kw)
     assert [s["annotation"] for s in a] == [s["annotation"] for s in sample.sample_stories(model, enc, "anchored", "Write a story.", 6, **kw)]
@@ -298,11 +299,13 @@ def test_sample_cli_and_errors(ckpts, capsys):
 def test_eval_diversity_end_to_end(ckpts, tmp_path):
     out = tmp_path / "res"
     assert _main("eval_diversity", "--ckpts", f"base={ckpts['base']}", f"base_plain={ckpts['base_plain']}",
-                 f"sft={ckpts['sft']}", f"anchored={ckpts['anchored']}", f"anchored_off={ckpts['anchored']}:anchor=off",
+                 f"sft={ckpts['sft']}", f"anchored={ckpts['anchored']}",
+                 f"anchored_no_annotation={ckpts['anchored']}:anchor=off",
                  "--num_samples", "6", "--max_new_tokens", "24", "--n_boot", "20", "--out", str(out)) is None
     s = json.loads((out / "summary.json").read_text())
     rows = {row["row"]: row for row in s["rows"]}
-    assert set(rows) == {"base", "base_plain", "sft", "anchored", "anchored_off", "pretrain_data", "sft_data"}
+    assert set(rows) == {"base", "base_plain", "sft", "anchored", "anchored_no_annotation", "pretrain_data",
+                         "sft_data"}
     for row in rows.values():
         assert set(row["by_kind"]) == {"open", "constrained"}
         for m in row["prompts"]:
@@ -311,8 +314,8 @@ def test_eval_diversity_end_to_end(ckpts, tmp_path):
     assert rows["sft_data"]["by_kind"]["constrained"]["instruction_following"] == 1.0
     assert rows["pretrain_data"]["by_kind"]["open"]["quality"] == 1.0
     assert rows["sft_data"]["by_kind"]["open"]["house_format"] == 1.0
-    for kind in ("open", "constrained"):
-        d = s["derived"][kind]
+    for prompt_type in ("open", "constrained"):
+        d = s["derived"][prompt_type]
         assert set(d["collapse"]) == set(rows) - {"base"}
         assert "collapse_ratio" in d and "gap_closed" in d
     for f in ("summary.md", "samples.jsonl.gz", "headline.json", "field_entropy.png", "label_histograms.png",
@@ -322,17 +325,18 @@ def test_eval_diversity_end_to_end(ckpts, tmp_path):
     samples = [json.loads(x) for x in gzip.open(out / "samples.jsonl.gz", "rt").read().splitlines()]
     assert {"row", "prompt", "annotation", "text", "labels"} <= set(samples[0])
     assert len(samples) == 6 * (1 + 1 + 4 + 4 + 4) + 6 + 6 * 4    # base rows see no prompt; + references
-    assert all(s["annotation"] is None for s in samples if s["row"] in ("anchored_off", "base_plain", "sft"))
+    no_annotation = ("anchored_no_annotation", "base_plain", "sft")
+    assert all(s["annotation"] is None for s in samples if s["row"] in no_annotation)
     assert all(s["annotation"] for s in samples if s["row"] in ("anchored", "base"))
     md = (out / "summary.md").read_text()
     assert "| anchored |" in md and "gate: annotation agreement" in md and "annotation prior" in md
-    # the gate and the prior of the annotated base (found by its fmt), the drift of the anchored row
+    # the gate and the prior of the annotated base (found by its format), the drift of the anchored row
     assert s["annotated_base_row"] == "base"
     assert set(rows["base"]["gate"]) == set(world.FIELDS) and rows["sft"]["gate"] is None
     assert set(rows["anchored"]["annotation_prior"]) == set(world.FIELDS)
-    assert rows["anchored_off"]["annotation_prior"] is None
-    for kind in ("open", "constrained"):
-        assert {"gap_closed_known", "collapse_ratio_known"} <= set(s["derived"][kind])
+    assert rows["anchored_no_annotation"]["annotation_prior"] is None
+    for prompt_type in ("open", "constrained"):
+        assert {"gap_closed_known", "collapse_ratio_known"} <= set(s["derived"][prompt_type])
     h = json.loads((out / "headline.json").read_text())
     assert h["seeds"] == 1 and len(h["gap_closed"]["per_seed"]) == 1 and "prior_drift_max" in h
     # the same seed gives the same numbers (evaluate() directly, one arm)

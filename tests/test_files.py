@@ -4,8 +4,9 @@ A table of damaged datasets (a copy of the session's tiny one, damaged one way e
 that must refuse it: a non-zero exit with one line that names the file and says how to rebuild it,
 before any checkpoint is written. Then the recoveries: a build killed with SIGKILL is rebuilt at once
 by the next run, a live builder is waited for (and named), `python data.py` repairs a damaged build,
-an older build (no file records in meta.json) is still reused and still checked, and a write that
-fails half-way leaves the old file and no temporary one.
+an older build (no file records in meta.json) is still reused and still checked, a checkpoint with
+the older key names still loads, and a write that fails half-way leaves the old file and no
+temporary one.
 """
 
 import json
@@ -16,12 +17,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+import torch
 
 import checkpoint
 import data
 import pretrain
+import sample
 import sft
 from conftest import QUIET, TINY_MODEL
 
@@ -120,7 +124,7 @@ def _argv(script, d, tiny_base_dirs, tmp_path):
         run = tmp_path / "resumed"
         shutil.copytree(tiny_base_dirs["annotated"], run)
         return pretrain.main, ["--resume", "--out_dir", str(run), "--data_dir", str(d), "--max_iters", "12"]
-    return sft.main, ["--init_from", str(tiny_base_dirs["annotated"]), "--mode", "anchored", "--data_dir",
+    return sft.main, ["--init_from", str(tiny_base_dirs["annotated"]), "--format", "anchored", "--data_dir",
                       str(d), "--out_dir", str(tmp_path / "s"), "--max_iters", "2", "--batch_size", "2",
                       "--device", "cpu", *QUIET]
 
@@ -154,6 +158,34 @@ def test_the_whole_dataset_passes_and_older_builds_are_reused(copy_of, capsys):
     opts = {k: v for k, v in meta["options"].items() if k not in data.DERIVED_OPTIONS}
     assert "files" not in data.ensure_dataset(str(copy_of), progress=False, **opts)
     assert (copy_of / SHARD).stat().st_mtime_ns == stamp and "rebuilding" not in capsys.readouterr().out
+
+
+# A real checkpoint with the older key names (fmt, kind, base_fmt; config["mode"]), made by the code
+# of commit d19f7aa: data.ensure_dataset(n_stories=300, n_sft=40, vocab_size=512), pretrain.py
+# --n_layer 1 --n_head 2 --n_embd 16 --block_size 1024 --max_iters 2 --batch_size 1, then
+# sft.py --mode anchored --max_iters 2 --batch_size 1 (its tokenizer copied beside it).
+OLD_CKPT = Path(ROOT) / "tests" / "data" / "pre_rename_sft"
+
+
+def test_a_checkpoint_with_the_older_key_names_loads_and_resumes(tmp_path, one_thread):
+    raw = torch.load(OLD_CKPT / "ckpt.pt", weights_only=True)
+    old = (raw["kind"], raw["fmt"], raw["base_fmt"], raw["config"]["mode"])
+    assert old == ("sft", "anchored", "annotated", "anchored")
+    model, ckpt, enc = checkpoint.load_model(OLD_CKPT)
+    assert (ckpt["stage"], ckpt["format"], ckpt["base_format"]) == ("sft", "anchored", "annotated")
+    assert ckpt["config"]["format"] == "anchored" and not {"kind", "fmt", "base_fmt"} & set(ckpt)
+    assert "mode" not in ckpt["config"] and ckpt["step"] == raw["step"]
+    assert all(torch.equal(ckpt["model"][k], v) for k, v in raw["model"].items())
+    story, = sample.sample_stories(model, enc, ckpt["format"], "Write a story.", 1, max_new_tokens=4)
+    assert isinstance(story["text"], str)
+    new = checkpoint.load_checkpoint(OLD_CKPT)
+    assert checkpoint.translate_keys(new) is new  # today's keys: nothing to translate
+    # resuming reads the stage and the config under the new names too (both refused before any work)
+    shutil.copytree(OLD_CKPT, tmp_path / "old")
+    with pytest.raises(SystemExit, match="cannot change --format when resuming"):
+        sft.main(["--resume", "--out_dir", str(tmp_path / "old"), "--format", "standard"])
+    with pytest.raises(SystemExit, match="is an SFT run; resume it with sft.py"):
+        pretrain.main(["--resume", "--out_dir", str(tmp_path / "old")])
 
 
 def _data_py(out, flags=TINY):

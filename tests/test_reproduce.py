@@ -267,7 +267,7 @@ def test_every_preset_plans_commands_the_scripts_accept(preset, tmp_path):
         elif script == "sft.py":
             explicit = vars(loop.build_parser(sft.SFTConfig, {}, "").parse_args(args))
             size = Path(explicit["init_from"]).parent.name  # runs/<size>/base_*: a pretraining preset
-            assert size in pretrain.PRESETS and explicit["mode"] in sft.MODES
+            assert size in pretrain.PRESETS and explicit["format"] in sft.SFT_FORMATS
         elif script == "eval_diversity.py":
             specs = args[args.index("--ckpts") + 1:args.index("--num_samples")]
             arms = [eval_diversity.parse_arm(spec, [1.0]) for spec in specs]
@@ -325,9 +325,9 @@ def test_plan_estimate_is_work_over_throughput(tmp_path):
     assert estimate(data_wave[0], cpu) == pytest.approx(100_000 / cpu["stories_s"] + cpu["startup_s"])
 
 
-@pytest.mark.parametrize("kind", list(plan.THROUGHPUT))
-def test_every_stage_gets_an_estimate(kind, tmp_path, capsys):
-    throughput = plan.THROUGHPUT[kind]
+@pytest.mark.parametrize("device_type", list(plan.THROUGHPUT))
+def test_every_stage_gets_an_estimate(device_type, tmp_path, capsys):
+    throughput = plan.THROUGHPUT[device_type]
     for name, cfg in reproduce.PRESETS.items():
         waves = reproduce.recipe(cfg, tmp_path)
         for stage in (s for wave in waves for s in wave):
@@ -336,7 +336,7 @@ def test_every_stage_gets_an_estimate(kind, tmp_path, capsys):
         out = capsys.readouterr().out
         assert out.count(" s  ") == sum(len(w) for w in waves) and "expected total" in out
         assert total >= max(estimate(s, throughput) for w in waves for s in w)
-    if kind != "cpu":
+    if device_type != "cpu":
         assert "not measured" in throughput["source"]  # an assumption is printed as one
 
 

@@ -48,9 +48,9 @@ def test_encode_round_trip_all_formats(tiny_data):
         "anchored_strict": f"<|bos|><|user|>{ex['prompt']}<|assistant|><|ann|>{ann}<|story|>{ex['response']}<|eos|>",
         "anchored_unmasked": f"<|bos|><|user|>{ex['prompt']}<|assistant|><|ann|>{ann}<|story|>{ex['response']}<|eos|>",
     }
-    for fmt in tokenizer.FORMATS:
-        ids, mask = tokenizer.encode_example(enc, ex, fmt)
-        assert len(ids) == len(mask) and enc.decode(ids) == expect[fmt], fmt
+    for format in tokenizer.FORMATS:
+        ids, mask = tokenizer.encode_example(enc, ex, format)
+        assert len(ids) == len(mask) and enc.decode(ids) == expect[format], format
 
 
 def test_loss_masks_by_hand(tiny_data):
@@ -127,17 +127,17 @@ def test_prompt_ids(tiny_data):
         [sp["<|bos|>"], sp["<|ann|>"]] + A + [sp["<|story|>"]]
     head = [sp["<|bos|>"], sp["<|user|>"]] + P + [sp["<|assistant|>"]]
     assert tokenizer.prompt_ids(enc, "standard", ex["prompt"]) == head
-    for fmt in tokenizer.ANCHORED_FORMATS:
-        assert tokenizer.prompt_ids(enc, fmt, ex["prompt"]) == head + [sp["<|ann|>"]]
-        assert tokenizer.prompt_ids(enc, fmt, ex["prompt"], annotation="character: dragon") == \
+    for format in tokenizer.ANCHORED_FORMATS:
+        assert tokenizer.prompt_ids(enc, format, ex["prompt"]) == head + [sp["<|ann|>"]]
+        assert tokenizer.prompt_ids(enc, format, ex["prompt"], annotation="character: dragon") == \
             head + [sp["<|ann|>"]] + A + [sp["<|story|>"]]
-        assert tokenizer.prompt_ids(enc, fmt, ex["prompt"], anchor=False) == head + [sp["<|story|>"]]
+        assert tokenizer.prompt_ids(enc, format, ex["prompt"], anchor=False) == head + [sp["<|story|>"]]
     # every prefix is a prefix of the training example built by the same code
-    for fmt in tokenizer.FORMATS:
-        full, _ = tokenizer.encode_example(enc, ex, fmt)
-        pre = tokenizer.prompt_ids(enc, fmt, ex["prompt"])
-        assert full[:len(pre)] == pre, fmt
-    with pytest.raises(ValueError, match="fmt"):
+    for format in tokenizer.FORMATS:
+        full, _ = tokenizer.encode_example(enc, ex, format)
+        pre = tokenizer.prompt_ids(enc, format, ex["prompt"])
+        assert full[:len(pre)] == pre, format
+    with pytest.raises(ValueError, match="format"):
         tokenizer.prompt_ids(enc, "chat", "x")
 
 

@@ -240,25 +240,25 @@ def test_sft_targets_are_exactly_what_the_mode_says(tiny_data_dir):
     prompt = [sp("<|bos|>"), sp("<|user|>")] + text(ex["prompt"]) + [sp("<|assistant|>")]
     anchor = [sp("<|ann|>")] + text(world.format_annotation(ann)) + [sp("<|story|>")]
     response = text(ex["response"]) + [sp("<|eos|>")]
-    assert set(sft.MODES) >= {"standard", "anchored", "anchored_unmasked"}
-    for mode in sft.MODES:
-        ids = prompt + (response if mode == "standard" else anchor + response)
-        x, y = sft.pack_examples(enc, [ex], mode, block_size=len(ids) - 1)  # exactly one full row
-        assert x.shape == (1, len(ids) - 1) and x[0].tolist() == ids[:-1], mode
+    assert set(sft.SFT_FORMATS) >= {"standard", "anchored", "anchored_unmasked"}
+    for format in sft.SFT_FORMATS:
+        ids = prompt + (response if format == "standard" else anchor + response)
+        x, y = sft.pack_examples(enc, [ex], format, block_size=len(ids) - 1)  # exactly one full row
+        assert x.shape == (1, len(ids) - 1) and x[0].tolist() == ids[:-1], format
         # the targets are exactly the tokens tokenizer.encode_example's mask marks, nothing else
-        _, mask = tokenizer.encode_example(enc, ex, mode)
-        assert y[0].tolist() == [t if m else -1 for t, m in zip(ids[1:], mask[1:])], mode
+        _, mask = tokenizer.encode_example(enc, ex, format)
+        assert y[0].tolist() == [t if m else -1 for t, m in zip(ids[1:], mask[1:])], format
         trained = [False] + [t != -1 for t in y[0].tolist()]  # trained[i]: is ids[i] a target
-        n_p, n_a = len(prompt), (0 if mode == "standard" else len(anchor))
-        assert not any(trained[:n_p]), mode                    # never the prompt
-        assert all(trained[n_p + n_a:]), mode                  # always the response and <|eos|>
+        n_p, n_a = len(prompt), (0 if format == "standard" else len(anchor))
+        assert not any(trained[:n_p]), format                    # never the prompt
+        assert all(trained[n_p + n_a:]), format                  # always the response and <|eos|>
         on_annotation = sum(trained[n_p:n_p + n_a])
-        if mode == "anchored_unmasked":                        # the ablation: the whole annotation
+        if format == "anchored_unmasked":                        # the ablation: the whole annotation
             assert on_annotation == n_a
-        elif mode == "anchored_strict":                        # the paper's mask, literally
+        elif format == "anchored_strict":                        # the paper's mask, literally
             assert on_annotation == 0
-        elif mode == "anchored":                               # never the values it chooses freely
-            assert on_annotation <= n_a - len(world.FIELDS), mode
+        elif format == "anchored":                               # never the values it chooses freely
+            assert on_annotation <= n_a - len(world.FIELDS), format
     # two examples in one row: the second starts with <|bos|>, nothing across the seam or in the
     # padding is trained
     ids, mask = tokenizer.encode_example(enc, ex, "anchored")
@@ -279,19 +279,20 @@ def test_replay_examples_train_the_whole_annotation_and_nothing_else(tiny_data_d
         trained = [t for t, m in zip(ids[1:], mask[1:]) if m]
         assert trained[0] == ann_id and trained[-1] == story_id  # <|ann|>{annotation}<|story|>, no eos
         assert world.parse_annotation(enc.decode(trained[1:-1])) == ex["annotation"]
-        for mode in tokenizer.ANCHORED_FORMATS:  # the whole annotation in every anchored mode
-            assert tokenizer.encode_example(enc, ex, mode) == (ids, mask)
+        for format in tokenizer.ANCHORED_FORMATS:  # the whole annotation in every anchored format
+            assert tokenizer.encode_example(enc, ex, format) == (ids, mask)
         with pytest.raises(ValueError, match="annotation replay"):
             tokenizer.encode_example(enc, ex, "standard")
     assert sft.make_replay_examples(5, seed=3) == sft.make_replay_examples(5, seed=3)  # deterministic
 
 
-def test_sft_checkpoint_records_mode_and_base(tiny_sft_dirs):
-    for mode, base_fmt in (("standard", "plain"), ("anchored", "annotated")):
-        gpt, ckpt, enc = checkpoint.load_model(tiny_sft_dirs[mode])
-        assert (ckpt["kind"], ckpt["fmt"], ckpt["base_fmt"]) == ("sft", mode, base_fmt)
+def test_sft_checkpoint_records_format_and_base(tiny_sft_dirs):
+    for format, base_format in (("standard", "plain"), ("anchored", "annotated")):
+        gpt, ckpt, enc = checkpoint.load_model(tiny_sft_dirs[format])
+        assert (ckpt["stage"], ckpt["format"], ckpt["base_format"]) == ("sft", format, base_format)
+        assert ckpt["config"]["format"] == format and "mode" not in ckpt["config"]
         assert not gpt.training and "optimizer" not in ckpt
-        assert (tiny_sft_dirs[mode] / "tokenizer.tiktoken").exists()  # the run carries its tokenizer
+        assert (tiny_sft_dirs[format] / "tokenizer.tiktoken").exists()  # the run carries its tokenizer
 
 # -----------------------------------------------------------------------------
 # Several processes = one process with the same global batch
@@ -370,7 +371,7 @@ def test_bad_inputs_give_clear_errors(tiny_data_dir, tiny_base_dirs, tiny_sft_di
         (pretrain.main, ["--resume", "--out_dir", tiny_sft_dirs["anchored"]], "is an SFT run"),
         (sft.main, ["--init_from", tmp_path / "nothing"], "no checkpoint at"),
         (sft.main, ["--init_from", tiny_sft_dirs["anchored"]], "is an SFT checkpoint"),
-        (sft.main, ["--init_from", plain, "--mode", "anchored", "--out_dir", tmp_path / "x"],
+        (sft.main, ["--init_from", plain, "--format", "anchored", "--out_dir", tmp_path / "x"],
          "--allow_plain_base"),
         (sft.main, ["--init_from", ann, "--batch_size", -1, "--out_dir", tmp_path / "x"], "--batch_size=-1"),
     ]
@@ -386,7 +387,7 @@ def test_bad_inputs_give_clear_errors(tiny_data_dir, tiny_base_dirs, tiny_sft_di
         msg = error_of(argv, main)
         assert isinstance(msg, str) and msg.startswith("error:") and expect in msg and "\n" not in msg, (argv, msg)
     # argparse: misspelt choice -> usage + one error line, exit 2
-    assert error_of(["--init_from", ann, "--mode", "anchord"], sft.main) == 2
+    assert error_of(["--init_from", ann, "--format", "anchord"], sft.main) == 2
     # and from the command line: non-zero exit, one line, no traceback
     r = subprocess.run([sys.executable, "sft.py", "--init_from", str(tiny_sft_dirs["standard"])],
                        cwd=ROOT, env=ENV, capture_output=True, text=True)
@@ -403,7 +404,7 @@ def test_cli_tiny_preset_pretrain_then_sft(tiny_data_dir, tmp_path):
     fast = ["--batch_size", "1", "--eval_iters", "1"]
     run_script("pretrain.py", "--preset", "tiny", "--annotations", "--max_iters", "30", "--out_dir", base,
                "--data_dir", tiny_data_dir, *fast)
-    run_script("sft.py", "--init_from", base, "--mode", "anchored", "--max_iters", "20", "--out_dir", tuned, *fast)
+    run_script("sft.py", "--init_from", base, "--format", "anchored", "--max_iters", "20", "--out_dir", tuned, *fast)
     for out, steps in ((base, 30), (tuned, 20)):
         assert {"ckpt.pt", "log.jsonl", "loss.png"} <= {p.name for p in out.iterdir()}
         log = log_of(out)
@@ -422,7 +423,7 @@ def test_a_finished_run_says_where_its_checkpoint_is_and_what_to_run_next(tiny_d
                    "--device", "cpu", "--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--block_size", "512",
                    "--eval_iters", "1"])
     said = capsys.readouterr().out
-    assert f"done: {out / 'ckpt.pt'}" in said and f"python sft.py --init_from {out} --mode anchored" in said
+    assert f"done: {out / 'ckpt.pt'}" in said and f"python sft.py --init_from {out} --format anchored" in said
     assert "pretraining, preset tiny:" in said  # no --preset on a CPU: the CPU's default, printed
     tuned = tmp_path / "tuned"
     sft.main(["--init_from", str(tiny_base_dirs["annotated"]), "--out_dir", str(tuned), "--max_iters", "1", "--batch_size", "1",

@@ -131,15 +131,15 @@ def test_quality_accepts_clean_rejects_corrupted(corpus):
     assert np.mean([judge.quality(s) for s in stories]) >= 0.99
     rng = random.Random(11)
     bad = Counter()
-    kinds = Counter()
+    defects = Counter()
     for a, s in zip(anns[:3000], stories[:3000]):
-        text, kind = world.corrupt(s, a, rng)
-        kinds[kind] += 1
-        bad[kind] += not judge.quality(text)
-    assert set(kinds) == set(world.CORRUPTIONS)
-    assert sum(bad.values()) / sum(kinds.values()) >= 0.95
-    for k in kinds:
-        assert bad[k] / kinds[k] >= 0.9, (k, bad[k] / kinds[k])
+        text, defect = world.corrupt(s, a, rng)
+        defects[defect] += 1
+        bad[defect] += not judge.quality(text)
+    assert set(defects) == set(world.CORRUPTIONS)
+    assert sum(bad.values()) / sum(defects.values()) >= 0.95
+    for k in defects:
+        assert bad[k] / defects[k] >= 0.9, (k, bad[k] / defects[k])
 
 
 def test_quality_problem_names_the_corruption(corpus):
@@ -149,8 +149,8 @@ def test_quality_problem_names_the_corruption(corpus):
     rng = random.Random(12)
     seen = {}
     for a, s in zip(anns[:1000], stories[:1000]):
-        text, kind = world.corrupt(s, a, rng)
-        seen.setdefault(kind, Counter())[judge.quality_problem(text)] += 1
+        text, defect = world.corrupt(s, a, rng)
+        seen.setdefault(defect, Counter())[judge.quality_problem(text)] += 1
         assert (judge.quality_problem(text) is None) == judge.quality(text)
     assert seen["repeat"].most_common(1)[0][0] == "repeated sentence"
     assert seen["rename"].most_common(1)[0][0] == "not one name"
@@ -186,8 +186,8 @@ def test_house_format():
 
 def test_sft_examples_are_true_and_follow_prompts():
     exs = world.make_sft_examples(1000, world.DEFAULT_NARROWNESS, seed=4)
-    kinds = Counter(e["kind"] for e in exs)
-    assert kinds["open"] > 300 and kinds["constrained"] > 300
+    prompt_types = Counter(e["kind"] for e in exs)  # the prompt type, under the dataset's key
+    assert prompt_types["open"] > 300 and prompt_types["constrained"] > 300
     agree = []
     for e in exs:
         assert set(e) == {"prompt", "annotation", "response", "kind", "constraints"}
@@ -203,11 +203,11 @@ def test_sft_examples_are_true_and_follow_prompts():
 
 def test_eval_prompts():
     assert 3 <= len(world.EVAL_PROMPTS) <= 6
-    kinds = Counter((p["kind"], p["held_out"]) for p in world.EVAL_PROMPTS)
+    prompt_types = Counter((p["kind"], p["held_out"]) for p in world.EVAL_PROMPTS)
     for k in [("open", True), ("open", False), ("constrained", True), ("constrained", False)]:
-        assert kinds[k] >= 1, k
+        assert prompt_types[k] >= 1, k
     rng = random.Random(0)
-    train_prompts = {world.make_prompt(rng, kind)[0] for kind in ("open", "constrained") for _ in range(30000)}
+    train_prompts = {world.make_prompt(rng, t)[0] for t in ("open", "constrained") for _ in range(30000)}
     for p in world.EVAL_PROMPTS:
         world.parse_annotation(world.format_annotation(p["constraints"]))  # valid values
         assert p["prompt"] not in train_prompts if p["held_out"] else True
