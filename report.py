@@ -399,7 +399,7 @@ def write_results(out, evals, study, cfg, command, wall_seconds):
     if study:
         plot_study(study, out / "controlled_study.png")
     write_atomic(out / "results.md", results_markdown(size_results, study, cfg, command))
-    for size, d in evals.items():  # every file of the evaluation but its stage marker
+    for size, d in evals.items():  # every file of the evaluation but its job marker
         (out / size).mkdir(exist_ok=True)
         for f in Path(d).glob("*"):
             if f.suffix in (".json", ".md", ".png", ".gz") and not f.name.startswith("."):

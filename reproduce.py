@@ -10,19 +10,18 @@ run); how long a preset took here: results/<preset>/run.json.
     python reproduce.py --preset gpu         # the 4-size ladder for one GPU: ~24 min
     python reproduce.py --preset smoke       # the same recipe in ~2 min (a check, not a result)
     python reproduce.py --preset cpu --plan  # print every command, in order, and stop
-    python reproduce.py --preset gpu --device cuda:1 --dtype float16  # every stage on that GPU, in fp16
+    python reproduce.py --preset gpu --device cuda:1 --dtype float16  # every job on that GPU, in fp16
 
 Make the data; pretrain a plain and an annotated base per size; post-train them (the SFT arms over
 seeds, the ablations, the controlled study's narrower data); sample and measure every arm; report.
-Every stage is an ordinary command (printed as it runs) that fills one folder. When it finishes, the
-folder's .stage.json records the command, so a rerun skips it; a training stage stopped half way
-continues from its checkpoint (--resume); any other unfinished stage starts over (stages.py). The
-stages of one wave (the data, the bases, the SFT runs, the evaluations) do not need each other:
-the preset's `jobs` of them run side by side.
+Every job is an ordinary command (printed as it runs) that fills one folder. When it finishes, the
+folder's .job.json records the command, so a rerun skips it; a training job stopped half way
+continues from its checkpoint (--resume); any other unfinished job starts over (jobs.py). The jobs
+of one wave (the data, the bases, the SFT runs, the evaluations) are independent: --jobs at a time.
 
 Results land in --out (default results/<preset>): each size's evaluation outputs, results.md,
 scaling.png, controlled_study.png, headline.json (the largest size) and run.json (command, commit,
-machine, seconds of every stage).
+machine, seconds of every job).
 """
 
 import argparse
@@ -38,7 +37,7 @@ from pathlib import Path
 import report
 from checkpoint import check_out_dir, write_atomic
 from device import add_device_flags, check_device
-from stages import PY, Stage, run_stages
+from jobs import PY, Job, run_jobs
 from world import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT files (the main arms)
 
 
@@ -49,7 +48,7 @@ from world import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT 
 # temperatures: the first seed's story-temperature sweep; study_narrowness: the controlled study's
 # SFT data at study_size; ablation_sizes (default: the largest size); compile_sizes: pretraining with
 # --compile; sft_seed_sizes: the sizes post-trained once per seed (default: all; the others with
-# the first seed only); jobs: stages run side by side.
+# the first seed only); jobs: how many jobs run side by side.
 
 PRESETS = {
     "smoke": dict(
@@ -103,7 +102,7 @@ PRESETS = {
         study_narrowness=[0.0, 0.5, 0.8, 0.95], study_size="gpu-6l384", ablation_sizes=["gpu-8l512"],
         extra_pretrain=[], extra_sft=[], extra_eval=[], jobs=2),
     # the recipe on 1-layer models in a minute, every arm and the study (tests/test_reproduce.py runs it
-    # whole and killed mid-stage; a check of the plumbing, not a result)
+    # whole and killed mid-job; a check of the plumbing, not a result)
     "test": dict(
         data_flags=["--n_stories", "1500", "--n_sft", "100", "--n_sft_val", "20"], sizes=["tiny"],
         pretrain_iters={"tiny": 30}, sft_iters=20, sft_seeds=[0], replay=False, num_samples=4, temperatures=[0.6],
@@ -115,7 +114,7 @@ PRESETS = {
 
 
 # -----------------------------------------------------------------------------
-# The recipe: every stage's command (stages.py: how a stage is skipped, resumed or run)
+# The recipe: every job's command (jobs.py: how a job is skipped, resumed or run)
 
 def pretrain(size, annotations, runs, cfg):
     tag = "ann" if annotations else "plain"
@@ -124,12 +123,12 @@ def pretrain(size, annotations, runs, cfg):
            "--annotations" if annotations else "--no-annotations", *cfg["extra_pretrain"],
            *(["--max_iters", str(cfg["pretrain_iters"][size])] if size in cfg["pretrain_iters"] else []),
            *(["--compile"] if size in cfg.get("compile_sizes", ()) else [])]
-    return Stage(f"pretrain {size} {tag}", cmd, out_dir)
+    return Job(f"pretrain {size} {tag}", cmd, out_dir)
 
 
 def sft(name, base_dir, format, out_dir, cfg, *extra):
     iters = [] if cfg.get("sft_iters") is None else ["--max_iters", str(cfg["sft_iters"])]
-    return Stage(name, [PY, "sft.py", "--init_from", str(base_dir), "--format", format, "--out_dir", str(out_dir),
+    return Job(name, [PY, "sft.py", "--init_from", str(base_dir), "--format", format, "--out_dir", str(out_dir),
                         *iters, *cfg["extra_sft"], *extra], out_dir)
 
 
@@ -139,21 +138,21 @@ def evaluate(name, arms, out_dir, cfg, *extra):
     cmd = [PY, "eval_diversity.py", "--ckpts", *specs, "--num_samples", str(cfg["num_samples"]),
            "--out", str(out_dir), "--base_arm", "base",
            *(["--annotated_base_arm", "base_annotated"] if "base_annotated" in arms else []), *cfg["extra_eval"], *extra]
-    return Stage(name, cmd, out_dir)
+    return Job(name, cmd, out_dir)
 
 
 def post_training(size, runs, cfg, ablations):
-    """The SFT stages at one size, and the arms its evaluation samples (the one place they are listed)."""
+    """The SFT jobs at one size, and the arms its evaluation samples (the one place they are listed)."""
     d = runs / size
     plain, ann = d / "base_plain", d / "base_ann"
-    stages, arms = [], {"base": [plain], "base_annotated": [ann], "sft": [], "anchored": []}
+    sfts, arms = [], {"base": [plain], "base_annotated": [ann], "sft": [], "anchored": []}
     # the paper's two arms, once per seed from the same bases (seed: the SFT data order), sampled at
     # T = 1: the headline numbers are their medians over seeds
     seeds = cfg.get("sft_seeds", [0]) if size in cfg.get("sft_seed_sizes", [size]) else cfg.get("sft_seeds", [0])[:1]
     for seed in seeds:
         tag = "" if seed == seeds[0] else f"_seed{seed}"
         std, anc = d / f"sft_standard{tag}", d / f"sft_anchored{tag}"
-        stages += [sft(f"sft {size} standard seed {seed}", plain, "standard", std, cfg, "--seed", str(seed)),
+        sfts += [sft(f"sft {size} standard seed {seed}", plain, "standard", std, cfg, "--seed", str(seed)),
                    sft(f"sft {size} anchored seed {seed}", ann, "anchored", anc, cfg, "--seed", str(seed))]
         arms["sft"].append(std)
         arms["anchored"].append(anc)
@@ -164,23 +163,23 @@ def post_training(size, runs, cfg, ablations):
         arms.update(sft_sweep=[f"{std0}{sweep}"], anchored_sweep=[f"{anc0}{sweep}"])
     arms["anchored_pinned"] = [f"{anc0}:ann=prompt"]  # upper bound: the sampler pins the prompt's constraints
     if cfg.get("replay"):  # an extra beside the paper: annotation replay from the prior
-        stages.append(sft(f"sft {size} anchored_replay", ann, "anchored", d / "sft_anchored_replay", cfg,
+        sfts.append(sft(f"sft {size} anchored_replay", ann, "anchored", d / "sft_anchored_replay", cfg,
                           "--replay", "1", "--seed", seed0))
         arms["anchored_replay"] = [d / "sft_anchored_replay"]
     if ablations:  # anchoring without annotated pretraining; the annotation tokens trained on (two ways)
-        stages += [sft(f"sft {size} anchored on plain base", plain, "anchored", d / "sft_anchored_plainbase", cfg,
+        sfts += [sft(f"sft {size} anchored on plain base", plain, "anchored", d / "sft_anchored_plainbase", cfg,
                        "--allow_plain_base", "--seed", seed0),
                    sft(f"sft {size} anchored_unmasked", ann, "anchored_unmasked", d / "sft_unmasked", cfg, "--seed", seed0),
                    sft(f"sft {size} anchored_strict", ann, "anchored_strict", d / "sft_strict", cfg, "--seed", seed0)]
         arms.update(anchored_no_annotation=[f"{d / 'sft_anchored'}:anchor=off"],  # no new training
                     anchored_plain_base=[d / "sft_anchored_plainbase"], anchored_unmasked=[d / "sft_unmasked"],
                     anchored_strict=[d / "sft_strict"])
-    return stages, arms
+    return sfts, arms
 
 
 def controlled_study(runs, cfg):
     """SFT data of other narrowness settings (the main arms have the default one): does the output's
-    entropy follow the data's? -> (SFT stages, evaluation stages)."""
+    entropy follow the data's? -> (SFT jobs, evaluation jobs)."""
     size = cfg["study_size"]
     d, plain, ann = runs / size / "study", runs / size / "base_plain", runs / size / "base_ann"
     sfts, evals = [], []
@@ -197,22 +196,22 @@ def controlled_study(runs, cfg):
 
 
 def recipe(cfg, runs, skip_study=False, device="auto", dtype="auto"):
-    """The reproduction in four waves of stages. Each wave needs the one before it; the stages of one
+    """The reproduction in four waves of jobs. Each wave needs the one before it; the jobs of one
     wave do not need each other. --device/--dtype go to every training and evaluation command ("auto",
-    every script's default, adds nothing: a stage's command, and so the hash in its marker, is the
+    every script's default, adds nothing: a job's command, and so the hash in its marker, is the
     same with --device auto as without the flag)."""
     flags = [*(["--device", device] if device != "auto" else []), *(["--dtype", dtype] if dtype != "auto" else [])]
     cfg = {**cfg, **{k: [*cfg[k], *flags] for k in ("extra_pretrain", "extra_sft", "extra_eval")}}
     runs, sizes = Path(runs), cfg["sizes"]
     # 0. the data: stories, tokenizer, token shards, SFT files
-    data = [Stage("data", [PY, "data.py", "--out_dir", str(runs / "data"), *cfg["data_flags"]], runs / "data")]
-    # 1. pretraining: a plain and an annotated base per size (largest first: the longest stages)
+    data = [Job("data", [PY, "data.py", "--out_dir", str(runs / "data"), *cfg["data_flags"]], runs / "data")]
+    # 1. pretraining: a plain and an annotated base per size (largest first: the longest jobs)
     bases = [pretrain(size, annotations, runs, cfg) for size in reversed(sizes) for annotations in (False, True)]
     # 2. post-training: the SFT arms per size, the ablations at ablation_sizes, the study's narrower data
     post, arms = [], {}
     for size in reversed(sizes):
-        stages, arms[size] = post_training(size, runs, cfg, ablations=size in cfg.get("ablation_sizes", sizes[-1:]))
-        post += stages
+        sfts, arms[size] = post_training(size, runs, cfg, ablations=size in cfg.get("ablation_sizes", sizes[-1:]))
+        post += sfts
     study_sft, study_eval = ([], []) if skip_study else controlled_study(runs, cfg)
     # 3. evaluation: sample every arm K times per prompt, annotate, measure
     evals = [evaluate(f"eval {size}", arms[size], runs / size / "eval", cfg) for size in reversed(sizes)]
@@ -223,31 +222,37 @@ def recipe(cfg, runs, skip_study=False, device="auto", dtype="auto"):
 # The whole reproduction, and its command line
 
 def reproduce(cfg, out, runs, command, skip_study=False, jobs=1, device="auto", dtype="auto"):
-    """Run (or continue) every stage of the recipe; write the report, headline.json and run.json."""
+    """Run (or continue) every job of the recipe; write the report, headline.json and run.json."""
     out, runs = Path(out), Path(runs)
     out.mkdir(parents=True, exist_ok=True)
     timings, t0 = {}, time.time()
     waves = recipe(cfg, runs, skip_study, device, dtype)
     for wave in waves:
-        run_stages(wave, timings, jobs)
+        run_jobs(wave, timings, jobs)
     run = {"command": command, "commit": git_commit(), "preset": cfg, "jobs": jobs,
            "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                        "cpus": os.cpu_count(), "python": platform.python_version()},
-           # the true wall time when this invocation ran every stage; stages overlap when jobs > 1,
+           # the true wall time when this invocation ran every job; jobs overlap when --jobs > 1,
            # so their sum is the time they would take one after the other
            "wall_seconds_this_invocation": round(time.time() - t0, 1),
-           "stage_seconds_sum": round(sum(t["seconds"] for t in timings.values()), 1),
-           "stages_run_now": [name for name, t in timings.items() if not t.get("skipped")],
-           "stage_seconds": {name: t["seconds"] for name, t in timings.items()}}
+           "job_seconds_sum": round(sum(t["seconds"] for t in timings.values()), 1),
+           "jobs_run_now": [name for name, t in timings.items() if not t.get("skipped")],
+           "job_seconds": {name: t["seconds"] for name, t in timings.items()}}
     write_atomic(out / "run.json", json.dumps(run, indent=2))
-    evals = {stage.name: stage.out_dir for stage in waves[-1]}
+    evals = {job.name: job.out_dir for job in waves[-1]}
     study = {nu: evals[f"eval {cfg['study_size']}" if nu == DEFAULT_NARROWNESS else f"eval study nu={nu}"]
              for nu in ([] if skip_study else cfg["study_narrowness"])}  # the default narrowness: the main arms
     report.write_results(out, {size: evals[f"eval {size}"] for size in cfg["sizes"]}, study, cfg, command,
                          run["wall_seconds_this_invocation"])
     print(f"\nwrote {out}/results.md, scaling.png, run.json (this invocation: {run['wall_seconds_this_invocation']:.0f} "
-          f"s wall, {len(run['stages_run_now'])} of {len(timings)} stages run)")
+          f"s wall, {len(run['jobs_run_now'])} of {len(timings)} jobs run)")
     return run
+
+
+def read_run(path):
+    """A run.json; an older one's keys for the jobs' seconds (results/*/run.json) under today's names."""
+    old = {"stage_seconds": "job_seconds", "stage_seconds_sum": "job_seconds_sum", "stages_run_now": "jobs_run_now"}
+    return {old.get(k, k): v for k, v in json.loads(Path(path).read_text()).items()}
 
 
 def git_commit():
@@ -259,9 +264,9 @@ def git_commit():
 
 def print_commands(waves, jobs):
     for i, wave in enumerate(waves):
-        print(f"# wave {i}: {len(wave)} stage(s), {jobs} at a time")
-        for stage in wave:
-            print(f"#   {stage.name}\n" + shlex.join(["python", *stage.cmd[1:]]))
+        print(f"# wave {i}: {len(wave)} job(s), {jobs} at a time")
+        for job in wave:
+            print(f"#   {job.name}\n" + shlex.join(["python", *job.cmd[1:]]))
 
 
 def main(argv=None):
@@ -271,10 +276,10 @@ def main(argv=None):
     p.add_argument("--runs", default="", help="checkpoints folder (default: runs/<preset>)")
     p.add_argument("--skip_study", action="store_true", help="leave out the controlled study")
     p.add_argument("--jobs", type=int, default=None,
-                   help="stages run side by side, sharing the CPU threads (default: the preset's)")
+                   help="jobs run side by side, sharing the CPU threads (default: the preset's)")
     p.add_argument("--plan", action="store_true", help="print every command, wave by wave, and stop "
                    "(bench/plan.py adds their expected times)")
-    add_device_flags(p, "passed to every stage")
+    add_device_flags(p, "passed to every job")
     args = p.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         p.error(f"--jobs {args.jobs}: need at least 1")
@@ -283,7 +288,7 @@ def main(argv=None):
     if args.plan:
         print_commands(recipe(cfg, runs, args.skip_study, args.device, args.dtype), jobs)
         return
-    check_device(args.device)  # a missing GPU fails now, not in the first stage
+    check_device(args.device)  # a missing GPU fails now, not in the first job
     check_out_dir(out, "--out")  # an unwritable folder: now, not in an hour
     check_out_dir(runs, "--runs")
     command = "python " + shlex.join(["reproduce.py", *sys.argv[1:]])

@@ -1,6 +1,6 @@
 """
 The Python half of bench/gpu_first_light.sh: the gpu-quick recipe, or the same recipe at toy size for
-the script's CPU dry run (one size of 1-layer models, a few steps, K = 4: the stages, seeds and
+the script's CPU dry run (one size of 1-layer models, a few steps, K = 4: the jobs, seeds and
 ablations of gpu-quick, in a minute or two on a CPU).
 
     python bench/first_light.py data_cmd RUNS            # the recipe's data command, one argument a line

@@ -1,6 +1,6 @@
 """
-How long reproduce.py's recipe should take on a device: every stage's command with its expected
-time, each step's wall time and the total. A stage's time is its work (a training stage's tokens, an
+How long reproduce.py's recipe should take on a device: every job's command with its expected
+time, each wave's wall time and the total. A job's time is its work (a training job's tokens, an
 evaluation's samples, the data's stories, read from its own command with the scripts' own parsers)
 divided by the device's throughput (the table below), plus a fixed start-up.
 
@@ -32,14 +32,14 @@ import world  # noqa: E402
 from device import add_device_flags, check_device, compile_pays, pick_device  # noqa: E402
 
 # -----------------------------------------------------------------------------
-# How long: the expected time of a stage is its work divided by the device's throughput.
-# Work: a training stage's tokens (loop.token_budget), an evaluation's samples, the
+# How long: the expected time of a job is its work divided by the device's throughput.
+# Work: a training job's tokens (loop.token_budget), an evaluation's samples, the
 # data's stories. Throughput per device type below; a training figure is FLOP/s, turned into tokens/s
 # per size with the model's own flops_per_token (6 N + attention), so one figure covers every size.
 
 THROUGHPUT = {
     # Measured on this project's 2-core CPU (bench/README.md, "The planner's figures"): training
-    # tokens/s at 4L/128 as a preset's bases run (bf16, one thread per stage, two side by side,
+    # tokens/s at 4L/128 as a preset's bases run (bf16, one thread per job, two side by side,
     # compiled as --compile auto does), scaled to other sizes by FLOPs per token, which is
     # optimistic below 4L/128 (a small model loses more to overheads); sampling at 2L/96 on one
     # thread, scaled the same way (the least certain figure); data.py's stories, written and all.
@@ -51,7 +51,7 @@ THROUGHPUT = {
     # the elementwise work grows as C while the FLOPs grow as C^2); no step under step_s (ASSUMED:
     # an eager step's kernel launches plus packing its rows, not overlapped with the GPU's work);
     # ASSUMED 200 samples/s for every size (cached decoding is bound by kernel launches); start-up
-    # ASSUMED 10 s a stage, 40 s more for torch.compile. Stages side by side share the one GPU
+    # ASSUMED 10 s a job, 40 s more for torch.compile. Jobs side by side share the one GPU
     # (wave_seconds); data.py runs on one CPU core, at the CPU's rate. Replace with --measure,
     # then with a real run's figures.
     "cuda": dict(device_type="cuda", train_flops=0.30 * 989e12, mfu_width=512, step_s=0.008, samples_s=200, stories_s=7000, startup_s=10,
@@ -79,10 +79,10 @@ def model_flops(size):
     return flops_per_token(c["n_layer"], c["n_embd"], c["n_head"], c["block_size"])
 
 
-def train_run(stage):
+def train_run(job):
     """(size, optimizer steps, rows per step, tokens (loop.token_budget), --compile) of a pretrain.py
-    or sft.py stage, read from its command."""
-    script, args = Path(stage.cmd[1]).name, stage.cmd[2:]
+    or sft.py job, read from its command."""
+    script, args = Path(job.cmd[1]).name, job.cmd[2:]
     if script == "pretrain.py":
         explicit = vars(loop.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
         c = loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, explicit)
@@ -99,28 +99,28 @@ def train_run(stage):
 SFT_ROWS_PER_EXAMPLE = 0.48
 
 
-def train_steps(stage):
-    return train_run(stage)[1]
+def train_steps(job):
+    return train_run(job)[1]
 
 
-def compiles(stage, device_type):
-    """Whether a stage compiles its model: --compile as its command gives it, by the rule the
+def compiles(job, device_type):
+    """Whether a job compiles its model: --compile as its command gives it, by the rule the
     scripts themselves apply at start-up (device.compile_pays, from the run's steps and rows)."""
-    if Path(stage.cmd[1]).name not in ("pretrain.py", "sft.py"):
+    if Path(job.cmd[1]).name not in ("pretrain.py", "sft.py"):
         return False
-    _, steps, rows, _, requested = train_run(stage)
+    _, steps, rows, _, requested = train_run(job)
     return compile_pays(device_type, steps, rows, requested)[0]
 
 
-def stage_work(stage):
-    """(work_type, size, amount) of a stage: ("train", size, tokens), ("sample", size, samples) or
-    ("data", None, stories), read from the stage's own command with the scripts' own parsers."""
-    script, args = Path(stage.cmd[1]).name, stage.cmd[2:]
+def job_work(job):
+    """(work_type, size, amount) of a job: ("train", size, tokens), ("sample", size, samples) or
+    ("data", None, stories), read from the job's own command with the scripts' own parsers."""
+    script, args = Path(job.cmd[1]).name, job.cmd[2:]
     if script == "data.py":
         n = int(args[args.index("--n_stories") + 1]) if "--n_stories" in args else data.DEFAULTS["n_stories"]
         return "data", None, n
     if script in ("pretrain.py", "sft.py"):
-        size, _, _, tokens, _ = train_run(stage)
+        size, _, _, tokens, _ = train_run(job)
         return "train", size, tokens
     assert script == "eval_diversity.py", script
     specs = args[args.index("--ckpts") + 1:args.index("--num_samples")]
@@ -151,21 +151,21 @@ def tokens_per_s(size, throughput):
     return throughput["train_flops"] * min(1.0, width / throughput.get("mfu_width", width)) / model_flops(size)
 
 
-def stage_seconds(stage, throughput):
-    """(work, start-up) seconds of one stage: its work / the throughput, and the fixed cost of
+def job_seconds(job, throughput):
+    """(work, start-up) seconds of one job: its work / the throughput, and the fixed cost of
     starting it (imports, loading, and torch.compile's first step when the command compiles)."""
-    work_type, size, amount = stage_work(stage)
+    work_type, size, amount = job_work(job)
     rate = {"data": lambda: throughput["stories_s"], "train": lambda: tokens_per_s(size, throughput),
             "sample": lambda: samples_per_s(size, throughput)}[work_type]()
     work = amount / rate
     if work_type == "train" and "step_s" in throughput:  # no step is faster than the launches and the rows
-        work = max(work, train_steps(stage) * throughput["step_s"])
-    return work, throughput["startup_s"] + throughput["compile_s"] * compiles(stage, throughput["device_type"])
+        work = max(work, train_steps(job) * throughput["step_s"])
+    return work, throughput["startup_s"] + throughput["compile_s"] * compiles(job, throughput["device_type"])
 
 
 def wave_seconds(parts, jobs, shared):
-    """Wall time of a wave of (work, start-up) pairs: stages start in order on the first free of
-    `jobs` workers. On one accelerator (`shared`) the stages side by side share it: their start-ups
+    """Wall time of a wave of (work, start-up) pairs: jobs start in order on the first free of
+    `jobs` workers. On one accelerator (`shared`) the jobs side by side share it: their start-ups
     overlap, their work does not, so the wave takes at least the sum of the work."""
     workers = [0.0] * max(1, jobs)
     for work, startup in parts:
@@ -175,20 +175,20 @@ def wave_seconds(parts, jobs, shared):
 
 
 def print_plan(waves, throughput, jobs):
-    """Every stage's command with its expected time; each wave's wall time and the total."""
+    """Every job's command with its expected time; each wave's wall time and the total."""
     total = 0.0
     print(f"# throughput: {throughput['source']}")
     for i, wave in enumerate(waves):
-        parts = [stage_seconds(stage, throughput) for stage in wave]
+        parts = [job_seconds(job, throughput) for job in wave]
         wall = wave_seconds(parts, jobs, throughput["shared"])
         total += wall
-        print(f"# wave {i}: {len(wave)} stage(s), {jobs} at a time, ~{wall / 60:.1f} min")
-        for stage, (work, startup) in zip(wave, parts):
-            work_type, size, amount = stage_work(stage)
+        print(f"# wave {i}: {len(wave)} job(s), {jobs} at a time, ~{wall / 60:.1f} min")
+        for job, (work, startup) in zip(wave, parts):
+            work_type, size, amount = job_work(job)
             unit = {"train": "tokens", "sample": "samples", "data": "stories"}[work_type]
             what = f"{amount / 1e6:.1f}M {unit}" if amount >= 1e5 else f"{amount:,} {unit}"
-            print(f"#   ~{work + startup:4.0f} s  {stage.name} ({what})")
-            print(shlex.join(["python", *stage.cmd[1:]]))
+            print(f"#   ~{work + startup:4.0f} s  {job.name} ({what})")
+            print(shlex.join(["python", *job.cmd[1:]]))
     print(f"# expected total: ~{total / 60:.0f} min ({throughput['source']})")
     return total
 
@@ -223,7 +223,7 @@ def main(argv=None):
     p.add_argument("--preset", choices=list(reproduce.PRESETS), default="cpu")
     p.add_argument("--runs", default="", help="checkpoints folder, as reproduce.py's (default: runs/<preset>)")
     p.add_argument("--skip_study", action="store_true", help="leave out the controlled study")
-    p.add_argument("--jobs", type=int, default=None, help="stages side by side (default: the preset's)")
+    p.add_argument("--jobs", type=int, default=None, help="jobs side by side (default: the preset's)")
     add_device_flags(p, "passed to the commands, as reproduce.py does; --device also picks the throughput "
                      "table, --dtype is what --measure times")
     p.add_argument("--measure", action="store_true",
@@ -245,8 +245,8 @@ def main(argv=None):
                                            for size in cfg["sizes"]}
         throughput["source"] += f"; training tokens/s measured now on {device}: " + ", ".join(
             f"{s} {t:,.0f}" for s, t in throughput["measured_tokens_s"].items())
-    steps = reproduce.recipe(cfg, args.runs or f"runs/{args.preset}", args.skip_study, args.device, args.dtype)
-    print_plan(steps, throughput, args.jobs or cfg["jobs"])
+    waves = reproduce.recipe(cfg, args.runs or f"runs/{args.preset}", args.skip_study, args.device, args.dtype)
+    print_plan(waves, throughput, args.jobs or cfg["jobs"])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""reproduce.py and stages.py: stages are skipped when their command already ran and resumed when
+"""reproduce.py and jobs.py: jobs are skipped when their command already ran and resumed when
 stopped; the whole recipe runs end to end on its `test` preset (tiny data, 1-layer models, a few
 steps, K = 4), writing every output, and a run killed with SIGKILL in the middle of any kind of
-stage reruns to the same outputs. bench/plan.py: every stage gets an expected time."""
+job reruns to the same outputs. bench/plan.py: every job gets an expected time."""
 
 import gzip
 import hashlib
@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import reproduce
-import stages
+import jobs
 
 REPO = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("plan", REPO / "bench" / "plan.py")
@@ -30,100 +30,115 @@ _spec.loader.exec_module(plan)
 TINY_MODEL = ["--n_layer", "1", "--n_head", "2", "--n_embd", "32"]
 
 
-def estimate(stage, throughput):
-    """Expected seconds of one stage, start-up included."""
-    return sum(plan.stage_seconds(stage, throughput))
+def estimate(job, throughput):
+    """Expected seconds of one job, start-up included."""
+    return sum(plan.job_seconds(job, throughput))
 
 
-def counting_stage(tmp_path, *extra):
+def counting_job(tmp_path, *extra):
     counter = tmp_path / "count.txt"
     cmd = [sys.executable, "-c", f"p = {str(counter)!r}; import os; "
            f"n = int(open(p).read()) if os.path.exists(p) else 0; open(p, 'w').write(str(n + 1))", *extra]
-    return stages.Stage("count", cmd, tmp_path / "stage"), counter
+    return jobs.Job("count", cmd, tmp_path / "job"), counter
 
 
-def test_stage_runs_once_per_command(tmp_path):
+def test_job_runs_once_per_command(tmp_path):
     timings = {}
-    stage, counter = counting_stage(tmp_path)
-    stages.run_stage(stage, timings)
-    stages.run_stage(stage, timings)   # same command: skipped
+    job, counter = counting_job(tmp_path)
+    jobs.run_job(job, timings)
+    jobs.run_job(job, timings)   # same command: skipped
     assert counter.read_text() == "1"
-    (stage.out_dir / "stale.txt").write_text("from the old command")
-    changed, _ = counting_stage(tmp_path, "changed")
-    stages.run_stage(changed, timings)  # another command: runs again, in a clean folder
+    (job.out_dir / "stale.txt").write_text("from the old command")
+    changed, _ = counting_job(tmp_path, "changed")
+    jobs.run_job(changed, timings)  # another command: runs again, in a clean folder
     assert counter.read_text() == "2"
-    assert not (stage.out_dir / "stale.txt").exists()
-    assert json.loads((stage.out_dir / ".stage.json").read_text())["cmd"].endswith("changed")
+    assert not (job.out_dir / "stale.txt").exists()
+    assert json.loads((job.out_dir / ".job.json").read_text())["cmd"].endswith("changed")
 
 
-def test_stopped_training_stage_resumes(tmp_path):
-    """A training stage whose marker says 'started' and whose folder has a checkpoint continues with
+def test_a_job_done_under_the_old_marker_name_stays_done(tmp_path):
+    """A runs/ folder from an older reproduce.py marks its jobs with .stage.json: one that records
+    this command as done is skipped; a job that runs there writes .job.json only."""
+    job, counter = counting_job(tmp_path)
+    job.out_dir.mkdir()
+    done = {"hash": jobs.job_hash(job.cmd), "cmd": "...", "seconds": 3.0}
+    (job.out_dir / ".stage.json").write_text(json.dumps(done))
+    timings = {}
+    jobs.run_job(job, timings)
+    assert not counter.exists() and timings == {"count": {"seconds": 3.0, "skipped": True}}
+    changed, _ = counting_job(tmp_path, "changed")  # another command: runs in a clean folder
+    jobs.run_job(changed, timings)
+    assert counter.read_text() == "1" and [f.name for f in job.out_dir.glob(".*.json")] == [".job.json"]
+
+
+def test_stopped_training_job_resumes(tmp_path):
+    """A training job whose marker says 'started' and whose folder has a checkpoint continues with
     --resume (the checkpoint holds its config) instead of starting over."""
     script = tmp_path / "pretrain.py"  # stands in for pretrain.py: records how it was called
     script.write_text("import sys, pathlib; pathlib.Path(sys.argv[-1], 'argv.txt').write_text(' '.join(sys.argv[1:]))")
     out = tmp_path / "base"
-    stage = stages.Stage("pretrain", [sys.executable, str(script), "--max_iters", "9", "--out_dir", str(out)], out)
+    job = jobs.Job("pretrain", [sys.executable, str(script), "--max_iters", "9", "--out_dir", str(out)], out)
     out.mkdir()
     (out / "ckpt.pt").write_text("a checkpoint from the stopped run")
-    (out / ".stage.json").write_text(json.dumps({"hash": stages.stage_hash(stage.cmd), "cmd": "..."}))
+    (out / ".job.json").write_text(json.dumps({"hash": jobs.job_hash(job.cmd), "cmd": "..."}))
     timings = {}
-    stages.run_stage(stage, timings, threads=1)
+    jobs.run_job(job, timings, threads=1)
     assert (out / "argv.txt").read_text() == f"--resume --out_dir {out}"
-    assert (out / "ckpt.pt").exists() and (out / "stage.log").exists()
-    assert "seconds" in json.loads((out / ".stage.json").read_text()) and "pretrain" in timings
+    assert (out / "ckpt.pt").exists() and (out / "job.log").exists()
+    assert "seconds" in json.loads((out / ".job.json").read_text()) and "pretrain" in timings
 
 
-def test_failed_stage_in_parallel_says_where_its_log_is(tmp_path):
-    bad = stages.Stage("bad", [sys.executable, "-c", "raise SystemExit('boom')"], tmp_path / "bad")
-    good, counter = counting_stage(tmp_path)
-    with pytest.raises(SystemExit, match="bad.*stage.log"):
-        stages.run_stages([bad, good], {}, jobs=2)
-    assert "boom" in (tmp_path / "bad" / "stage.log").read_text()
-    assert "seconds" not in json.loads((tmp_path / "bad" / ".stage.json").read_text())  # not marked done
+def test_failed_job_in_parallel_says_where_its_log_is(tmp_path):
+    bad = jobs.Job("bad", [sys.executable, "-c", "raise SystemExit('boom')"], tmp_path / "bad")
+    good, counter = counting_job(tmp_path)
+    with pytest.raises(SystemExit, match="bad.*job.log"):
+        jobs.run_jobs([bad, good], {}, jobs=2)
+    assert "boom" in (tmp_path / "bad" / "job.log").read_text()
+    assert "seconds" not in json.loads((tmp_path / "bad" / ".job.json").read_text())  # not marked done
 
 
-def test_ctrl_c_marks_no_stage_done(tmp_path, monkeypatch):
-    """Ctrl-C while stages run side by side: each running stage saves and exits (often with status
-    0), so reproduce.py must not take its return for "done"; and no queued stage starts."""
+def test_ctrl_c_marks_no_job_done(tmp_path, monkeypatch):
+    """Ctrl-C while jobs run side by side: each running job saves and exits (often with status
+    0), so reproduce.py must not take its return for "done"; and no queued job starts."""
     import threading
-    monkeypatch.setattr(stages, "STOPPING", threading.Event())
-    slow = stages.Stage("slow", [sys.executable, "-c", "import time; time.sleep(1)"], tmp_path / "slow")
-    threading.Timer(0.3, stages.STOPPING.set).start()  # what run_stages does on KeyboardInterrupt
-    stages.run_stage(slow, {}, threads=1)
-    assert "seconds" not in json.loads((tmp_path / "slow" / ".stage.json").read_text())
-    queued, counter = counting_stage(tmp_path)
-    stages.run_stage(queued, {})
+    monkeypatch.setattr(jobs, "STOPPING", threading.Event())
+    slow = jobs.Job("slow", [sys.executable, "-c", "import time; time.sleep(1)"], tmp_path / "slow")
+    threading.Timer(0.3, jobs.STOPPING.set).start()  # what run_jobs does on KeyboardInterrupt
+    jobs.run_job(slow, {}, threads=1)
+    assert "seconds" not in json.loads((tmp_path / "slow" / ".job.json").read_text())
+    queued, counter = counting_job(tmp_path)
+    jobs.run_job(queued, {})
     assert not counter.exists()
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_ctrl_c_in_a_wave_marks_no_stage_done(jobs, tmp_path):
-    """A real Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while run_stages runs a
-    wave, one or two at a time: the running stages stop, none is marked done, the queued one never starts."""
+@pytest.mark.parametrize("at_once", [1, 2])
+def test_ctrl_c_in_a_wave_marks_no_job_done(at_once, tmp_path):
+    """A real Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while run_jobs runs a
+    wave, one or two at a time: the running jobs stop, none is marked done, the queued one never starts."""
     # like pretrain.py, a sleeper that saves (0.5 s) and exits 0 on Ctrl-C: not to be taken for "done"
     def sleeper(d):
         return [sys.executable, "-c", "import signal, sys, time; signal.signal(signal.SIGINT, lambda *a: "
                 f"(time.sleep(0.5), sys.exit(0))); open({str(d / 'ready')!r}, 'w'); time.sleep(60)"]
-    wave = [(d.name, sleeper(d), str(d)) for d in [tmp_path / f"s{i}" for i in range(jobs)] + [tmp_path / "queued"]]
-    runner = (f"import stages; stages.run_stages([stages.Stage(n, c, stages.Path(d)) for n, c, d in {wave!r}], "
-              f"{{}}, {jobs})")
+    wave = [(d.name, sleeper(d), str(d)) for d in [tmp_path / f"s{i}" for i in range(at_once)] + [tmp_path / "queued"]]
+    runner = (f"import jobs; jobs.run_jobs([jobs.Job(n, c, jobs.Path(d)) for n, c, d in {wave!r}], "
+              f"{{}}, {at_once})")
     proc = subprocess.Popen([sys.executable, "-c", runner], cwd=REPO, start_new_session=True, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not all((tmp_path / f"s{i}" / "ready").exists() for i in range(jobs)) and time.time() < deadline:
+    while not all((tmp_path / f"s{i}" / "ready").exists() for i in range(at_once)) and time.time() < deadline:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGINT)
-    assert proc.wait(timeout=60) != 0  # KeyboardInterrupt, after the running stages returned
-    for i in range(jobs):
-        assert "seconds" not in json.loads((tmp_path / f"s{i}" / ".stage.json").read_text())
+    assert proc.wait(timeout=60) != 0  # KeyboardInterrupt, after the running jobs returned
+    for i in range(at_once):
+        assert "seconds" not in json.loads((tmp_path / f"s{i}" / ".job.json").read_text())
     assert not (tmp_path / "queued").exists()
 
 
 # -----------------------------------------------------------------------------
-# The recipe end to end (the `test` preset), uninterrupted and killed with SIGKILL mid-stage
+# The recipe end to end (the `test` preset), uninterrupted and killed with SIGKILL mid-job
 
 def start_recipe(root, *extra):
     """`python reproduce.py --preset test` with its folders under root, in its own process group
-    (so a kill reaches the running stage too, as when a machine goes down)."""
+    (so a kill reaches the running job too, as when a machine goes down)."""
     cmd = [sys.executable, "reproduce.py", "--preset", "test", "--out", str(root / "results"),
            "--runs", str(root / "runs"), *extra]
     return subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -140,7 +155,7 @@ def finish(proc, timeout=600):
 
 
 def kill_when(proc, ready, what, timeout=300):
-    """SIGKILL the recipe and its running stages as soon as ready() holds."""
+    """SIGKILL the recipe and its running jobs as soon as ready() holds."""
     deadline = time.time() + timeout
     while not ready():
         assert proc.poll() is None, f"the recipe ended before {what}: {proc.stderr.read().decode()[-2000:]}"
@@ -151,8 +166,8 @@ def kill_when(proc, ready, what, timeout=300):
 
 
 def unfinished(out_dir):
-    """A stage started with its command recorded but not marked done (killed half way)."""
-    marker = Path(out_dir) / ".stage.json"
+    """A job started with its command recorded but not marked done (killed half way)."""
+    marker = Path(out_dir) / ".job.json"
     return marker.exists() and "seconds" not in json.loads(marker.read_text())
 
 
@@ -178,7 +193,7 @@ def uninterrupted(tmp_path_factory):
     """One uninterrupted `--preset test` run: (its folder, its final outputs, its run.json)."""
     root = tmp_path_factory.mktemp("recipe")
     finish(start_recipe(root))
-    return root, final_outputs(root), json.loads((root / "results" / "run.json").read_text())
+    return root, final_outputs(root), reproduce.read_run(root / "results" / "run.json")
 
 
 def test_recipe_end_to_end(uninterrupted):
@@ -196,18 +211,18 @@ def test_recipe_end_to_end(uninterrupted):
     results_md = (res / "results.md").read_text()
     assert "| tiny |" in results_md
     assert "| 0.5 |" in results_md and "| 0.95 |" in results_md  # 0.95: the main arms' own evaluation
-    assert set(run["stage_seconds"]) >= {"data", "pretrain tiny plain", "eval tiny", "eval study nu=0.5"}
-    assert run["stages_run_now"] == list(run["stage_seconds"])  # a first run runs every stage
+    assert set(run["job_seconds"]) >= {"data", "pretrain tiny plain", "eval tiny", "eval study nu=0.5"}
+    assert run["jobs_run_now"] == list(run["job_seconds"])  # a first run runs every job
     assert not list(root.rglob("*.tmp"))  # every atomic write completed
 
 
-def test_recipe_killed_mid_stage_reruns_to_the_same_outputs(uninterrupted):
-    """SIGKILL (the recipe and its running stage at once, as when a machine goes down) in the middle
-    of a pretraining stage, then of an SFT stage, then of an evaluation, each time rerunning the same
+def test_recipe_killed_mid_job_reruns_to_the_same_outputs(uninterrupted):
+    """SIGKILL (the recipe and its running job at once, as when a machine goes down) in the middle
+    of a pretraining job, then of an SFT job, then of an evaluation, each time rerunning the same
     command: the last rerun ends with exactly the uninterrupted run's checkpoints, summaries, samples
-    and tables. A killed training stage resumes from its checkpoint; a killed evaluation starts over.
-    One stage of each kind is redone (its folder removed), the others are done already; the data
-    stage: the next test."""
+    and tables. A killed training job resumes from its checkpoint; a killed evaluation starts over.
+    One job of each kind is redone (its folder removed), the others are done already; the data
+    job: the next test."""
     root, reference, _ = uninterrupted  # the same folder: summaries record their checkpoints' paths
     runs = root / "runs" / "tiny"
     base, post, evaluation = runs / "base_plain", runs / "sft_strict", runs / "study" / "eval_nu0.5"
@@ -217,28 +232,28 @@ def test_recipe_killed_mid_stage_reruns_to_the_same_outputs(uninterrupted):
     assert unfinished(base)
     kill_when(start_recipe(root), lambda: unfinished(post) and (post / "ckpt.pt").exists(), "SFT checkpoint")
     assert not unfinished(base) and unfinished(post)
-    marker = evaluation / ".stage.json"  # written as the evaluation starts; it runs for seconds
+    marker = evaluation / ".job.json"  # written as the evaluation starts; it runs for seconds
     kill_when(start_recipe(root), lambda: unfinished(evaluation) and time.time() - marker.stat().st_mtime > 1.5,
               "evaluation under way")
     assert not unfinished(post) and unfinished(evaluation)
     finish(start_recipe(root))
-    run = json.loads((root / "results" / "run.json").read_text())
-    assert run["stages_run_now"] == ["eval study nu=0.5"]  # the others were done, or resumed and done
+    run = reproduce.read_run(root / "results" / "run.json")
+    assert run["jobs_run_now"] == ["eval study nu=0.5"]  # the others were done, or resumed and done
     got = final_outputs(root)
     assert got.keys() == reference.keys()
     for name in reference:
         assert got[name] == reference[name], name
 
 
-def test_recipe_killed_in_the_data_stage_rebuilds_the_same_data(uninterrupted):
+def test_recipe_killed_in_the_data_job_rebuilds_the_same_data(uninterrupted):
     """SIGKILL while data.py builds the dataset (holding its lock, data/.lock), then the same command
-    again: the lock died with its holder, so the data stage is rebuilt at once to the same
-    files as the uninterrupted run's (the other stages are done already)."""
+    again: the lock died with its holder, so the data job is rebuilt at once to the same
+    files as the uninterrupted run's (the other jobs are done already)."""
     root, reference, _ = uninterrupted
     data = root / "runs" / "data"
-    # the data's files; not meta.json (its build time), .stage.json, stage.log (the killed run's log
+    # the data's files; not meta.json (its build time), .job.json, job.log (the killed run's log
     # goes on in it) or .lock (it names its last holder)
-    skip = ("meta.json", ".stage.json", "stage.log", ".lock")
+    skip = ("meta.json", ".job.json", "job.log", ".lock")
     before = {f.name: f.read_bytes() for f in data.iterdir() if f.name not in skip}
     shutil.rmtree(data)
     kill_when(start_recipe(root), lambda: unfinished(data) and (data / ".lock").exists(), "data build under way")
@@ -247,6 +262,17 @@ def test_recipe_killed_in_the_data_stage_rebuilds_the_same_data(uninterrupted):
     after = {f.name: f.read_bytes() for f in data.iterdir() if f.name not in skip}
     assert after == before and not unfinished(data)
     assert final_outputs(root) == reference
+
+
+@pytest.mark.parametrize("folder", sorted(p.parent.name for p in (REPO / "results").glob("*/run.json")))
+def test_committed_run_json_reads_under_the_job_names(folder):
+    """results/*/run.json as an older reproduce.py wrote them (stage_seconds, stage_seconds_sum,
+    stages_run_now): read_run gives the same seconds under today's keys, and no other key changes."""
+    path = REPO / "results" / folder / "run.json"
+    raw, run = json.loads(path.read_text()), reproduce.read_run(path)
+    assert run["job_seconds"] == raw["stage_seconds"] and run["jobs_run_now"] == raw["stages_run_now"]
+    assert run["job_seconds_sum"] == raw["stage_seconds_sum"] and run["preset"] == raw["preset"]
+    assert len(run) == len(raw) and not [k for k in run if k.startswith("stage")]
 
 
 @pytest.mark.parametrize("preset", list(reproduce.PRESETS))
@@ -259,8 +285,8 @@ def test_every_preset_plans_commands_the_scripts_accept(preset, tmp_path):
     cfg = reproduce.PRESETS[preset]
     waves = reproduce.recipe(cfg, tmp_path)
     assert [len(w) for w in waves[:2]] == [1, 2 * len(cfg["sizes"])]
-    for stage in (s for wave in waves for s in wave):
-        script, args = stage.cmd[1], stage.cmd[2:]
+    for job in (s for wave in waves for s in wave):
+        script, args = job.cmd[1], job.cmd[2:]
         if script == "pretrain.py":
             explicit = vars(loop.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
             pretrain.check_train_config(loop.make_config(pretrain.TrainConfig, pretrain.PRESETS, explicit))
@@ -276,17 +302,17 @@ def test_every_preset_plans_commands_the_scripts_accept(preset, tmp_path):
             assert script == "data.py"
 
 
-def test_device_and_dtype_reach_every_stage(tmp_path):
+def test_device_and_dtype_reach_every_job(tmp_path):
     """--device and --dtype of reproduce.py land in every training and evaluation command, where the
     scripts' own parsers read them back; "auto" (every script's default) adds nothing to the commands,
-    so a stage's hash is the same with --device auto as without the flag."""
+    so a job's hash is the same with --device auto as without the flag."""
     import eval_diversity
     import pretrain
     import sft
     cfg = reproduce.PRESETS["gpu"]
-    all_stages = [s for wave in reproduce.recipe(cfg, tmp_path, device="cuda:1", dtype="float16") for s in wave]
-    for stage in all_stages:
-        script, args = stage.cmd[1], stage.cmd[2:]
+    all_jobs = [s for wave in reproduce.recipe(cfg, tmp_path, device="cuda:1", dtype="float16") for s in wave]
+    for job in all_jobs:
+        script, args = job.cmd[1], job.cmd[2:]
         if script == "pretrain.py":
             got = vars(pretrain.build_parser(pretrain.TrainConfig, pretrain.PRESETS, "").parse_args(args))
         elif script == "sft.py":
@@ -296,42 +322,42 @@ def test_device_and_dtype_reach_every_stage(tmp_path):
         else:
             assert script == "data.py"
             continue
-        assert (got["device"], got["dtype"]) == ("cuda:1", "float16"), stage.name
+        assert (got["device"], got["dtype"]) == ("cuda:1", "float16"), job.name
     auto = [s.cmd for wave in reproduce.recipe(cfg, tmp_path, device="auto", dtype="auto") for s in wave]
     assert auto == [s.cmd for wave in reproduce.recipe(cfg, tmp_path) for s in wave]
     assert not any("--device" in cmd for cmd in auto)
 
 
 def test_plan_estimate_is_work_over_throughput(tmp_path):
-    """A pretraining stage's expected time is its tokens / the table's tokens/s (+ start-up); an
+    """A pretraining job's expected time is its tokens / the table's tokens/s (+ start-up); an
     evaluation's is its samples / samples/s (+ start-up)."""
     cfg = reproduce.PRESETS["cpu"]
     cpu = plan.THROUGHPUT["cpu"]
     data_wave, pretraining, _, evaluation = reproduce.recipe(cfg, tmp_path)
-    stage = next(s for s in pretraining if s.name == "pretrain cpu-4l128 ann")
+    job = next(s for s in pretraining if s.name == "pretrain cpu-4l128 ann")
     tokens = 5400 * 8 * 512  # pretrain.PRESETS["cpu-4l128"]: steps x batch x block
-    assert plan.stage_work(stage) == ("train", "cpu-4l128", tokens)
+    assert plan.job_work(job) == ("train", "cpu-4l128", tokens)
     # 5,400 steps of 8 rows: past device.compile_pays' break-even, so the start-up includes the compile
-    assert plan.compiles(stage, "cpu")
-    assert estimate(stage, cpu) == pytest.approx(tokens / cpu["train_ref"][1] + cpu["startup_s"] + cpu["compile_s"])
+    assert plan.compiles(job, "cpu")
+    assert estimate(job, cpu) == pytest.approx(tokens / cpu["train_ref"][1] + cpu["startup_s"] + cpu["compile_s"])
     short = next(s for s in reproduce.recipe(reproduce.PRESETS["test"], tmp_path)[2] if "sft.py" in s.cmd[1])
     assert not plan.compiles(short, "cpu")  # 20 steps of 2 rows: eager
     cuda = plan.THROUGHPUT["cuda"]
-    stage = next(s for s in evaluation if s.name == "eval cpu-4l64")
+    job = next(s for s in evaluation if s.name == "eval cpu-4l64")
     # base + base_annotated once each; sft, anchored x 3 seeds, 2 sweeps x 2 T, pinned, replay per prompt
     samples = 100 * (2 + 4 * (3 + 3 + 2 + 2 + 1 + 1))
-    assert plan.stage_work(stage) == ("sample", "cpu-4l64", samples)
-    assert estimate(stage, cuda) == pytest.approx(samples / cuda["samples_s"] + cuda["startup_s"])
+    assert plan.job_work(job) == ("sample", "cpu-4l64", samples)
+    assert estimate(job, cuda) == pytest.approx(samples / cuda["samples_s"] + cuda["startup_s"])
     assert estimate(data_wave[0], cpu) == pytest.approx(100_000 / cpu["stories_s"] + cpu["startup_s"])
 
 
 @pytest.mark.parametrize("device_type", list(plan.THROUGHPUT))
-def test_every_stage_gets_an_estimate(device_type, tmp_path, capsys):
+def test_every_job_gets_an_estimate(device_type, tmp_path, capsys):
     throughput = plan.THROUGHPUT[device_type]
     for name, cfg in reproduce.PRESETS.items():
         waves = reproduce.recipe(cfg, tmp_path)
-        for stage in (s for wave in waves for s in wave):
-            assert 0 < estimate(stage, throughput) < math.inf, (name, stage.name)
+        for job in (s for wave in waves for s in wave):
+            assert 0 < estimate(job, throughput) < math.inf, (name, job.name)
         total = plan.print_plan(waves, throughput, cfg["jobs"])
         out = capsys.readouterr().out
         assert out.count(" s  ") == sum(len(w) for w in waves) and "expected total" in out
@@ -341,13 +367,13 @@ def test_every_stage_gets_an_estimate(device_type, tmp_path, capsys):
 
 
 def test_gpu_preset_fits_the_lease_by_its_own_estimate(tmp_path):
-    """The gpu preset's plan, at the table's (assumed) H100 throughput: at most 26 minutes, no stage
+    """The gpu preset's plan, at the table's (assumed) H100 throughput: at most 26 minutes, no job
     over 10 (a longer one resumes from its checkpoint), K >= 128, and 4 sizes from about 1M to
     about 30M parameters."""
     cfg = reproduce.PRESETS["gpu"]
     cuda = plan.THROUGHPUT["cuda"]
     waves = reproduce.recipe(cfg, tmp_path)
-    total = sum(plan.wave_seconds([plan.stage_seconds(s, cuda) for s in w], cfg["jobs"], True)
+    total = sum(plan.wave_seconds([plan.job_seconds(s, cuda) for s in w], cfg["jobs"], True)
                 for w in waves)
     assert total <= 26 * 60, total
     assert all(estimate(s, cuda) <= 10 * 60 for w in waves for s in w)
@@ -373,7 +399,7 @@ def test_gpu_quick_fits_one_command_by_its_own_estimate(tmp_path):
     cfg = reproduce.PRESETS["gpu-quick"]
     cuda = plan.THROUGHPUT["cuda"]
     waves = reproduce.recipe(cfg, tmp_path)
-    gpu = sum(plan.wave_seconds([plan.stage_seconds(s, cuda) for s in w], cfg["jobs"], True)
+    gpu = sum(plan.wave_seconds([plan.job_seconds(s, cuda) for s in w], cfg["jobs"], True)
               for w in waves[1:])
     assert gpu <= 6 * 60, gpu
     assert len(cfg["sizes"]) >= 3 and cfg["num_samples"] >= 100
@@ -395,7 +421,7 @@ def test_gpu_quick_fits_one_command_by_its_own_estimate(tmp_path):
 
 def test_gpu_estimate_scales_mfu_with_width_and_floors_a_step(tmp_path):
     """On the GPU table: the assumed MFU is 30% from width 512 up and in proportion below it, and a
-    training stage takes at least its steps x step_s (a small model is bound by launches, not FLOPs)."""
+    training job takes at least its steps x step_s (a small model is bound by launches, not FLOPs)."""
     cuda = plan.THROUGHPUT["cuda"]
     peak = cuda["train_flops"]
     assert plan.tokens_per_s("gpu-8l512", cuda) == pytest.approx(peak / plan.model_flops("gpu-8l512"))
@@ -403,9 +429,9 @@ def test_gpu_estimate_scales_mfu_with_width_and_floors_a_step(tmp_path):
     pretraining = reproduce.recipe(reproduce.PRESETS["gpu"], tmp_path)[1]
     small = next(s for s in pretraining if s.name == "pretrain gpu-4l128 ann")
     big = next(s for s in pretraining if s.name == "pretrain gpu-8l512 ann")
-    assert plan.stage_seconds(small, cuda)[0] == pytest.approx(1400 * cuda["step_s"])  # the floor
+    assert plan.job_seconds(small, cuda)[0] == pytest.approx(1400 * cuda["step_s"])  # the floor
     tokens = 16400 * 64 * 512
-    assert plan.stage_seconds(big, cuda)[0] == pytest.approx(tokens / plan.tokens_per_s("gpu-8l512", cuda))
+    assert plan.job_seconds(big, cuda)[0] == pytest.approx(tokens / plan.tokens_per_s("gpu-8l512", cuda))
 
 
 def test_wave_seconds_on_a_shared_gpu():
@@ -432,42 +458,42 @@ def test_reproduce_plan_prints_every_command_in_order(capsys, tmp_path):
     lines = capsys.readouterr().out.splitlines()
     waves = reproduce.recipe(reproduce.PRESETS["cpu"], tmp_path)
     commands = [line for line in lines if not line.startswith("#")]
-    assert commands == [" ".join(["python", *stage.cmd[1:]]) for wave in waves for stage in wave]
+    assert commands == [" ".join(["python", *job.cmd[1:]]) for wave in waves for job in wave]
     assert [line for line in lines if line.startswith("# wave")] == [
-        f"# wave {i}: {len(w)} stage(s), 2 at a time" for i, w in enumerate(waves)]
+        f"# wave {i}: {len(w)} job(s), 2 at a time" for i, w in enumerate(waves)]
     assert not tmp_path.joinpath("data").exists()  # a plan runs nothing
 
 
-def test_stage_cut_by_timeout_resumes_from_its_checkpoint(tiny_data_dir, tmp_path):
-    """`timeout 10m python reproduce.py ...` sends SIGTERM to reproduce.py and its running stage: the
-    stage saves a checkpoint and stops, reproduce.py dies with the stage unfinished; the next
-    invocation continues that stage from its checkpoint (--resume), not from step 0."""
+def test_job_cut_by_timeout_resumes_from_its_checkpoint(tiny_data_dir, tmp_path):
+    """`timeout 10m python reproduce.py ...` sends SIGTERM to reproduce.py and its running job: the
+    job saves a checkpoint and stops, reproduce.py dies with the job unfinished; the next
+    invocation continues that job from its checkpoint (--resume), not from step 0."""
     out = tmp_path / "base"
     cmd = [sys.executable, "pretrain.py", "--data_dir", str(tiny_data_dir), "--out_dir", str(out), "--max_iters",
            "100", *TINY_MODEL, "--batch_size", "2", "--device", "cpu", "--eval_interval", "10",
            "--eval_iters", "1", "--log_interval", "1"]
-    runner = (f"import stages; stages.run_stage(stages.Stage('pretrain', {cmd!r}, "
-              f"stages.Path({str(out)!r})), {{}}, threads=1)")
+    runner = (f"import jobs; jobs.run_job(jobs.Job('pretrain', {cmd!r}, "
+              f"jobs.Path({str(out)!r})), {{}}, threads=1)")
     proc = subprocess.Popen([sys.executable, "-c", runner], start_new_session=True)  # its own process group
     deadline = time.time() + 120
     while not (out / "ckpt.pt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGTERM)  # what timeout(1) does at its limit: the whole group
     proc.wait()
-    while time.time() < deadline:  # wait for the stage (reproduce's child) to save and exit
+    while time.time() < deadline:  # wait for the job (reproduce's child) to save and exit
         try:
             os.killpg(proc.pid, 0)
             time.sleep(0.05)
         except ProcessLookupError:
             break
-    marker = json.loads((out / ".stage.json").read_text())
+    marker = json.loads((out / ".job.json").read_text())
     assert "seconds" not in marker  # not marked done
     stopped_at = torch.load(out / "ckpt.pt", weights_only=False)["step"]
     assert 0 < stopped_at < 100
-    (out / "sentinel").write_text("a restarted stage would start in a clean folder")
-    stages.run_stage(stages.Stage("pretrain", cmd, out), {}, threads=1)
+    (out / "sentinel").write_text("a restarted job would start in a clean folder")
+    jobs.run_job(jobs.Job("pretrain", cmd, out), {}, threads=1)
     assert (out / "sentinel").exists()  # continued in place, with --resume
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 100 and len(steps) == len(set(steps))  # no step redone
     assert torch.load(out / "ckpt.pt", weights_only=False)["step"] == 100
-    assert "seconds" in json.loads((out / ".stage.json").read_text())
+    assert "seconds" in json.loads((out / ".job.json").read_text())
