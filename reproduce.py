@@ -4,7 +4,7 @@ order. Times are bench/plan.py's plan (2 CPU cores; an H100 for the gpu presets,
 run); how long a preset took here: results/<preset>/run.json.
 
     python reproduce.py --preset cpu-quick   # one size, the direction: ~25 min
-    python reproduce.py --preset cpu-top     # the largest CPU size, 3 SFT seeds: ~90 min
+    python reproduce.py --preset cpu-top     # the largest CPU size, 3 SFT seeds: ~86 min
     python reproduce.py --preset cpu         # 3 sizes, 3 SFT seeds, ablations, study: ~3 h
     python reproduce.py --preset gpu-quick   # 3 sizes in one command for one H100: ~6 min
     python reproduce.py --preset gpu         # the 4-size ladder for one GPU: ~24 min
@@ -247,12 +247,6 @@ def reproduce(cfg, out, runs, command, skip_study=False, jobs=1, device="auto", 
     print(f"\nwrote {out}/results.md, scaling.png, run.json (this invocation: {run['wall_seconds_this_invocation']:.0f} "
           f"s wall, {len(run['jobs_run_now'])} of {len(timings)} jobs run)")
     return run
-
-
-def read_run(path):
-    """A run.json; an older one's keys for the jobs' seconds (results/*/run.json) under today's names."""
-    old = {"stage_seconds": "job_seconds", "stage_seconds_sum": "job_seconds_sum", "stages_run_now": "jobs_run_now"}
-    return {old.get(k, k): v for k, v in json.loads(Path(path).read_text()).items()}
 
 
 def git_commit():

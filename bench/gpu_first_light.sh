@@ -12,13 +12,13 @@
 # results in a tmp dir):
 #   0    environment, then pip only for what does not import (torch: only if it is missing)
 #   ~10  the data of gpu-quick in the background, on one CPU core (reproduce.py's own data command,
-#        so its data stage then finds the build done, or waits for it on data.py's lock)
+#        so its data job then finds the build done, or waits for it on data.py's lock)
 #   ~10  the bench, alone on the GPU: eager (at most 60 s), then compiled too (at most BENCH_S, 100)
 #   ~150 reproduce.py --preset gpu-quick, and tests/test_cuda.py beside it (the tests are mostly
 #        compile time on the CPU; at most TESTS_S, 150); reproduce.py gets what is left
 #   end  the archive (an EXIT trap: written however the parts ended)
 # Every part runs under `timeout`, cut at its limit or at the budget, whichever is first; a cut
-# reproduce.py leaves checkpoints that the same command continues (`--resume` per stage).
+# reproduce.py leaves checkpoints that the same command continues (`--resume` per job).
 # parts.tsv in the archive says per part: its exit status (124: cut by its timeout), seconds, limit.
 
 set -u
@@ -75,7 +75,7 @@ archive() {
   fi
   mkdir -p "$WORK/results" "$WORK/runs"
   [ "$DRY" != 1 ] && [ -d "$RESULTS" ] && cp -r "$RESULTS" "$WORK/results/"
-  if [ -d "$RUNS" ]; then  # every stage's log, marker, loss curve and evaluation; no checkpoints, no data
+  if [ -d "$RUNS" ]; then  # every job's log, marker, loss curve and evaluation; no checkpoints, no data
     cp "$RUNS/data/meta.json" "$WORK/data_meta.json" 2>/dev/null
     (cd "$(dirname "$RUNS")" && find "$(basename "$RUNS")" -type f -not -path '*/data/*' \( -name '*.json' -o -name '*.jsonl' \
       -o -name '*.log' -o -name '*.png' -o -name '*.md' -o -name '*.gz' \) -print0 |
@@ -107,7 +107,7 @@ install() {
 }
 part install 120 bash -c "$(declare -f install); PY=$PY install"
 
-# 2. the data, in the background: the exact command of the preset's data stage
+# 2. the data, in the background: the exact command of the preset's data job
 mapfile -t DATA_ARGS < <($PY bench/first_light.py data_cmd "$RUNS" $DRYFLAG 2>> "$LOG/data.log")
 echo "python ${DATA_ARGS[*]}" >> "$LOG/data.log"
 if [ "${#DATA_ARGS[@]}" -gt 0 ]; then

@@ -19,8 +19,8 @@ def test_script_parses():
     subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
 
 
-def test_gpu_quick_data_stage_is_data_py_on_the_cpu(tmp_path):
-    """The script starts this command in the background; reproduce's own data stage then finds the
+def test_gpu_quick_data_job_is_data_py_on_the_cpu(tmp_path):
+    """The script starts this command in the background; reproduce's own data job then finds the
     build done (same options), so nothing on the GPU waits for it."""
     data = reproduce.recipe(reproduce.PRESETS["gpu-quick"], tmp_path)[0]
     assert len(data) == 1 and Path(data[0].cmd[1]).name == "data.py"
