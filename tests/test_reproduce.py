@@ -120,7 +120,10 @@ def test_ctrl_c_in_a_wave_marks_no_job_done(at_once, tmp_path):
         return [sys.executable, "-c", "import signal, sys, time; signal.signal(signal.SIGINT, lambda *a: "
                 f"(time.sleep(0.5), sys.exit(0))); open({str(d / 'ready')!r}, 'w'); time.sleep(60)"]
     wave = [(d.name, sleeper(d), str(d)) for d in [tmp_path / f"s{i}" for i in range(at_once)] + [tmp_path / "queued"]]
-    runner = (f"import jobs; jobs.run_jobs([jobs.Job(n, c, jobs.Path(d)) for n, c, d in {wave!r}], "
+    # Python leaves SIGINT ignored where it starts ignored (a command put in the background by a
+    # shell without job control): give the runner the handler a terminal's foreground process has
+    runner = (f"import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              f"import jobs; jobs.run_jobs([jobs.Job(n, c, jobs.Path(d)) for n, c, d in {wave!r}], "
               f"{{}}, {at_once})")
     proc = subprocess.Popen([sys.executable, "-c", runner], cwd=REPO, start_new_session=True, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
