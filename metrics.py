@@ -33,6 +33,7 @@ model wrote before its story (None where it wrote none).
 import math
 from collections import Counter
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -275,6 +276,11 @@ class EvalRow:
         return (self.arm + (f"@T{self.temperature:g}" if self.swept else "")
                 + ("" if self.seed_index is None else f"#s{self.seed_index}"))
 
+    @cached_property
+    def codes(self) -> dict:
+        """{sample-set key: label_codes matrix}: what diversity() and the bootstraps count, made once."""
+        return {k: label_codes(v) for k, v in self.samples.items()}
+
     def sample_set(self, pi):
         return None if None in self.samples else pi  # a base row: one sample set for every prompt
 
@@ -289,13 +295,12 @@ class EvalRow:
                        "held_out": p.get("held_out", False),
                        **prompt_metrics(self.samples[self.sample_set(pi)], p["constraints"])}
                       for pi, p in enumerate(prompts)]
-        codes = {k: label_codes(v) for k, v in self.samples.items()}
         by_type = {}
         for t in PROMPT_TYPES:
             if any(p["kind"] == t for p in prompts):
                 plan = self.plan(prompts, t)
                 by_type[t] = prompt_type_metrics([m for m in per_prompt if m["kind"] == t],
-                                                 diversity(codes, plan), diversity(codes, plan, True))
+                                                 diversity(self.codes, plan), diversity(self.codes, plan, True))
         pooled = [s for ss in self.samples.values() for s in ss]
         annotated = any(s.get("annotation") for s in pooled)
         return replace(self, prompts=per_prompt, by_prompt_type=by_type,
@@ -425,7 +430,7 @@ def derive(rows, prompts, base_arm, sft_arm, anchored_arm, n_boot, seed, seed_in
         return out
     # this seed's rows and the rows every seed shares (an arm with one checkpoint)
     rows = {n: r for n, r in rows.items() if r.seed_index in (None, seed_index)}
-    codes = {n: {k: label_codes(v) for k, v in r.samples.items()} for n, r in rows.items()}
+    codes = {n: r.codes for n, r in rows.items()}
     for t in PROMPT_TYPES:
         if not any(p["kind"] == t for p in prompts):
             continue
@@ -472,7 +477,7 @@ def seed_summary(rows, prompts, names, n_seeds, derived_per_seed, n_boot, seed, 
     (gap closed, collapse ratio, as-label and known) also get ci95 from seed_bootstrap_ci: seeds
     resampled, then samples within each seed (so the interval includes seed variance)."""
     out = {}
-    codes = {n: {k: label_codes(v) for k, v in r.samples.items()} for n, r in rows.items()}
+    codes = {n: r.codes for n, r in rows.items()}
     plans = {n: r.plan(prompts, prompt_type) for n, r in rows.items()}
     for j, (key, fn, known) in enumerate(HEADLINE_D):
         vals = [(d.get(prompt_type) or {}).get(key, {}).get("value") for d in derived_per_seed]
