@@ -319,16 +319,17 @@ def headline(summary, size=None, wall_seconds=None) -> dict:
     return out
 
 def text_health(summary) -> dict:
-    """Over the model rows of a summary (reference rows left out): the bases' well-formed story share
-    (their own format, open prompts), the largest broken-text share and the smallest annotation-parse
-    share of any row."""
+    """Over the model rows of a summary (reference rows left out): the well-formed story share (open
+    prompts) of the base row and the annotated base row it names (derived["base_row"],
+    annotated_base_row), the largest broken-text share and the smallest annotation-parse share of any row."""
     rows = [r for r in summary.get("rows", []) if r.get("role") != "reference"]
     open_ = lambda r, key: (r["by_kind"].get("open") or {}).get(key)
-    base = {r.get("fmt"): open_(r, "quality") for r in rows if r.get("fmt") in ("plain", "annotated")
-            and r.get("anchor") != "off" and r.get("temperature") in (None, 1.0)}
+    by_name = {r.get("row"): r for r in rows}
+    quality_of = lambda name: open_(by_name[name], "quality") if name in by_name else None
     broken = [v for r in rows for v in [open_(r, "broken_text")] if v is not None]
     parse = [v for r in rows for m in r["by_kind"].values() for v in [m.get("annotation_valid")] if v is not None]
-    return {"quality_base": base.get("plain"), "quality_base_annotated": base.get("annotated"),
+    return {"quality_base": quality_of((summary.get("derived") or {}).get("base_row")),
+            "quality_base_annotated": quality_of(summary.get("annotated_base_row")),
             "broken_text_max": max(broken) if broken else None, "annotation_parse_min": min(parse) if parse else None}
 
 def write_outputs(summary, rows, out_dir):

@@ -165,12 +165,16 @@ def test_headline_builder():
     assert ev.headline({"over_seeds": over}, wall_seconds=12.0)["wall_seconds"] == 12.0
     assert h["broken_text_max"] is None  # no rows measured
     by_kind = lambda **m: {"open": {"broken_text": None, "annotation_valid": None, "quality": None, **m}}
-    rows = [{"role": "base", "fmt": "plain", "temperature": 1.0, "by_kind": by_kind(quality=0.9, broken_text=0.0)},
-            {"role": "base", "fmt": "annotated", "temperature": 1.0,
+    rows = [{"row": "base", "role": "base", "fmt": "plain", "temperature": 1.0, "by_kind": by_kind(quality=0.9, broken_text=0.0)},
+            {"row": "base_annotated", "role": "base", "fmt": "annotated", "temperature": 1.0,
              "by_kind": by_kind(quality=0.8, broken_text=0.01, annotation_valid=0.97)},
-            {"role": "sft", "fmt": "anchored", "temperature": 1.0, "by_kind": by_kind(broken_text=0.2, annotation_valid=0.5)},
-            {"role": "reference", "fmt": "-", "temperature": None, "by_kind": by_kind(quality=1.0, broken_text=0.9)}]
-    h = ev.headline({"over_seeds": over, "rows": rows})
+            # another annotated base at T = 1 (a plain-T = 1 arm beside the top-p one): not the named row
+            {"row": "base_annotated_T1", "role": "base", "fmt": "annotated", "temperature": 1.0,
+             "by_kind": by_kind(quality=0.4, broken_text=0.0, annotation_valid=0.97)},
+            {"row": "sft", "role": "sft", "fmt": "anchored", "temperature": 1.0, "by_kind": by_kind(broken_text=0.2, annotation_valid=0.5)},
+            {"row": "sft_data", "role": "reference", "fmt": "-", "temperature": None, "by_kind": by_kind(quality=1.0, broken_text=0.9)}]
+    named = {"derived": {"base_row": "base"}, "annotated_base_row": "base_annotated"}
+    h = ev.headline({"over_seeds": over, "rows": rows, **named})
     assert (h["quality_base"], h["quality_base_annotated"], h["broken_text_max"], h["annotation_parse_min"]) == \
         (0.9, 0.8, 0.2, 0.5)
 
