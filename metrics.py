@@ -327,9 +327,10 @@ class EvalRow:
         drop = {"ckpt", "seed_index", "anchor", "ann", "top_k", "top_p"} if self.role == "reference" else set()
         return {k: v for k, v in out.items() if k not in drop and (k != "narrowness" or v is not None)}
 
-def row_D(row: EvalRow, prompt_type, known=False):
-    """A measured row's D (or D_known) on one prompt type (nan: not measured there)."""
-    m = (row.by_prompt_type or {}).get(prompt_type) or {}
+def stored_D(by_prompt_type, prompt_type, known=False):
+    """The D (or D_known) a measured row stores for one prompt type, from its by_prompt_type (an
+    EvalRow's, or "by_kind" of a row in summary.json); nan: not measured there."""
+    m = (by_prompt_type or {}).get(prompt_type) or {}
     v = m.get("D_known" if known else "D")
     return math.nan if v is None else v
 
@@ -440,12 +441,12 @@ def derive(rows, prompts, base_arm, sft_arm, anchored_arm, n_boot, seed, seed_in
             if n == base.name:
                 continue
             stat, groups = _stat_groups(codes, plans, [base.name, n], collapse)
-            res["collapse"][n] = {"value": collapse(row_D(base, t), row_D(r, t)),
+            res["collapse"][n] = {"value": collapse(stored_D(base.by_prompt_type, t), stored_D(r.by_prompt_type, t)),
                                   "ci95": bootstrap_ci(stat, groups, n_boot, seed=seed + i)}
         if sft is not None and anch is not None:
             for j, (key, fn, known) in enumerate(HEADLINE_D):
                 stat, groups = _stat_groups(codes, plans, [base.name, sft.name, anch.name], fn, known)
-                res[key] = {"value": fn(*[row_D(r, t, known) for r in (base, sft, anch)]),
+                res[key] = {"value": fn(*[stored_D(r.by_prompt_type, t, known) for r in (base, sft, anch)]),
                             "ci95": bootstrap_ci(stat, groups, n_boot, seed=seed + 1000 + j)}
         out[t] = res
     return out

@@ -16,7 +16,7 @@ import numpy as np
 
 import world
 from checkpoint import pyplot, save_figure, write_atomic
-from metrics import PROMPT_TYPES, UNKNOWN, agreement_min, label_entropy
+from metrics import PROMPT_TYPES, UNKNOWN, agreement_min, label_entropy, stored_D
 
 # -----------------------------------------------------------------------------
 # summary.md
@@ -295,9 +295,7 @@ def sft_data_entropy(summary, prompt_type="open"):
 def row_D(summary, name, prompt_type="open", known=False):
     """D (known: D_known) of a summary's row on one prompt type, as the row holds it: the one stored
     D (nan: no such row, or not measured there)."""
-    m = next((r["by_kind"].get(prompt_type) or {} for r in summary["rows"] if r["row"] == name), {})
-    v = m.get("D_known" if known else "D")
-    return math.nan if v is None else v
+    return stored_D(next((r["by_kind"] for r in summary["rows"] if r["row"] == name), None), prompt_type, known)
 
 def study_D(summary, which):
     """D on open prompts of the summary's SFT, anchored or base row (at T = 1 when swept)."""
