@@ -99,10 +99,6 @@ def train_run(job):
 SFT_ROWS_PER_EXAMPLE = 0.48
 
 
-def train_steps(job):
-    return train_run(job)[1]
-
-
 def compiles(job, device_type):
     """Whether a job compiles its model: --compile as its command gives it, by the rule the
     scripts themselves apply at start-up (device.compile_pays, from the run's steps and rows)."""
@@ -159,7 +155,7 @@ def job_seconds(job, throughput):
             "sample": lambda: samples_per_s(size, throughput)}[work_type]()
     work = amount / rate
     if work_type == "train" and "step_s" in throughput:  # no step is faster than the launches and the rows
-        work = max(work, train_steps(job) * throughput["step_s"])
+        work = max(work, train_run(job)[1] * throughput["step_s"])
     return work, throughput["startup_s"] + throughput["compile_s"] * compiles(job, throughput["device_type"])
 
 
