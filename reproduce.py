@@ -46,9 +46,10 @@ from world import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT 
 # None = sft.py's default schedule; sft_seeds: the headline arms (sft, anchored) are post-trained once
 # per seed from the same bases; replay: also the anchored_replay extra (sft.py --replay 1);
 # temperatures: the first seed's story-temperature sweep; study_narrowness: the controlled study's
-# SFT data at study_size; ablation_sizes (default: the largest size); compile_sizes: pretraining with
-# --compile; sft_seed_sizes: the sizes post-trained once per seed (default: all; the others with
-# the first seed only); jobs: how many jobs run side by side.
+# SFT data at study_size; ablation_sizes (default: the largest size) and ablations (default: all three:
+# plain_base, unmasked, strict); compile_sizes: pretraining with --compile; full_sizes: the sizes
+# post-trained once per seed and given the extras (replay, sweep, pinned; default: all); the others
+# get the two paper arms once, all the size trend needs; jobs: how many jobs run side by side.
 
 PRESETS = {
     "smoke": dict(
@@ -56,17 +57,23 @@ PRESETS = {
         sft_seeds=[0], replay=True, num_samples=16, temperatures=[0.6, 1.2], study_narrowness=[0.5, 0.95],
         study_size="cpu-4l64", extra_pretrain=["--batch_size", "4"], extra_sft=["--batch_size", "4"],
         extra_eval=[], jobs=1),
-    # the direction: the middle CPU size, the two paper arms and the replay extra, one seed, T = 1
+    # the direction: the middle CPU size, the two paper arms and the replay extra, one seed, T = 1;
+    # SFT: one epoch of the first 5,000 SFT examples, so it fits its 15 minutes
     "cpu-quick": dict(
         data_flags=[], sizes=["cpu-4l96"], pretrain_iters={"cpu-4l96": 1200}, sft_iters=None, sft_seeds=[0],
         replay=True, num_samples=100, temperatures=[], study_narrowness=[], study_size="cpu-4l96", ablation_sizes=[],
-        extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "1"], jobs=2),
-    # the CPU ladder of pretrain.py, 3 SFT seeds, the ablations at the largest size, the study at the middle one
+        extra_pretrain=[], extra_sft=["--n_sft_examples", "5000"], extra_eval=["--threads", "1"], jobs=2),
+    # the CPU ladder of pretrain.py: the two paper arms at every size (the trend), 3 SFT seeds, the
+    # replay extra, the plain-base ablation and the temperature frontier (plain sampling: :top_p=1)
+    # at the largest, the study at the smallest; every other row at story top-p 0.9, as cpu-top. SFT:
+    # one epoch of the first 10,000 SFT examples (half cpu-top's), so the ladder fits its 100 minutes
     "cpu": dict(
         data_flags=[], sizes=["cpu-4l64", "cpu-4l96", "cpu-4l128"], pretrain_iters={}, sft_iters=None,
-        sft_seeds=[0, 1, 2], replay=True, num_samples=100, temperatures=[0.6, 1.2],
-        study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-4l96", ablation_sizes=["cpu-4l128"],
-        extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "1"], jobs=2),
+        sft_seeds=[0, 1, 2], full_sizes=["cpu-4l128"], replay=True, num_samples=100,
+        temperatures=[0.6, 0.8, 1.0, 1.1], sweep_top_p=1.0, study_narrowness=[0.0, 0.5, 0.95],
+        study_size="cpu-4l64", ablation_sizes=["cpu-4l128"], ablations=["plain_base"],
+        extra_pretrain=[], extra_sft=["--n_sft_examples", "10000"], extra_eval=["--threads", "1", "--top_p", "0.9"],
+        jobs=2),
     # the largest CPU size alone: bases at 21 slots per parameter, 3 SFT seeds of the paper's arms,
     # the replay extra (one seed), the temperature frontier (the first seed, plain sampling:
     # :top_p=1) and every other row at one declared story nucleus (top-p 0.9); no ablations or
@@ -89,7 +96,7 @@ PRESETS = {
     # made on one CPU core; bench/README.md has the plan's figures and their assumptions.
     "gpu-quick": dict(
         data_flags=["--n_stories", "500000"], sizes=["gpu-4l128", "gpu-q-6l192", "gpu-q-6l320"], pretrain_iters={},
-        compile_sizes=["gpu-q-6l320"], sft_iters=None, sft_seeds=[0, 1, 2], sft_seed_sizes=["gpu-q-6l320"],
+        compile_sizes=["gpu-q-6l320"], sft_iters=None, sft_seeds=[0, 1, 2], full_sizes=["gpu-q-6l320"],
         replay=False, num_samples=100, temperatures=[], study_narrowness=[], study_size="gpu-q-6l320",
         ablation_sizes=["gpu-q-6l320"], extra_pretrain=[], extra_sft=[], extra_eval=[], jobs=2),
     # the 4-size ladder, each rung at >= 20 tokens per parameter, sized to one H100 lease by
@@ -148,7 +155,8 @@ def post_training(size, runs, cfg, ablations):
     sfts, arms = [], {"base": [plain], "base_annotated": [ann], "sft": [], "anchored": []}
     # the paper's two arms, once per seed from the same bases (seed: the SFT data order), sampled at
     # T = 1: the headline numbers are their medians over seeds
-    seeds = cfg.get("sft_seeds", [0]) if size in cfg.get("sft_seed_sizes", [size]) else cfg.get("sft_seeds", [0])[:1]
+    full = size in cfg.get("full_sizes", [size])
+    seeds = cfg.get("sft_seeds", [0]) if full else cfg.get("sft_seeds", [0])[:1]
     for seed in seeds:
         tag = "" if seed == seeds[0] else f"_seed{seed}"
         std, anc = d / f"sft_standard{tag}", d / f"sft_anchored{tag}"
@@ -157,23 +165,28 @@ def post_training(size, runs, cfg, ablations):
         arms["sft"].append(std)
         arms["anchored"].append(anc)
     std0, anc0, seed0 = arms["sft"][0], arms["anchored"][0], str(seeds[0])
-    if cfg["temperatures"]:  # the first seed at other story temperatures (its annotation stays at T = 1)
+    if full and cfg["temperatures"]:  # the first seed at other story temperatures (its annotation stays at T = 1)
         sweep = ":temperature=" + ",".join(str(t) for t in cfg["temperatures"])
         sweep += f":top_p={cfg['sweep_top_p']}" if "sweep_top_p" in cfg else ""  # plain sampling under --top_p
         arms.update(sft_sweep=[f"{std0}{sweep}"], anchored_sweep=[f"{anc0}{sweep}"])
-    arms["anchored_pinned"] = [f"{anc0}:ann=prompt"]  # upper bound: the sampler pins the prompt's constraints
-    if cfg.get("replay"):  # an extra beside the paper: annotation replay from the prior
+    if full:  # upper bound: the sampler pins the prompt's constraints
+        arms["anchored_pinned"] = [f"{anc0}:ann=prompt"]
+    if full and cfg.get("replay"):  # an extra beside the paper: annotation replay from the prior
         sfts.append(sft(f"sft {size} anchored_replay", ann, "anchored", d / "sft_anchored_replay", cfg,
                           "--replay", "1", "--seed", seed0))
         arms["anchored_replay"] = [d / "sft_anchored_replay"]
-    if ablations:  # anchoring without annotated pretraining; the annotation tokens trained on (two ways)
-        sfts += [sft(f"sft {size} anchored on plain base", plain, "anchored", d / "sft_anchored_plainbase", cfg,
-                       "--allow_plain_base", "--seed", seed0),
-                   sft(f"sft {size} anchored_unmasked", ann, "anchored_unmasked", d / "sft_unmasked", cfg, "--seed", seed0),
-                   sft(f"sft {size} anchored_strict", ann, "anchored_strict", d / "sft_strict", cfg, "--seed", seed0)]
-        arms.update(anchored_no_annotation=[f"{d / 'sft_anchored'}:anchor=off"],  # no new training
-                    anchored_plain_base=[d / "sft_anchored_plainbase"], anchored_unmasked=[d / "sft_unmasked"],
-                    anchored_strict=[d / "sft_strict"])
+    if not ablations:
+        return sfts, arms
+    arms["anchored_no_annotation"] = [f"{anc0}:anchor=off"]  # no new training
+    chosen = cfg.get("ablations", ["plain_base", "unmasked", "strict"])
+    if "plain_base" in chosen:  # anchoring without annotated pretraining
+        sfts.append(sft(f"sft {size} anchored on plain base", plain, "anchored", d / "sft_anchored_plainbase", cfg,
+                        "--allow_plain_base", "--seed", seed0))
+        arms["anchored_plain_base"] = [d / "sft_anchored_plainbase"]
+    for format, arm in (("anchored_unmasked", "unmasked"), ("anchored_strict", "strict")):  # annotation tokens in the loss
+        if arm in chosen:
+            sfts.append(sft(f"sft {size} {format}", ann, format, d / f"sft_{arm}", cfg, "--seed", seed0))
+            arms[format] = [d / f"sft_{arm}"]
     return sfts, arms
 
 

@@ -24,7 +24,7 @@ def config(dry):
     if not dry:
         return cfg
     return dict(cfg, data_flags=["--n_stories", "1500", "--n_sft", "100", "--n_sft_val", "20"], sizes=["tiny"],
-                pretrain_iters={"tiny": 4}, compile_sizes=[], sft_iters=2, sft_seed_sizes=["tiny"], num_samples=4,
+                pretrain_iters={"tiny": 4}, compile_sizes=[], sft_iters=2, full_sizes=["tiny"], num_samples=4,
                 study_size="tiny", ablation_sizes=["tiny"],
                 extra_pretrain=["--n_layer", "1", "--n_head", "2", "--n_embd", "32", *TOY_LOOP], extra_sft=TOY_LOOP,
                 extra_eval=["--n_boot", "10", "--max_new_tokens", "24", "--threads", "1"], jobs=2)

@@ -335,11 +335,15 @@ def test_plan_estimate_is_work_over_throughput(tmp_path):
     short = next(s for s in reproduce.recipe(reproduce.PRESETS["test"], tmp_path)[2] if "sft.py" in s.cmd[1])
     assert not plan.compiles(short, "cpu")  # 20 steps of 2 rows: eager
     cuda = plan.THROUGHPUT["cuda"]
-    job = next(s for s in evaluation if s.name == "eval cpu-4l64")
-    # base + base_annotated once each; sft, anchored x 3 seeds, 2 sweeps x 2 T, pinned, replay per prompt
-    samples = 100 * (2 + 4 * (3 + 3 + 2 + 2 + 1 + 1))
-    assert plan.job_work(job) == ("sample", "cpu-4l64", samples)
+    job = next(s for s in evaluation if s.name == "eval cpu-4l128")
+    # the full size: base + base_annotated once each; per prompt type, sft and anchored x 3 seeds,
+    # 2 sweeps x 4 T, pinned, replay, no annotation, plain base
+    samples = 100 * (2 + 4 * (3 + 3 + 2 * 4 + 1 + 1 + 1 + 1))
+    assert plan.job_work(job) == ("sample", "cpu-4l128", samples)
     assert estimate(job, cuda) == pytest.approx(samples / cuda["samples_s"] + cuda["startup_s"])
+    # a smaller size: the two bases and the two paper arms once (the trend needs no more)
+    job = next(s for s in evaluation if s.name == "eval cpu-4l64")
+    assert plan.job_work(job) == ("sample", "cpu-4l64", 100 * (2 + 4 * 2))
     assert estimate(data_wave[0], cpu) == pytest.approx(100_000 / cpu["stories_s"] + cpu["startup_s"])
 
 
