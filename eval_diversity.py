@@ -312,8 +312,9 @@ def headline(summary, size=None, wall_seconds=None) -> dict:
            "gap_closed": pick("gap_closed", ("ci95", "min", "max")),
            "gap_closed_known": pick("gap_closed_known", ("ci95", "min", "max"))}
     for k in ("collapse_ratio", "quality_sft", "quality_anchored", "instruction_sft", "instruction_anchored",
-              "prior_drift_max", "base_agreement_min", "gap_closed_good"):
-        out[k] = pick(k)
+              "prior_drift_max", "prior_drift_floor", "base_agreement_min", "gap_closed_good"):
+        if k in o:  # prior_drift_floor: not in summaries made before it
+            out[k] = pick(k)
     out.update(text_health(summary))
     out["wall_seconds"] = wall_seconds
     return out
