@@ -312,8 +312,8 @@ def headline(summary, size=None, wall_seconds=None) -> dict:
            "gap_closed": pick("gap_closed", ("ci95", "min", "max")),
            "gap_closed_known": pick("gap_closed_known", ("ci95", "min", "max"))}
     for k in ("collapse_ratio", "quality_sft", "quality_anchored", "instruction_sft", "instruction_anchored",
-              "prior_drift_max", "prior_drift_floor", "base_agreement_min", "gap_closed_good"):
-        if k in o:  # prior_drift_floor: not in summaries made before it
+              "prior_drift_max", "prior_drift_floor", "prior_drift_noise95", "base_agreement_min", "gap_closed_good"):
+        if k in o:  # prior_drift_floor / _noise95: not in summaries made before them
             out[k] = pick(k)
     out.update(text_health(summary))
     out["wall_seconds"] = wall_seconds

@@ -168,11 +168,12 @@ def prior_drift_max(anchored: dict, base: dict):
              if f in base and anchored[f]["fav_share"] is not None and base[f]["fav_share"] is not None]
     return max(rises) if rises else None
 
-def prior_drift_floor(anchored: dict, base: dict, draws=4000, seed=0):
+def prior_drift_floor(anchored: dict, base: dict, quantile=0.5, draws=4000, seed=0):
     """What prior_drift_max reads when nothing drifted: per field, both rows' favourite shares drawn
-    from one distribution (the two rows pooled) at each row's own n, then the largest rise; the
-    median over draws. With ~100 annotations a field it is several points: only a drift above it
-    is SFT's. None if not measurable."""
+    from one distribution (the two rows pooled) at each row's own n, then the largest rise; this
+    quantile of it over draws (0.5: the typical reading of a model with no drift; 0.95: what such
+    a model stays under 95% of the time). With ~100 annotations a field it is several points, so a
+    drift below the 0.95 quantile is consistent with sampling noise. None if not measurable."""
     fields = [f for f in anchored if f in base and anchored[f]["fav_share"] is not None
               and base[f]["fav_share"] is not None and anchored[f]["n"] and base[f]["n"]]
     if not fields:
@@ -183,7 +184,7 @@ def prior_drift_floor(anchored: dict, base: dict, draws=4000, seed=0):
         a, b = anchored[f], base[f]
         p = (a["fav_share"] * a["n"] + b["fav_share"] * b["n"]) / (a["n"] + b["n"])
         rises.append(rng.binomial(a["n"], p, draws) / a["n"] - rng.binomial(b["n"], p, draws) / b["n"])
-    return float(np.median(np.max(rises, axis=0)))
+    return float(np.quantile(np.max(rises, axis=0), quantile))
 
 def annotation_parses(text, closed=True) -> bool:
     """Is a sampled annotation well formed: every field once, in FIELDS order, each value in the
@@ -478,16 +479,17 @@ def seed_numbers(rows, names, seed_index) -> dict:
     abase = annotated_base_row(rows, names.get("annotated_base"), seed_index)
     get = lambda r, t, key: ((r.by_prompt_type or {}).get(t) or {}).get(key) if r is not None else None
     good = [get(r, "open", "D_good") for r in (base, sft, anch)]
-    drift = floor = None
+    drift, floor = None, [None, None]
     if anch is not None and abase is not None and anch.annotation_prior and abase.annotation_prior:
         drift = prior_drift_max(anch.annotation_prior, abase.annotation_prior)
-        floor = prior_drift_floor(anch.annotation_prior, abase.annotation_prior)
+        floor = [prior_drift_floor(anch.annotation_prior, abase.annotation_prior, q) for q in (0.5, 0.95)]
     return {"quality_sft": get(sft, "open", "quality_and_house"),
             "quality_anchored": get(anch, "open", "quality_and_house"),
             "instruction_sft": get(sft, "constrained", "instruction_following"),
             "instruction_anchored": get(anch, "constrained", "instruction_following"),
             "prior_drift_max": drift,
-            "prior_drift_floor": floor,  # what prior_drift_max reads at these n with no drift at all
+            # what prior_drift_max reads at these n with no drift at all: typically, and at most 95% of the time
+            "prior_drift_floor": floor[0], "prior_drift_noise95": floor[1],
             "base_agreement_min": agreement_min(abase.gate) if abase and abase.gate else None,
             # gap closed over the well-formed stories alone (D_good of base, SFT, anchored)
             "gap_closed_good": gap_closed(*good) if None not in good else None}

@@ -304,10 +304,11 @@ def study_D(summary, which):
 def results_markdown(size_results, study, cfg, command) -> str:
     """results.md: the headline per size (medians over seeds), every row at the largest size, the
     controlled study. size_results: [(size, summary)]; study: [(narrowness, summary)]."""
-    n_seeds = len(cfg.get("sft_seeds", [0]))
+    seeds = sorted({(s.get("over_seeds") or {}).get("n_seeds", len(cfg.get("sft_seeds", [0]))) for _, s in size_results})
+    over = (f"{seeds[0]} SFT seed(s)" if len(seeds) == 1 else  # the cpu preset: seeds at the largest size only
+            f"{' or '.join(map(str, seeds))} SFT seeds (the largest size has the most)")
     lines = [f"Made by `{command}`.", "",
-             f"### Headline (open prompts, T = 1; median over {n_seeds} SFT seed(s), 95% interval over seeds "
-             "and samples)", "",
+             f"### Headline (open prompts, T = 1; median over {over}, 95% interval over seeds and samples)", "",
              "| size | D base | D SFT | D anchored | gap closed | gap closed, unknown dropped | collapse ratio | "
              "quality SFT / anchored | instr. following SFT / anchored | gate min (annotated base) | prior drift max |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -3,9 +3,9 @@ The whole experiment of the paper, at toy scale, as a recipe: the commands of re
 order. Times are bench/plan.py's plan (2 CPU cores; an H100 for the gpu presets, estimated, not yet
 run); how long a preset took here: results/<preset>/run.json.
 
-    python reproduce.py --preset cpu-quick   # one size, the direction: ~25 min
+    python reproduce.py --preset cpu-quick   # one size, the direction: ~13 min
     python reproduce.py --preset cpu-top     # the largest CPU size, 3 SFT seeds: ~86 min
-    python reproduce.py --preset cpu         # 3 sizes, 3 SFT seeds, ablations, study: ~3 h
+    python reproduce.py --preset cpu         # 3 sizes; seeds, extras, ablation at the top; study: ~102 min
     python reproduce.py --preset gpu-quick   # 3 sizes in one command for one H100: ~6 min
     python reproduce.py --preset gpu         # the 4-size ladder for one GPU: ~24 min
     python reproduce.py --preset smoke       # the same recipe in ~2 min (a check, not a result)
@@ -46,8 +46,9 @@ from world import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT 
 # None = sft.py's default schedule; sft_seeds: the headline arms (sft, anchored) are post-trained once
 # per seed from the same bases; replay: also the anchored_replay extra (sft.py --replay 1);
 # temperatures: the first seed's story-temperature sweep; study_narrowness: the controlled study's
-# SFT data at study_size; ablation_sizes (default: the largest size) and ablations (default: all three:
-# plain_base, unmasked, strict); compile_sizes: pretraining with --compile; full_sizes: the sizes
+# SFT data at study_size; ablation_sizes (default: the largest size): there the no-annotation arm
+# (sampling only) and the SFT ablations named in ablations (default: all three: plain_base,
+# unmasked, strict); compile_sizes: pretraining with --compile; full_sizes: the sizes
 # post-trained once per seed and given the extras (replay, sweep, pinned; default: all); the others
 # get the two paper arms once, all the size trend needs; jobs: how many jobs run side by side.
 
@@ -66,7 +67,7 @@ PRESETS = {
     # the CPU ladder of pretrain.py: the two paper arms at every size (the trend), 3 SFT seeds, the
     # replay extra, the plain-base ablation and the temperature frontier (plain sampling: :top_p=1)
     # at the largest, the study at the smallest; every other row at story top-p 0.9, as cpu-top. SFT:
-    # one epoch of the first 10,000 SFT examples (half cpu-top's), so the ladder fits its 100 minutes
+    # one epoch of the first 10,000 SFT examples (half cpu-top's), so the ladder plans ~102 minutes
     "cpu": dict(
         data_flags=[], sizes=["cpu-4l64", "cpu-4l96", "cpu-4l128"], pretrain_iters={}, sft_iters=None,
         sft_seeds=[0, 1, 2], full_sizes=["cpu-4l128"], replay=True, num_samples=100,
@@ -93,7 +94,8 @@ PRESETS = {
     # 8.03M parameters, each at >= 20 tokens per parameter, both bases, the paper's arms with 3 SFT
     # seeds at the top rung (one below it), the ablations at the top rung, K = 100, no sweep or
     # study. The data, 500k stories (~95M annotated tokens: the top rung sees it ~1.7 times), is
-    # made on one CPU core; bench/README.md has the plan's figures and their assumptions.
+    # made on one CPU core; bench/README.md has the plan's figures and their assumptions. The
+    # pinned upper bound, like the seeds, only at the top rung (full_sizes).
     "gpu-quick": dict(
         data_flags=["--n_stories", "500000"], sizes=["gpu-4l128", "gpu-q-6l192", "gpu-q-6l320"], pretrain_iters={},
         compile_sizes=["gpu-q-6l320"], sft_iters=None, sft_seeds=[0, 1, 2], full_sizes=["gpu-q-6l320"],
@@ -178,7 +180,7 @@ def post_training(size, runs, cfg, ablations):
     if not ablations:
         return sfts, arms
     arms["anchored_no_annotation"] = [f"{anc0}:anchor=off"]  # no new training
-    chosen = cfg.get("ablations", ["plain_base", "unmasked", "strict"])
+    chosen = cfg.get("ablations", ABLATIONS)
     if "plain_base" in chosen:  # anchoring without annotated pretraining
         sfts.append(sft(f"sft {size} anchored on plain base", plain, "anchored", d / "sft_anchored_plainbase", cfg,
                         "--allow_plain_base", "--seed", seed0))
@@ -208,11 +210,23 @@ def controlled_study(runs, cfg):
     return sfts, evals
 
 
+ABLATIONS = ("plain_base", "unmasked", "strict")  # post_training's SFT ablations, by name
+
+def check_preset(cfg):
+    """A typo in a preset's size lists or ablation names is an error, not a silently missing arm."""
+    for key in ("full_sizes", "ablation_sizes", "compile_sizes"):
+        if set(cfg.get(key, ())) - set(cfg["sizes"]):
+            raise ValueError(f"preset {key} {sorted(set(cfg[key]) - set(cfg['sizes']))} not in its sizes {cfg['sizes']}")
+    if set(cfg.get("ablations", ())) - set(ABLATIONS):
+        raise ValueError(f"preset ablations {sorted(set(cfg['ablations']) - set(ABLATIONS))}: valid are {ABLATIONS}")
+
+
 def recipe(cfg, runs, skip_study=False, device="auto", dtype="auto"):
     """The reproduction in four waves of jobs. Each wave needs the one before it; the jobs of one
     wave do not need each other. --device/--dtype go to every training and evaluation command ("auto",
     every script's default, adds nothing: a job's command, and so the hash in its marker, is the
     same with --device auto as without the flag)."""
+    check_preset(cfg)
     flags = [*(["--device", device] if device != "auto" else []), *(["--dtype", dtype] if dtype != "auto" else [])]
     cfg = {**cfg, **{k: [*cfg[k], *flags] for k in ("extra_pretrain", "extra_sft", "extra_eval")}}
     runs, sizes = Path(runs), cfg["sizes"]

@@ -105,10 +105,15 @@ def test_annotation_prior_and_drift():
     # the no-drift floor: sampling noise alone, large at a hundred annotations a field, ~0 at a million
     at = lambda n, share: {f: {"fav_share": share, "n": n} for f in ("name", "theme", "quest")}
     small, huge = metrics.prior_drift_floor(at(100, 0.3), at(100, 0.3)), metrics.prior_drift_floor(at(10**6, 0.3), at(10**6, 0.3))
-    assert 0.04 < small < 0.12 and huge < 0.002
+    # the max of 3 differences of two shares, each with sd sqrt(2 * 0.3 * 0.7 / 100) = 0.065: median ~0.05
+    assert 0.04 < small < 0.06 and huge < 0.002
     assert metrics.prior_drift_floor(at(100, 0.3), at(100, 0.3)) == small  # seeded
-    # pooled: a real rise does not raise the floor much, and a row with no valid values is left out
-    assert metrics.prior_drift_floor(at(100, 0.6), at(100, 0.3)) < 0.12
+    assert 0.1 < metrics.prior_drift_floor(at(100, 0.3), at(100, 0.3), quantile=0.95) < 0.16
+    # each row at its own n: more anchored samples shrink it, but the base's 100 still bound it
+    assert metrics.prior_drift_floor(at(10**6, 0.3), at(100, 0.3)) < small
+    assert metrics.prior_drift_floor(at(10**6, 0.3), at(100, 0.3)) > 0.03
+    # pooled: the shares are pooled, not each row's own (a real rise of 0.3 reads ~0.05, not 0.3)
+    assert metrics.prior_drift_floor(at(100, 0.6), at(100, 0.3)) < 0.08
     assert metrics.prior_drift_floor({"name": {"fav_share": None, "n": 0}}, at(100, 0.3)) is None
     exact = ev.exact_annotation_prior()
     p = world.PRIOR["name"]
@@ -158,14 +163,15 @@ def test_headline_builder():
     stat = lambda med, per: {"median": med, "per_seed": per, "min": min(per), "max": max(per)}
     over = {k: stat(0.5, [0.4, 0.5, 0.6]) for k in
             ("collapse_ratio", "collapse_ratio_known", "quality_sft", "quality_anchored", "instruction_sft",
-             "instruction_anchored", "prior_drift_max", "prior_drift_floor", "base_agreement_min", "gap_closed_good")}
+             "instruction_anchored", "prior_drift_max", "prior_drift_floor", "prior_drift_noise95", "base_agreement_min",
+             "gap_closed_good")}
     over["gap_closed"] = {**stat(0.8, [0.7, 0.8, 0.9]), "ci95": (0.6, 1.0)}
     over["gap_closed_known"] = {**stat(0.75, [0.7, 0.75, 0.8]), "ci95": (0.65, 0.85)}
     over.update(kind="open", n_seeds=3, ci_method="...")
     h = ev.headline({"over_seeds": over}, size="cpu-m")
     assert set(h) == {"size", "seeds", "prompts", "gap_closed", "gap_closed_known", "collapse_ratio", "quality_sft",
                       "quality_anchored", "instruction_sft", "instruction_anchored", "prior_drift_max",
-                      "prior_drift_floor", "base_agreement_min", "gap_closed_good", "quality_base", "quality_base_annotated",
+                      "prior_drift_floor", "prior_drift_noise95", "base_agreement_min", "gap_closed_good", "quality_base", "quality_base_annotated",
                       "broken_text_max", "annotation_parse_min", "wall_seconds"}
     assert h["size"] == "cpu-m" and h["seeds"] == 3 and h["wall_seconds"] is None
     assert h["gap_closed"] == {"median": 0.8, "per_seed": [0.7, 0.8, 0.9], "ci95": (0.6, 1.0), "min": 0.7, "max": 0.9}

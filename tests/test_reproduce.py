@@ -294,6 +294,21 @@ def test_every_preset_plans_commands_the_scripts_accept(preset, tmp_path):
             assert script == "data.py"
 
 
+def test_the_cpu_ladder_puts_seeds_and_extras_at_its_top_size_only(tmp_path):
+    """Every size gets the trend's four arms; the seeds, extras and the one named ablation only the
+    largest; a typo in a preset's size list or ablation names is an error, not a missing arm."""
+    cfg = reproduce.PRESETS["cpu"]
+    post = {j.name for j in reproduce.recipe(cfg, tmp_path)[2]}
+    assert {"sft cpu-4l64 standard seed 0", "sft cpu-4l64 anchored seed 0", "sft cpu-4l96 anchored seed 0"} <= post
+    assert not any(n.startswith(("sft cpu-4l64", "sft cpu-4l96")) and ("seed 1" in n or "replay" in n) for n in post)
+    assert {"sft cpu-4l128 anchored seed 2", "sft cpu-4l128 anchored_replay", "sft cpu-4l128 anchored on plain base"} <= post
+    assert not any("unmasked" in n or "strict" in n for n in post)
+    assert any(n.startswith("study cpu-4l64") for n in post)
+    for typo in (dict(full_sizes=["cpu-4l129"]), dict(ablations=["plain-base"]), dict(ablation_sizes=["cpu-m"])):
+        with pytest.raises(ValueError, match="preset"):
+            reproduce.recipe({**cfg, **typo}, tmp_path)
+
+
 def test_device_and_dtype_reach_every_job(tmp_path):
     """--device and --dtype of reproduce.py land in every training and evaluation command, where the
     scripts' own parsers read them back; "auto" (every script's default) adds nothing to the commands,
