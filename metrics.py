@@ -168,12 +168,10 @@ def prior_drift_max(anchored: dict, base: dict):
              if f in base and anchored[f]["fav_share"] is not None and base[f]["fav_share"] is not None]
     return max(rises) if rises else None
 
-def prior_drift_floor(anchored: dict, base: dict, quantile=0.5, draws=4000, seed=0):
-    """What prior_drift_max reads when nothing drifted: per field, both rows' favourite shares drawn
-    from one distribution (the two rows pooled) at each row's own n, then the largest rise; this
-    quantile of it over draws (0.5: the typical reading of a model with no drift; 0.95: what such
-    a model stays under 95% of the time). With ~100 annotations a field it is several points, so a
-    drift below the 0.95 quantile is consistent with sampling noise. None if not measurable."""
+def no_drift_readings(anchored: dict, base: dict, draws=4000, seed=0):
+    """What prior_drift_max reads, draw by draw, when nothing drifted: per field, both rows'
+    favourite shares drawn from one distribution (the two rows pooled) at each row's own n, then the
+    largest rise. -> (draws,) array, or None if not measurable."""
     fields = [f for f in anchored if f in base and anchored[f]["fav_share"] is not None
               and base[f]["fav_share"] is not None and anchored[f]["n"] and base[f]["n"]]
     if not fields:
@@ -184,7 +182,15 @@ def prior_drift_floor(anchored: dict, base: dict, quantile=0.5, draws=4000, seed
         a, b = anchored[f], base[f]
         p = (a["fav_share"] * a["n"] + b["fav_share"] * b["n"]) / (a["n"] + b["n"])
         rises.append(rng.binomial(a["n"], p, draws) / a["n"] - rng.binomial(b["n"], p, draws) / b["n"])
-    return float(np.quantile(np.max(rises, axis=0), quantile))
+    return np.max(rises, axis=0)
+
+def prior_drift_floor(anchored: dict, base: dict, quantile=0.5, readings=None):
+    """This quantile of no_drift_readings (0.5: the typical reading of a model with no drift; 0.95:
+    what such a model stays under 95% of the time; readings: reuse draws already made). With ~100
+    annotations a field it is several points, so a drift below the 0.95 quantile is consistent
+    with sampling noise. None if not measurable."""
+    readings = no_drift_readings(anchored, base) if readings is None else readings
+    return None if readings is None else float(np.quantile(readings, quantile))
 
 def annotation_parses(text, closed=True) -> bool:
     """Is a sampled annotation well formed: every field once, in FIELDS order, each value in the
@@ -482,7 +488,8 @@ def seed_numbers(rows, names, seed_index) -> dict:
     drift, floor = None, [None, None]
     if anch is not None and abase is not None and anch.annotation_prior and abase.annotation_prior:
         drift = prior_drift_max(anch.annotation_prior, abase.annotation_prior)
-        floor = [prior_drift_floor(anch.annotation_prior, abase.annotation_prior, q) for q in (0.5, 0.95)]
+        readings = no_drift_readings(anch.annotation_prior, abase.annotation_prior)  # drawn once, read twice
+        floor = [prior_drift_floor(anch.annotation_prior, abase.annotation_prior, q, readings) for q in (0.5, 0.95)]
     return {"quality_sft": get(sft, "open", "quality_and_house"),
             "quality_anchored": get(anch, "open", "quality_and_house"),
             "instruction_sft": get(sft, "constrained", "instruction_following"),
