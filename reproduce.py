@@ -167,16 +167,16 @@ def post_training(size, runs, cfg, ablations):
         arms["sft"].append(std)
         arms["anchored"].append(anc)
     std0, anc0, seed0 = arms["sft"][0], arms["anchored"][0], str(seeds[0])
-    if full and cfg["temperatures"]:  # the first seed at other story temperatures (its annotation stays at T = 1)
-        sweep = ":temperature=" + ",".join(str(t) for t in cfg["temperatures"])
-        sweep += f":top_p={cfg['sweep_top_p']}" if "sweep_top_p" in cfg else ""  # plain sampling under --top_p
-        arms.update(sft_sweep=[f"{std0}{sweep}"], anchored_sweep=[f"{anc0}{sweep}"])
-    if full:  # upper bound: the sampler pins the prompt's constraints
-        arms["anchored_pinned"] = [f"{anc0}:ann=prompt"]
-    if full and cfg.get("replay"):  # an extra beside the paper: annotation replay from the prior
-        sfts.append(sft(f"sft {size} anchored_replay", ann, "anchored", d / "sft_anchored_replay", cfg,
-                          "--replay", "1", "--seed", seed0))
-        arms["anchored_replay"] = [d / "sft_anchored_replay"]
+    if full:  # the extras: sweep, pinned, replay
+        if cfg["temperatures"]:  # the first seed at other story temperatures (its annotation stays at T = 1)
+            sweep = ":temperature=" + ",".join(str(t) for t in cfg["temperatures"])
+            sweep += f":top_p={cfg['sweep_top_p']}" if "sweep_top_p" in cfg else ""  # plain sampling under --top_p
+            arms.update(sft_sweep=[f"{std0}{sweep}"], anchored_sweep=[f"{anc0}{sweep}"])
+        arms["anchored_pinned"] = [f"{anc0}:ann=prompt"]  # upper bound: the sampler pins the prompt's constraints
+        if cfg.get("replay"):  # an extra beside the paper: annotation replay from the prior
+            sfts.append(sft(f"sft {size} anchored_replay", ann, "anchored", d / "sft_anchored_replay", cfg,
+                            "--replay", "1", "--seed", seed0))
+            arms["anchored_replay"] = [d / "sft_anchored_replay"]
     if not ablations:
         return sfts, arms
     arms["anchored_no_annotation"] = [f"{anc0}:anchor=off"]  # no new training
