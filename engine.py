@@ -12,7 +12,10 @@ token (greedy and seeded sampling). Three ideas:
   start at 0: a prompt continues in a batch exactly as it would alone. Rows that finish (reach a
   stop token) are dropped from the batch, so they stop costing work.
 - Sampling rules (sample_next): temperature, top-k, top-p, and one uniform number per row from
-  a seeded generator, so the same seed gives the same samples.
+  a seeded generator, so the same seed gives the same samples. One rule looks at what a row has
+  written so far: no_repeat_ngram = n bans any token that would repeat an n-token run of the
+  row's own new tokens (NoRepeat), the usual cure for a small model that copies a sentence it
+  has just written.
 """
 
 import torch
@@ -69,6 +72,30 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None)
     return torch.searchsorted(cdf, u, right=True).clamp_max(cdf.size(-1) - 1).squeeze(-1)
 
 
+class NoRepeat:
+    """The n-gram ban of each row: for every (n-1)-token run a row has written, the tokens that
+    followed it. ban(logits, rows) sets those tokens' logits to -inf where the row's last n-1
+    tokens are such a run, so no n-token run of new tokens appears twice."""
+
+    def __init__(self, n, batch_size):
+        if n < 2:
+            raise ValueError(f"no_repeat_ngram={n}: need at least 2 (or None for no ban)")
+        self.n, self.seen = n, [dict() for _ in range(batch_size)]
+
+    def add(self, row, written):
+        """written: the row's new tokens so far, its last one just appended."""
+        if len(written) >= self.n:
+            self.seen[row].setdefault(tuple(written[-self.n:-1]), set()).add(written[-1])
+
+    def ban(self, logits, rows, out):
+        """logits (B,V) of the rows listed in rows (their original indices); out: every row's tokens."""
+        for i, r in enumerate(rows):
+            banned = self.seen[r].get(tuple(out[r][-(self.n - 1):])) if len(out[r]) >= self.n - 1 else None
+            if banned:
+                logits[i, list(banned)] = float("-inf")
+        return logits
+
+
 def padded_layout(seq, pad, bos_id):
     """Doc ids and positions (B,T) of a batch left padded by pad (B,) tokens: the prompt
     starts a document (even without <|bos|>, so the padding is never seen), as does every
@@ -93,12 +120,13 @@ def forward_cached(model, idx, doc, pos, cache):
 
 @torch.inference_mode()
 def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
-             stop_ids=(), generator=None, pad_id=0, dtype=None):
+             stop_ids=(), generator=None, pad_id=0, dtype=None, no_repeat_ngram=None):
     """Sample continuations of a batch of prompts (lists of token ids, any lengths) from model
     (a GPT). Returns the new tokens of each row, up to and including its first stop token: at
     most max_new_tokens, fewer where the context (block_size) fills up first (none at all for
     a prompt that already fills it). dtype (e.g. torch.bfloat16, from device.pick_dtype): run
-    under that autocast, with the KV cache in it; None = fp32."""
+    under that autocast, with the KV cache in it; None = fp32. no_repeat_ngram: n, to ban every
+    token that would repeat an n-token run of the row's new tokens (NoRepeat); None = no ban."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("prompts must be a non-empty list of non-empty token lists")
     if temperature < 0 or (top_k is not None and top_k < 1) or \
@@ -110,18 +138,20 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
         return [[] for _ in prompts]
     device = model.wte.weight.device
     rules = dict(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+    no_repeat = NoRepeat(no_repeat_ngram, len(prompts)) if no_repeat_ngram is not None else None
     was_training = model.training
     model.eval()
     with autocast(device.type, dtype or torch.float32):
         out = _decode(model, prompts, min(max_new_tokens, room), rules, stop_ids, pad_id,
-                      dtype or model.wte.weight.dtype)
+                      dtype or model.wte.weight.dtype, no_repeat)
     model.train(was_training)
     return out
 
 
-def _decode(model, prompts, max_new_tokens, rules, stop_ids, pad_id, cache_dtype):
+def _decode(model, prompts, max_new_tokens, rules, stop_ids, pad_id, cache_dtype, no_repeat=None):
     """generate's loop: prefill the left-padded prompts in one pass, then one token per row per
-    step, compacting the batch when a quarter of its rows are done. rules: sample_next's."""
+    step, compacting the batch when a quarter of its rows are done. rules: sample_next's;
+    no_repeat: a NoRepeat, or None."""
     bos_id = model.config.bos_id
     device = model.wte.weight.device
     B, P = len(prompts), max(len(p) for p in prompts)
@@ -138,9 +168,13 @@ def _decode(model, prompts, max_new_tokens, rules, stop_ids, pad_id, cache_dtype
     for step in range(max_new_tokens):
         # sample only the unfinished rows (the reference draws the same numbers for each row)
         tok = torch.full((len(rows),), pad_id, dtype=torch.long, device=device)
-        tok[alive] = sample_next(logits[alive], **rules)
-        for r, tk in zip(rows[alive].tolist(), tok[alive].tolist()):
+        live = rows[alive].tolist()
+        row_logits = logits[alive] if no_repeat is None else no_repeat.ban(logits[alive], live, out)
+        tok[alive] = sample_next(row_logits, **rules)
+        for r, tk in zip(live, tok[alive].tolist()):
             out[r].append(tk)
+            if no_repeat is not None:
+                no_repeat.add(r, out[r])
         alive &= ~torch.isin(tok, stop)
         if step == max_new_tokens - 1 or not alive.any():
             break

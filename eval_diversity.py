@@ -110,13 +110,13 @@ def find_narrowness(ckpts: list) -> float:
 # shared by every SFT seed is sampled once). Every headline number is then reported per seed and as
 # the median over seeds.
 
-ARM_OPTIONS = {"anchor": str, "temperature": str, "top_k": int, "top_p": float, "ann": str}
+ARM_OPTIONS = {"anchor": str, "temperature": str, "top_k": int, "top_p": float, "no_repeat_ngram": int, "ann": str}
 
-def parse_arm(spec: str, temperatures, top_p=None) -> dict:
+def parse_arm(spec: str, temperatures, top_p=None, no_repeat_ngram=None) -> dict:
     """'anchored_no_annotation=out/anchored:anchor=off' -> dict(name, path, paths, anchor,
     temperatures, top_k, top_p). temperature=0.6,0.8 in the spec overrides --temperature for this arm. 'sft=runs/s0,runs/s1' gives
-    paths ['runs/s0', 'runs/s1'] (one per seed); path is the first. top_p: the story-sampling nucleus of
-    every arm (--top_p), unless the spec sets its own."""
+    paths ['runs/s0', 'runs/s1'] (one per seed); path is the first. top_p, no_repeat_ngram: the story
+    sampling of every arm (--top_p, --no_repeat_ngram), unless the spec sets its own (0: no ban)."""
     if "=" not in spec:
         raise ValueError(f"arm spec {spec!r} must look like name=ckpt_dir[,ckpt_dir_seed2...][:anchor=off][:temperature=0.6,1.0]")
     name, rest = spec.split("=", 1)
@@ -125,7 +125,7 @@ def parse_arm(spec: str, temperatures, top_p=None) -> dict:
     if any(not p for p in paths):
         raise ValueError(f"arm {name}: empty checkpoint dir in {path!r}; write name=dir_seed0,dir_seed1")
     arm = {"name": name, "path": paths[0], "paths": paths, "anchor": "auto", "temperatures": list(temperatures),
-           "top_k": None, "top_p": top_p, "ann": "free"}
+           "top_k": None, "top_p": top_p, "no_repeat_ngram": no_repeat_ngram, "ann": "free"}
     for opt in opts:
         key, _, val = opt.partition("=")
         if key not in ARM_OPTIONS or not val:
@@ -143,7 +143,14 @@ def parse_arm(spec: str, temperatures, top_p=None) -> dict:
                                  f"pinned in the annotation, the rest sampled)")
             arm["ann"] = val
         else:
-            arm[key] = ARM_OPTIONS[key](val)
+            try:
+                arm[key] = ARM_OPTIONS[key](val)
+            except ValueError:
+                raise ValueError(f"arm {name}: {key}={val!r} is not a number") from None
+    if arm["no_repeat_ngram"] == 0:  # :no_repeat_ngram=0 lifts --no_repeat_ngram for this arm
+        arm["no_repeat_ngram"] = None
+    if arm["no_repeat_ngram"] is not None and arm["no_repeat_ngram"] < 2:
+        raise ValueError(f"arm {name}: no_repeat_ngram={arm['no_repeat_ngram']}: need at least 2 (0: no ban)")
     if not name or not path:
         raise ValueError(f"arm spec {spec!r} needs both a name and a checkpoint dir")
     return arm
@@ -178,7 +185,7 @@ def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_to
                 row = EvalRow(arm=arm["name"], role="base" if is_base else "sft", format=ckpt["format"], temperature=t,
                               samples={}, seed_index=si if len(arm["paths"]) > 1 else None,
                               swept=len(arm["temperatures"]) > 1, ckpt=path, anchor=arm["anchor"], ann=arm["ann"],
-                              top_k=arm["top_k"], top_p=arm["top_p"])
+                              top_k=arm["top_k"], top_p=arm["top_p"], no_repeat_ngram=arm["no_repeat_ngram"])
                 jobs.append((row, arm, si, [None] if is_base else list(range(len(prompts))), anchor))
     bar = tqdm(total=sum(len(j[3]) for j in jobs) * num_samples, desc="sampling", unit="sample", disable=not progress)
     for row, arm, si, pis, anchor in jobs:
@@ -186,7 +193,8 @@ def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_to
         bar.set_postfix_str(f"{row.name} {'(no prompt)' if row.role == 'base' else f'{len(pis)} prompts'}")
         # every prompt of a row in shared generate calls (batch_size rows each); the same seed for
         # every arm: arms differ by their model, not by their luck; another seed index draws other samples
-        kw = dict(temperature=row.temperature, top_k=row.top_k, top_p=row.top_p, seed=seed + 104729 * si,
+        kw = dict(temperature=row.temperature, top_k=row.top_k, top_p=row.top_p,
+                  no_repeat_ngram=row.no_repeat_ngram, seed=seed + 104729 * si,
                   max_new_tokens=max_new_tokens, anchor=anchor, batch_size=batch_size,
                   ann_by_field=row.ann == "by_field", dtype=dtype)
         texts = [None if pi is None else prompts[pi]["prompt"] for pi in pis]
@@ -362,13 +370,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpts", nargs="+", required=True,
                    help="arms as name=ckpt_dir[,ckpt_dir_seed1,...][:anchor=auto|on|off][:temperature=0.6,1.0]"
-                        "[:top_k=N][:top_p=P][:ann=free|by_field|prompt]; several dirs = the seeds of one arm")
+                        "[:top_k=N][:top_p=P][:no_repeat_ngram=N][:ann=free|by_field|prompt]; several dirs = the seeds of one arm")
     p.add_argument("--num_samples", type=int, default=128, help="K samples per prompt (same K for every arm)")
     p.add_argument("--temperature", type=float, nargs="+", default=[1.0],
                    help="response temperature(s); several = a sweep, rows named arm@T0.8")
     p.add_argument("--top_p", type=float, default=None,
                    help="nucleus sampling of every arm's story (the annotation is always sampled at T = 1, "
                         "untruncated); default: none, the paper's plain T = 1")
+    p.add_argument("--no_repeat_ngram", type=int, default=None,
+                   help="ban, in every arm's story, any token that would repeat an N-token run of that story "
+                        "(engine.NoRepeat; never in the annotation); default: no ban")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--batch_size", type=int, default=None,
                    help="rows per generate call, shared by the prompts of a row (default: 128 on CPU, where a "
@@ -397,6 +408,8 @@ def check_args(p, args):
         p.error(f"--temperature {args.temperature}: every temperature must be > 0")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         p.error(f"--top_p {args.top_p}: must be in (0, 1]")
+    if args.no_repeat_ngram is not None and args.no_repeat_ngram < 2:
+        p.error(f"--no_repeat_ngram {args.no_repeat_ngram}: need at least 2")
     if args.narrowness is not None and not 0 <= args.narrowness <= 1:
         p.error(f"--narrowness {args.narrowness}: must be in [0, 1]")
 
@@ -410,7 +423,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        arms = [parse_arm(s, args.temperature, args.top_p) for s in args.ckpts]
+        arms = [parse_arm(s, args.temperature, args.top_p, args.no_repeat_ngram) for s in args.ckpts]
         names = [a["name"] for a in arms]
         if len(set(names)) != len(names):
             raise ValueError(f"arm names must be unique, got {names}")

@@ -288,6 +288,7 @@ class EvalRow:
     ann: str | None = None
     top_k: int | None = None
     top_p: float | None = None
+    no_repeat_ngram: int | None = None  # the story's n-gram ban (engine.NoRepeat); None: no ban
     narrowness: float | None = None  # the SFT data's (the sft_data row)
     prompts: list | None = None      # measured: per prompt, its prompt and prompt_metrics
     by_prompt_type: dict | None = None  # measured: {prompt type: prompt_type_metrics}
@@ -346,10 +347,10 @@ class EvalRow:
         out = {"row": self.name, "arm": self.arm, "role": self.role, "ckpt": self.ckpt,
                "seed_index": self.seed_index, "fmt": self.format, "temperature": self.temperature,
                "anchor": self.anchor, "ann": self.ann, "top_k": self.top_k, "top_p": self.top_p,
-               "narrowness": self.narrowness, "prompts": self.prompts, "by_kind": self.by_prompt_type,
+               "no_repeat_ngram": self.no_repeat_ngram, "narrowness": self.narrowness, "prompts": self.prompts, "by_kind": self.by_prompt_type,
                "gate": self.gate, "annotation_prior": self.annotation_prior}
-        drop = {"ckpt", "seed_index", "anchor", "ann", "top_k", "top_p"} if self.role == "reference" else set()
-        return {k: v for k, v in out.items() if k not in drop and (k != "narrowness" or v is not None)}
+        drop = {"ckpt", "seed_index", "anchor", "ann", "top_k", "top_p", "no_repeat_ngram"} if self.role == "reference" else set()
+        return {k: v for k, v in out.items() if k not in drop and (k not in ("narrowness", "no_repeat_ngram") or v is not None)}
 
 def stored_D(by_prompt_type, prompt_type, known=False):
     """The D (or D_known) a measured row stores for one prompt type, from its by_prompt_type (an

@@ -82,11 +82,12 @@ def inference_prefix(enc, format, prompt, use_ann, block) -> list:
 @torch.inference_mode()
 def sample_many(model, enc, format, prompts, n, *, temperature=1.0, top_k=None, top_p=None, seed=0,
                 max_new_tokens=None, anchor=True, pinned=None, batch_size=64, ann_by_field=False,
-                dtype=None) -> list:
+                dtype=None, no_repeat_ngram=None) -> list:
     """n samples for each of several prompts, [[sample of prompt 0, ...], ...], drawn in shared
     batches of batch_size rows (prompt 0's n rows, then prompt 1's, ...): one generate call can hold
     several prompts, which a GPU runs about as fast as one. dtype: the autocast dtype of generation
-    (device.pick_dtype; None = fp32). See sample_stories for the rest."""
+    (device.pick_dtype; None = fp32). no_repeat_ngram: the story's n-gram ban (engine.NoRepeat; the
+    annotation is never banned). See sample_stories for the rest."""
     use_ann = anchor and format in ANNOTATED_FORMATS
     pinned = dict(pinned or {})
     if pinned and not use_ann:
@@ -114,7 +115,7 @@ def sample_many(model, enc, format, prompts, n, *, temperature=1.0, top_k=None, 
             prefixes = [p + a + [story] for p, a in zip(prefixes, anns)]
         # every special token ends the story (not only <|eos|>): the judge reads the story alone
         outs = generate(model, prefixes, max_new, temperature, top_k, top_p, stop_ids=stops, generator=gen,
-                        pad_id=pad, dtype=dtype)
+                        pad_id=pad, dtype=dtype, no_repeat_ngram=no_repeat_ngram)
         for i, ((j, _), a, o) in enumerate(zip(batch, anns, outs)):
             out[j].append({"annotation": None if a is None else enc.decode(a).strip(),
                            # did the model end its annotation with <|story|> (None: no annotation)
@@ -144,6 +145,8 @@ def main(argv=None):
     p.add_argument("--temperature", type=float, default=1.0, help="story temperature (the annotation always uses 1.0)")
     p.add_argument("--top_k", type=int, default=None)
     p.add_argument("--top_p", type=float, default=None)
+    p.add_argument("--no_repeat_ngram", type=int, default=None,
+                   help="ban any token that would repeat an N-token run of the story (default: no ban)")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--max_new_tokens", type=int, default=None, help="story token budget (default: fill the context)")
     p.add_argument("--anchor", default="auto", choices=["auto", "on", "off"],
@@ -154,7 +157,8 @@ def main(argv=None):
     p.add_argument("--batch_size", type=int, default=64)
     add_device_flags(p, "for generation")
     args = p.parse_args(argv)
-    for name, least in (("num_samples", 1), ("top_k", 1), ("max_new_tokens", 1), ("batch_size", 1)):
+    for name, least in (("num_samples", 1), ("top_k", 1), ("max_new_tokens", 1), ("batch_size", 1),
+                        ("no_repeat_ngram", 2)):
         if getattr(args, name) is not None and getattr(args, name) < least:
             p.error(f"--{name} {getattr(args, name)}: need at least {least}")
     if not args.temperature > 0:
@@ -179,7 +183,8 @@ def main(argv=None):
         if format in BASE_FORMATS:
             print(f"note: {args.ckpt} is a base checkpoint (format {format}): prompted in its own document format, --prompt ignored")
         samples = sample_stories(model, enc, format, args.prompt, args.num_samples, temperature=args.temperature,
-                                 top_k=args.top_k, top_p=args.top_p, seed=args.seed, max_new_tokens=args.max_new_tokens,
+                                 top_k=args.top_k, top_p=args.top_p, no_repeat_ngram=args.no_repeat_ngram,
+                                 seed=args.seed, max_new_tokens=args.max_new_tokens,
                                  anchor=use_ann, pinned=pinned, batch_size=args.batch_size,
                                  ann_by_field=args.ann_by_field, dtype=pick_dtype(device, args.dtype))
     except (ValueError, FileNotFoundError) as e:

@@ -209,12 +209,15 @@ def test_parse_arm():
     assert ev.parse_arm("s=out/a:ann=by_field", [1.0])["ann"] == "by_field"
     assert ev.parse_arm("s=out/a", [1.0], top_p=0.9)["top_p"] == 0.9  # --top_p: every arm's story
     assert ev.parse_arm("s=out/a:top_p=0.5", [1.0], top_p=0.9)["top_p"] == 0.5  # unless the arm sets its own
+    assert ev.parse_arm("s=out/a", [1.0], no_repeat_ngram=8)["no_repeat_ngram"] == 8  # --no_repeat_ngram too
+    assert ev.parse_arm("s=out/a:no_repeat_ngram=0", [1.0], no_repeat_ngram=8)["no_repeat_ngram"] is None  # 0: lifted
     a = ev.parse_arm("sft=runs/s0,runs/s1,runs/s2:temperature=0.8", [1.0])
     assert a["paths"] == ["runs/s0", "runs/s1", "runs/s2"] and a["path"] == "runs/s0" and a["temperatures"] == [0.8]
     assert ev.num_seeds([a, ev.parse_arm("base=runs/b", [1.0])]) == 3
     with pytest.raises(ValueError, match="seeds"):
         ev.num_seeds([a, ev.parse_arm("x=runs/a,runs/b", [1.0])])
-    for bad in ("out/sft", "x=out:anchor=maybe", "x=out:colour=red", "x=out:ann=fixed", "x=a,,b"):
+    for bad in ("out/sft", "x=out:anchor=maybe", "x=out:colour=red", "x=out:ann=fixed", "x=a,,b",
+                "x=out:no_repeat_ngram=1", "x=out:top_k=many"):
         with pytest.raises(ValueError):
             ev.parse_arm(bad, [1.0])
 
@@ -361,6 +364,23 @@ def test_eval_diversity_end_to_end(ckpts, tmp_path):
     s2, _ = ev.evaluate([ev.parse_arm(f"sft={ckpts['sft']}", [1.0])], num_samples=6, max_new_tokens=24,
                         n_boot=5, base_arm="sft", progress=False)
     assert ev._finite([x for x in s2["rows"] if x["row"] == "sft"][0]["prompts"]) == rows["sft"]["prompts"]
+
+
+def test_no_repeat_ngram_reaches_the_story_only(ckpts, monkeypatch):
+    """--no_repeat_ngram reaches every story's generate call, and no annotation's (the annotation
+    is sampled first, in calls of its own, untouched); the row records it."""
+    import engine
+    import sample
+    calls = []
+
+    def spy(*a, **kw):
+        calls.append(kw.get("no_repeat_ngram"))
+        return engine.generate(*a, **kw)
+    monkeypatch.setattr(sample, "generate", spy)
+    arms = [ev.parse_arm(f"anchored={ckpts['anchored']}", [1.0], no_repeat_ngram=2)]
+    _, rows = ev.evaluate(arms, num_samples=6, max_new_tokens=24, n_boot=5, base_arm="anchored", progress=False)
+    assert rows["anchored"].no_repeat_ngram == 2 and rows["anchored"].to_json()["no_repeat_ngram"] == 2
+    assert calls.count(2) >= 1 and calls.count(None) == calls.count(2)  # one annotation call per story call
 
 def test_eval_diversity_errors(ckpts, tmp_path):
     for args, needle in ((["--ckpts", f"x={ckpts['base_plain']}:anchor=on"], "without annotations"),

@@ -282,9 +282,53 @@ def test_generation_stops_at_the_context():
         model.generate(torch.tensor([[BOS] * 62]), max_new_tokens=5)
 
 
+def repeated_ngrams(tokens, n):
+    """The n-token runs that occur more than once in tokens."""
+    runs = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return {r for r in runs if runs.count(r) > 1}
+
+
+def first_repeat_end(tokens, n):
+    """Index of the token that completes the first n-token run seen before (None: no repeat)."""
+    seen = set()
+    for i in range(n - 1, len(tokens)):
+        run = tuple(tokens[i - n + 1:i + 1])
+        if run in seen:
+            return i
+        seen.add(run)
+    return None
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_no_repeat_ngram_bans_exactly_the_repeats(n):
+    """Greedy rows of a small model loop (they repeat n-grams); with the ban no row repeats an
+    n-token run of its new tokens, and each row is the unbanned one up to its first repeat (the
+    prompt's own runs are not banned)."""
+    model = chaotic(tiny(), std=0.3)
+    free = generate(model, PROMPTS, 40, temperature=0)
+    assert all(repeated_ngrams(r, n) for r in free)  # the rows do loop: the ban has work to do
+    banned = generate(model, PROMPTS, 40, temperature=0, no_repeat_ngram=n)
+    for f, b in zip(free, banned):
+        assert not repeated_ngrams(b, n)
+        cut = first_repeat_end(f, n)
+        assert b[:cut] == f[:cut] and b[cut] != f[cut]
+
+
+def test_no_repeat_ngram_with_sampling_and_compaction():
+    """Seeded sampling under the ban, rows finishing at different steps: no repeated run anywhere."""
+    model = chaotic(tiny(), std=0.1)
+    stop = [3, 17, 29]
+    out = generate(model, PROMPTS * 4, 50, temperature=1.0, top_k=8, stop_ids=stop,
+                   generator=torch.Generator().manual_seed(0), no_repeat_ngram=2)
+    assert len({len(r) for r in out}) > 1  # rows ended at different steps: the batch was compacted
+    assert all(not repeated_ngrams(r, 2) for r in out)
+
+
 def test_generate_rejects_bad_rules():
     with pytest.raises(ValueError, match="top_p=1.5"):
         generate(tiny(), PROMPTS, 5, top_p=1.5)
+    with pytest.raises(ValueError, match="no_repeat_ngram=1"):
+        generate(tiny(), PROMPTS, 5, no_repeat_ngram=1)
 
 # -----------------------------------------------------------------------------
 # training
