@@ -45,7 +45,8 @@ from world import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT 
 # Presets: plain data. sizes are pretrain.py presets; pretrain_iters override their steps; sft_iters:
 # None = sft.py's default schedule; sft_seeds: the headline arms (sft, anchored) are post-trained once
 # per seed from the same bases; replay: also the anchored_replay extra (sft.py --replay 1);
-# temperatures: the first seed's story-temperature sweep; study_narrowness: the controlled study's
+# temperatures: the first seed's story-temperature sweep, sampled with sweep_sampling's options (an
+# arm spec's tail, e.g. ":top_p=1.0" for plain sampling whatever extra_eval declares); study_narrowness: the controlled study's
 # SFT data at study_size; ablation_sizes (default: the largest size): there the no-annotation arm
 # (sampling only) and the SFT ablations named in ablations (default: all three: plain_base,
 # unmasked, strict); compile_sizes: pretraining with --compile; full_sizes: the sizes
@@ -65,23 +66,25 @@ PRESETS = {
         replay=True, num_samples=100, temperatures=[], study_narrowness=[], study_size="cpu-4l96", ablation_sizes=[],
         extra_pretrain=[], extra_sft=["--n_sft_examples", "5000"], extra_eval=["--threads", "1"], jobs=2),
     # the CPU ladder of pretrain.py: the two paper arms at every size (the trend), 3 SFT seeds, the
-    # replay extra, the plain-base ablation and the temperature frontier (plain sampling: :top_p=1)
-    # at the largest, the study at the smallest; every other row at story top-p 0.9, as cpu-top. SFT:
-    # one epoch of the first 10,000 SFT examples (half cpu-top's), so the ladder plans ~102 minutes
+    # replay extra, the plain-base ablation and the temperature frontier (plain sampling) at the
+    # largest, the study at the smallest. Every other row's story at one declared setting: top-p 0.9
+    # and no 8-token run written twice (the shortest run the clean stories almost never repeat, and
+    # the small models' commonest defect is a sentence copied: results/README.md). SFT: one epoch of the
+    # first 10,000 SFT examples (half cpu-top's), so the ladder plans ~102 minutes
     "cpu": dict(
         data_flags=[], sizes=["cpu-4l64", "cpu-4l96", "cpu-4l128"], pretrain_iters={}, sft_iters=None,
         sft_seeds=[0, 1, 2], full_sizes=["cpu-4l128"], replay=True, num_samples=100,
-        temperatures=[0.6, 0.8, 1.0, 1.1], sweep_top_p=1.0, study_narrowness=[0.0, 0.5, 0.95],
-        study_size="cpu-4l64", ablation_sizes=["cpu-4l128"], ablations=["plain_base"],
-        extra_pretrain=[], extra_sft=["--n_sft_examples", "10000"], extra_eval=["--threads", "1", "--top_p", "0.9"],
-        jobs=2),
+        temperatures=[0.6, 0.8, 1.0, 1.1], sweep_sampling=":top_p=1.0:no_repeat_ngram=0",
+        study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-4l64", ablation_sizes=["cpu-4l128"], ablations=["plain_base"],
+        extra_pretrain=[], extra_sft=["--n_sft_examples", "10000"],
+        extra_eval=["--threads", "1", "--top_p", "0.9", "--no_repeat_ngram", "8"], jobs=2),
     # the largest CPU size alone: bases at 21 slots per parameter, 3 SFT seeds of the paper's arms,
     # the replay extra (one seed), the temperature frontier (the first seed, plain sampling:
     # :top_p=1) and every other row at one declared story nucleus (top-p 0.9); no ablations or
     # study (the cpu preset has them)
     "cpu-top": dict(
         data_flags=[], sizes=["cpu-4l128"], pretrain_iters={}, sft_iters=None, sft_seeds=[0, 1, 2], replay=True,
-        num_samples=100, temperatures=[0.6, 1.0], sweep_top_p=1.0, study_narrowness=[], study_size="cpu-4l128",
+        num_samples=100, temperatures=[0.6, 1.0], sweep_sampling=":top_p=1.0", study_narrowness=[], study_size="cpu-4l128",
         ablation_sizes=[], extra_pretrain=[], extra_sft=[], extra_eval=["--threads", "2", "--top_p", "0.9"],
         jobs=2),
     # cpu-m (4L/128) at 2,800 steps, one seed, a wider temperature sweep: results/cpu-long
@@ -170,7 +173,7 @@ def post_training(size, runs, cfg, ablations):
     if full:  # the extras: sweep, pinned, replay
         if cfg["temperatures"]:  # the first seed at other story temperatures (its annotation stays at T = 1)
             sweep = ":temperature=" + ",".join(str(t) for t in cfg["temperatures"])
-            sweep += f":top_p={cfg['sweep_top_p']}" if "sweep_top_p" in cfg else ""  # plain sampling under --top_p
+            sweep += cfg.get("sweep_sampling", "")  # e.g. plain sampling under the other rows' --top_p
             arms.update(sft_sweep=[f"{std0}{sweep}"], anchored_sweep=[f"{anc0}{sweep}"])
         arms["anchored_pinned"] = [f"{anc0}:ann=prompt"]  # upper bound: the sampler pins the prompt's constraints
         if cfg.get("replay"):  # an extra beside the paper: annotation replay from the prior

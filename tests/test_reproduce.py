@@ -309,6 +309,20 @@ def test_the_cpu_ladder_puts_seeds_and_extras_at_its_top_size_only(tmp_path):
             reproduce.recipe({**cfg, **typo}, tmp_path)
 
 
+def test_the_cpu_ladder_sweeps_plainly_beside_its_declared_story_sampling(tmp_path):
+    """Every evaluation of the cpu preset samples stories at its declared setting (top-p 0.9, no
+    8-token run twice); the temperature sweep alone samples plainly, the T = 1 numbers beside."""
+    import eval_diversity
+    evals = {j.name: j.cmd for j in reproduce.recipe(reproduce.PRESETS["cpu"], tmp_path)[3]}
+    assert evals and all(c[c.index("--no_repeat_ngram") + 1] == "8" and c[c.index("--top_p") + 1] == "0.9"
+                         for c in evals.values())
+    top = evals["eval cpu-4l128"]
+    specs = top[top.index("--ckpts") + 1:top.index("--num_samples")]
+    arms = {a["name"]: a for a in (eval_diversity.parse_arm(s, [1.0], 0.9, 8) for s in specs)}
+    assert (arms["sft_sweep"]["top_p"], arms["sft_sweep"]["no_repeat_ngram"]) == (1.0, None)
+    assert (arms["anchored"]["top_p"], arms["anchored"]["no_repeat_ngram"]) == (0.9, 8)
+
+
 def test_device_and_dtype_reach_every_job(tmp_path):
     """--device and --dtype of reproduce.py land in every training and evaluation command, where the
     scripts' own parsers read them back; "auto" (every script's default) adds nothing to the commands,
