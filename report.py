@@ -16,7 +16,7 @@ import numpy as np
 
 import world
 from checkpoint import pyplot, save_figure, write_atomic
-from metrics import PROMPT_TYPES, UNKNOWN, agreement_min, label_entropy, stored_D
+from metrics import PROMPT_TYPES, UNKNOWN, agreement_min, label_entropy, prior_drift_max, stored_D
 
 # -----------------------------------------------------------------------------
 # summary.md
@@ -468,3 +468,68 @@ def write_curve(run_dir, out_dir, title):
     write_atomic(Path(out_dir) / "learning_curve.md", curve_markdown(points))
     plot_curve(points, Path(out_dir) / "learning_curve.png", title)
     return points
+
+# -----------------------------------------------------------------------------
+# SFT length: one evaluation of SFT runs that differ only by how many examples they saw
+
+def sft_curve_points(summary, arms=("sft", "anchored"), annotated_base="base_annotated"):
+    """[(examples seen, {arm: numbers})] from one evaluation whose rows are named <arm>_n<examples>
+    (e.g. anchored_n20000): quality (well-formed, house format), instruction following, D, D_good
+    and its n (open prompts); for annotated rows the annotations that parse and prior_drift_max
+    against the annotated_base row."""
+    rows = {r["row"]: r for r in summary["rows"]}
+    base_prior = (rows.get(annotated_base) or {}).get("annotation_prior")
+    points = {}
+    for name, r in rows.items():
+        arm, _, n = name.rpartition("_n")
+        if arm not in arms or not n.isdigit():
+            continue
+        o, c = r["by_kind"]["open"], r["by_kind"].get("constrained", {})
+        prior = r.get("annotation_prior")
+        points.setdefault(int(n), {})[arm] = {
+            "quality": o["quality_and_house"], "instruction": c.get("instruction_following"), "D": o["D"],
+            "D_good": o["D_good"], "n_good": o["n_good"], "parses": o.get("annotation_valid"),
+            "drift": prior_drift_max(prior, base_prior) if prior and base_prior else None}
+    return sorted(points.items())
+
+def sft_curve_markdown(points, arms=("sft", "anchored")) -> str:
+    """One line per SFT length: each arm's quality / instruction following / D, then the anchored
+    arm's D over good stories, parses and drift."""
+    head = ("| SFT examples seen | " + " | ".join(f"{a}: quality / instr. / D" for a in arms)
+            + f" | {arms[-1]}: D good (n) / parses / drift |")
+    lines = [head, "|---|" + "---|" * (len(arms) + 1)]
+    for n, by_arm in points:
+        cells = [" / ".join(_num(by_arm.get(a, {}).get(k)) for k in ("quality", "instruction", "D")) for a in arms]
+        last = by_arm.get(arms[-1], {})
+        cells.append(f"{_num(last.get('D_good'))} ({_num(last.get('n_good'), 0)}) / {_num(last.get('parses'))} / "
+                     f"{_num(last.get('drift'))}")
+        lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+def plot_sft_curve(points, path, title, base_D=None, arms=("sft", "anchored")):
+    """Quality, D and (for the last arm) drift against SFT examples seen, log x."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    xs = [n for n, _ in points]
+    get = lambda a, k: [math.nan if by.get(a, {}).get(k) is None else by[a][k] for _, by in points]
+    for a in arms:
+        colour, marker = arm_style(a)
+        style = dict(marker=marker, color=colour, label=a)
+        axes[0].plot(xs, get(a, "quality"), **style)
+        axes[1].plot(xs, get(a, "D"), **style)
+    if base_D is not None:
+        axes[1].axhline(base_D, color="grey", ls="--", label="base")
+    axes[2].plot(xs, get(arms[-1], "drift"), marker="o", color="C3", label="prior drift max")
+    axes[2].plot(xs, get(arms[-1], "parses"), marker="s", color="C2", label="annotations parse")
+    for ax, label in zip(axes, ("quality (well-formed, house format)", "D (bits, open prompts)", arms[-1])):
+        ax.set_xscale("log")
+        ax.set_xlabel("SFT examples seen")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylim(0, 1)
+    axes[2].set_ylim(0, 1)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)

@@ -80,3 +80,24 @@ def test_every_arm_has_its_own_colour_and_marker():
     assert report.arm_style("sft_sweep")[0] == report.arm_style("sft")[0]
     new = report.arm_style("some_new_arm")
     assert new[0] not in {c for c, _ in styles} and report.arm_style("some_new_arm") == new
+
+
+def test_sft_curve_reads_rows_named_by_examples_seen(tmp_path):
+    """Rows <arm>_n<examples> become one point per length, sorted; other rows are ignored; the
+    anchored row's drift is prior_drift_max against the annotated base."""
+    def row(name, quality, D, prior=None):
+        open_ = dict(quality_and_house=quality, D=D, D_good=D - 0.1, n_good=50, annotation_valid=0.9 if prior else None)
+        return {"row": name, "by_kind": {"open": open_, "constrained": {"instruction_following": 0.8}},
+                "annotation_prior": prior}
+    prior = lambda fav: {"name": {"fav_share": fav, "n": 100}}
+    summary = {"rows": [row("base_annotated", 0.7, 3.4, prior(0.10)), row("anchored_n2000", 0.6, 3.0, prior(0.35)),
+                        row("sft_n2000", 0.9, 0.8), row("anchored_n500", 0.2, 3.2, prior(0.15)),
+                        row("sft_n500", 0.5, 1.5), row("sft#s0", 0.95, 0.7)]}
+    points = report.sft_curve_points(summary)
+    assert [n for n, _ in points] == [500, 2000]
+    assert points[1][1]["sft"]["quality"] == 0.9 and points[1][1]["sft"]["drift"] is None
+    assert points[0][1]["anchored"]["drift"] == pytest.approx(0.05) and points[1][1]["anchored"]["drift"] == pytest.approx(0.25)
+    md = report.sft_curve_markdown(points)
+    assert "| 2,000 | 0.90 / 0.80 / 0.80 | 0.60 / 0.80 / 3.00 | 2.90 (50) / 0.90 / 0.25 |" in md
+    report.plot_sft_curve(points, tmp_path / "c.png", "test", base_D=3.3)
+    assert (tmp_path / "c.png").stat().st_size > 0
