@@ -264,6 +264,18 @@ def test_anchored_sampling_draws_annotations(ckpts):
     model_b, _, _ = _load(ckpts["base_plain"])
     assert all(s["annotation"] is None for s in sample.sample_stories(model_b, enc, "plain", None, 2, **kw))
 
+def test_annotations_alone_are_the_stories_annotations(ckpts):
+    """sample_annotation_texts draws what sample_many's first batch draws before its stories, for
+    an SFT format (with its prompt) and the annotated base (no prompt); a plain format has none."""
+    for name, fmt, prompt in (("anchored", "anchored", "Write a story."), ("base", "annotated", None)):
+        model, _, enc = _load(ckpts[name])
+        alone = sample.sample_annotation_texts(model, enc, fmt, prompt, 5, seed=4, batch_size=8)
+        with_story = sample.sample_stories(model, enc, fmt, prompt, 5, seed=4, batch_size=8, max_new_tokens=6)
+        assert alone == [s["annotation"] for s in with_story] and len(set(alone)) > 1
+    assert len(sample.sample_annotation_texts(model, enc, "annotated", None, 5, seed=4, batch_size=2)) == 5
+    with pytest.raises(ValueError, match="no annotation"):
+        sample.sample_annotation_texts(model, enc, "plain", None, 2)
+
 def test_pinned_fields_are_forced(ckpts):
     model, _, enc = _load(ckpts["anchored"])
     pinned = world.parse_annotation("name: Mia | setting: desert")
