@@ -523,6 +523,8 @@ def plot_sft_curve(points, path, title, base_D=None, arms=("sft", "anchored")):
     axes[2].plot(xs, get(arms[-1], "parses"), marker="s", color="C2", label="annotations parse")
     for ax, label in zip(axes, ("quality (well-formed, house format)", "D (bits, open prompts)", arms[-1])):
         ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(xs, [f"{n:,}" for n in xs])
         ax.set_xlabel("SFT examples seen")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
