@@ -45,6 +45,7 @@ from world import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT 
 # Presets: plain data. sizes are pretrain.py presets; pretrain_iters override their steps; sft_iters:
 # None = sft.py's default schedule; sft_seeds: the headline arms (sft, anchored) are post-trained once
 # per seed from the same bases; replay: also the anchored_replay extra (sft.py --replay 1);
+# pretrain_mix: also the anchored_pretrain_mix extra (sft.py --pretrain_mix 1);
 # temperatures: the first seed's story-temperature sweep, sampled with sweep_sampling's options (an
 # arm spec's tail, e.g. ":top_p=1.0" for plain sampling whatever extra_eval declares); study_narrowness: the controlled study's
 # SFT data at study_size; ablation_sizes (default: the largest size): there the no-annotation arm
@@ -170,7 +171,7 @@ def post_training(size, runs, cfg, ablations):
         arms["sft"].append(std)
         arms["anchored"].append(anc)
     std0, anc0, seed0 = arms["sft"][0], arms["anchored"][0], str(seeds[0])
-    if full:  # the extras: sweep, pinned, replay
+    if full:  # the extras: sweep, pinned, replay, pretraining mix
         if cfg["temperatures"]:  # the first seed at other story temperatures (its annotation stays at T = 1)
             sweep = ":temperature=" + ",".join(str(t) for t in cfg["temperatures"])
             sweep += cfg.get("sweep_sampling", "")  # e.g. plain sampling under the other rows' --top_p
@@ -180,6 +181,10 @@ def post_training(size, runs, cfg, ablations):
             sfts.append(sft(f"sft {size} anchored_replay", ann, "anchored", d / "sft_anchored_replay", cfg,
                             "--replay", "1", "--seed", seed0))
             arms["anchored_replay"] = [d / "sft_anchored_replay"]
+        if cfg.get("pretrain_mix"):  # another: the base's own pretraining documents mixed into SFT
+            sfts.append(sft(f"sft {size} anchored_pretrain_mix", ann, "anchored", d / "sft_anchored_pretrain_mix", cfg,
+                            "--pretrain_mix", "1", "--seed", seed0))
+            arms["anchored_pretrain_mix"] = [d / "sft_anchored_pretrain_mix"]
     if not ablations:
         return sfts, arms
     arms["anchored_no_annotation"] = [f"{anc0}:anchor=off"]  # no new training

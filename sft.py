@@ -8,6 +8,7 @@ Post-training (SFT): the chapter about which tokens carry the loss.
     python sft.py --init_from out/tiny-plain --format anchored --allow_plain_base  # ablation
     python sft.py --init_from out/tiny-ann --format anchored --narrowness 0.5    # controlled study
     python sft.py --init_from out/tiny-ann --format anchored --replay 1          # an extra: annotation replay
+    python sft.py --init_from out/tiny-ann --format anchored --pretrain_mix 1    # an extra: pretraining documents
 
 Every example is built by tokenizer.encode_example(enc, example, format), which returns the token
 ids and a loss mask; this file only turns "mask 0" into "target -1" (ignored by the loss). The formats:
@@ -32,6 +33,12 @@ How much and how hot: as in the paper, one epoch of the SFT set by default (--ep
 An extra beside the paper (its own arm, anchored_replay): --replay mixes in annotation replay
 examples, `prompt || <|ann|>{annotation}<|story|>` with the free values drawn from the pretraining
 prior and the pinned ones from the prompt, every annotation token trained (make_replay_examples).
+
+A second extra (arm anchored_pretrain_mix): --pretrain_mix mixes in the base's own pretraining
+documents, each in the base's format with every token trained as in pretraining (InstructGPT's
+pretraining mix). An annotated document trains both halves the narrow SFT data cannot: the
+annotation from the broad prior, and a story that follows whatever annotation it is given
+(make_pretrain_mix).
 
 The training loop, checkpoints, logging and flags are loop.py's, as pretraining's are; only the
 data differs: examples are packed into rows of block_size + 1 tokens by the packer pretraining uses
@@ -79,6 +86,8 @@ class SFTConfig(LoopConfig):
                                  "as it has lines when generating)")
     replay: float = opt(0.0, "annotation replay examples per SFT example (0: none, the paper; "
                              "the anchored_replay arm uses 1), see make_replay_examples")
+    pretrain_mix: float = opt(0.0, "pretraining documents per SFT example, in the base's own format "
+                                   "(0: none, the paper; the anchored_pretrain_mix arm uses 1), see make_pretrain_mix")
     allow_plain_base: bool = opt(False, "allow an anchored format on a base pretrained without "
                                         "annotations (the paper's ablation)")
 
@@ -162,12 +171,25 @@ def make_replay_examples(n, seed):
                     "constraints": constraints})
     return out
 
+def make_pretrain_mix(n, options, base_format):
+    """The first n documents of the base's pretraining train split, as examples in the base's own
+    format (plain or annotated): data.py's generator rerun from the dataset's seed rebuilds them
+    exactly, so no shard is read back into text. encode_example trains every token of them."""
+    n_val = max(1, int(options["n_stories"] * options["val_frac"]))  # data.build_dataset's split
+    n_train = options["n_stories"] - n_val
+    if n > n_train:
+        raise SystemExit(f"error: --pretrain_mix asks for {n:,} pretraining documents; the dataset has {n_train:,}")
+    docs = data.generate_pretraining_docs(n_val + n, options["seed"], options["noise"], progress=False)[n_val:]
+    return [{"story": story, "annotation": ann if base_format == "annotated" else None, "format": base_format}
+            for story, ann, _ in docs]
+
 def pack_examples(enc, examples, format, block_size):
     """Examples into rows of block_size + 1 tokens by the packer pretraining uses (data.pack_rows); a
     row's remaining slots are <|pad|>. Targets across an example boundary are -1 on their own
-    (<|bos|> is never in a mask). -> x, y (n_rows, block_size) int64."""
+    (<|bos|> is never in a mask). An example with a "format" of its own (a pretraining document of
+    the mix) is encoded in it. -> x, y (n_rows, block_size) int64."""
     width = block_size + 1
-    encoded = [encode_example(enc, ex, format) for ex in examples]
+    encoded = [encode_example(enc, ex, ex.get("format", format)) for ex in examples]
     for i, (ex, (ids, _)) in enumerate(zip(examples, encoded)):
         if len(ids) > width:
             raise SystemExit(f"error: SFT example {i} ({ex.get('prompt', '')[:40]!r}...) is {len(ids)} "
@@ -238,8 +260,12 @@ def sft(cfg, d, source, start=None):
         raise SystemExit(f"error: {e}")
     block_size = source["model_args"]["block_size"]
     train_ex, val_ex = load_examples(cfg, meta)
-    if cfg.replay:  # replay examples pack into rows of their own, shuffled in among the SFT rows
-        train_ex = train_ex + make_replay_examples(round(cfg.replay * len(train_ex)), cfg.seed + 7)
+    n_sft = len(train_ex)  # the extras are counted per SFT example, and shuffled in among its rows
+    if cfg.replay:
+        train_ex = train_ex + make_replay_examples(round(cfg.replay * n_sft), cfg.seed + 7)
+    if cfg.pretrain_mix:
+        train_ex = train_ex + make_pretrain_mix(round(cfg.pretrain_mix * n_sft), meta["options"],
+                                                source["base_format"] or source["format"])
     x, y = pack_examples(enc, train_ex, cfg.format, block_size)
     val_x, val_y = pack_examples(enc, val_ex, cfg.format, block_size)
     train_rows = PackedRows(x, y, cfg.seed)
@@ -289,13 +315,15 @@ def check_sft_config(cfg, base=None):
         raise SystemExit(f"error: --epochs={cfg.epochs} must be > 0")
     if cfg.replay < 0 or (cfg.replay and not cfg.format.startswith("anchored")):
         raise SystemExit(f"error: --replay={cfg.replay} needs an anchored --format and a value >= 0")
+    if cfg.pretrain_mix < 0:
+        raise SystemExit(f"error: --pretrain_mix={cfg.pretrain_mix} must be >= 0")
     if cfg.n_sft_examples < 0:
         raise SystemExit(f"error: --n_sft_examples={cfg.n_sft_examples} must be >= 0")
     if cfg.narrowness is not None and not 0 <= cfg.narrowness <= 1:
         raise SystemExit(f"error: --narrowness={cfg.narrowness} must be in [0, 1] (0 = prior, 1 = favourites only)")
 
 # what an SFT run cannot change when it resumes (its data and the base it started from)
-RESUME_FIXED = ("format", "init_from", "narrowness", "n_sft_examples")
+RESUME_FIXED = ("format", "init_from", "narrowness", "n_sft_examples", "replay", "pretrain_mix")
 
 def main(argv=None):
     """A fresh run takes its defaults from its base (sft_defaults), a resumed one from its own config."""

@@ -64,6 +64,8 @@ BAD = [
     ("sft", "--init_from {sft}"),  # an SFT checkpoint is not a base
     ("sft", "--init_from {base} --out_dir {tmp}/s --narrowness 2"),
     ("sft", "--init_from {base} --out_dir {tmp}/s --n_sft_examples -1"),
+    ("sft", "--init_from {base} --out_dir {tmp}/s --pretrain_mix -1"),
+    ("sft", "--init_from {base} --out_dir {tmp}/s --pretrain_mix 1000000"),  # more documents than the data has
     ("sft", "--init_from {base} --out_dir {tmp}/s --lr -1"),
     ("sft", "--init_from {base} --out_dir {tmp}/s --format everything"),
     ("sft", "--init_from {base} --out_dir {tmp}/s --mode anchored"),  # no such flag: argparse says so

@@ -302,8 +302,11 @@ def test_the_cpu_ladder_puts_seeds_and_extras_at_its_top_size_only(tmp_path):
     assert {"sft cpu-4l64 standard seed 0", "sft cpu-4l64 anchored seed 0", "sft cpu-4l96 anchored seed 0"} <= post
     assert not any(n.startswith(("sft cpu-4l64", "sft cpu-4l96")) and ("seed 1" in n or "replay" in n) for n in post)
     assert {"sft cpu-4l128 anchored seed 2", "sft cpu-4l128 anchored_replay", "sft cpu-4l128 anchored on plain base"} <= post
-    assert not any("unmasked" in n or "strict" in n for n in post)
+    assert not any("unmasked" in n or "strict" in n or "pretrain_mix" in n for n in post)
     assert any(n.startswith("study cpu-4l64") for n in post)
+    mixed = [j for j in reproduce.recipe({**cfg, "pretrain_mix": True}, tmp_path)[2] if "pretrain_mix" in j.name]
+    assert [j.name for j in mixed] == ["sft cpu-4l128 anchored_pretrain_mix"]
+    assert "--pretrain_mix" in mixed[0].cmd and "base_ann" in str(mixed[0].cmd)
     for typo in (dict(full_sizes=["cpu-4l129"]), dict(ablations=["plain-base"]), dict(ablation_sizes=["cpu-m"])):
         with pytest.raises(ValueError, match="preset"):
             reproduce.recipe({**cfg, **typo}, tmp_path)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -284,6 +285,35 @@ def test_replay_examples_train_the_whole_annotation_and_nothing_else(tiny_data_d
         with pytest.raises(ValueError, match="annotation replay"):
             tokenizer.encode_example(enc, ex, "standard")
     assert sft.make_replay_examples(5, seed=3) == sft.make_replay_examples(5, seed=3)  # deterministic
+
+
+def test_pretrain_mix_replays_the_bases_own_documents_every_token_trained(tiny_data_dir):
+    enc = tokenizer.load_tokenizer(str(tiny_data_dir))
+    meta = data.read_meta(str(tiny_data_dir))
+    shard = np.fromfile(tiny_data_dir / "pretrain_annotated_train.bin", dtype=np.uint16)
+    docs = sft.make_pretrain_mix(3, meta["options"], "annotated")
+    ids = [t for ex in docs for t in tokenizer.encode_example(enc, ex, ex["format"])[0]]
+    assert shard[:len(ids)].tolist() == ids  # the train split's first documents, token for token
+    x, y = sft.pack_examples(enc, docs, "anchored", block_size=512)  # its own format, not the SFT one
+    assert int((y != -1).sum()) == len(ids) - len(docs)  # every token but each <|bos|> is a target
+    plain = sft.make_pretrain_mix(1, meta["options"], "plain")[0]
+    assert plain["annotation"] is None and plain["story"] == docs[0]["story"]
+    with pytest.raises(SystemExit, match="pretraining documents"):
+        sft.make_pretrain_mix(10**6, meta["options"], "annotated")
+
+
+def test_an_sft_run_with_the_pretrain_mix_trains_on_both(tiny_base_dirs, tmp_path, capsys, one_thread):
+    """--pretrain_mix 1 doubles the examples (one document per SFT example) and the run resumes only
+    with the same mix."""
+    said = {}
+    for mix in ("0", "1"):
+        sft.main(["--init_from", str(tiny_base_dirs["annotated"]), "--format", "anchored", "--pretrain_mix", mix,
+                  "--max_iters", "1", "--batch_size", "1", "--eval_iters", "1", "--out_dir", str(tmp_path / mix)])
+        said[mix] = capsys.readouterr().out
+    n_sft = len(open(Path(checkpoint.load_checkpoint(tiny_base_dirs["annotated"])["data_dir"]) / "sft_train.jsonl").readlines())
+    assert f"{n_sft:,} examples in" in said["0"] and f"{2 * n_sft:,} examples in" in said["1"]
+    with pytest.raises(SystemExit, match="pretrain_mix"):
+        sft.main(["--resume", "--out_dir", str(tmp_path / "1"), "--pretrain_mix", "0.5", "--max_iters", "2"])
 
 
 def test_sft_checkpoint_records_format_and_base(tiny_sft_dirs):
