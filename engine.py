@@ -18,6 +18,8 @@ token (greedy and seeded sampling). Three ideas:
   has just written.
 """
 
+import sys
+
 import torch
 from torch.nn import functional as F
 
@@ -179,6 +181,37 @@ def forward_compiled(model, tok, doc, pos, cache):
     return logits
 
 
+COMPILE_MODES = ("auto", "on", "off")
+# auto's break-even, in row-tokens (rows x max_new_tokens of each generate call, summed over the
+# process). Compiling costs about 9-25 CPU-s once per process; it then saves about 150 us per
+# row-token (4L/128, bf16, batch 128, one thread: 30 ms a decode step eager, 11 compiled;
+# bench/README.md). 100,000 row-tokens ~ 15 s saved: auto compiles from the call that takes
+# the process past it (an evaluation's third batch of 128 stories), never for tests or a few samples.
+COMPILE_AFTER_ROW_TOKENS = 100_000
+_planned_row_tokens = 0  # what this process's generate calls have asked for so far
+_told = False            # the decision to compile is printed once per process
+
+
+def use_compiled(compile, device_type, rows, new_tokens):
+    """The one rule: does this generate call run its decode steps through the compiled
+    decode_step? compile: "on", "off", or "auto" = on a CPU, once this process's decode work
+    (this call's included) reaches COMPILE_AFTER_ROW_TOKENS, where the compile has paid for
+    itself (on a GPU auto stays eager: not measured there)."""
+    global _planned_row_tokens, _told
+    if compile not in COMPILE_MODES:
+        raise ValueError(f"compile={compile!r} is not one of {COMPILE_MODES}")
+    _planned_row_tokens += rows * new_tokens
+    on = compile == "on" or (compile == "auto" and device_type == "cpu"
+                             and _planned_row_tokens >= COMPILE_AFTER_ROW_TOKENS)
+    if on and not _told:
+        why = "compile='on'" if compile == "on" else \
+            f"auto: {_planned_row_tokens:,} row-tokens asked for >= {COMPILE_AFTER_ROW_TOKENS:,}"
+        print(f"engine: decode steps through the compiled decode_step ({why}; the first compiled "
+              f"call compiles, ~10-25 s)", file=sys.stderr)
+        _told = True
+    return on
+
+
 @torch.inference_mode()
 def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
              stop_ids=(), generator=None, pad_id=0, dtype=None, no_repeat_ngram=None, compile="auto"):
@@ -187,24 +220,31 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
     most max_new_tokens, fewer where the context (block_size) fills up first (none at all for
     a prompt that already fills it). dtype (e.g. torch.bfloat16, from device.pick_dtype): run
     under that autocast, with the KV cache in it; None = fp32. no_repeat_ngram: n, to ban every
-    token that would repeat an n-token run of the row's new tokens (NoRepeat); None = no ban."""
+    token that would repeat an n-token run of the row's new tokens (NoRepeat); None = no ban.
+    compile: "auto", "on" or "off": run the decode steps through the compiled decode_step
+    (use_compiled says when auto does); the samples are the same either way (in fp32 token for
+    token, in bf16 up to rounding: tests/test_model.py)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("prompts must be a non-empty list of non-empty token lists")
     if temperature < 0 or (top_k is not None and top_k < 1) or \
             (top_p is not None and not 0 < top_p <= 1):
         raise ValueError(f"need temperature >= 0, top_k >= 1, 0 < top_p <= 1; got "
                          f"temperature={temperature}, top_k={top_k}, top_p={top_p}")
+    if compile not in COMPILE_MODES:
+        raise ValueError(f"compile={compile!r} is not one of {COMPILE_MODES}")
     room = model.config.block_size - max(len(p) for p in prompts)
     if room <= 0:  # the context is full (a long annotation on a short-context model): nothing more
         return [[] for _ in prompts]
     device = model.wte.weight.device
     rules = dict(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
     no_repeat = NoRepeat(no_repeat_ngram, len(prompts)) if no_repeat_ngram is not None else None
+    max_new_tokens = min(max_new_tokens, room)
+    compiled = use_compiled(compile, device.type, len(prompts), max_new_tokens)
     was_training = model.training
     model.eval()
     with autocast(device.type, dtype or torch.float32):
-        out = _decode(model, prompts, min(max_new_tokens, room), rules, stop_ids, pad_id,
-                      dtype or model.wte.weight.dtype, no_repeat, compile == "on")
+        out = _decode(model, prompts, max_new_tokens, rules, stop_ids, pad_id,
+                      dtype or model.wte.weight.dtype, no_repeat, compiled)
     model.train(was_training)
     return out
 
@@ -213,7 +253,7 @@ def _decode(model, prompts, max_new_tokens, rules, stop_ids, pad_id, cache_dtype
             compiled=False):
     """generate's loop: prefill the left-padded prompts in one pass, then one token per row per
     step, compacting the batch when a quarter of its rows are done. rules: sample_next's;
-    no_repeat: a NoRepeat, or None."""
+    no_repeat: a NoRepeat, or None. compiled: decode steps through forward_compiled."""
     bos_id = model.config.bos_id
     device = model.wte.weight.device
     B, P = len(prompts), max(len(p) for p in prompts)
@@ -240,7 +280,10 @@ def _decode(model, prompts, max_new_tokens, rules, stop_ids, pad_id, cache_dtype
         alive &= ~torch.isin(tok, stop)
         if step == max_new_tokens - 1 or not alive.any():
             break
-        if 4 * (~alive).sum() >= len(rows):  # a quarter of the batch is done: compact it
+        # a quarter of the batch is done: compact it. Not to one row when compiled: a batch of
+        # one is a size torch.compile specialises on (a second compile, ~10 s), and a finished
+        # row riding along costs less
+        if 4 * (~alive).sum() >= len(rows) and (not compiled or alive.sum() >= 2):
             keep = alive.nonzero().squeeze(1)
             cache.keep(keep)
             rows, alive, tok, doc, pos = rows[keep], alive[keep], tok[keep], doc[keep], pos[keep]
