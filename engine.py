@@ -4,7 +4,7 @@ The inference engine: batched generation with a KV cache, and the sampling rules
 
 model.py's GPT.generate is the plain reference: it recomputes the whole sequence at every step.
 This file does the same work faster, and tests/test_model.py checks that the two agree token for
-token (greedy and seeded sampling). Three ideas:
+token (greedy and seeded sampling). Four ideas:
 - KV cache (KVCache): the keys and values of every layer are kept, so after the prompt (the
   prefill, one pass) each new token costs one position's forward pass, not the whole sequence's.
 - Left padding: prompts of different lengths share a batch, padded on the left to one length.
@@ -16,6 +16,16 @@ token (greedy and seeded sampling). Three ideas:
   written so far: no_repeat_ngram = n bans any token that would repeat an n-token run of the
   row's own new tokens (NoRepeat), the usual cure for a small model that copies a sentence it
   has just written.
+- A compiled decode step (decode_step): the prefill runs eagerly (forward_cached), but each new
+  token can go through one torch.compile'd graph. Its shapes do not change from step to step: it
+  attends over every slot of the preallocated cache, a mask hiding the slots not yet written,
+  and the current length is a tensor, so one graph serves every step, and (batch and cache
+  length marked dynamic) every call. Inductor fuses the norms, the rotary embedding, the mask
+  and the softmax into a few loops around the matmuls: on a CPU about 2.8x the eager step's
+  speed (bench/README.md). Compiling costs ~10-25 s once per process, so generate(compile=
+  "auto") compiles only once the process has asked for enough work to pay it back
+  (use_compiled); tests and a handful of samples stay eager. Sampling rules, stop tokens and
+  compaction run outside the graph, the same code for both steps.
 """
 
 import sys
@@ -182,6 +192,10 @@ def forward_compiled(model, tok, doc, pos, cache):
 
 
 COMPILE_MODES = ("auto", "on", "off")
+# --compile_sampling of sample.py and eval_diversity.py, defined here once
+COMPILE_FLAG = dict(default="auto", choices=COMPILE_MODES,
+                    help="decode steps through the compiled decode step (engine.decode_step): auto = on a "
+                         "CPU once the process has asked for enough samples to pay the ~10-25 s compile")
 # auto's break-even, in row-tokens (rows x max_new_tokens of each generate call, summed over the
 # process). Compiling costs about 9-25 CPU-s once per process; it then saves about 150 us per
 # row-token (4L/128, bf16, batch 128, one thread: 30 ms a decode step eager, 11 compiled;

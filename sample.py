@@ -18,7 +18,7 @@ import torch
 
 from checkpoint import load_model
 from device import add_device_flags, check_device, make_generator, pick_dtype
-from engine import generate
+from engine import COMPILE_FLAG, generate
 from tokenizer import (ANNOTATED_FORMATS, BASE_FORMATS, FORMATS, annotation_pieces, prompt_ids,
                        resolve_anchor, separator_ids, special_id, special_ids)
 from world import FIELDS, parse_annotation
@@ -174,6 +174,7 @@ def main(argv=None):
                    help="force the annotation's keys and separators; the model samples only the values")
     p.add_argument("--annotation", default=None, help='pin fields, e.g. "name: Mia | setting: desert"; the model samples the rest')
     p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--compile_sampling", **COMPILE_FLAG)
     add_device_flags(p, "for generation")
     args = p.parse_args(argv)
     for name, least in (("num_samples", 1), ("top_k", 1), ("max_new_tokens", 1), ("batch_size", 1),
@@ -205,7 +206,8 @@ def main(argv=None):
                                  top_k=args.top_k, top_p=args.top_p, no_repeat_ngram=args.no_repeat_ngram,
                                  seed=args.seed, max_new_tokens=args.max_new_tokens,
                                  anchor=use_ann, pinned=pinned, batch_size=args.batch_size,
-                                 ann_by_field=args.ann_by_field, dtype=pick_dtype(device, args.dtype))
+                                 ann_by_field=args.ann_by_field, dtype=pick_dtype(device, args.dtype),
+                                 compile=args.compile_sampling)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"sample.py: error: {e}")
     for i, s in enumerate(samples):
