@@ -22,7 +22,7 @@ token (greedy and seeded sampling). Four ideas:
   and the current length is a tensor, so one graph serves every step, and (batch and cache
   length marked dynamic) every call. Inductor fuses the norms, the rotary embedding, the mask
   and the softmax into a few loops around the matmuls: on a CPU about 2.8x the eager step's
-  speed (bench/README.md). Compiling costs ~10-25 s once per process, so generate(compile=
+  speed (bench/README.md). Compiling costs ~10-40 s once per process, so generate(compile=
   "auto") compiles only once the process has asked for enough work to pay it back
   (use_compiled); tests and a handful of samples stay eager. Sampling rules, stop tokens and
   compaction run outside the graph, the same code for both steps.
@@ -195,13 +195,14 @@ COMPILE_MODES = ("auto", "on", "off")
 # --compile_sampling of sample.py and eval_diversity.py, defined here once
 COMPILE_FLAG = dict(default="auto", choices=COMPILE_MODES,
                     help="decode steps through the compiled decode step (engine.decode_step): auto = on a "
-                         "CPU once the process has asked for enough samples to pay the ~10-25 s compile")
+                         "CPU once the process has asked for enough samples to pay the ~10-40 s compile")
 # auto's break-even, in row-tokens (rows x max_new_tokens of each generate call, summed over the
-# process). Compiling costs about 9-25 CPU-s once per process; it then saves about 150 us per
-# row-token (4L/128, bf16, batch 128, one thread: 30 ms a decode step eager, 11 compiled;
-# bench/README.md). 100,000 row-tokens ~ 15 s saved: auto compiles from the call that takes
-# the process past it (an evaluation's third batch of 128 stories), never for tests or a few samples.
-COMPILE_AFTER_ROW_TOKENS = 100_000
+# process). Compiling costs ~35 s on one core with inductor's on-disk cache cold (~9 s warm), once
+# per process; it then saves ~150 us per row-token (bench_sampling --compiled: 4L/128, bf16,
+# K = 128, annotation then up to 250 story tokens, one thread: 8.3-10.6 s a call eager, 3.4-3.8
+# compiled). 250,000 row-tokens ~ 37 s saved: auto compiles from the call that takes the process
+# past it (an evaluation's sixth batch of 128 samples), never for tests or a few samples.
+COMPILE_AFTER_ROW_TOKENS = 250_000
 _planned_row_tokens = 0  # what this process's generate calls have asked for so far
 _told = False            # the decision to compile is printed once per process
 
@@ -209,8 +210,8 @@ _told = False            # the decision to compile is printed once per process
 def use_compiled(compile, device_type, rows, new_tokens):
     """The one rule: does this generate call run its decode steps through the compiled
     decode_step? compile: "on", "off", or "auto" = on a CPU, once this process's decode work
-    (this call's included) reaches COMPILE_AFTER_ROW_TOKENS, where the compile has paid for
-    itself (on a GPU auto stays eager: not measured there)."""
+    (this call's included) reaches COMPILE_AFTER_ROW_TOKENS, where the compile would have paid
+    for itself (on a GPU auto stays eager: not measured there)."""
     global _planned_row_tokens, _told
     if compile not in COMPILE_MODES:
         raise ValueError(f"compile={compile!r} is not one of {COMPILE_MODES}")
@@ -221,7 +222,7 @@ def use_compiled(compile, device_type, rows, new_tokens):
         why = "compile='on'" if compile == "on" else \
             f"auto: {_planned_row_tokens:,} row-tokens asked for >= {COMPILE_AFTER_ROW_TOKENS:,}"
         print(f"engine: decode steps through the compiled decode_step ({why}; the first compiled "
-              f"call compiles, ~10-25 s)", file=sys.stderr)
+              f"call compiles: ~10-40 s)", file=sys.stderr)
         _told = True
     return on
 

@@ -91,6 +91,9 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), K = {args.k} in one batch, "
           f"up to {args.max_new_tokens} story tokens; load {os.getloadavg()[0]:.2f}; characters sampled {lengths}; "
           f"story tokens per sample (re-encoded) {({n: round(t / args.k, 1) for n, t in tokens.items()})}")
+    if args.compiled:  # bf16 sums in another order in the compiled step: rows may part ways
+        same = sum(a == b for a, b in zip(samples["bf16"], samples["bf16, compiled"]))
+        print(f"samples identical (annotation and story) in eager and compiled bf16: {same} of {args.k}")
     best = {name: float("inf") for name in fns}
     for _ in range(args.rounds):
         for name, fn in fns.items():
