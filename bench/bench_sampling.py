@@ -48,15 +48,23 @@ def main():
     p.add_argument("--profile", action="store_true")
     p.add_argument("--mulsum", action="store_true",
                    help="also bf16 with the decode step's attention as a multiply and a sum over the head size")
+    p.add_argument("--ckpt", default=None,
+                   help="a trained checkpoint directory instead of the fresh model (its format, its tokenizer)")
     p.add_argument("--compiled", action="store_true",
                    help="bf16 eager against bf16 with the compiled decode step (instead of fp32 against bf16)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    enc = load_tokenizer(args.data_dir)
-    model = build(enc)
+    fmt = "anchored"
+    if args.ckpt:
+        from checkpoint import load_model
+        model, ckpt, enc = load_model(args.ckpt, device="cpu")
+        fmt = ckpt["format"]
+    else:
+        enc = load_tokenizer(args.data_dir)
+        model = build(enc)
 
     def run(dtype, compile="off"):
-        return lambda: sample_many(model, enc, "anchored", ["Write a story."], args.k, seed=0, batch_size=args.k,
+        return lambda: sample_many(model, enc, fmt, ["Write a story."], args.k, seed=0, batch_size=args.k,
                                    max_new_tokens=args.max_new_tokens, dtype=dtype, compile=compile)
     fns = {"fp32": run(None), "bf16": run(torch.bfloat16)}
     base = "fp32"
