@@ -158,27 +158,27 @@ def decode_step(model, tok, doc, pos, length, k, v, cache_doc):
     return model.logits(x[:, -1]).float()
 
 
-_compiled_steps = {}  # (device type, dtype): torch.compile(decode_step), built once per process
+_compiled_step = None  # torch.compile(decode_step), built on first use, once per process
 
 
-def compiled_decode_step(device_type, dtype):
-    """decode_step compiled, once per process for each device type and autocast dtype. The batch
-    size and the cache length are marked dynamic by the caller (step_fn), so rows finishing and
-    prompts of other lengths reuse the graph; a model of another shape costs one recompile."""
-    key = (device_type, dtype)
-    if key not in _compiled_steps:
+def compiled_decode_step():
+    """decode_step compiled, once per process. torch.compile's guards key its graphs on what
+    matters (dtype, autocast, the model's shapes); the batch size and the cache length are
+    marked dynamic by forward_compiled, so rows finishing, prompts of other lengths and other
+    models of the same shape all reuse one graph; a model of another shape compiles again."""
+    global _compiled_step
+    if _compiled_step is None:
         # realize_opcount_threshold: store any elementwise result of more than 8 operations
         # instead of recomputing it inside each consumer. Left at its default (50 on a CPU),
         # inductor recomputes the rotary embedding of q for every key of the cache inside the
         # attention scores' loop: 29.6 ms a step against 10.8 (4L/128, batch 128, 350 slots)
-        _compiled_steps[key] = torch.compile(decode_step, fullgraph=True,
-                                             options={"realize_opcount_threshold": 8})
-    return _compiled_steps[key]
+        _compiled_step = torch.compile(decode_step, fullgraph=True, options={"realize_opcount_threshold": 8})
+    return _compiled_step
 
 
 def forward_compiled(model, tok, doc, pos, cache):
     """forward_cached on one token per row (B,), through compiled_decode_step."""
-    step = compiled_decode_step(tok.device.type, cache.k[0].dtype)
+    step = compiled_decode_step()
     # dynamic: the batch (dim 0, rows drop out as they finish) and the cache length (it is
     # prompt + max_new_tokens, different in every call); static, they would each cost a recompile
     for t in (tok, doc, pos, cache.doc, *cache.k, *cache.v):
@@ -213,8 +213,6 @@ def use_compiled(compile, device_type, rows, new_tokens):
     (this call's included) reaches COMPILE_AFTER_ROW_TOKENS, where the compile would have paid
     for itself (on a GPU auto stays eager: not measured there)."""
     global _planned_row_tokens, _told
-    if compile not in COMPILE_MODES:
-        raise ValueError(f"compile={compile!r} is not one of {COMPILE_MODES}")
     _planned_row_tokens += rows * new_tokens
     on = compile == "on" or (compile == "auto" and device_type == "cpu"
                              and _planned_row_tokens >= COMPILE_AFTER_ROW_TOKENS)
