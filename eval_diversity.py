@@ -35,6 +35,7 @@ import judge
 import world
 from checkpoint import check_out_dir, load_model, write_atomic
 from device import add_device_flags, check_device, pick_device, pick_dtype
+from engine import COMPILE_FLAG
 from metrics import UNKNOWN, EvalRow, annotated_base_row, derive, seed_summary
 from report import (plot_field_entropy, plot_label_histograms, plot_prior_drift, plot_quality_diversity,
                     summary_markdown)
@@ -168,10 +169,10 @@ def num_seeds(arms) -> int:
 # the evaluation: sample every row, add the reference rows, measure
 
 def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_tokens, progress=True,
-                dtype=None) -> dict:
+                dtype=None, compile="auto") -> dict:
     """{row name: EvalRow}, one per arm, temperature and seed, with its labelled samples: {prompt
     index: samples}; a base model sees no prompt (it is sampled in its own document format), so its
-    one sample set sits under the key None."""
+    one sample set sits under the key None. compile: engine.generate's (the compiled decode step)."""
     jobs = []
     for arm in arms:
         for si, path in enumerate(arm["paths"]):
@@ -196,7 +197,7 @@ def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_to
         kw = dict(temperature=row.temperature, top_k=row.top_k, top_p=row.top_p,
                   no_repeat_ngram=row.no_repeat_ngram, seed=seed + 104729 * si,
                   max_new_tokens=max_new_tokens, anchor=anchor, batch_size=batch_size,
-                  ann_by_field=row.ann == "by_field", dtype=dtype)
+                  ann_by_field=row.ann == "by_field", dtype=dtype, compile=compile)
         texts = [None if pi is None else prompts[pi]["prompt"] for pi in pis]
         if row.ann == "prompt":  # the upper bound of constraint carrying: pins written by the sampler
             per_prompt = [sample_many(model, enc, row.format, [text], num_samples,
@@ -249,9 +250,10 @@ def load_models(arms, device) -> dict:
 
 def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max_new_tokens=None,
              narrowness=None, base_arm="base", sft_arm="sft", anchored_arm="anchored", n_boot=1000,
-             device="cpu", progress=True, annotated_base_arm=None, dtype="auto") -> tuple:
+             device="cpu", progress=True, annotated_base_arm=None, dtype="auto", compile="auto") -> tuple:
     """Sample every arm (list of parse_arm() dicts) on every prompt, label, measure; on `device`
     (auto = cuda > mps > cpu), in dtype (auto = device.pick_dtype's policy). Several checkpoints per arm are seeds (see parse_arm).
+    compile: engine.generate's (auto, on, off: the compiled decode step).
     Returns (summary dict: every number, rows: {name: measured EvalRow, with its labelled samples})."""
     prompts = prompts if prompts is not None else world.EVAL_PROMPTS
     n_seeds = num_seeds(arms)
@@ -261,7 +263,8 @@ def evaluate(arms, prompts=None, num_samples=128, seed=1337, batch_size=128, max
     if narrowness is None:
         narrowness = find_narrowness([ckpt for _, ckpt, _ in models.values()])
     t0 = time.time()
-    rows = sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_tokens, progress, dtype)
+    rows = sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_tokens, progress, dtype,
+                       compile)
     elapsed = time.time() - t0
     n_sampled = sum(len(s) for r in rows.values() for s in r.samples.values())
     rows.update(reference_rows(prompts, num_samples, narrowness, seed))
@@ -392,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotated_base_arm", default=None,
                    help="the annotated base, for the gate and the prior drift (default: the base row of format annotated)")
     add_device_flags(p, "for sampling")
+    p.add_argument("--compile_sampling", **COMPILE_FLAG)
     p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples for the confidence intervals")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", required=True, help="output directory")
@@ -432,7 +436,8 @@ def main(argv=None):
                                  max_new_tokens=args.max_new_tokens, narrowness=args.narrowness,
                                  base_arm=args.base_arm, sft_arm=args.sft_arm,
                                  anchored_arm=args.anchored_arm, n_boot=args.n_boot,
-                                 device=device, annotated_base_arm=args.annotated_base_arm, dtype=args.dtype)
+                                 device=device, annotated_base_arm=args.annotated_base_arm, dtype=args.dtype,
+                                 compile=args.compile_sampling)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"eval_diversity.py: error: {e}")
     write_outputs(summary, rows, args.out)

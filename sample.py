@@ -18,7 +18,7 @@ import torch
 
 from checkpoint import load_model
 from device import add_device_flags, check_device, make_generator, pick_dtype
-from engine import generate
+from engine import COMPILE_FLAG, generate
 from tokenizer import (ANNOTATED_FORMATS, BASE_FORMATS, FORMATS, annotation_pieces, prompt_ids,
                        resolve_anchor, separator_ids, special_id, special_ids)
 from world import FIELDS, parse_annotation
@@ -33,7 +33,8 @@ FIELD_MAX_TOKENS = 12   # tokens for one free field's value when building a pinn
 def _strip_stop(ids, stops):
     return ids[:-1] if ids and ids[-1] in stops else ids
 
-def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False, dtype=None) -> list:
+def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False, dtype=None,
+                       compile="auto") -> list:
     """Annotation ids for each prefix ending in <|ann|>, ending in <|story|> where the model closed it.
     No pins (and not by_field): the model writes the whole annotation and stops at <|story|>.
     Pins or by_field: built field by field in FIELDS order, batched over rows: pinned fields forced,
@@ -42,7 +43,7 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False, 
     if not pinned and not by_field:
         # the annotation ends at <|story|>, or at any other special token (then it is cut there)
         outs = generate(model, prefixes, ANN_MAX_TOKENS, ANN_TEMPERATURE, stop_ids=specials,
-                        generator=generator, pad_id=pad, dtype=dtype)
+                        generator=generator, pad_id=pad, dtype=dtype, compile=compile)
         story = special_id(enc, "<|story|>")  # kept when the model closed its annotation itself
         return [o if o[-1:] == [story] else _strip_stop(o, specials) for o in outs]
     stops = separator_ids(enc) | specials
@@ -56,7 +57,7 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False, 
                 a += value
         else:
             outs = generate(model, [p + a for p, a in zip(prefixes, anns)], FIELD_MAX_TOKENS, ANN_TEMPERATURE,
-                            stop_ids=stops, generator=generator, pad_id=pad, dtype=dtype)
+                            stop_ids=stops, generator=generator, pad_id=pad, dtype=dtype, compile=compile)
             for a, o in zip(anns, outs):
                 a += _strip_stop(o, stops)
     return [a + [special_id(enc, "<|story|>")] for a in anns]  # built whole: closed by construction
@@ -82,12 +83,13 @@ def inference_prefix(enc, format, prompt, use_ann, block) -> list:
 @torch.inference_mode()
 def sample_many(model, enc, format, prompts, n, *, temperature=1.0, top_k=None, top_p=None, seed=0,
                 max_new_tokens=None, anchor=True, pinned=None, batch_size=64, ann_by_field=False,
-                dtype=None, no_repeat_ngram=None) -> list:
+                dtype=None, no_repeat_ngram=None, compile="auto") -> list:
     """n samples for each of several prompts, [[sample of prompt 0, ...], ...], drawn in shared
     batches of batch_size rows (prompt 0's n rows, then prompt 1's, ...): one generate call can hold
     several prompts, which a GPU runs about as fast as one. dtype: the autocast dtype of generation
     (device.pick_dtype; None = fp32). no_repeat_ngram: the story's n-gram ban (engine.NoRepeat; the
-    annotation is never banned). See sample_stories for the rest."""
+    annotation is never banned). compile: engine.generate's (auto, on, off: the compiled decode
+    step). See sample_stories for the rest."""
     use_ann = anchor and format in ANNOTATED_FORMATS
     pinned = dict(pinned or {})
     if pinned and not use_ann:
@@ -109,13 +111,14 @@ def sample_many(model, enc, format, prompts, n, *, temperature=1.0, top_k=None, 
         prefixes = [list(prefix) for _, prefix in batch]
         anns = [None] * len(batch)
         if use_ann:
-            anns = sample_annotations(model, enc, prefixes, pinned, gen, by_field=ann_by_field, dtype=dtype)
+            anns = sample_annotations(model, enc, prefixes, pinned, gen, by_field=ann_by_field, dtype=dtype,
+                                      compile=compile)
             closed = [a[-1:] == [story] for a in anns]
             anns = [a[:-1] if c else a for a, c in zip(anns, closed)]
             prefixes = [p + a + [story] for p, a in zip(prefixes, anns)]
         # every special token ends the story (not only <|eos|>): the judge reads the story alone
         outs = generate(model, prefixes, max_new, temperature, top_k, top_p, stop_ids=stops, generator=gen,
-                        pad_id=pad, dtype=dtype, no_repeat_ngram=no_repeat_ngram)
+                        pad_id=pad, dtype=dtype, no_repeat_ngram=no_repeat_ngram, compile=compile)
         for i, ((j, _), a, o) in enumerate(zip(batch, anns, outs)):
             out[j].append({"annotation": None if a is None else enc.decode(a).strip(),
                            # did the model end its annotation with <|story|> (None: no annotation)
@@ -171,6 +174,7 @@ def main(argv=None):
                    help="force the annotation's keys and separators; the model samples only the values")
     p.add_argument("--annotation", default=None, help='pin fields, e.g. "name: Mia | setting: desert"; the model samples the rest')
     p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--compile_sampling", **COMPILE_FLAG)
     add_device_flags(p, "for generation")
     args = p.parse_args(argv)
     for name, least in (("num_samples", 1), ("top_k", 1), ("max_new_tokens", 1), ("batch_size", 1),
@@ -202,7 +206,8 @@ def main(argv=None):
                                  top_k=args.top_k, top_p=args.top_p, no_repeat_ngram=args.no_repeat_ngram,
                                  seed=args.seed, max_new_tokens=args.max_new_tokens,
                                  anchor=use_ann, pinned=pinned, batch_size=args.batch_size,
-                                 ann_by_field=args.ann_by_field, dtype=pick_dtype(device, args.dtype))
+                                 ann_by_field=args.ann_by_field, dtype=pick_dtype(device, args.dtype),
+                                 compile=args.compile_sampling)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"sample.py: error: {e}")
     for i, s in enumerate(samples):

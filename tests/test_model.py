@@ -491,3 +491,104 @@ def test_apply_rotary_equals_the_formula():
     x1, x2 = x[..., :hd // 2], x[..., hd // 2:]
     plain = torch.cat([x1 * c + x2 * s, x2 * c - x1 * s], dim=-1)
     torch.testing.assert_close(fast, plain)
+
+# -----------------------------------------------------------------------------
+# the compiled decode step (engine.decode_step) against the eager one (engine.forward_cached)
+
+
+def stops_that_fire(ref, keep_one=True):
+    """Stop tokens the rows of ref (lists of tokens) reach after their first few tokens, as many
+    as leave one row running: rows finish at different steps, so the batch gets compacted."""
+    first_few = {t for r in ref for t in r[:3]}
+    stop_ids = []
+    for t in sorted({t for r in ref for t in r} - first_few):
+        if sum(any(s in r for s in stop_ids + [t]) for r in ref) < len(ref) - (1 if keep_one else 0):
+            stop_ids.append(t)
+    return stop_ids
+
+
+@pytest.fixture
+def compactions(monkeypatch):
+    """Counts KVCache.keep calls (the compaction of finished rows)."""
+    import engine
+    calls = []
+    real = engine.KVCache.keep
+    monkeypatch.setattr(engine.KVCache, "keep", lambda self, rows: calls.append(len(rows)) or real(self, rows))
+    return calls
+
+
+@pytest.mark.parametrize("no_repeat_ngram", [None, 2])
+def test_compiled_decode_equals_eager_greedy_fp32(no_repeat_ngram, compactions):
+    """fp32, greedy: the compiled step gives the eager step's tokens, token for token, on rows of
+    different prompt lengths (left padding), with stop tokens that fire mid-run (the batch is
+    compacted) and with the n-gram ban."""
+    model = chaotic(tiny(), std=0.5)
+    prompts = PROMPTS * 2  # 10 rows: compaction keeps >= 2 of them
+    kw = dict(temperature=0, no_repeat_ngram=no_repeat_ngram)
+    stop_ids = stops_that_fire(generate(model, prompts, 30, compile="off", **kw))
+    eager = generate(model, prompts, 30, stop_ids=stop_ids, compile="off", **kw)
+    compactions.clear()
+    compiled = generate(model, prompts, 30, stop_ids=stop_ids, compile="on", **kw)
+    assert compiled == eager
+    assert compactions, "no row finished early enough to compact the batch"
+    assert len({len(r) for r in eager}) > 2 and max(len(r) for r in eager) == 30
+
+
+def test_compiled_decode_equals_eager_seeded_sampling_fp32(compactions):
+    """fp32, seeded sampling (temperature, top-k, top-p), stop tokens and the ban: same seed,
+    same samples from both steps."""
+    model = chaotic(tiny(), std=0.1)
+    kw = dict(temperature=1.0, top_k=20, top_p=0.9, stop_ids=[3, 17, 29], no_repeat_ngram=3)
+    eager = generate(model, PROMPTS * 4, 40, generator=torch.Generator().manual_seed(0), compile="off", **kw)
+    compactions.clear()
+    compiled = generate(model, PROMPTS * 4, 40, generator=torch.Generator().manual_seed(0), compile="on", **kw)
+    assert compiled == eager
+    assert compactions and len({len(r) for r in eager}) > 2
+
+
+def test_compiled_decode_step_matches_eager_bf16():
+    """bf16 under autocast: fed the same tokens, the compiled step's logits stay within bf16
+    rounding of the eager step's, and pick the same greedy token almost everywhere (the two sum
+    in different orders, so exact equality is not expected)."""
+    import engine
+    from device import autocast
+    model = chaotic(tiny(), std=0.3)
+    B, P, steps = 12, 6, 40
+    g = torch.Generator().manual_seed(0)
+    seq = torch.randint(2, 64, (B, P), generator=g)
+    seq[:, 0] = BOS
+    doc, pos = engine.padded_layout(seq, torch.zeros(B, dtype=torch.long), BOS)
+    with torch.inference_mode(), autocast("cpu", torch.bfloat16):
+        caches = [engine.KVCache(model.config, B, P + steps, "cpu", torch.bfloat16) for _ in range(2)]
+        logits = [engine.forward_cached(model, seq, doc, pos, c) for c in caches]
+        doc, pos = doc[:, -1], pos[:, -1]
+        same, worst = 0, 0.0
+        for _ in range(steps - 1):
+            tok = logits[0].argmax(-1)  # both fed the eager step's greedy token
+            same += (logits[1].argmax(-1) == tok).sum().item()
+            pos = pos + 1
+            logits = [engine.forward_cached(model, tok[:, None], doc[:, None], pos[:, None], caches[0]),
+                      engine.forward_compiled(model, tok, doc, pos, caches[1])]
+            scale = logits[0].abs().max().item()
+            worst = max(worst, (logits[1] - logits[0]).abs().max().item() / scale)
+    assert worst < 0.03, worst  # bf16 carries 8 bits: ~0.4% a rounding, a few of them per layer
+    assert same >= 0.98 * B * (steps - 1), same
+
+
+def test_auto_compiles_past_the_break_even(monkeypatch, capsys):
+    """compile='auto' stays eager until the process has asked for COMPILE_AFTER_ROW_TOKENS of
+    decode work, on a CPU only; the decision is printed once, to stderr."""
+    import engine
+    monkeypatch.setattr(engine, "_planned_row_tokens", 0)
+    monkeypatch.setattr(engine, "_told", False)
+    n = engine.COMPILE_AFTER_ROW_TOKENS
+    assert not engine.use_compiled("auto", "cpu", 100, 100)
+    assert not engine.use_compiled("auto", "cuda", 10, n)
+    assert not engine.use_compiled("off", "cpu", 10, n)
+    assert capsys.readouterr().err == ""
+    assert engine.use_compiled("auto", "cpu", 1, 1)  # the process is now past the break-even
+    assert engine.use_compiled("on", "cpu", 1, 1)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("compiled decode_step") == 1
+    with pytest.raises(ValueError, match="compile='yes'"):
+        generate(tiny(), PROMPTS, 5, compile="yes")
