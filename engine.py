@@ -198,11 +198,14 @@ COMPILE_FLAG = dict(default="auto", choices=COMPILE_MODES,
                          "CPU once the process has asked for enough samples to pay the ~10-40 s compile")
 # auto's break-even, in row-tokens (rows x max_new_tokens of each generate call, summed over the
 # process). Compiling costs ~35 s on one core with inductor's on-disk cache cold (~9 s warm), once
-# per process; it then saves ~150 us per row-token (bench_sampling --compiled: 4L/128, bf16,
-# K = 128, annotation then up to 250 story tokens, one thread: 8.3-10.6 s a call eager, 3.4-3.8
-# compiled). 250,000 row-tokens ~ 37 s saved: auto compiles from the call that takes the process
-# past it (an evaluation's sixth batch of 128 samples), never for tests or a few samples.
-COMPILE_AFTER_ROW_TOKENS = 250_000
+# per process; it then saves ~150 us per row-token *decoded* (bench_sampling --compiled: 4L/128,
+# bf16, K = 128, one thread: 2.4x eager). Rows stop at <|eos|> long before max_new_tokens (an
+# evaluation asks for the whole context, ~420 tokens, and stories take ~200), so the row-tokens
+# asked for overstate the work about twice: at 250,000 a 500-sample evaluation compiled at its
+# fourth batch and ran 1.18x *longer* than eager (bench/README.md). 1,000,000 asked for (~15
+# batches of 128 in an evaluation) leaves a long evaluation (the cpu ladder's top size: ~8,000
+# samples) most of its work compiled, and tests, sample.py and small evaluations eager.
+COMPILE_AFTER_ROW_TOKENS = 1_000_000
 _planned_row_tokens = 0  # what this process's generate calls have asked for so far
 _told = False            # the decision to compile is printed once per process
 
