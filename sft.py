@@ -260,12 +260,12 @@ def sft(cfg, d, source, start=None):
         raise SystemExit(f"error: {e}")
     block_size = source["model_args"]["block_size"]
     train_ex, val_ex = load_examples(cfg, meta)
+    base_format = source["base_format"] or source["format"]  # a base, or (resumed) this run's own checkpoint
     n_sft = len(train_ex)  # the extras are counted per SFT example, and shuffled in among its rows
     if cfg.replay:
         train_ex = train_ex + make_replay_examples(round(cfg.replay * n_sft), cfg.seed + 7)
     if cfg.pretrain_mix:
-        train_ex = train_ex + make_pretrain_mix(round(cfg.pretrain_mix * n_sft), meta["options"],
-                                                source["base_format"] or source["format"])
+        train_ex = train_ex + make_pretrain_mix(round(cfg.pretrain_mix * n_sft), meta["options"], base_format)
     x, y = pack_examples(enc, train_ex, cfg.format, block_size)
     val_x, val_y = pack_examples(enc, val_ex, cfg.format, block_size)
     train_rows = PackedRows(x, y, cfg.seed)
@@ -288,12 +288,12 @@ def sft(cfg, d, source, start=None):
         steps_per_epoch = len(x) / rows_per_step(cfg, d.world_size)
         if revived:
             print(f"{revived} tokens no pretraining document uses are SFT targets: fresh embeddings for them")
-        print(f"SFT ({cfg.format}) of {cfg.init_from} ({source['base_format'] or source['format']} base): "
+        print(f"SFT ({cfg.format}) of {cfg.init_from} ({base_format} base): "
               f"{len(train_ex):,} examples in {len(x):,} rows of {block_size} "
               f"({n_targets:,} target tokens, {(y != -1).float().mean():.0%} of the row slots); "
               f"{cfg.max_iters / steps_per_epoch:.2f} epochs in {cfg.max_iters} steps at peak LR {cfg.lr:.3g}")
     ckpt_meta = dict(tokenizer_hash=tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
-                     format=cfg.format, stage="sft", base_format=source["base_format"] or source["format"])
+                     format=cfg.format, stage="sft", base_format=base_format)
     record = train(cfg, model, train_rows, val_rows, d, ckpt_meta, start)
     say_next(cfg, d, record, [f"python sample.py --ckpt {cfg.out_dir} --prompt 'Write a story.'",
                               f"python eval_diversity.py --ckpts base={cfg.init_from} "

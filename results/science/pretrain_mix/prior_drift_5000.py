@@ -1,5 +1,4 @@
 # prior drift at 5,000 annotations per row: run from the repository root with PYTHONPATH=. (the results/README.md entry of 2026-12-02 has the same code inline)
-# prior drift at 5,000 annotations per row (the results/README.md entry's command, arms as argv)
 import json, sys, torch, metrics, world
 from checkpoint import load_model
 from sample import sample_annotation_texts
