@@ -323,7 +323,8 @@ def headline(summary, size=None, wall_seconds=None) -> dict:
            "gap_closed": pick("gap_closed", ("ci95", "min", "max")),
            "gap_closed_known": pick("gap_closed_known", ("ci95", "min", "max"))}
     for k in ("collapse_ratio", "quality_sft", "quality_anchored", "instruction_sft", "instruction_anchored",
-              "prior_drift_max", "prior_drift_floor", "prior_drift_noise95", "base_agreement_min", "gap_closed_good"):
+              "prior_drift_max", "prior_drift_floor", "prior_drift_noise95", "base_agreement_min", "gap_closed_good",
+              "quality_matched_sft", "quality_matched_anchored"):
         if k in o:  # prior_drift_floor / _noise95: not in summaries made before them
             out[k] = pick(k)
     out.update(text_health(summary))

@@ -25,6 +25,10 @@ model wrote before its story (None where it wrote none).
 - Prior drift. Anchored SFT masks the annotation's loss, so p(annotation) should stay the base's.
   Per field, the share of sampled annotation values that are SFT favourites, anchored vs the
   annotated base; prior_drift_max is the largest rise.
+- Quality at matched content. A post-trained model writes its SFT data's favourite stories best;
+  SFT samples are mostly those, anchored samples are spread like the prior. So quality is also
+  reported per bin of favourite_count (how many fields hold the SFT data's top favourite), and
+  matched_quality compares two rows on the bins both fill, weighted like the anchored row.
 - Intervals and seeds. Every derived number has a bootstrap interval over the samples (basic, see
   bootstrap_ci). With several training seeds per arm every headline number is reported per seed
   and as the median over seeds, its interval from a two-level bootstrap (seeds, then the samples
@@ -207,6 +211,44 @@ def annotation_valid(samples):
             if anns else None)
 
 # -----------------------------------------------------------------------------
+# quality at matched content
+#
+# A post-trained model writes best the stories its SFT data is full of. SFT samples sit on the
+# favourites and anchored samples spread over the prior, so their quality shares compare different
+# stories. Binned by how many fields a story shares with the SFT data's top favourite, two rows are
+# compared on the same kind of story.
+
+TYPICALITY_BINS = ((0, 2), (3, 4), (5, 6), (7, 9))  # fields holding their top favourite, of 9
+
+def favourite_count(labels) -> int:
+    """How many fields of a story's labels hold that field's top SFT favourite (FAVOURITES[f][0],
+    weight 0.8 in the SFT data); an unknown label counts as not a favourite."""
+    return sum(labels.get(f) == world.FAVOURITES[f][0] for f in world.FIELDS)
+
+def quality_by_typicality(samples) -> list:
+    """Per TYPICALITY_BINS bin: {"favourites": "lo-hi", "n", "quality", "quality_and_house"}, the
+    share of the bin's samples that are well-formed stories, and that are so in the house format
+    too (None where n = 0)."""
+    out = []
+    for lo, hi in TYPICALITY_BINS:
+        ss = [s for s in samples if lo <= favourite_count(s["labels"]) <= hi]
+        share = lambda hit: sum(map(hit, ss)) / len(ss) if ss else None
+        out.append({"favourites": f"{lo}-{hi}", "n": len(ss), "quality": share(lambda s: bool(s["quality"])),
+                    "quality_and_house": share(lambda s: bool(s["quality"] and s["house"]))})
+    return out
+
+def matched_quality(a: list, b: list, min_n=20, key="quality_and_house"):
+    """The quality of rows a and b on the same kind of story (quality_by_typicality's lists): over
+    the bins where both have at least min_n samples, each row's share (key) with every bin weighted
+    by a's count there. {"a", "b", "bins"}, or None where no bin has min_n of both."""
+    both = [(x, y) for x, y in zip(a, b) if x["n"] >= min_n and y["n"] >= min_n]
+    if not both:
+        return None
+    w = sum(x["n"] for x, _ in both)
+    return {"a": sum(x["n"] * x[key] for x, _ in both) / w,
+            "b": sum(x["n"] * y[key] for x, y in both) / w, "bins": [x["favourites"] for x, _ in both]}
+
+# -----------------------------------------------------------------------------
 # every number of one set of samples (K samples of one row on one prompt), and of a prompt type
 
 def prompt_metrics(samples, constraints) -> dict:
@@ -294,6 +336,7 @@ class EvalRow:
     by_prompt_type: dict | None = None  # measured: {prompt type: prompt_type_metrics}
     gate: dict | None = None         # measured: annotation_agreement of all its samples (None: no annotations)
     annotation_prior: dict | None = None  # measured: annotation_prior (None: no annotations)
+    typicality: list | None = None   # measured: quality_by_typicality of all its samples
 
     @property
     def name(self) -> str:
@@ -330,7 +373,8 @@ class EvalRow:
         annotated = any(s.get("annotation") for s in pooled)
         return replace(self, prompts=per_prompt, by_prompt_type=by_type,
                        gate=annotation_agreement(pooled) if annotated else None,
-                       annotation_prior=self._annotation_prior(prompts) if annotated else None)
+                       annotation_prior=self._annotation_prior(prompts) if annotated else None,
+                       typicality=quality_by_typicality(pooled))
 
     def _annotation_prior(self, prompts):
         # for each field, the samples of the prompts that leave it free (a base row's one set: every field)
@@ -348,7 +392,7 @@ class EvalRow:
                "seed_index": self.seed_index, "fmt": self.format, "temperature": self.temperature,
                "anchor": self.anchor, "ann": self.ann, "top_k": self.top_k, "top_p": self.top_p,
                "no_repeat_ngram": self.no_repeat_ngram, "narrowness": self.narrowness, "prompts": self.prompts, "by_kind": self.by_prompt_type,
-               "gate": self.gate, "annotation_prior": self.annotation_prior}
+               "gate": self.gate, "annotation_prior": self.annotation_prior, "typicality": self.typicality}
         drop = {"ckpt", "seed_index", "anchor", "ann", "top_k", "top_p", "no_repeat_ngram"} if self.role == "reference" else set()
         return {k: v for k, v in out.items() if k not in drop and (k not in ("narrowness", "no_repeat_ngram") or v is not None)}
 
@@ -486,6 +530,7 @@ def seed_numbers(rows, names, seed_index) -> dict:
     abase = annotated_base_row(rows, names.get("annotated_base"), seed_index)
     get = lambda r, t, key: ((r.by_prompt_type or {}).get(t) or {}).get(key) if r is not None else None
     good = [get(r, "open", "D_good") for r in (base, sft, anch)]
+    matched = matched_quality(anch.typicality, sft.typicality) if anch and sft and anch.typicality and sft.typicality else None
     drift, floor = None, [None, None]
     if anch is not None and abase is not None and anch.annotation_prior and abase.annotation_prior:
         drift = prior_drift_max(anch.annotation_prior, abase.annotation_prior)
@@ -500,7 +545,10 @@ def seed_numbers(rows, names, seed_index) -> dict:
             "prior_drift_floor": floor[0], "prior_drift_noise95": floor[1],
             "base_agreement_min": agreement_min(abase.gate) if abase and abase.gate else None,
             # gap closed over the well-formed stories alone (D_good of base, SFT, anchored)
-            "gap_closed_good": gap_closed(*good) if None not in good else None}
+            "gap_closed_good": gap_closed(*good) if None not in good else None,
+            # quality (house format too) on the same kind of story: every prompt's samples, binned by
+            # favourite_count, each bin weighted by the anchored row's count (matched_quality)
+            "quality_matched_sft": matched and matched["b"], "quality_matched_anchored": matched and matched["a"]}
 
 def seed_summary(rows, prompts, names, n_seeds, derived_per_seed, n_boot, seed, prompt_type="open") -> dict:
     """Every headline statistic over seeds (over_seeds: median, per seed, min, max). The D-based ones

@@ -29,7 +29,8 @@ def _num(x, nd=2):
 
 def summary_markdown(summary) -> str:
     """summary.md: one table per prompt type, the per-field entropies, the headline ratios, the
-    gate, the annotation prior, the numbers over seeds and the exact D of the data, in that order.
+    gate, the annotation prior, quality by content, the numbers over seeds and the exact D of the
+    data, in that order.
     summary: summary.json's dict (a row: EvalRow.to_json)."""
     cfg = summary["config"]
     lines = [f"K = {cfg['num_samples']} samples per prompt, seed {cfg['seed']}; D = mean per-field entropy "
@@ -37,7 +38,7 @@ def summary_markdown(summary) -> str:
     for prompt_type in PROMPT_TYPES:
         lines += prompt_type_markdown(summary, prompt_type)
     lines += field_entropy_markdown(summary) + ratios_markdown(summary)
-    lines += gate_markdown(summary) + prior_markdown(summary) + seeds_markdown(summary)
+    lines += gate_markdown(summary) + prior_markdown(summary) + typicality_markdown(summary) + seeds_markdown(summary)
     lines += exact_markdown(summary)
     return "\n".join(lines) + "\n"
 
@@ -137,6 +138,20 @@ def prior_markdown(summary) -> list:
         a = r["annotation_prior"]
         out.append(f"| {r['row']} | " + " | ".join(
             f"{_num(a[f]['fav_share'])} / {_num(a[f]['entropy'])}" if f in a else "-" for f in fields) + " |")
+    return out + [""]
+
+def typicality_markdown(summary) -> list:
+    """Quality by how typical of the SFT data a story is (metrics.quality_by_typicality), per row."""
+    rows = [r for r in summary["rows"] if r.get("typicality")]
+    if not rows:
+        return []
+    bins = [b["favourites"] for b in rows[0]["typicality"]]
+    out = ["**quality by content: well-formed / also in the house format (n)**, every prompt's samples, "
+           "binned by how many of the 9 fields hold the SFT data's top favourite (judge labels)\n",
+           "| row | " + " | ".join(f"{b} favourites" for b in bins) + " |", "|---|" + "---|" * len(bins)]
+    for r in rows:
+        out.append(f"| {r['row']} | " + " | ".join(
+            f"{_num(b['quality'])} / {_num(b['quality_and_house'])} ({b['n']})" for b in r["typicality"]) + " |")
     return out + [""]
 
 def seeds_markdown(summary) -> list:

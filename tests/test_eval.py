@@ -164,14 +164,15 @@ def test_headline_builder():
     over = {k: stat(0.5, [0.4, 0.5, 0.6]) for k in
             ("collapse_ratio", "collapse_ratio_known", "quality_sft", "quality_anchored", "instruction_sft",
              "instruction_anchored", "prior_drift_max", "prior_drift_floor", "prior_drift_noise95", "base_agreement_min",
-             "gap_closed_good")}
+             "gap_closed_good", "quality_matched_sft", "quality_matched_anchored")}
     over["gap_closed"] = {**stat(0.8, [0.7, 0.8, 0.9]), "ci95": (0.6, 1.0)}
     over["gap_closed_known"] = {**stat(0.75, [0.7, 0.75, 0.8]), "ci95": (0.65, 0.85)}
     over.update(kind="open", n_seeds=3, ci_method="...")
     h = ev.headline({"over_seeds": over}, size="cpu-m")
     assert set(h) == {"size", "seeds", "prompts", "gap_closed", "gap_closed_known", "collapse_ratio", "quality_sft",
                       "quality_anchored", "instruction_sft", "instruction_anchored", "prior_drift_max",
-                      "prior_drift_floor", "prior_drift_noise95", "base_agreement_min", "gap_closed_good", "quality_base", "quality_base_annotated",
+                      "prior_drift_floor", "prior_drift_noise95", "base_agreement_min", "gap_closed_good", "quality_matched_sft",
+                      "quality_matched_anchored", "quality_base", "quality_base_annotated",
                       "broken_text_max", "annotation_parse_min", "wall_seconds"}
     assert h["size"] == "cpu-m" and h["seeds"] == 3 and h["wall_seconds"] is None
     assert h["gap_closed"] == {"median": 0.8, "per_seed": [0.7, 0.8, 0.9], "ci95": (0.6, 1.0), "min": 0.7, "max": 0.9}
@@ -191,6 +192,32 @@ def test_headline_builder():
     h = ev.headline({"over_seeds": over, "rows": rows, **named})
     assert (h["quality_base"], h["quality_base_annotated"], h["broken_text_max"], h["annotation_parse_min"]) == \
         (0.9, 0.8, 0.2, 0.5)
+
+def test_quality_at_matched_content():
+    top = {f: v[0] for f, v in world.FAVOURITES.items()}
+    other = {f: next(v for v in world.FIELDS[f] if v != top[f]) for f in world.FIELDS}
+    fields = list(world.FIELDS)
+    def story(n_fav, quality=True, house=True):  # the first n_fav fields hold the top favourite
+        return {"labels": {f: top[f] if i < n_fav else other[f] for i, f in enumerate(fields)},
+                "quality": quality, "house": house}
+    assert metrics.favourite_count(story(9)["labels"]) == 9 and metrics.favourite_count(story(0)["labels"]) == 0
+    assert metrics.favourite_count({**story(9)["labels"], "name": None}) == 8  # unknown: not a favourite
+    # an SFT-like row: typical stories written well, atypical ones badly
+    sft = [story(8)] * 30 + [story(3, quality=False)] * 15 + [story(4)] * 5 + [story(1, house=False)] * 2
+    t = metrics.quality_by_typicality(sft)
+    assert [b["favourites"] for b in t] == ["0-2", "3-4", "5-6", "7-9"]
+    assert [b["n"] for b in t] == [2, 20, 0, 30]
+    assert t[0] == {"favourites": "0-2", "n": 2, "quality": 1.0, "quality_and_house": 0.0}
+    assert t[1]["quality"] == t[1]["quality_and_house"] == 0.25 and t[2]["quality"] is None
+    # an anchored-like row: atypical stories, written fairly well
+    anch = [story(0)] * 30 + [story(2, quality=False)] * 10 + [story(3)] * 30 + [story(4, quality=False)] * 10
+    a = metrics.quality_by_typicality(anch)
+    m = metrics.matched_quality(a, t)  # only 3-4 has >= 20 of both
+    assert m == {"a": 0.75, "b": 0.25, "bins": ["3-4"]}
+    m = metrics.matched_quality(a, t, min_n=2)  # 0-2 too, each bin weighted by the anchored count
+    assert m["bins"] == ["0-2", "3-4"]
+    assert m["a"] == pytest.approx((40 * 0.75 + 40 * 0.75) / 80) and m["b"] == pytest.approx((40 * 0.0 + 40 * 0.25) / 80)
+    assert metrics.matched_quality(a, t, min_n=31) is None
 
 def test_judged_text_cut_at_special_token():
     assert tokenizer.cut_at_special("Mia ran.<|ann|>character: fox | name: Leo") == "Mia ran."
@@ -363,6 +390,11 @@ def test_eval_diversity_end_to_end(ckpts, tmp_path):
     assert all(s["annotation"] for s in samples if s["row"] in ("anchored", "base"))
     md = (out / "summary.md").read_text()
     assert "| anchored |" in md and "gate: annotation agreement" in md and "annotation prior" in md
+    assert "quality by content" in md
+    # every row is binned by content; the bins hold every one of its samples
+    n_samples = {"base": 6, "base_plain": 6, "pretrain_data": 6}
+    for name, row in rows.items():
+        assert sum(b["n"] for b in row["typicality"]) == n_samples.get(name, 6 * 4), name
     # the gate and the prior of the annotated base (found by its format), the drift of the anchored row
     assert s["annotated_base_row"] == "base"
     assert set(rows["base"]["gate"]) == set(world.FIELDS) and rows["sft"]["gate"] is None
@@ -372,6 +404,7 @@ def test_eval_diversity_end_to_end(ckpts, tmp_path):
         assert {"gap_closed_known", "collapse_ratio_known"} <= set(s["derived"][prompt_type])
     h = json.loads((out / "headline.json").read_text())
     assert h["seeds"] == 1 and len(h["gap_closed"]["per_seed"]) == 1 and "prior_drift_max" in h
+    assert "quality_matched_sft" in h and "quality_matched_anchored" in h  # None: no bin has 20 of both here
     # the same seed gives the same numbers (evaluate() directly, one arm)
     s2, _ = ev.evaluate([ev.parse_arm(f"sft={ckpts['sft']}", [1.0])], num_samples=6, max_new_tokens=24,
                         n_boot=5, base_arm="sft", progress=False)
