@@ -23,6 +23,8 @@ fp32. Master weights, optimizer state and checkpoints stay fp32 whatever the dty
 
 import functools
 import os
+import shutil
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -125,16 +127,28 @@ def pick_dtype(device, requested="auto"):
 COMPILE_BREAK_EVEN_ROWS = {"cpu": 4_000, "cuda": 256_000}
 
 
+def cpu_compiler():
+    """The C++ compiler torch.compile's CPU backend (inductor) would use, or None when there is none:
+    $CXX, else g++ (clang++ on a Mac), as inductor looks for it. Without one a CPU run stays eager."""
+    cxx = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
+    return cxx if shutil.which(cxx) else None
+
+
 def compile_pays(device, steps, rows_per_step, requested="auto"):
     """Whether a run of `steps` more optimizer steps of `rows_per_step` rows should torch.compile
     its model ("auto": when it pays for its compile time, by COMPILE_BREAK_EVEN_ROWS; "on" / "off"
     as asked) -> (compile?, the start-up line that says why)."""
     rows = COMPILE_BREAK_EVEN_ROWS.get(device.split(":")[0])
     pays = f"pays for itself after ~{-(-rows // rows_per_step):,} steps" if rows else f"not measured on {device}"
+    if requested == "on" and device.split(":")[0] == "cpu" and cpu_compiler() is None:
+        raise SystemExit("error: --compile on: no C++ compiler for torch.compile on this CPU ($CXX or g++); "
+                         "install one or use --compile off")
     if requested in ("on", "off"):
         return requested == "on", f"{'compiling' if requested == 'on' else 'not compiling'} (--compile {requested}): {pays}"
     if requested != "auto":
         raise ValueError(f"compile={requested!r} is not one of auto, on, off")
+    if device.split(":")[0] == "cpu" and cpu_compiler() is None:
+        return False, "not compiling: no C++ compiler for torch.compile on this CPU ($CXX or g++); staying eager"
     if rows is not None and steps * rows_per_step >= rows:
         return True, f"compiling: {pays} (this run: {steps:,}; --compile off to skip)"
     return False, f"not compiling: {pays}" + (f", this run has {steps:,}" if rows else "") + " (--compile on to force it)"

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from device import cpu_compiler
 from engine import generate, sample_next
 from model import (GPT, GPTConfig, apply_rotary, document_causal_mask, document_layout,
                    manual_attention, rotary_tables)
@@ -517,6 +518,10 @@ def compactions(monkeypatch):
     return calls
 
 
+needs_compiler = pytest.mark.skipif(cpu_compiler() is None, reason="torch.compile's CPU backend needs a C++ compiler")
+
+
+@needs_compiler
 @pytest.mark.parametrize("no_repeat_ngram", [None, 2])
 def test_compiled_decode_equals_eager_greedy_fp32(no_repeat_ngram, compactions):
     """fp32, greedy: the compiled step gives the eager step's tokens, token for token, on rows of
@@ -534,6 +539,7 @@ def test_compiled_decode_equals_eager_greedy_fp32(no_repeat_ngram, compactions):
     assert len({len(r) for r in eager}) > 2 and max(len(r) for r in eager) == 30
 
 
+@needs_compiler
 def test_compiled_decode_equals_eager_seeded_sampling_fp32(compactions):
     """fp32, seeded sampling (temperature, top-k, top-p), stop tokens and the ban: same seed,
     same samples from both steps."""
@@ -546,6 +552,7 @@ def test_compiled_decode_equals_eager_seeded_sampling_fp32(compactions):
     assert compactions and len({len(r) for r in eager}) > 2
 
 
+@needs_compiler
 def test_compiled_decode_step_matches_eager_bf16():
     """bf16 under autocast: fed the same tokens, the compiled step's logits stay within bf16
     rounding of the eager step's, and pick the same greedy token almost everywhere (the two sum
@@ -592,3 +599,8 @@ def test_auto_compiles_past_the_break_even(monkeypatch, capsys):
     assert captured.out == "" and captured.err.count("compiled decode_step") == 1
     with pytest.raises(ValueError, match="compile='yes'"):
         generate(tiny(), PROMPTS, 5, compile="yes")
+    # a CPU without a C++ compiler: auto stays eager, on is a clean error
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    assert not engine.use_compiled("auto", "cpu", 10, n)
+    with pytest.raises(SystemExit, match="no C.. compiler"):
+        engine.use_compiled("on", "cpu", 1, 1)

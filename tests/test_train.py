@@ -124,8 +124,7 @@ def test_resume_is_exact(tiny_data_dir, tmp_path, one_thread, dtype):
         assert r["slots"] == r["step"] * 2 * 128 and 0 < r["targets"] <= 2 * 128
 
 
-@pytest.mark.skipif(not any(__import__("shutil").which(c) for c in ("g++", "c++", "clang++")),
-                    reason="torch.compile's CPU backend needs a C++ compiler")
+@pytest.mark.skipif(__import__("device").cpu_compiler() is None, reason="torch.compile's CPU backend needs a C++ compiler")
 def test_compiled_and_eager_runs_resume_each_other(tiny_data_dir, tmp_path, one_thread):
     """4 steps compiled then 2 eager, and 4 eager then 2 compiled, end where 6 eager steps end
     (fp32: inductor reorders sums, so equal to rounding, not bit for bit); the checkpoints hold
@@ -159,6 +158,21 @@ def test_compile_is_automatic_past_the_break_even():
     assert compile_pays("mps", 10 ** 9, 64)[0] is False  # not measured there: eager
     tiny = PRESETS["tiny"]
     assert not compile_pays("cpu", tiny["max_iters"], tiny["batch_size"])[0]  # the tutorial's first run
+
+
+def test_no_cpu_compiler_means_eager(monkeypatch):
+    """Without a C++ compiler torch.compile cannot run on a CPU: auto stays eager and says so, on is
+    a one-line error; CUDA is not affected."""
+    from device import compile_pays, cpu_compiler
+    monkeypatch.setenv("CXX", sys.executable)  # any program on the PATH stands in for one
+    assert cpu_compiler() == sys.executable
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    assert cpu_compiler() is None
+    compiling, why = compile_pays("cpu", 10 ** 6, 4)
+    assert compiling is False and "no C++ compiler" in why
+    with pytest.raises(SystemExit, match="--compile on: no C.. compiler"):
+        compile_pays("cpu", 10, 4, "on")
+    assert compile_pays("cuda", 10 ** 5, 64)[0]
 
 
 def test_sft_resume_is_exact(tiny_base_dirs, tmp_path, one_thread):
