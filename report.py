@@ -335,8 +335,9 @@ def results_markdown(size_results, study, cfg, command) -> str:
                      f"{with_ci(s, 'collapse_ratio')} | {pair('quality_sft', 'quality_anchored')} | "
                      f"{pair('instruction_sft', 'instruction_anchored')} | {_num(seed_stat(s, 'base_agreement_min')[0])} | "
                      f"{_num(seed_stat(s, 'prior_drift_max')[0])} |")
-    lines += ["", "D columns: the first seed's rows. Per-seed values: each size's headline.json.", "",
-              "### Every row at the largest size (open prompts, first seed)", "",
+    lines += ["", "D columns: the first seed's rows. Per-seed values: each size's headline.json.", ""]
+    lines += matched_quality_markdown(size_results)
+    lines += ["### Every row at the largest size (open prompts, first seed)", "",
               "| row | D | D, unknown dropped | collapse vs base |", "|---|---|---|---|"]
     size, s = size_results[-1]
     collapse = s["derived"]["open"]["collapse"]
@@ -352,6 +353,20 @@ def results_markdown(size_results, study, cfg, command) -> str:
             lines.append(f"| {nu} | {_num(sft_data_entropy(s))} | {_num(study_D(s, 'sft_row'))} | "
                          f"{_num(study_D(s, 'anchored_row'))} |")
     return "\n".join(lines) + "\n"
+
+def matched_quality_markdown(size_results) -> list:
+    """results.md's table of quality on the same kind of story (metrics.matched_quality, medians
+    over seeds), for the sizes whose summaries have it (none made before it: no table)."""
+    sizes = [(size, s) for size, s in size_results if seed_stat(s, "quality_matched_sft")[0] is not None]
+    if not sizes:
+        return []
+    pair = lambda s, a, b: f"{_num(seed_stat(s, a)[0])} / {_num(seed_stat(s, b)[0])}"
+    return (["### Quality on the same kind of story (well-formed, house format; median over seeds)", "",
+             "Every prompt's samples binned by how many fields hold the SFT data's top favourite; the bins "
+             "both arms fill (>= 20 samples each), weighted like the anchored row (metrics.matched_quality).", "",
+             "| size | SFT / anchored, open prompts (as above) | SFT / anchored, matched |", "|---|---|---|"]
+            + [f"| {size} | {pair(s, 'quality_sft', 'quality_anchored')} | "
+               f"{pair(s, 'quality_matched_sft', 'quality_matched_anchored')} |" for size, s in sizes] + [""])
 
 SCALING_ROWS = ["base", "base_annotated", "sft", "anchored", "anchored_replay", "anchored_pretrain_mix", "anchored_no_annotation",
                 "anchored_plain_base", "anchored_unmasked", "anchored_strict", "pretrain_data", "sft_data"]
