@@ -29,7 +29,7 @@ def _num(x, nd=2):
 
 def summary_markdown(summary) -> str:
     """summary.md: one table per prompt type, the per-field entropies, the headline ratios, the
-    gate, the annotation prior, quality by content, the numbers over seeds and the exact D of the
+    gate, the annotation prior, quality by typicality, the numbers over seeds and the exact D of the
     data, in that order.
     summary: summary.json's dict (a row: EvalRow.to_json)."""
     cfg = summary["config"]
@@ -141,12 +141,12 @@ def prior_markdown(summary) -> list:
     return out + [""]
 
 def typicality_markdown(summary) -> list:
-    """Quality by how typical of the SFT data a story is (metrics.quality_by_typicality), per row."""
+    """Quality by typicality (how many fields hold the SFT data's top favourite), per row."""
     rows = [r for r in summary["rows"] if r.get("typicality")]
     if not rows:
         return []
     bins = [b["favourites"] for b in rows[0]["typicality"]]
-    out = ["**quality by content: well-formed / also in the house format (n)**, every prompt's samples, "
+    out = ["**quality by typicality: well-formed / also in the house format (n)**, every prompt's samples, "
            "binned by how many of the 9 fields hold the SFT data's top favourite (judge labels)\n",
            "| row | " + " | ".join(f"{b} favourites" for b in bins) + " |", "|---|" + "---|" * len(bins)]
     for r in rows:

@@ -390,7 +390,7 @@ def test_eval_diversity_end_to_end(ckpts, tmp_path):
     assert all(s["annotation"] for s in samples if s["row"] in ("anchored", "base"))
     md = (out / "summary.md").read_text()
     assert "| anchored |" in md and "gate: annotation agreement" in md and "annotation prior" in md
-    assert "quality by content" in md
+    assert "quality by typicality" in md
     # every row is binned by content; the bins hold every one of its samples
     n_samples = {"base": 6, "base_plain": 6, "pretrain_data": 6}
     for name, row in rows.items():
