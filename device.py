@@ -128,16 +128,18 @@ COMPILE_BREAK_EVEN_ROWS = {"cpu": 4_000, "cuda": 256_000}
 
 
 def cpu_compiler():
-    """The C++ compiler torch.compile's CPU backend (inductor) would use, or None when there is none:
-    $CXX, else g++ (clang++ on a Mac), as inductor looks for it. Without one a CPU run stays eager."""
+    """The C++ compiler torch.compile's CPU backend (inductor) needs, or None when there is none:
+    $CXX, else g++ (clang++ on a Mac), inductor's defaults on Linux and macOS. Without one a CPU run
+    stays eager."""
     cxx = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
     return cxx if shutil.which(cxx) else None
 
 
 def compile_pays(device, steps, rows_per_step, requested="auto"):
     """Whether a run of `steps` more optimizer steps of `rows_per_step` rows should torch.compile
-    its model ("auto": when it pays for its compile time, by COMPILE_BREAK_EVEN_ROWS; "on" / "off"
-    as asked) -> (compile?, the start-up line that says why)."""
+    its model ("auto": when it pays for its compile time, by COMPILE_BREAK_EVEN_ROWS, and on a CPU
+    only with a C++ compiler; "on" / "off" as asked, "on" exiting on a CPU without one) ->
+    (compile?, the start-up line that says why)."""
     rows = COMPILE_BREAK_EVEN_ROWS.get(device.split(":")[0])
     pays = f"pays for itself after ~{-(-rows // rows_per_step):,} steps" if rows else f"not measured on {device}"
     if requested == "on" and device.split(":")[0] == "cpu" and cpu_compiler() is None:

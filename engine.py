@@ -214,15 +214,21 @@ def use_compiled(compile, device_type, rows, new_tokens):
     """The one rule: does this generate call run its decode steps through the compiled
     decode_step? compile: "on", "off", or "auto" = on a CPU, once this process's decode work
     (this call's included) reaches COMPILE_AFTER_ROW_TOKENS, where the compile would have paid
-    for itself and a C++ compiler is there (device.cpu_compiler; on a GPU auto stays eager: not
-    measured there)."""
+    for itself and a C++ compiler is there (device.cpu_compiler; without one, "on" exits; on a GPU
+    auto stays eager: not measured there). The decision to compile, or not to for want of a
+    compiler, is printed once."""
     global _planned_row_tokens, _told
     if compile == "on" and device_type == "cpu" and cpu_compiler() is None:
         raise SystemExit("error: --compile_sampling on: no C++ compiler for torch.compile on this CPU "
                          "($CXX or g++); install one or use --compile_sampling off")
     _planned_row_tokens += rows * new_tokens
-    on = compile == "on" or (compile == "auto" and device_type == "cpu"
-                             and _planned_row_tokens >= COMPILE_AFTER_ROW_TOKENS and cpu_compiler() is not None)
+    due = compile == "auto" and device_type == "cpu" and _planned_row_tokens >= COMPILE_AFTER_ROW_TOKENS
+    if due and cpu_compiler() is None:
+        if not _told:
+            print("engine: decode steps stay eager (auto: no C++ compiler for torch.compile on this CPU)", file=sys.stderr)
+            _told = True
+        return False
+    on = compile == "on" or due
     if on and not _told:
         why = "compile='on'" if compile == "on" else \
             f"auto: {_planned_row_tokens:,} row-tokens asked for >= {COMPILE_AFTER_ROW_TOKENS:,}"

@@ -325,7 +325,7 @@ def headline(summary, size=None, wall_seconds=None) -> dict:
     for k in ("collapse_ratio", "quality_sft", "quality_anchored", "instruction_sft", "instruction_anchored",
               "prior_drift_max", "prior_drift_floor", "prior_drift_noise95", "base_agreement_min", "gap_closed_good",
               "quality_matched_sft", "quality_matched_anchored"):
-        if k in o:  # prior_drift_floor / _noise95: not in summaries made before them
+        if k in o:  # prior_drift_floor / _noise95, quality_matched_*: not in summaries made before them
             out[k] = pick(k)
     out.update(text_health(summary))
     out["wall_seconds"] = wall_seconds

@@ -25,10 +25,10 @@ model wrote before its story (None where it wrote none).
 - Prior drift. Anchored SFT masks the annotation's loss, so p(annotation) should stay the base's.
   Per field, the share of sampled annotation values that are SFT favourites, anchored vs the
   annotated base; prior_drift_max is the largest rise.
-- Quality at matched content. A post-trained model writes its SFT data's favourite stories best;
-  SFT samples are mostly those, anchored samples are spread like the prior. So quality is also
-  reported per bin of favourite_count (how many fields hold the SFT data's top favourite), and
-  matched_quality compares two rows on the bins both fill, weighted like the anchored row.
+- Quality by typicality. A post-trained model writes its SFT data's favourite stories best; SFT
+  samples are mostly those, anchored samples are spread like the prior. So quality is also reported
+  per bin of favourite_count (how many fields hold the SFT data's top favourite), and
+  quality_matched compares two rows on the bins both fill, weighted like the anchored row.
 - Intervals and seeds. Every derived number has a bootstrap interval over the samples (basic, see
   bootstrap_ci). With several training seeds per arm every headline number is reported per seed
   and as the median over seeds, its interval from a two-level bootstrap (seeds, then the samples
@@ -211,7 +211,7 @@ def annotation_valid(samples):
             if anns else None)
 
 # -----------------------------------------------------------------------------
-# quality at matched content
+# quality by typicality
 #
 # A post-trained model writes best the stories its SFT data is full of. SFT samples sit on the
 # favourites and anchored samples spread over the prior, so their quality shares compare different
@@ -219,10 +219,11 @@ def annotation_valid(samples):
 # compared on the same kind of story.
 
 TYPICALITY_BINS = ((0, 2), (3, 4), (5, 6), (7, 9))  # fields holding their top favourite, of 9
+MATCH_MIN_N = 20  # quality_matched: a bin counts where both rows have at least this many samples
 
 def favourite_count(labels) -> int:
-    """How many fields of a story's labels hold that field's top SFT favourite (FAVOURITES[f][0],
-    weight 0.8 in the SFT data); an unknown label counts as not a favourite."""
+    """How many fields of a story's labels hold that field's top SFT favourite (FAVOURITES[f][0], the
+    favourite the SFT data draws most); an unknown label counts as not a favourite."""
     return sum(labels.get(f) == world.FAVOURITES[f][0] for f in world.FIELDS)
 
 def quality_by_typicality(samples) -> list:
@@ -237,11 +238,11 @@ def quality_by_typicality(samples) -> list:
                     "quality_and_house": share(lambda s: bool(s["quality"] and s["house"]))})
     return out
 
-def matched_quality(a: list, b: list, min_n=20, key="quality_and_house"):
+def quality_matched(a: list, b: list, min_n=MATCH_MIN_N, key="quality_and_house"):
     """The quality of rows a and b on the same kind of story (quality_by_typicality's lists): over
-    the bins where both have at least min_n samples, each row's share (key) with every bin weighted
-    by a's count there. {"a", "b", "bins"}, or None where no bin has min_n of both."""
-    both = [(x, y) for x, y in zip(a, b) if x["n"] >= min_n and y["n"] >= min_n]
+    the bins where both have at least min_n (>= 1) samples, each row's share (key) with every bin
+    weighted by a's count there. {"a", "b", "bins"}, or None where no bin has min_n of both."""
+    both = [(x, y) for x, y in zip(a, b) if x["n"] >= max(min_n, 1) and y["n"] >= max(min_n, 1)]
     if not both:
         return None
     w = sum(x["n"] for x, _ in both)
@@ -530,7 +531,7 @@ def seed_numbers(rows, names, seed_index) -> dict:
     abase = annotated_base_row(rows, names.get("annotated_base"), seed_index)
     get = lambda r, t, key: ((r.by_prompt_type or {}).get(t) or {}).get(key) if r is not None else None
     good = [get(r, "open", "D_good") for r in (base, sft, anch)]
-    matched = matched_quality(anch.typicality, sft.typicality) if anch and sft and anch.typicality and sft.typicality else None
+    matched = quality_matched(anch.typicality, sft.typicality) if anch and sft and anch.typicality and sft.typicality else None
     drift, floor = None, [None, None]
     if anch is not None and abase is not None and anch.annotation_prior and abase.annotation_prior:
         drift = prior_drift_max(anch.annotation_prior, abase.annotation_prior)
@@ -547,7 +548,8 @@ def seed_numbers(rows, names, seed_index) -> dict:
             # gap closed over the well-formed stories alone (D_good of base, SFT, anchored)
             "gap_closed_good": gap_closed(*good) if None not in good else None,
             # quality (house format too) on the same kind of story: every prompt's samples, binned by
-            # favourite_count, each bin weighted by the anchored row's count (matched_quality)
+            # favourite_count, each bin weighted by the anchored row's count (quality_matched; each
+            # seed's own bins)
             "quality_matched_sft": matched and matched["b"], "quality_matched_anchored": matched and matched["a"]}
 
 def seed_summary(rows, prompts, names, n_seeds, derived_per_seed, n_boot, seed, prompt_type="open") -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 
 import world
 from checkpoint import pyplot, save_figure, write_atomic
-from metrics import PROMPT_TYPES, UNKNOWN, agreement_min, label_entropy, prior_drift_max, stored_D
+from metrics import MATCH_MIN_N, PROMPT_TYPES, UNKNOWN, agreement_min, label_entropy, prior_drift_max, stored_D
 
 # -----------------------------------------------------------------------------
 # summary.md
@@ -336,7 +336,7 @@ def results_markdown(size_results, study, cfg, command) -> str:
                      f"{pair('instruction_sft', 'instruction_anchored')} | {_num(seed_stat(s, 'base_agreement_min')[0])} | "
                      f"{_num(seed_stat(s, 'prior_drift_max')[0])} |")
     lines += ["", "D columns: the first seed's rows. Per-seed values: each size's headline.json.", ""]
-    lines += matched_quality_markdown(size_results)
+    lines += quality_matched_markdown(size_results)
     lines += ["### Every row at the largest size (open prompts, first seed)", "",
               "| row | D | D, unknown dropped | collapse vs base |", "|---|---|---|---|"]
     size, s = size_results[-1]
@@ -354,17 +354,19 @@ def results_markdown(size_results, study, cfg, command) -> str:
                          f"{_num(study_D(s, 'anchored_row'))} |")
     return "\n".join(lines) + "\n"
 
-def matched_quality_markdown(size_results) -> list:
-    """results.md's table of quality on the same kind of story (metrics.matched_quality, medians
+def quality_matched_markdown(size_results) -> list:
+    """results.md's table of quality on the same kind of story (metrics.quality_matched, medians
     over seeds), for the sizes whose summaries have it (none made before it: no table)."""
     sizes = [(size, s) for size, s in size_results if seed_stat(s, "quality_matched_sft")[0] is not None]
     if not sizes:
         return []
     pair = lambda s, a, b: f"{_num(seed_stat(s, a)[0])} / {_num(seed_stat(s, b)[0])}"
-    return (["### Quality on the same kind of story (well-formed, house format; median over seeds)", "",
+    return (["### Quality at matched typicality (well-formed, house format; median over seeds)", "",
              "Every prompt's samples binned by how many fields hold the SFT data's top favourite; the bins "
-             "both arms fill (>= 20 samples each), weighted like the anchored row (metrics.matched_quality).", "",
-             "| size | SFT / anchored, open prompts (as above) | SFT / anchored, matched |", "|---|---|---|"]
+             f"both arms fill (>= {MATCH_MIN_N} samples each, each seed its own), weighted like the anchored "
+             "row (metrics.quality_matched).", "",
+             "| size | SFT / anchored, open prompts (the headline's) | SFT / anchored, every prompt, matched |",
+             "|---|---|---|"]
             + [f"| {size} | {pair(s, 'quality_sft', 'quality_anchored')} | "
                f"{pair(s, 'quality_matched_sft', 'quality_matched_anchored')} |" for size, s in sizes] + [""])
 

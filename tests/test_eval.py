@@ -212,12 +212,12 @@ def test_quality_at_matched_content():
     # an anchored-like row: atypical stories, written fairly well
     anch = [story(0)] * 30 + [story(2, quality=False)] * 10 + [story(3)] * 30 + [story(4, quality=False)] * 10
     a = metrics.quality_by_typicality(anch)
-    m = metrics.matched_quality(a, t)  # only 3-4 has >= 20 of both
+    m = metrics.quality_matched(a, t)  # only 3-4 has >= 20 of both
     assert m == {"a": 0.75, "b": 0.25, "bins": ["3-4"]}
-    m = metrics.matched_quality(a, t, min_n=2)  # 0-2 too, each bin weighted by the anchored count
+    m = metrics.quality_matched(a, t, min_n=2)  # 0-2 too, each bin weighted by the anchored count
     assert m["bins"] == ["0-2", "3-4"]
     assert m["a"] == pytest.approx((40 * 0.75 + 40 * 0.75) / 80) and m["b"] == pytest.approx((40 * 0.0 + 40 * 0.25) / 80)
-    assert metrics.matched_quality(a, t, min_n=31) is None
+    assert metrics.quality_matched(a, t, min_n=31) is None
 
 def test_judged_text_cut_at_special_token():
     assert tokenizer.cut_at_special("Mia ran.<|ann|>character: fox | name: Leo") == "Mia ran."
@@ -404,7 +404,9 @@ def test_eval_diversity_end_to_end(ckpts, tmp_path):
         assert {"gap_closed_known", "collapse_ratio_known"} <= set(s["derived"][prompt_type])
     h = json.loads((out / "headline.json").read_text())
     assert h["seeds"] == 1 and len(h["gap_closed"]["per_seed"]) == 1 and "prior_drift_max" in h
-    assert "quality_matched_sft" in h and "quality_matched_anchored" in h  # None: no bin has 20 of both here
+    m = metrics.quality_matched(rows["anchored"]["typicality"], rows["sft"]["typicality"])  # the headline's rows
+    assert h["quality_matched_sft"]["per_seed"] == [m and m["b"]]
+    assert h["quality_matched_anchored"]["per_seed"] == [m and m["a"]]
     # the same seed gives the same numbers (evaluate() directly, one arm)
     s2, _ = ev.evaluate([ev.parse_arm(f"sft={ckpts['sft']}", [1.0])], num_samples=6, max_new_tokens=24,
                         n_boot=5, base_arm="sft", progress=False)

@@ -2,6 +2,8 @@
 exact, every speed trick equals its plain version, engine.py's cached batched generation equals
 GPT.generate (the plain reference), sampling is reproducible, a tiny model can learn."""
 
+import sys
+
 import pytest
 import torch
 import torch.nn as nn
@@ -586,6 +588,7 @@ def test_auto_compiles_past_the_break_even(monkeypatch, capsys):
     """compile='auto' stays eager until the process has asked for COMPILE_AFTER_ROW_TOKENS of
     decode work, on a CPU only; the decision is printed once, to stderr."""
     import engine
+    monkeypatch.setenv("CXX", sys.executable)  # a compiler as far as the rule can tell, on any machine
     monkeypatch.setattr(engine, "_planned_row_tokens", 0)
     monkeypatch.setattr(engine, "_told", False)
     n = engine.COMPILE_AFTER_ROW_TOKENS

@@ -105,12 +105,12 @@ def test_sft_curve_reads_rows_named_by_examples_seen(tmp_path):
     assert (tmp_path / "c.png").stat().st_size > 0
 
 
-def test_matched_quality_table_only_where_measured():
+def test_quality_matched_table_only_where_measured():
     stat = lambda v: {"median": v, "per_seed": [v]}
     old = {"over_seeds": {"quality_sft": stat(0.9), "quality_anchored": stat(0.6)}}  # made before the measure
     new = {"over_seeds": {"quality_sft": stat(0.9), "quality_anchored": stat(0.6),
                           "quality_matched_sft": stat(0.4), "quality_matched_anchored": stat(0.75)}}
-    assert report.matched_quality_markdown([("cpu-4l64", old)]) == []
-    lines = report.matched_quality_markdown([("cpu-4l64", old), ("cpu-4l128", new)])
+    assert report.quality_matched_markdown([("cpu-4l64", old)]) == []
+    lines = report.quality_matched_markdown([("cpu-4l64", old), ("cpu-4l128", new)])
     rows = [x for x in lines if x.startswith("| cpu-")]
     assert rows == ["| cpu-4l128 | 0.90 / 0.60 | 0.40 / 0.75 |"]

@@ -145,8 +145,9 @@ def test_compiled_and_eager_runs_resume_each_other(tiny_data_dir, tmp_path, one_
         assert losses == pytest.approx([r["loss"] for r in log_of(tmp_path / "eager") if "loss" in r], rel=1e-4)
 
 
-def test_compile_is_automatic_past_the_break_even():
+def test_compile_is_automatic_past_the_break_even(monkeypatch):
     """The rule in one place: short runs stay eager, long ones compile, and the line says why."""
+    monkeypatch.setenv("CXX", sys.executable)  # a compiler as far as the rule can tell, on any machine
     from device import COMPILE_BREAK_EVEN_ROWS, compile_pays
     rows = COMPILE_BREAK_EVEN_ROWS["cpu"]
     assert compile_pays("cpu", rows // 4 - 1, 4)[0] is False
@@ -224,6 +225,7 @@ def test_compiled_run_saves_the_raw_weights(tiny_data_dir, tmp_path, monkeypatch
     """--compile trains through the compiled wrapper (whose state dict keys start "_orig_mod.")
     but checkpoints hold the raw GPT's: the keys are plain, they are the trained weights, and
     load_model loads them. The aot_eager backend traces like inductor without C++ code generation."""
+    monkeypatch.setenv("CXX", sys.executable)  # aot_eager needs no compiler; the rule must not refuse
     import loop
     real_compile, compiled = torch.compile, []
 

@@ -1,7 +1,7 @@
-"""Quality by content from committed samples: per row, every sample binned by how many of its 9
+"""Quality by typicality from committed samples: per row, every sample binned by how many of its 9
 fields hold the SFT data's top favourite (metrics.quality_by_typicality), and the anchored and SFT
-rows compared on the same kind of story (metrics.matched_quality), per seed.
-Run from the repository root: python results/science/quality_by_content/quality_by_content.py"""
+rows compared on the same kind of story (metrics.quality_matched), per seed.
+Run from the repository root: python results/science/quality_by_typicality/quality_by_typicality.py"""
 import gzip
 import json
 import sys
@@ -34,8 +34,8 @@ for src in SOURCES:
     for sd in seeds:
         name = lambda arm: arm if sd is None else f"{arm}#{sd}"
         a, b = (metrics.quality_by_typicality(by_row[name(x)]) for x in ("anchored", "sft"))
-        m = metrics.matched_quality(a, b)
-        whole = lambda ss: sum(bool(s["quality"] and s["house"]) for s in ss) / len(ss)
+        m = metrics.quality_matched(a, b)
+        whole = lambda ss: sum(bool(s["quality"] and s["house"]) for s in ss) / max(len(ss), 1)
         out.append(f"- {sd or 'one seed'}: all samples anchored {whole(by_row[name('anchored')]):.2f} / SFT "
                    f"{whole(by_row[name('sft')]):.2f}; matched " +
                    (f"anchored {m['a']:.2f} / SFT {m['b']:.2f} over bins {', '.join(m['bins'])}" if m else "no bin with 20 of both"))
