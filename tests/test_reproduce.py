@@ -352,9 +352,10 @@ def test_device_and_dtype_reach_every_job(tmp_path):
     assert not any("--device" in cmd for cmd in auto)
 
 
-def test_plan_estimate_is_work_over_throughput(tmp_path):
+def test_plan_estimate_is_work_over_throughput(tmp_path, monkeypatch):
     """A pretraining job's expected time is its tokens / the table's tokens/s (+ start-up); an
     evaluation's is its samples / samples/s (+ start-up)."""
+    monkeypatch.setenv("CXX", sys.executable)  # a compiler as far as compile_pays can tell, on any machine
     cfg = reproduce.PRESETS["cpu"]
     cpu = plan.THROUGHPUT["cpu"]
     data_wave, pretraining, _, evaluation = reproduce.recipe(cfg, tmp_path)
