@@ -171,12 +171,12 @@ def make_replay_examples(n, seed):
                     "constraints": constraints})
     return out
 
-def make_pretrain_mix(n, options, base_format):
+def make_pretrain_mix(n, meta, base_format):
     """The first n documents of the base's pretraining train split, as examples in the base's own
     format (plain or annotated): data.py's generator rerun from the dataset's seed rebuilds them
-    exactly, so no shard is read back into text. encode_example trains every token of them."""
-    n_val = max(1, int(options["n_stories"] * options["val_frac"]))  # data.build_dataset's split
-    n_train = options["n_stories"] - n_val
+    exactly, so no shard is read back into text. meta: the dataset's meta.json (its options and
+    split sizes). encode_example trains every token of them."""
+    options, n_val, n_train = meta["options"], meta["n_docs"]["val"], meta["n_docs"]["train"]
     if n > n_train:
         raise SystemExit(f"error: --pretrain_mix asks for {n:,} pretraining documents; the dataset has {n_train:,}")
     docs = data.generate_pretraining_docs(n_val + n, options["seed"], options["noise"], progress=False)[n_val:]
@@ -265,7 +265,7 @@ def sft(cfg, d, source, start=None):
     if cfg.replay:
         train_ex = train_ex + make_replay_examples(round(cfg.replay * n_sft), cfg.seed + 7)
     if cfg.pretrain_mix:
-        train_ex = train_ex + make_pretrain_mix(round(cfg.pretrain_mix * n_sft), meta["options"], base_format)
+        train_ex = train_ex + make_pretrain_mix(round(cfg.pretrain_mix * n_sft), meta, base_format)
     x, y = pack_examples(enc, train_ex, cfg.format, block_size)
     val_x, val_y = pack_examples(enc, val_ex, cfg.format, block_size)
     train_rows = PackedRows(x, y, cfg.seed)

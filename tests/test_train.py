@@ -307,15 +307,15 @@ def test_pretrain_mix_replays_the_bases_own_documents_every_token_trained(tiny_d
     enc = tokenizer.load_tokenizer(str(tiny_data_dir))
     meta = data.read_meta(str(tiny_data_dir))
     shard = np.fromfile(tiny_data_dir / "pretrain_annotated_train.bin", dtype=np.uint16)
-    docs = sft.make_pretrain_mix(3, meta["options"], "annotated")
+    docs = sft.make_pretrain_mix(3, meta, "annotated")
     ids = [t for ex in docs for t in tokenizer.encode_example(enc, ex, ex["format"])[0]]
     assert shard[:len(ids)].tolist() == ids  # the train split's first documents, token for token
     x, y = sft.pack_examples(enc, docs, "anchored", block_size=512)  # its own format, not the SFT one
     assert int((y != -1).sum()) == len(ids) - len(docs)  # every token but each <|bos|> is a target
-    plain = sft.make_pretrain_mix(1, meta["options"], "plain")[0]
+    plain = sft.make_pretrain_mix(1, meta, "plain")[0]
     assert plain["annotation"] is None and plain["story"] == docs[0]["story"]
     with pytest.raises(SystemExit, match="pretraining documents"):
-        sft.make_pretrain_mix(10**6, meta["options"], "annotated")
+        sft.make_pretrain_mix(10**6, meta, "annotated")
 
 
 def test_an_sft_run_with_the_pretrain_mix_trains_on_both(tiny_base_dirs, tmp_path, capsys, one_thread):
