@@ -135,22 +135,30 @@ def cpu_compiler():
     return cxx if shutil.which(cxx) else None
 
 
+NO_COMPILER = "no C++ compiler for torch.compile on this CPU ($CXX or g++)"
+
+
+def can_compile(device_type):
+    """Can torch.compile run here? Everywhere but on a CPU without a C++ compiler (cpu_compiler)."""
+    return device_type != "cpu" or cpu_compiler() is not None
+
+
 def compile_pays(device, steps, rows_per_step, requested="auto"):
     """Whether a run of `steps` more optimizer steps of `rows_per_step` rows should torch.compile
     its model ("auto": when it pays for its compile time, by COMPILE_BREAK_EVEN_ROWS, and on a CPU
     only with a C++ compiler; "on" / "off" as asked, "on" exiting on a CPU without one) ->
     (compile?, the start-up line that says why)."""
-    rows = COMPILE_BREAK_EVEN_ROWS.get(device.split(":")[0])
+    device_type = device.split(":")[0]
+    rows = COMPILE_BREAK_EVEN_ROWS.get(device_type)
     pays = f"pays for itself after ~{-(-rows // rows_per_step):,} steps" if rows else f"not measured on {device}"
-    if requested == "on" and device.split(":")[0] == "cpu" and cpu_compiler() is None:
-        raise SystemExit("error: --compile on: no C++ compiler for torch.compile on this CPU ($CXX or g++); "
-                         "install one or use --compile off")
+    if requested == "on" and not can_compile(device_type):
+        raise SystemExit(f"error: --compile on: {NO_COMPILER}; install one or use --compile off")
     if requested in ("on", "off"):
         return requested == "on", f"{'compiling' if requested == 'on' else 'not compiling'} (--compile {requested}): {pays}"
     if requested != "auto":
         raise ValueError(f"compile={requested!r} is not one of auto, on, off")
-    if device.split(":")[0] == "cpu" and cpu_compiler() is None:
-        return False, "not compiling: no C++ compiler for torch.compile on this CPU ($CXX or g++); staying eager"
+    if not can_compile(device_type):
+        return False, f"not compiling: {NO_COMPILER}; staying eager"
     if rows is not None and steps * rows_per_step >= rows:
         return True, f"compiling: {pays} (this run: {steps:,}; --compile off to skip)"
     return False, f"not compiling: {pays}" + (f", this run has {steps:,}" if rows else "") + " (--compile on to force it)"

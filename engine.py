@@ -33,7 +33,7 @@ import sys
 import torch
 from torch.nn import functional as F
 
-from device import autocast, cpu_compiler
+from device import NO_COMPILER, autocast, can_compile
 from model import document_causal_mask, document_layout
 
 
@@ -214,18 +214,17 @@ def use_compiled(compile, device_type, rows, new_tokens):
     """The one rule: does this generate call run its decode steps through the compiled
     decode_step? compile: "on", "off", or "auto" = on a CPU, once this process's decode work
     (this call's included) reaches COMPILE_AFTER_ROW_TOKENS, where the compile would have paid
-    for itself and a C++ compiler is there (device.cpu_compiler; without one, "on" exits; on a GPU
+    for itself and a C++ compiler is there (device.can_compile; without one, "on" exits; on a GPU
     auto stays eager: not measured there). The decision to compile, or not to for want of a
     compiler, is printed once."""
     global _planned_row_tokens, _told
-    if compile == "on" and device_type == "cpu" and cpu_compiler() is None:
-        raise SystemExit("error: --compile_sampling on: no C++ compiler for torch.compile on this CPU "
-                         "($CXX or g++); install one or use --compile_sampling off")
+    if compile == "on" and not can_compile(device_type):
+        raise SystemExit(f"error: --compile_sampling on: {NO_COMPILER}; install one or use --compile_sampling off")
     _planned_row_tokens += rows * new_tokens
     due = compile == "auto" and device_type == "cpu" and _planned_row_tokens >= COMPILE_AFTER_ROW_TOKENS
-    if due and cpu_compiler() is None:
+    if due and not can_compile(device_type):
         if not _told:
-            print("engine: decode steps stay eager (auto: no C++ compiler for torch.compile on this CPU)", file=sys.stderr)
+            print(f"engine: decode steps stay eager (auto: {NO_COMPILER})", file=sys.stderr)
             _told = True
         return False
     on = compile == "on" or due
