@@ -9,13 +9,11 @@ from collections import defaultdict
 
 sys.path.insert(0, ".")
 import metrics  # noqa: E402
+import report  # noqa: E402
 
 SOURCES = ["results/cpu-2026-12-02/cpu-4l64", "results/cpu-2026-12-02/cpu-4l96", "results/cpu-2026-12-02/cpu-4l128", "results/cpu-top/cpu-4l128",
            "results/cpu/cpu-4l64", "results/cpu/cpu-4l96", "results/cpu/cpu-4l128"]
 ROWS = ["base", "base_annotated", "sft", "anchored", "anchored_replay", "anchored_pinned", "anchored_plain_base"]
-
-def cell(b):
-    return "-" if not b["n"] else f"{b['quality']:.2f} / {b['quality_and_house']:.2f} ({b['n']})"
 
 out = []
 for src in SOURCES:
@@ -23,13 +21,11 @@ for src in SOURCES:
     for line in gzip.open(f"{src}/samples.jsonl.gz", "rt"):
         r = json.loads(line)
         by_row[r["row"]].append(r)
-    out += [f"### {src}\n", "| row (seeds pooled) | " + " | ".join(f"{lo}-{hi} favourites" for lo, hi in metrics.TYPICALITY_BINS) + " |",
-            "|---|" + "---|" * len(metrics.TYPICALITY_BINS)]
-    for arm in ROWS:
-        samples = [s for name, ss in by_row.items() if name.split("#")[0] == arm for s in ss]
-        if samples:
-            out.append(f"| {arm} | " + " | ".join(cell(b) for b in metrics.quality_by_typicality(samples)) + " |")
-    out.append("\nwell-formed / also in the house format (n); matched (house format too, bins with >= 20 of both, "
+    pooled = [{"row": f"{arm} (seeds pooled)", "typicality": metrics.quality_by_typicality(samples)}
+              for arm in ROWS for samples in [[s for name, ss in by_row.items() if name.split("#")[0] == arm for s in ss]]
+              if samples]
+    out += [f"### {src}\n"] + report.typicality_markdown({"rows": pooled})
+    out.append("matched (house format too, bins with >= 20 of both, "
                "weighted by the anchored counts), per seed:\n")
     seeds = sorted({n.split("#")[1] for n in by_row if n.startswith("sft#")}) or [None]
     for sd in seeds:
