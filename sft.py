@@ -228,14 +228,19 @@ class PackedRows:
         return self.x[idx], self.y[idx]
 
 @torch.no_grad()
-def refresh_embeddings(model, ids):
-    """Start the embeddings of tokens that were dead in pretraining afresh, at the init's scale. A dead
-    token's row was never a target, only pushed away from every hidden state (tied weights), so all
-    dead rows point one way; SFT lifting one of them (a title word) would lift the others with it
-    (raw bytes: broken UTF-8). Fresh rows make each token learned on its own. -> how many."""
-    if ids:
-        model.wte.weight[list(ids)] = torch.randn(len(ids), model.config.n_embd) * 0.02
-    return len(ids)
+def start_embeddings(model, fresh, unseen):
+    """The embeddings of tokens pretraining never used, as SFT starts; -> (how many fresh, how many
+    zeroed). A dead token's row was never trained, only shrunk by weight decay: a random vector.
+    fresh: dead tokens the SFT targets use (the house format's title words): new rows at the init's
+    scale, learned from here. unseen: dead tokens no SFT row holds either (bytes a held-out prompt
+    may still carry, the ' of "I'd"): zero rows, so the model reads them as nothing, never as the
+    random vector their init left (RMSNorm would scale it up to a full-size input). No training
+    row reaches them, so they stay zero."""
+    if fresh:
+        model.wte.weight[list(fresh)] = torch.randn(len(fresh), model.config.n_embd) * 0.02
+    if unseen:
+        model.wte.weight[list(unseen)] = 0.0
+    return len(fresh), len(unseen)
 
 # -----------------------------------------------------------------------------
 # Which base may be post-trained how
@@ -278,16 +283,19 @@ def sft(cfg, d, source, start=None):
     base_dead = source["model_args"].get("dead_tokens", ())
     sft_targets = np.concatenate([y[y >= 0].numpy(), val_y[val_y >= 0].numpy()])
     dead = tuple(sorted(set(base_dead) & set(dead_tokens(enc.n_vocab, sft_targets))))
+    unseen = sorted(set(dead) & set(dead_tokens(enc.n_vocab, x.numpy(), val_x.numpy(), sft_targets)))
     torch.manual_seed(cfg.seed + d.rank)
     model = GPT(GPTConfig(**{**source["model_args"], "dead_tokens": dead}))
     model.load_state_dict(source["model"])
-    revived = refresh_embeddings(model, sorted(set(base_dead) - set(dead)))
+    if start is None:  # a resumed run's rows are already set
+        n_fresh, n_zero = start_embeddings(model, sorted(set(base_dead) - set(dead)), unseen)
     model.to(d.device)
     if d.master:
         n_targets = int((y != -1).sum())
         steps_per_epoch = len(x) / rows_per_step(cfg, d.world_size)
-        if revived:
-            print(f"{revived} tokens no pretraining document uses are SFT targets: fresh embeddings for them")
+        if start is None and n_fresh + n_zero:
+            print(f"of the tokens no pretraining document uses, {n_fresh} are SFT targets (fresh embeddings) "
+                  f"and {n_zero} occur in no SFT row either (zero embeddings: read as nothing)")
         print(f"SFT ({cfg.format}) of {cfg.init_from} ({base_format} base): "
               f"{len(train_ex):,} examples in {len(x):,} rows of {block_size} "
               f"({n_targets:,} target tokens, {(y != -1).float().mean():.0%} of the row slots); "

@@ -66,7 +66,26 @@ def test_sft_revives_its_targets_with_fresh_embeddings(tiny_base_dirs, tiny_sft_
     # a revived row starts afresh: it is no longer the base's row
     r = sorted(revived)[0]
     assert not torch.equal(base.wte.weight[r], tuned.wte.weight[r])
-    assert sft.refresh_embeddings(tuned, []) == 0
+    assert sft.start_embeddings(tuned, [], []) == (0, 0)
+
+
+def test_sft_zeroes_the_embeddings_of_tokens_no_row_holds(tiny_base_dirs, tiny_sft_dirs, tiny_data_dir):
+    """A token neither pretraining nor SFT ever shows the model reads as a zero vector after SFT (and
+    stays one through training); a token the SFT prompts hold as input only keeps a trained row."""
+    base, _, _ = load_model(tiny_base_dirs["annotated"])
+    tuned, _, _ = load_model(tiny_sft_dirs["anchored"])
+    enc = load_tokenizer(tiny_data_dir)
+    held = set()
+    for split in ("train", "val"):
+        examples = [json.loads(ln) for ln in (tiny_data_dir / f"sft_{split}.jsonl").read_text().splitlines()]
+        x, y = sft.pack_examples(enc, examples, "anchored", 512)
+        held |= set(np.unique(x.numpy()).tolist()) | set(np.unique(y[y >= 0].numpy()).tolist())
+    unseen = sorted(set(base.config.dead_tokens) - held)
+    input_only = sorted(set(tuned.config.dead_tokens) & held)
+    assert 200 in unseen and input_only  # a raw byte; <|user|> is read, never predicted
+    assert base.wte.weight[unseen].abs().sum() > 0  # the base's rows: its init, decayed
+    assert tuned.wte.weight[unseen].abs().sum() == 0
+    assert (tuned.wte.weight[input_only].abs().sum(dim=1) > 0).all()
 
 
 def test_broken_text_and_annotation_parse():
