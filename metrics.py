@@ -262,6 +262,7 @@ def prompt_metrics(samples, constraints) -> dict:
     unknown = {f: sum(s["labels"][f] is None for s in samples) / k for f in free}
     good = [bool(s["quality"]) for s in samples]  # well-formed stories (house format not required)
     ok = [all(s["labels"][f] == v for f, v in constraints.items()) for s in samples]  # obeys the prompt
+    anns = [annotation_fields(s["annotation"]) for s in samples if s.get("annotation") is not None]
     n_distinct = distinct(tuple(s["labels"][f] for f in free) for s in samples)
     d_known = d_of([True] * k, True)
     return {
@@ -286,6 +287,10 @@ def prompt_metrics(samples, constraints) -> dict:
         "house_format": sum(s["house"] for s in samples) / k,
         "quality_and_house": sum(s["quality"] and s["house"] for s in samples) / k,
         "instruction_following": (sum(ok) / k) if constraints else None,
+        # of the samples' own annotations, the share holding every value the prompt pins: where an
+        # anchored row's instruction following is lost, in the annotation or after it
+        "annotation_carries": (sum(all(a.get(f) == v for f, v in constraints.items()) for a in anns) / len(anns)
+                               if constraints and anns else None),
         "words": sum(s["words"] for s in samples) / k,
         "finished": sum(s.get("finished", True) for s in samples) / k,
         # share of stories that ended at <|eos|>, not at another special token (None: reference rows)
@@ -297,7 +302,7 @@ def prompt_metrics(samples, constraints) -> dict:
     }
 
 AVERAGED = ("D_good", "n_good", "broken_text", "D_compliant", "unknown_share", "distinct_frac", "quality",
-            "house_format", "quality_and_house", "instruction_following", "words", "finished", "eos_stop",
+            "house_format", "quality_and_house", "instruction_following", "annotation_carries", "words", "finished", "eos_stop",
             "annotation_agreement", "annotation_valid")
 
 def prompt_type_metrics(per_prompt: list, d: float, d_known: float) -> dict:

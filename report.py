@@ -53,13 +53,17 @@ def prompt_type_markdown(summary, prompt_type) -> list:
     head = ("| row | fmt | T | D (bits) | D known | D good (n) | collapse [95% CI] | distinct/K | quality | house fmt "
             "| unknown | broken text | ann. parses | gate min |")
     sep = "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    carries = prompt_type == "constrained" and any("annotation_carries" in r["by_kind"][prompt_type] for r in rows)
     if prompt_type == "constrained":
         head, sep = head + " instr. follow | D compliant |", sep + "---|---|"
+    if carries:  # summaries from before the measure have no column for it
+        head, sep = head + " ann. carries |", sep + "---|"
     return ([f"**{prompt_type} prompts**\n", head, sep]
-            + [_row_line(r, prompt_type, coll.get(r["row"])) for r in rows] + [""])
+            + [_row_line(r, prompt_type, coll.get(r["row"]), carries) for r in rows] + [""])
 
-def _row_line(r, prompt_type, c) -> str:
-    # one row's line of prompt_type_markdown; c: its collapse {"value", "ci95"} (None: the base row itself)
+def _row_line(r, prompt_type, c, carries=False) -> str:
+    # one row's line of prompt_type_markdown; c: its collapse {"value", "ci95"} (None: the base row
+    # itself); carries: add the annotation_carries column
     m = r["by_kind"][prompt_type]
     cs = f"{_num(c['value'])} [{_num(c['ci95'][0])}, {_num(c['ci95'][1])}]" if c else "-"
     t = "-" if r["temperature"] is None else f"{r['temperature']:g}"
@@ -70,6 +74,8 @@ def _row_line(r, prompt_type, c) -> str:
             f"| {_num(m['unknown_share'])} | {_num(m.get('broken_text'))} | {_num(m['annotation_valid'])} | {_num(gate)} |")
     if prompt_type == "constrained":
         line += f" {_num(m['instruction_following'])} | {_num(m.get('D_compliant'))} |"
+    if carries:
+        line += f" {_num(m.get('annotation_carries'))} |"
     return line
 
 def field_entropy_markdown(summary) -> list:

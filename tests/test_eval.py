@@ -143,6 +143,14 @@ def test_unknown_dropped_and_compliant():
     # known: only name has known labels (Leo, Mia, Ava, Ava: 1.5 bits); the rest are all unknown -> left out
     assert m["D_known"] == 1.5
     assert metrics.prompt_metrics(rows, {})["D_compliant"] is None
+    assert m["annotation_carries"] is None  # no annotations
+    # the annotation carried the constraint in 3 of 4 samples; the story then followed it in 2 of those
+    for s, ann in zip(rows, ["character: dragon | name: Leo", "character: dragon | name: Mia",
+                             "character: dragon | name: Ava", "character: fox"]):
+        s["annotation"] = ann
+    m = metrics.prompt_metrics(rows, {"character": "dragon"})
+    assert m["annotation_carries"] == 0.75 and m["instruction_following"] == 0.5
+    assert metrics.prompt_metrics(rows, {})["annotation_carries"] is None  # an open prompt pins nothing
 
 def test_seed_bootstrap_ci():
     # constant samples within seed: only the seeds vary. Median of 3 draws from {1, 2, 3}: the 2.5%
@@ -390,7 +398,9 @@ def test_eval_diversity_end_to_end(ckpts, tmp_path):
     assert all(s["annotation"] for s in samples if s["row"] in ("anchored", "base"))
     md = (out / "summary.md").read_text()
     assert "| anchored |" in md and "gate: annotation agreement" in md and "annotation prior" in md
-    assert "quality by typicality" in md
+    assert "quality by typicality" in md and "ann. carries" in md
+    assert rows["sft_data"]["by_kind"]["constrained"]["annotation_carries"] == 1.0  # its true annotations
+    assert rows["sft"]["by_kind"]["constrained"]["annotation_carries"] is None
     # every row is binned by content; the bins hold every one of its samples
     n_samples = {"base": 6, "base_plain": 6, "pretrain_data": 6}
     for name, row in rows.items():
