@@ -71,13 +71,14 @@ PRESETS = {
     # largest, the study at the smallest. Every other row's story at one declared setting: top-p 0.9
     # and no 8-token run written twice (the shortest run the clean stories almost never repeat, and
     # the small models' commonest defect is a sentence copied: results/README.md). SFT: one epoch of the
-    # first 10,000 SFT examples (half cpu-top's), so the ladder plans ~102 minutes
+    # first 10,000 SFT examples (half cpu-top's), so the ladder plans ~102 minutes, at the peak LR the
+    # SFT validation loss picks for both arms (1e-3 of 1e-4 / 3e-4 / 6e-4 / 1e-3, results/README.md)
     "cpu": dict(
         data_flags=[], sizes=["cpu-4l64", "cpu-4l96", "cpu-4l128"], pretrain_iters={}, sft_iters=None,
         sft_seeds=[0, 1, 2], full_sizes=["cpu-4l128"], replay=True, num_samples=100,
         temperatures=[0.6, 0.8, 1.0, 1.1], sweep_sampling=":top_p=1.0:no_repeat_ngram=0",
         study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-4l64", ablation_sizes=["cpu-4l128"], ablations=["plain_base"],
-        extra_pretrain=[], extra_sft=["--n_sft_examples", "10000"],
+        extra_pretrain=[], extra_sft=["--n_sft_examples", "10000", "--lr", "1e-3"],
         extra_eval=["--threads", "1", "--top_p", "0.9", "--no_repeat_ngram", "8"], jobs=2),
     # the largest CPU size alone: bases at 21 slots per parameter, 3 SFT seeds of the paper's arms,
     # the replay extra (one seed), the temperature frontier (the first seed, plain sampling:
