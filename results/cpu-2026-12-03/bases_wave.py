@@ -1,4 +1,4 @@
-"""The record of how this run's bases were made (run from the repository root: python results/cpu/bases_wave.py PID).
+"""The record of how this run's bases were made (run from the repository root: python results/cpu-2026-12-03/bases_wave.py PID).
 Run wave 1 of the cpu preset's recipe (the bases) by jobs.run_job, the 4L/128 bases excepted:
 those were trained by the same commands outside reproduce.py and are marked done here with the
 seconds their logs record. Worker 2 starts when the 4L/128 plain base's process has exited."""

@@ -12,7 +12,7 @@ import metrics  # noqa: E402
 import report  # noqa: E402
 
 SOURCES = ["results/cpu-2026-12-02/cpu-4l64", "results/cpu-2026-12-02/cpu-4l96", "results/cpu-2026-12-02/cpu-4l128", "results/cpu-top/cpu-4l128",
-           "results/cpu/cpu-4l64", "results/cpu/cpu-4l96", "results/cpu/cpu-4l128"]
+           "results/cpu-2026-12-03/cpu-4l64", "results/cpu-2026-12-03/cpu-4l96", "results/cpu-2026-12-03/cpu-4l128"]
 ROWS = ["base", "base_annotated", "sft", "anchored", "anchored_replay", "anchored_pinned", "anchored_plain_base"]
 
 out = []
