@@ -1,7 +1,11 @@
 """
 How reproduce.py runs a job of its recipe: a job is an ordinary command and the folder it fills.
 
-- done: the folder's .job.json records this exact command and its seconds: skipped;
+- done: the folder's .job.json records this exact command and its seconds, and was written after
+  the markers of the folders the job reads (`reads`: its data, the checkpoints it starts from or
+  evaluates), as make compares a target with its sources: skipped;
+- done, but a folder it reads was rebuilt since (a base trained again, an SFT run of another
+  command): it runs again, in a clean folder;
 - stopped half way (the marker records the command but no seconds): a training job with a
   checkpoint continues from it (--resume; the checkpoint holds its config), any other starts over
   in a clean folder (data.py checks its own folder);
@@ -31,8 +35,9 @@ from checkpoint import write_atomic
 PY = sys.executable
 
 # name: what progress lines and run.json call it; cmd: an ordinary command line (printed, so a
-# student can type it); out_dir: the folder the command fills (its .job.json marks it done)
-Job = namedtuple("Job", "name cmd out_dir")
+# student can type it); out_dir: the folder the command fills (its .job.json marks it done); reads:
+# the out_dirs of the jobs whose output it reads
+Job = namedtuple("Job", "name cmd out_dir reads", defaults=((),))
 
 MARKER, OLD_MARKER = ".job.json", ".stage.json"  # OLD_MARKER: what an older reproduce.py wrote
 
@@ -56,6 +61,20 @@ def read_marker(out_dir):
     return {}
 
 
+def marked_at(out_dir):
+    """When a folder's marker was last written (its mtime), or None if it has none."""
+    for name in (MARKER, OLD_MARKER):
+        with contextlib.suppress(FileNotFoundError):
+            return (Path(out_dir) / name).stat().st_mtime
+    return None
+
+
+def rebuilt_since(job):
+    """The folders job reads whose marker is newer than job's own: rebuilt after job last ran."""
+    mine = marked_at(job.out_dir)
+    return [str(d) for d in job.reads if mine is not None and (marked_at(d) or 0) > mine]
+
+
 def run_job(job, timings, threads=None):
     """Run a job unless its marker says this exact command finished there. With `threads` set, the
     job gets that many CPU threads and writes its output to <out_dir>/job.log (jobs side by side
@@ -63,11 +82,14 @@ def run_job(job, timings, threads=None):
     if STOPPING.is_set():  # Ctrl-C: start nothing new
         return
     out_dir, cmd, h = Path(job.out_dir), job.cmd, job_hash(job.cmd)
-    done = read_marker(out_dir)
-    if done.get("hash") == h and "seconds" in done:
+    done, rebuilt = read_marker(out_dir), rebuilt_since(job)
+    if done.get("hash") == h and "seconds" in done and not rebuilt:
         print(f"[skip] {job.name}: done already ({out_dir})")
         timings[job.name] = {"seconds": done["seconds"], "skipped": True}
         return
+    if rebuilt:
+        print(f"[again] {job.name}: {', '.join(rebuilt)} rebuilt since it ran")
+        done = {}
     script = Path(cmd[1]).name
     if done.get("hash") == h and script in ("pretrain.py", "sft.py") and (out_dir / "ckpt.pt").exists():
         cmd = [PY, cmd[1], "--resume", "--out_dir", str(out_dir)]  # the checkpoint holds the config

@@ -302,8 +302,8 @@ def prompt_metrics(samples, constraints) -> dict:
     }
 
 AVERAGED = ("D_good", "n_good", "broken_text", "D_compliant", "unknown_share", "distinct_frac", "quality",
-            "house_format", "quality_and_house", "instruction_following", "annotation_carries", "words", "finished", "eos_stop",
-            "annotation_agreement", "annotation_valid")
+            "house_format", "quality_and_house", "instruction_following", "annotation_carries", "words", "finished",
+            "eos_stop", "annotation_agreement", "annotation_valid")
 
 def prompt_type_metrics(per_prompt: list, d: float, d_known: float) -> dict:
     """The numbers of one prompt type (open or constrained): D and D_known as diversity() gives them

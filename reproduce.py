@@ -137,13 +137,13 @@ def pretrain(size, annotations, runs, cfg):
            "--annotations" if annotations else "--no-annotations", *cfg["extra_pretrain"],
            *(["--max_iters", str(cfg["pretrain_iters"][size])] if size in cfg["pretrain_iters"] else []),
            *(["--compile"] if size in cfg.get("compile_sizes", ()) else [])]
-    return Job(f"pretrain {size} {tag}", cmd, out_dir)
+    return Job(f"pretrain {size} {tag}", cmd, out_dir, (runs / "data",))
 
 
 def sft(name, base_dir, format, out_dir, cfg, *extra):
     iters = [] if cfg.get("sft_iters") is None else ["--max_iters", str(cfg["sft_iters"])]
     return Job(name, [PY, "sft.py", "--init_from", str(base_dir), "--format", format, "--out_dir", str(out_dir),
-                        *iters, *cfg["extra_sft"], *extra], out_dir)
+                        *iters, *cfg["extra_sft"], *extra], out_dir, (base_dir,))
 
 
 def evaluate(name, arms, out_dir, cfg, *extra):
@@ -152,7 +152,8 @@ def evaluate(name, arms, out_dir, cfg, *extra):
     cmd = [PY, "eval_diversity.py", "--ckpts", *specs, "--num_samples", str(cfg["num_samples"]),
            "--out", str(out_dir), "--base_arm", "base",
            *(["--annotated_base_arm", "base_annotated"] if "base_annotated" in arms else []), *cfg["extra_eval"], *extra]
-    return Job(name, cmd, out_dir)
+    checkpoints = sorted({str(spec).split(":")[0] for seeds in arms.values() for spec in seeds})  # less the :options
+    return Job(name, cmd, out_dir, tuple(Path(c) for c in checkpoints))
 
 
 def post_training(size, runs, cfg, ablations):

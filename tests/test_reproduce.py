@@ -56,6 +56,39 @@ def test_job_runs_once_per_command(tmp_path):
     assert json.loads((job.out_dir / ".job.json").read_text())["cmd"].endswith("changed")
 
 
+def test_a_job_runs_again_when_a_folder_it_reads_is_rebuilt(tmp_path):
+    """An evaluation of checkpoints that were trained again since is not done: it runs again, in a
+    clean folder (as make rebuilds a target older than its sources); rebuilt or not, nothing else."""
+    upstream, _ = counting_job(tmp_path / "a")
+    (tmp_path / "a").mkdir()
+    job, counter = counting_job(tmp_path / "b")
+    job = job._replace(reads=(upstream.out_dir,))
+    timings = {}
+    jobs.run_job(upstream, timings)
+    jobs.run_job(job, timings)
+    jobs.run_job(job, timings)  # nothing it reads changed: skipped
+    assert counter.read_text() == "1" and timings["count"].get("skipped")
+    (job.out_dir / "old_output.txt").write_text("from the old checkpoints")
+    changed = upstream._replace(cmd=[*upstream.cmd, "changed"])
+    jobs.run_job(changed, timings)  # the upstream job runs again under another command
+    assert jobs.rebuilt_since(job) == [str(upstream.out_dir)]
+    jobs.run_job(job, timings)
+    assert counter.read_text() == "2" and not (job.out_dir / "old_output.txt").exists()
+    jobs.run_job(job, timings)  # and then it is done again
+    assert counter.read_text() == "2" and jobs.rebuilt_since(job) == []
+
+
+def test_reproduce_jobs_read_the_folders_of_the_jobs_before_them():
+    data, bases, post, evals = reproduce.recipe(reproduce.PRESETS["cpu"], "runs/x")
+    made = {j.out_dir for wave in (data, bases, post) for j in wave}
+    for wave, before in ((bases, data), (post, bases), (evals, bases + post)):
+        for job in wave:
+            assert job.reads and set(job.reads) <= {j.out_dir for j in before}, job.name
+    sft0 = next(j for j in post if j.name == "sft cpu-4l128 anchored seed 0")
+    ev = next(j for j in evals if j.name == "eval cpu-4l128")
+    assert sft0.out_dir in ev.reads and set(ev.reads) <= made  # the sweep's :options stripped
+
+
 def test_a_job_done_under_the_old_marker_name_stays_done(tmp_path):
     """A runs/ folder from an older reproduce.py marks its jobs with .stage.json: one that records
     this command as done is skipped; a job that runs there writes .job.json only."""
