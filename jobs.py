@@ -1,11 +1,13 @@
 """
 How reproduce.py runs a job of its recipe: a job is an ordinary command and the folder it fills.
 
-- done: the folder's .job.json records this exact command and its seconds, and was written after
-  the markers of the folders the job reads (`reads`: its data, the checkpoints it starts from or
-  evaluates), as make compares a target with its sources: skipped;
-- done, but a folder it reads was rebuilt since (a base trained again, an SFT run of another
-  command): it runs again, in a clean folder;
+- done: the folder's .job.json records this exact command and its seconds, and the commands of
+  the jobs whose folders it reads (`reads`: its data, the checkpoints it starts from or
+  evaluates) are the ones it ran on: skipped;
+- done, but a folder it reads now holds another command's output (an SFT run at another LR): it
+  runs again, in a clean folder. A job rerun by the same command counts as the same output (the
+  rule every skip rests on), so a folder retrained by hand under the same command needs the
+  folders that read it removed by hand;
 - stopped half way (the marker records the command but no seconds): a training job with a
   checkpoint continues from it (--resume; the checkpoint holds its config), any other starts over
   in a clean folder (data.py checks its own folder);
@@ -61,18 +63,16 @@ def read_marker(out_dir):
     return {}
 
 
-def marked_at(out_dir):
-    """When a folder's marker was last written (its mtime), or None if it has none."""
-    for name in (MARKER, OLD_MARKER):
-        with contextlib.suppress(FileNotFoundError):
-            return (Path(out_dir) / name).stat().st_mtime
-    return None
+def read_hashes(job):
+    """{folder: the command hash its marker records} for each folder job reads (None: no marker)."""
+    return {str(d): read_marker(d).get("hash") for d in job.reads}
 
 
-def rebuilt_since(job):
-    """The folders job reads whose marker is newer than job's own: rebuilt after job last ran."""
-    mine = marked_at(job.out_dir)
-    return [str(d) for d in job.reads if mine is not None and (marked_at(d) or 0) > mine]
+def changed_inputs(job, done):
+    """The folders job reads whose command differs from the one recorded when job finished (done:
+    its marker; one written before this record existed records none, and counts as current)."""
+    ran_on = done.get("reads", {})
+    return [d for d, h in read_hashes(job).items() if d in ran_on and ran_on[d] != h]
 
 
 def run_job(job, timings, threads=None):
@@ -82,13 +82,14 @@ def run_job(job, timings, threads=None):
     if STOPPING.is_set():  # Ctrl-C: start nothing new
         return
     out_dir, cmd, h = Path(job.out_dir), job.cmd, job_hash(job.cmd)
-    done, rebuilt = read_marker(out_dir), rebuilt_since(job)
-    if done.get("hash") == h and "seconds" in done and not rebuilt:
+    done = read_marker(out_dir)
+    changed = changed_inputs(job, done)
+    if done.get("hash") == h and "seconds" in done and not changed:
         print(f"[skip] {job.name}: done already ({out_dir})")
         timings[job.name] = {"seconds": done["seconds"], "skipped": True}
         return
-    if rebuilt:
-        print(f"[again] {job.name}: {', '.join(rebuilt)} rebuilt since it ran")
+    if changed:
+        print(f"[again] {job.name}: {', '.join(changed)} now holds another command's output")
         done = {}
     script = Path(cmd[1]).name
     if done.get("hash") == h and script in ("pretrain.py", "sft.py") and (out_dir / "ckpt.pt").exists():
@@ -115,7 +116,8 @@ def run_job(job, timings, threads=None):
         raise SystemExit(f"error: job '{job.name}' failed" + (f"; see {out_dir / 'job.log'}" if log else ""))
     seconds = round(time.time() - t0, 1)
     timings[job.name] = {"seconds": seconds}
-    write_atomic(marker, json.dumps({"hash": h, "cmd": shlex.join(job.cmd), "seconds": seconds}))
+    write_atomic(marker, json.dumps({"hash": h, "cmd": shlex.join(job.cmd), "seconds": seconds,
+                                     "reads": read_hashes(job)}))
     print(f"[done] {job.name} in {seconds:.0f} s", flush=True)
 
 
