@@ -1,0 +1,3 @@
+# The cpu preset's evaluations of its 4L/96 and 4L/64 rungs at SFT LR 1e-3 (reproduce.py --plan's commands, other --out).
+python eval_diversity.py --ckpts base=runs/cpu/cpu-4l96/base_plain base_annotated=runs/cpu/cpu-4l96/base_ann sft=runs/cpu/cpu-4l96/sft_standard anchored=runs/cpu/cpu-4l96/sft_anchored --num_samples 100 --out runs/lr3/eval_4l96 --base_arm base --annotated_base_arm base_annotated --threads 1 --top_p 0.9 --no_repeat_ngram 8
+python eval_diversity.py --ckpts base=runs/cpu/cpu-4l64/base_plain base_annotated=runs/cpu/cpu-4l64/base_ann sft=runs/cpu/cpu-4l64/sft_standard anchored=runs/cpu/cpu-4l64/sft_anchored --num_samples 100 --out runs/lr3/eval_4l64 --base_arm base --annotated_base_arm base_annotated --threads 1 --top_p 0.9 --no_repeat_ngram 8
