@@ -76,9 +76,9 @@ def changed_inputs(job, done):
 
 
 def run_job(job, timings, threads=None):
-    """Run a job unless its marker says this exact command finished there. With `threads` set, the
-    job gets that many CPU threads and writes its output to <out_dir>/job.log (jobs side by side
-    would garble one terminal)."""
+    """Run a job unless its marker says this exact command finished there, on what the folders it
+    reads hold now (the module docstring's rules). With `threads` set, the job gets that many CPU
+    threads and writes its output to <out_dir>/job.log (jobs side by side would garble one terminal)."""
     if STOPPING.is_set():  # Ctrl-C: start nothing new
         return
     out_dir, cmd, h = Path(job.out_dir), job.cmd, job_hash(job.cmd)
