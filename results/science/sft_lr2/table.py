@@ -34,3 +34,21 @@ for name, arm, lr, run, sft_row in (("anchored (paper-literal)", "anchored", "3e
           f"| {both(lambda r: f(metrics.prior_drift_max(r['annotation_prior'], base_prior)))} "
           f"| {both(lambda r: f(r['by_kind']['open']['D']))} "
           f"| {both(lambda r: f((r['by_kind']['open']['D'] - d_sft) / (d_base - d_sft)))} |")
+
+# what the anchored rows' unparsed annotations get wrong: the first field without a schema value
+import collections  # noqa: E402
+import gzip  # noqa: E402
+
+import world  # noqa: E402
+
+samples = [json.loads(ln) for ln in gzip.open(HERE / "samples.jsonl.gz", "rt")]
+print("\nUnparsed annotations per row, by the first field whose value is not in the schema (commonest 3):\n")
+for row in [r for r in R if r.startswith("anchored")]:
+    bad = collections.Counter()
+    for x in samples:
+        if x["row"] == row and not metrics.annotation_parses(x["annotation"], x["annotation_closed"]):
+            fields = metrics.annotation_fields(x["annotation"])
+            first = next((k for k in world.FIELDS if fields.get(k) not in world.FIELDS[k]), None)
+            value = " ".join(str(fields.get(first)).split())[:20]  # a value that ran on into the story, cut
+            bad[f"{first}: {value}" if first else "keys out of order or not closed"] += 1
+    print(f"- {row}: {sum(bad.values())} of 400; " + ", ".join(f"`{k}` {n}" for k, n in bad.most_common(3)))
