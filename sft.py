@@ -227,6 +227,16 @@ class PackedRows:
         idx = [self.index(i) for i in range(start, start + n)]
         return self.x[idx], self.y[idx]
 
+def embedding_plan(n_vocab, base_dead, x, y, val_x, val_y):
+    """Which of the base's dead tokens stay dead through SFT, and what their rows start as -> (dead,
+    fresh, unseen). dead: those no SFT target (train or val) uses, masked as before; fresh: the
+    others, the targets SFT brings to life (the house format's title words, e.g. ' Story'); unseen:
+    the dead ones no SFT row holds at all, input or target (start_embeddings zeroes them)."""
+    targets = np.concatenate([y[y >= 0].numpy(), val_y[val_y >= 0].numpy()])
+    dead = tuple(sorted(set(base_dead) & set(dead_tokens(n_vocab, targets))))
+    unseen = sorted(set(dead) & set(dead_tokens(n_vocab, x.numpy(), val_x.numpy(), targets)))
+    return dead, sorted(set(base_dead) - set(dead)), unseen
+
 @torch.no_grad()
 def start_embeddings(model, fresh, unseen):
     """The embeddings of tokens pretraining never used, as SFT starts; -> (how many fresh, how many
@@ -278,17 +288,13 @@ def sft(cfg, d, source, start=None):
     cfg.max_iters = sft_steps(cfg, len(x), d.world_size)
     cfg.eval_interval = cfg.eval_interval or max(1, cfg.max_iters // 8)
 
-    # The SFT targets bring some of the base's dead tokens to life (the house format's title words,
-    # e.g. ' Story', never occur in pretraining); the rest stay masked.
-    base_dead = source["model_args"].get("dead_tokens", ())
-    sft_targets = np.concatenate([y[y >= 0].numpy(), val_y[val_y >= 0].numpy()])
-    dead = tuple(sorted(set(base_dead) & set(dead_tokens(enc.n_vocab, sft_targets))))
-    unseen = sorted(set(dead) & set(dead_tokens(enc.n_vocab, x.numpy(), val_x.numpy(), sft_targets)))
+    # The SFT targets bring some of the base's dead tokens to life; the rest stay masked.
+    dead, fresh, unseen = embedding_plan(enc.n_vocab, source["model_args"].get("dead_tokens", ()), x, y, val_x, val_y)
     torch.manual_seed(cfg.seed + d.rank)
     model = GPT(GPTConfig(**{**source["model_args"], "dead_tokens": dead}))
     model.load_state_dict(source["model"])
     if start is None:  # a resumed run's rows are already set
-        n_fresh, n_zero = start_embeddings(model, sorted(set(base_dead) - set(dead)), unseen)
+        n_fresh, n_zero = start_embeddings(model, fresh, unseen)
     model.to(d.device)
     if d.master:
         n_targets = int((y != -1).sum())

@@ -50,15 +50,21 @@ def test_base_masks_what_its_shards_never_hold(tiny_base_dirs, tiny_data_dir):
     assert 200 in dead  # a raw byte above 127: an ASCII corpus never holds it
 
 
+def sft_row_tokens(data_dir):
+    """(inputs, targets): the token ids the tiny anchored SFT run's rows hold, train and val."""
+    enc, inputs, targets = load_tokenizer(data_dir), set(), set()
+    for split in ("train", "val"):
+        examples = [json.loads(ln) for ln in (data_dir / f"sft_{split}.jsonl").read_text().splitlines()]
+        x, y = sft.pack_examples(enc, examples, "anchored", 512)
+        inputs |= set(np.unique(x.numpy()).tolist())
+        targets |= set(np.unique(y[y >= 0].numpy()).tolist())
+    return inputs, targets
+
+
 def test_sft_revives_its_targets_with_fresh_embeddings(tiny_base_dirs, tiny_sft_dirs, tiny_data_dir):
     base, _, _ = load_model(tiny_base_dirs["annotated"])
     tuned, _, _ = load_model(tiny_sft_dirs["anchored"])
-    enc = load_tokenizer(tiny_data_dir)
-    targets = set()
-    for split in ("train", "val"):
-        examples = [json.loads(ln) for ln in (tiny_data_dir / f"sft_{split}.jsonl").read_text().splitlines()]
-        _, y = sft.pack_examples(enc, examples, "anchored", 512)
-        targets |= set(np.unique(y[y >= 0].numpy()).tolist())
+    _, targets = sft_row_tokens(tiny_data_dir)
     revived = set(base.config.dead_tokens) - set(tuned.config.dead_tokens)
     assert revived and revived <= targets  # title words of the house format, at least
     assert not set(tuned.config.dead_tokens) & targets
@@ -74,12 +80,7 @@ def test_sft_zeroes_the_embeddings_of_tokens_no_row_holds(tiny_base_dirs, tiny_s
     stays one through training); a token the SFT prompts hold as input only keeps a trained row."""
     base, _, _ = load_model(tiny_base_dirs["annotated"])
     tuned, _, _ = load_model(tiny_sft_dirs["anchored"])
-    enc = load_tokenizer(tiny_data_dir)
-    held = set()
-    for split in ("train", "val"):
-        examples = [json.loads(ln) for ln in (tiny_data_dir / f"sft_{split}.jsonl").read_text().splitlines()]
-        x, y = sft.pack_examples(enc, examples, "anchored", 512)
-        held |= set(np.unique(x.numpy()).tolist()) | set(np.unique(y[y >= 0].numpy()).tolist())
+    held = set.union(*sft_row_tokens(tiny_data_dir))
     unseen = sorted(set(base.config.dead_tokens) - held)
     input_only = sorted(set(tuned.config.dead_tokens) & held)
     assert 200 in unseen and input_only  # a raw byte; <|user|> is read, never predicted

@@ -14,7 +14,6 @@ fields each LR learnt to copy."""
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
@@ -23,7 +22,6 @@ import sft  # noqa: E402
 from checkpoint import load_model  # noqa: E402
 from metrics import annotation_fields  # noqa: E402
 from sample import sample_annotation_texts  # noqa: E402
-from tokenizer import dead_tokens  # noqa: E402
 import world  # noqa: E402
 
 PROMPTS = [(p["prompt"], p["constraints"]) for p in world.EVAL_PROMPTS if p["constraints"]] + [
@@ -40,18 +38,16 @@ def carries(model, enc, fmt, prompt, constraints, n=200):
 
 
 def unseen_tokens(ckpt, enc):
-    """The rows sft.start_embeddings zeroes for this run: its base's dead tokens in no SFT row."""
+    """The rows sft.start_embeddings zeroes for this run (sft.embedding_plan on its rows)."""
     cfg = ckpt["config"]
     base_dead = load_model(cfg["init_from"])[1]["model_args"]["dead_tokens"]
-    meta = sft.check_data(sft.SFTConfig(**{k: v for k, v in cfg.items() if k in sft.SFTConfig.__dataclass_fields__}))
-    train, val = sft.load_examples(sft.SFTConfig(**{k: v for k, v in cfg.items()
-                                                    if k in sft.SFTConfig.__dataclass_fields__}), meta)
+    sft_cfg = sft.SFTConfig(**{k: v for k, v in cfg.items() if k in sft.SFTConfig.__dataclass_fields__})
+    train, val = sft.load_examples(sft_cfg, sft.check_data(sft_cfg))
     if cfg.get("replay"):
         train = train + sft.make_replay_examples(round(cfg["replay"] * len(train)), cfg["seed"] + 7)
     block = ckpt["model_args"]["block_size"]
     (x, y), (vx, vy) = sft.pack_examples(enc, train, cfg["format"], block), sft.pack_examples(enc, val, cfg["format"], block)
-    held = dead_tokens(enc.n_vocab, x.numpy(), vx.numpy(), y[y >= 0].numpy(), vy[vy >= 0].numpy())
-    return sorted(set(base_dead) & set(held))
+    return sft.embedding_plan(enc.n_vocab, base_dead, x, y, vx, vy)[2]
 
 
 torch.set_num_threads(1)
