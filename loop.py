@@ -225,7 +225,7 @@ def evaluate(raw, rows, cfg, d, dtype):
     for i, start in enumerate(range(0, n_rows, cfg.batch_size)):
         if i % d.world_size != d.rank:
             continue
-        x, y = rows.get(start, min(cfg.batch_size, n_rows - start))
+        x, y = rows.get(start, min(cfg.batch_size, n_rows - start))[:2]
         n = int((y != -1).sum())
         if n == 0:
             continue
@@ -327,10 +327,16 @@ def compiled(model, cfg, d, step):
     return torch.compile(model) if compiling else model
 
 
-def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
+def mean_loss(model, batch):
+    """The training loss of a micro-batch (x, y, ...): the model's mean cross-entropy."""
+    return model(batch[0], batch[1])[1]
+
+def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None, loss_of=mean_loss):
     """Train `model` (the raw GPT, on d.device) for cfg.max_iters optimizer steps; resume from
-    checkpoint `start` if given. Rows: .get(start, n) -> (x, y) and .n_rows. ckpt_meta: the
-    checkpoint keys the caller owns. Only rank 0 writes files. Returns the last logged record."""
+    checkpoint `start` if given. Rows: .get(start, n) -> (x, y, ...) and .n_rows; loss_of(model,
+    batch) -> the micro-batch's loss per target of y (an SFT extra adds a term to it); validation
+    is always the plain mean_loss. ckpt_meta: the checkpoint keys the caller owns. Only rank 0
+    writes files. Returns the last logged record."""
     out_dir, raw = Path(cfg.out_dir), model  # raw: the plain GPT, the one checkpoints hold
     log_path, ckpt_path = out_dir / "log.jsonl", out_dir / "ckpt.pt"
     if d.master:
@@ -354,7 +360,7 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
         while step < cfg.max_iters:
             # The global batch is rows data_pos .. data_pos + B*A*W - 1; rank r takes its own B*A.
             batches = [train_rows.get(data_pos + (d.rank * A + m) * B, B) for m in range(A)]
-            n_targets = [int((y != -1).sum()) for _, y in batches]
+            n_targets = [int((batch[1] != -1).sum()) for batch in batches]
             # one all-reduce: every process learns the global target count and whether to stop
             counts = torch.tensor([sum(n_targets), int(stop.requested)], device=d.device)
             if W > 1:
@@ -368,12 +374,12 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None):
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss_sum = torch.zeros((), device=d.device)
-            for m, (x, y) in enumerate(batches):
-                x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
+            for m, batch in enumerate(batches):
+                batch = [t.to(d.device, non_blocking=True) for t in batch]
                 # DDP averages gradients over processes at every backward; only the last micro-step needs to
                 with nullcontext() if W == 1 or m == A - 1 else model.no_sync():
                     with autocast(d.device, dtype):
-                        _, loss = model(x, y)
+                        loss = loss_of(model, batch)
                     # loss is this micro-batch's mean; weighted by its share of the global batch's
                     # targets (x W, as DDP divides by W), the gradients sum to the global mean's.
                     loss = loss * (n_targets[m] * W / n_global)

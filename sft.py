@@ -9,6 +9,7 @@ Post-training (SFT): the chapter about which tokens carry the loss.
     python sft.py --init_from out/tiny-ann --format anchored --narrowness 0.5    # controlled study
     python sft.py --init_from out/tiny-ann --format anchored --replay 1          # an extra: annotation replay
     python sft.py --init_from out/tiny-ann --format anchored --pretrain_mix 1    # an extra: pretraining documents
+    python sft.py --init_from out/tiny-ann --format anchored --anchor_kl 1       # an extra: KL toward the base
 
 Every example is built by tokenizer.encode_example(enc, example, format), which returns the token
 ids and a loss mask; this file only turns "mask 0" into "target -1" (ignored by the loss). The formats:
@@ -40,6 +41,11 @@ pretraining mix). An annotated document trains both halves the narrow SFT data c
 annotation from the broad prior, and a story that follows whatever annotation it is given
 (make_pretrain_mix).
 
+A third extra (arm anchored_kl): --anchor_kl adds, at every free annotation value (the positions
+the paper's mask leaves without loss), a KL term toward the frozen base's distribution there, read in
+the base's own format (base_value_targets). It holds p(annotation) where SFT's shared weights would
+otherwise drag it, without training on any annotation the base did not write.
+
 The training loop, checkpoints, logging and flags are loop.py's, as pretraining's are; only the
 data differs: examples are packed into rows of block_size + 1 tokens by the packer pretraining uses
 (data.pack_rows; each example starts with <|bos|>, so the model's document masking keeps them apart),
@@ -56,7 +62,7 @@ import numpy as np
 import torch
 
 from checkpoint import check_tokenizer, load_checkpoint
-from loop import (LoopConfig, build_parser, check_loop_config, opt, resume_or_fresh, rows_per_step, run_distributed,
+from loop import (LoopConfig, build_parser, check_loop_config, mean_loss, opt, resume_or_fresh, rows_per_step, run_distributed,
                   say_next, train)
 from model import GPT, GPTConfig
 import data
@@ -88,6 +94,8 @@ class SFTConfig(LoopConfig):
                              "the anchored_replay arm uses 1), see make_replay_examples")
     pretrain_mix: float = opt(0.0, "pretraining documents per SFT example, in the base's own format "
                                    "(0: none, the paper; the anchored_pretrain_mix arm uses 1), see make_pretrain_mix")
+    anchor_kl: float = opt(0.0, "with --format anchored: weight of a KL term toward the frozen base at the "
+                                "annotation's free values (0: none, the paper; the anchored_kl arm uses 1), see base_value_targets")
     allow_plain_base: bool = opt(False, "allow an anchored format on a base pretrained without "
                                         "annotations (the paper's ablation)")
 
@@ -208,12 +216,17 @@ def pack_examples(enc, examples, format, block_size):
 class PackedRows:
     """Packed SFT rows addressed by a global row number, like pretrain.TokenRows: row i is row
     perm_e[i mod n] of epoch e = i // n, a permutation seeded by (seed, e), so the data position
-    is one integer and --resume continues the same order."""
+    is one integer and --resume continues the same order. With base_targets (free, p_base) from
+    base_value_targets, a batch also carries each free-value position (row in the batch, column)
+    and the base's distribution there: (x, y, rows, cols, p_base)."""
 
-    def __init__(self, x, y, seed, shuffle=True):
+    def __init__(self, x, y, seed, shuffle=True, base_targets=None):
         self.x, self.y, self.seed, self.shuffle = x, y, seed, shuffle
         self.n_rows = len(x)
         self._epoch, self._perm = None, None
+        self.free, self.p_base = base_targets or (None, None)
+        if self.free is not None:  # row r's distributions are p_base[starts[r]:starts[r + 1]]
+            self.starts = [0, *self.free.sum(1).cumsum(0).tolist()]
 
     def index(self, i):
         epoch, j = divmod(i, self.n_rows)
@@ -225,7 +238,69 @@ class PackedRows:
 
     def get(self, start, n):
         idx = [self.index(i) for i in range(start, start + n)]
-        return self.x[idx], self.y[idx]
+        if self.free is None:
+            return self.x[idx], self.y[idx]
+        rows, cols = self.free[idx].nonzero(as_tuple=True)  # row-major, as p_base is stored
+        p_base = torch.cat([self.p_base[self.starts[r]:self.starts[r + 1]] for r in idx])
+        return self.x[idx], self.y[idx], rows, cols, p_base
+
+# -----------------------------------------------------------------------------
+# An extra beside the paper: a KL term toward the frozen base at the annotation's free values
+
+def free_value_positions(x, y, ann_id, story_id):
+    """(n_rows, T) bool: the input positions whose target is a free annotation value, the tokens
+    anchored SFT leaves without loss (y == -1) between an <|ann|> and its <|story|>. Replay and
+    pretraining-mix annotations are trained (y != -1), so they hold none."""
+    is_ann, is_story = x == ann_id, x == story_id
+    inside = ((is_ann.long().cumsum(1) - is_story.long().cumsum(1)) == 1) & ~is_ann  # after <|ann|>, before <|story|>
+    target_inside = torch.zeros_like(inside)
+    target_inside[:, :-1] = inside[:, 1:]  # position t predicts token t + 1
+    return target_inside & (y == -1)
+
+@torch.no_grad()
+def base_value_targets(base, x, y, enc, chunk=256):
+    """What the anchor KL pulls toward -> (free, p_base): free (n_rows, T) bool from
+    free_value_positions, p_base (n_free, V) float16, the frozen base's next-token distribution at
+    each free position (row-major), read in the base's own format: <|bos|><|ann|> and the
+    annotation so far, without the prompt it never saw. So the term holds p(annotation) where the
+    paper's mask leaves it free, and leaves the pinned values (copied from the prompt) to the loss."""
+    ann_id, story_id, bos_id = (special_id(enc, t) for t in ("<|ann|>", "<|story|>", "<|bos|>"))
+    free = free_value_positions(x, y, ann_id, story_id)
+    spans = []  # (row, start of the annotation at its <|ann|>, end at its <|story|>) of every span with a free value
+    for r, a in (x == ann_id).nonzero().tolist():
+        s = a + int((x[r, a:] == story_id).int().argmax())
+        if free[r, a:s].any():
+            spans.append((r, a, s))
+    device = next(base.parameters()).device
+    out = torch.empty(int(free.sum()), enc.n_vocab, dtype=torch.float16)
+    where = {}  # (row, column) -> index in out, row-major as free.nonzero() lists them
+    for i, (r, t) in enumerate(free.nonzero().tolist()):
+        where[r, t] = i
+    for c in range(0, len(spans), chunk):
+        part = spans[c:c + chunk]
+        width = 1 + max(s - a for _, a, s in part)
+        seqs = torch.full((len(part), width), special_id(enc, "<|pad|>"), dtype=torch.long)
+        for j, (r, a, s) in enumerate(part):
+            seqs[j, 0], seqs[j, 1:1 + s - a] = bos_id, x[r, a:s]  # <|bos|><|ann|>{annotation so far}
+        logits, _ = base(seqs.to(device), seqs.to(device))  # targets only to get every position's logits
+        probs = torch.softmax(logits.float(), dim=-1).cpu()
+        for j, (r, a, s) in enumerate(part):
+            for t in free[r, a:s].nonzero().flatten().tolist():
+                out[where[r, a + t]] = probs[j, t + 1].half()  # row position a + t is base position t + 1
+    return free, out
+
+def anchor_kl_loss(weight):
+    """loss_of for loop.train: the cross-entropy plus weight x KL(base || model) summed over the
+    batch's free-value positions, per target of y, so a free position counts like one trained
+    token. Where the base gives a token no mass, the term has nothing to say about it."""
+    def loss_of(model, batch):
+        x, y, rows, cols, p_base = batch
+        logits, ce = model(x, y)
+        log_q = torch.log_softmax(logits[rows, cols].float(), dim=-1)
+        p = p_base.float()
+        kl = (p * (p.clamp_min(1e-30).log() - log_q.masked_fill(p == 0, 0.0))).sum()
+        return ce + weight * kl / (y != -1).sum()
+    return loss_of
 
 def embedding_plan(n_vocab, base_dead, x, y, val_x, val_y):
     """Which of the base's dead tokens stay dead through SFT, and what their rows start as -> (dead,
@@ -283,7 +358,14 @@ def sft(cfg, d, source, start=None):
         train_ex = train_ex + make_pretrain_mix(round(cfg.pretrain_mix * n_sft), meta, base_format)
     x, y = pack_examples(enc, train_ex, cfg.format, block_size)
     val_x, val_y = pack_examples(enc, val_ex, cfg.format, block_size)
-    train_rows = PackedRows(x, y, cfg.seed)
+    base_targets = None
+    if cfg.anchor_kl:  # the frozen base is read once, here: its distributions at the free values
+        base_ckpt = source if start is None else load_or_exit(cfg.init_from)
+        base = GPT(GPTConfig(**base_ckpt["model_args"]))
+        base.load_state_dict(base_ckpt["model"])
+        base_targets = base_value_targets(base.to(d.device).eval(), x, y, enc)
+        del base
+    train_rows = PackedRows(x, y, cfg.seed, base_targets=base_targets)
     val_rows = PackedRows(val_x, val_y, cfg.seed, shuffle=False)
     cfg.max_iters = sft_steps(cfg, len(x), d.world_size)
     cfg.eval_interval = cfg.eval_interval or max(1, cfg.max_iters // 8)
@@ -306,9 +388,13 @@ def sft(cfg, d, source, start=None):
               f"{len(train_ex):,} examples in {len(x):,} rows of {block_size} "
               f"({n_targets:,} target tokens, {(y != -1).float().mean():.0%} of the row slots); "
               f"{cfg.max_iters / steps_per_epoch:.2f} epochs in {cfg.max_iters} steps at peak LR {cfg.lr:.3g}")
+        if base_targets is not None:
+            print(f"anchor KL: weight {cfg.anchor_kl:g} at {len(base_targets[1]):,} free annotation values, "
+                  f"toward the frozen base {cfg.init_from}")
     ckpt_meta = dict(tokenizer_hash=tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
                      format=cfg.format, stage="sft", base_format=base_format)
-    record = train(cfg, model, train_rows, val_rows, d, ckpt_meta, start)
+    loss_of = anchor_kl_loss(cfg.anchor_kl) if cfg.anchor_kl else mean_loss
+    record = train(cfg, model, train_rows, val_rows, d, ckpt_meta, start, loss_of)
     say_next(cfg, d, record, [f"python sample.py --ckpt {cfg.out_dir} --prompt 'Write a story.'",
                               f"python eval_diversity.py --ckpts base={cfg.init_from} "
                               f"{'sft' if cfg.format == 'standard' else 'anchored'}={cfg.out_dir} --out {cfg.out_dir}/eval"])
@@ -329,6 +415,9 @@ def check_sft_config(cfg, base=None):
         raise SystemExit(f"error: --epochs={cfg.epochs} must be > 0")
     if cfg.replay < 0 or (cfg.replay and not cfg.format.startswith("anchored")):
         raise SystemExit(f"error: --replay={cfg.replay} needs an anchored --format and a value >= 0")
+    if cfg.anchor_kl < 0 or (cfg.anchor_kl and cfg.format != "anchored"):
+        raise SystemExit(f"error: --anchor_kl={cfg.anchor_kl} needs --format anchored (the format whose free "
+                         f"annotation values have no loss) and a value >= 0")
     if cfg.pretrain_mix < 0:
         raise SystemExit(f"error: --pretrain_mix={cfg.pretrain_mix} must be >= 0")
     if cfg.n_sft_examples < 0:
@@ -337,7 +426,7 @@ def check_sft_config(cfg, base=None):
         raise SystemExit(f"error: --narrowness={cfg.narrowness} must be in [0, 1] (0 = prior, 1 = favourites only)")
 
 # what an SFT run cannot change when it resumes (its data and the base it started from)
-RESUME_FIXED = ("format", "init_from", "narrowness", "n_sft_examples", "replay", "pretrain_mix")
+RESUME_FIXED = ("format", "init_from", "narrowness", "n_sft_examples", "replay", "pretrain_mix", "anchor_kl")
 
 def main(argv=None):
     """A fresh run takes its defaults from its base (sft_defaults), a resumed one from its own config."""

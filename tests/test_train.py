@@ -332,6 +332,94 @@ def test_an_sft_run_with_the_pretrain_mix_trains_on_both(tiny_base_dirs, tmp_pat
         sft.main(["--resume", "--out_dir", str(tmp_path / "1"), "--pretrain_mix", "0.5", "--max_iters", "2"])
 
 
+def _kl_rows(enc, examples):
+    x, y = sft.pack_examples(enc, examples, "anchored", block_size=512)
+    return x, y, sft.free_value_positions(x, y, *(enc.encode_single_token(t) for t in ("<|ann|>", "<|story|>")))
+
+
+def test_the_free_value_positions_are_the_annotation_values_anchored_sft_leaves_untrained(tiny_data_dir):
+    enc = tokenizer.load_tokenizer(str(tiny_data_dir))
+    pinned = {"prompt": "Write a story about a dragon.", "annotation": dict(world.sample_annotation(__import__("random").Random(1)),
+              character="dragon"), "constraints": {"character": "dragon"}, "response": "Once upon a time."}
+    replay = sft.make_replay_examples(1, seed=0)[0]
+    x, y, free = _kl_rows(enc, [pinned, replay])
+    values = enc.decode(x[0, 1:][free[0, :-1]].tolist())  # the tokens the free positions predict
+    pieces = [enc.decode(v) for f, _, v in tokenizer.annotation_pieces(enc.encode_ordinary, pinned["annotation"])
+              if f != "character"]
+    assert values == "".join(pieces)  # every free value, in order, and nothing else: not the pinned dragon, no key
+    n_first = len(tokenizer.encode_example(enc, pinned, "anchored")[0])
+    assert not free[0, n_first - 1:].any()  # the replay example trains its whole annotation: no free value
+    assert (y[free] == -1).all()
+    xs, ys = sft.pack_examples(enc, [pinned], "standard", block_size=512)
+    assert not sft.free_value_positions(xs, ys, enc.encode_single_token("<|ann|>"), enc.encode_single_token("<|story|>")).any()
+
+
+def test_base_value_targets_are_the_bases_distribution_in_its_own_format(tiny_data_dir, tiny_base_dirs):
+    """At each free value, the distribution the KL pulls toward is the base's on <|bos|><|ann|>{the
+    annotation so far}: the prompt it never saw left out."""
+    enc = tokenizer.load_tokenizer(str(tiny_data_dir))
+    base, _, _ = checkpoint.load_model(tiny_base_dirs["annotated"])
+    examples = [json.loads(line) for line in open(tiny_data_dir / "sft_train.jsonl").readlines()[:3]]
+    x, y, free = _kl_rows(enc, examples)
+    free_again, p_base = sft.base_value_targets(base, x, y, enc, chunk=2)
+    assert torch.equal(free, free_again) and p_base.shape == (int(free.sum()), enc.n_vocab)
+    ids, _ = tokenizer.encode_example(enc, {"story": examples[0]["response"], "annotation": examples[0]["annotation"]}, "annotated")
+    with torch.no_grad():
+        own = torch.softmax(base(torch.tensor([ids]), torch.tensor([ids]))[0][0].float(), dim=-1)
+    ann_at = int((x[0] == enc.encode_single_token("<|ann|>")).nonzero()[0])
+    first = int(free[0].nonzero()[0])  # the first free position of the first example
+    assert torch.allclose(p_base[0].float(), own[first - ann_at + 1], atol=1e-3)
+    assert torch.allclose(p_base.float().sum(-1), torch.ones(len(p_base)), atol=1e-2)
+
+
+def test_the_anchor_kl_is_zero_at_the_models_own_distribution_and_positive_elsewhere(tiny_data_dir, tiny_base_dirs):
+    enc = tokenizer.load_tokenizer(str(tiny_data_dir))
+    ckpt = checkpoint.load_checkpoint(tiny_base_dirs["annotated"])
+    gpt = model.GPT(model.GPTConfig(**{**ckpt["model_args"], "dead_tokens": ()}))  # every SFT target live
+    gpt.load_state_dict(ckpt["model"])
+    examples = [json.loads(line) for line in open(tiny_data_dir / "sft_train.jsonl").readlines()[:2]]
+    x, y, free = _kl_rows(enc, examples)
+    rows, cols = free.nonzero(as_tuple=True)
+    with torch.no_grad():
+        logits, ce = gpt(x, y)
+        own = torch.softmax(logits[rows, cols].float(), dim=-1)
+        loss = sft.anchor_kl_loss(5.0)
+        assert loss(gpt, (x, y, rows, cols, own)).item() == pytest.approx(ce.item(), abs=1e-5)
+        one_hot = torch.zeros_like(own)
+        one_hot[:, 7] = 1.0  # KL(one-hot || q) = -log q(7), per free position, summed, per target of y
+        expected = ce - 5.0 * own[:, 7].log().sum() / (y != -1).sum()
+        assert loss(gpt, (x, y, rows, cols, one_hot)).item() == pytest.approx(expected.item(), rel=1e-5)
+        assert expected > ce + 1.0
+
+
+def test_an_sft_run_with_the_anchor_kl_stays_nearer_the_base_at_the_free_values(tiny_base_dirs, tmp_path, capsys, one_thread):
+    """The same run with and without the term (same seed, same rows): with it, the model's
+    distributions at the free values end closer to the base's. It needs --format anchored, and a
+    run resumes only with the same weight."""
+    base_dir = tiny_base_dirs["annotated"]
+    kl_after = {}
+    for weight in ("0", "20"):
+        sft.main(["--init_from", str(base_dir), "--format", "anchored", "--anchor_kl", weight, "--lr", "3e-2",
+                  "--max_iters", "12", "--batch_size", "2", "--eval_iters", "1", "--out_dir", str(tmp_path / weight)])
+        said = capsys.readouterr().out
+        assert ("anchor KL: weight 20 at" in said) == (weight == "20")
+        gpt, ckpt, enc = checkpoint.load_model(tmp_path / weight)
+        examples = [json.loads(line) for line in open(Path(ckpt["data_dir"]) / "sft_train.jsonl").readlines()[:20]]
+        x, y, free = _kl_rows(enc, examples)
+        base, _, _ = checkpoint.load_model(base_dir)
+        _, p_base = sft.base_value_targets(base, x, y, enc)
+        rows, cols = free.nonzero(as_tuple=True)
+        with torch.no_grad():
+            logits, ce = gpt(x, y)
+            kl_after[weight] = sft.anchor_kl_loss(1.0)(gpt, (x, y, rows, cols, p_base)).item() - ce.item()
+    assert kl_after["20"] < 0.5 * kl_after["0"]
+    with pytest.raises(SystemExit, match="anchor_kl"):
+        sft.main(["--resume", "--out_dir", str(tmp_path / "20"), "--anchor_kl", "1", "--max_iters", "14"])
+    with pytest.raises(SystemExit, match="needs --format anchored"):
+        sft.main(["--init_from", str(tiny_base_dirs["plain"]), "--format", "standard", "--anchor_kl", "1",
+                  "--out_dir", str(tmp_path / "std")])
+
+
 def test_sft_checkpoint_records_format_and_base(tiny_sft_dirs):
     for format, base_format in (("standard", "plain"), ("anchored", "annotated")):
         gpt, ckpt, enc = checkpoint.load_model(tiny_sft_dirs[format])
