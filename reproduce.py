@@ -5,7 +5,7 @@ run); how long a preset took here: results/<preset>/run.json.
 
     python reproduce.py --preset cpu-quick   # one size, the direction: ~13 min
     python reproduce.py --preset cpu-top     # the largest CPU size, 3 SFT seeds: ~86 min
-    python reproduce.py --preset cpu         # 3 sizes; seeds, extras, ablation at the top; study: ~102 min
+    python reproduce.py --preset cpu         # 3 sizes; seeds, extras, ablation at the top; study: ~105 min
     python reproduce.py --preset gpu-quick   # 3 sizes in one command for one H100: ~6 min
     python reproduce.py --preset gpu         # the 4-size ladder for one GPU: ~24 min
     python reproduce.py --preset smoke       # the same recipe in ~2 min (a check, not a result)
@@ -45,7 +45,8 @@ from world import DEFAULT_NARROWNESS  # the narrowness of data.py's default SFT 
 # Presets: plain data. sizes are pretrain.py presets; pretrain_iters override their steps; sft_iters:
 # None = sft.py's default schedule; sft_seeds: the headline arms (sft, anchored) are post-trained once
 # per seed from the same bases; replay: also the anchored_replay extra (sft.py --replay 1);
-# pretrain_mix: also the anchored_pretrain_mix extra (sft.py --pretrain_mix 1);
+# pretrain_mix: also the anchored_pretrain_mix extra (sft.py --pretrain_mix 1); anchor_kl: also the
+# anchored_kl extra (sft.py --anchor_kl 1);
 # temperatures: the first seed's story-temperature sweep, sampled with sweep_sampling's options (an
 # arm spec's tail, e.g. ":top_p=1.0" for plain sampling whatever extra_eval declares); study_narrowness: the controlled study's
 # SFT data at study_size; ablation_sizes (default: the largest size): there the no-annotation arm
@@ -67,15 +68,15 @@ PRESETS = {
         replay=True, num_samples=100, temperatures=[], study_narrowness=[], study_size="cpu-4l96", ablation_sizes=[],
         extra_pretrain=[], extra_sft=["--n_sft_examples", "5000"], extra_eval=["--threads", "1"], jobs=2),
     # the CPU ladder of pretrain.py: the two paper arms at every size (the trend), 3 SFT seeds, the
-    # replay extra, the plain-base ablation and the temperature frontier (plain sampling) at the
+    # replay and anchor-KL extras, the plain-base ablation and the temperature frontier (plain sampling) at the
     # largest, the study at the smallest. Every other row's story at one declared setting: top-p 0.9
     # and no 8-token run written twice (the shortest run the clean stories almost never repeat, and
     # the small models' commonest defect is a sentence copied: results/README.md). SFT: one epoch of the
-    # first 10,000 SFT examples (half cpu-top's), so the ladder plans ~102 minutes, at the peak LR the
+    # first 10,000 SFT examples (half cpu-top's), so the ladder plans ~105 minutes, at the peak LR the
     # SFT validation loss picks for both arms (1e-3 of 1e-4 / 3e-4 / 6e-4 / 1e-3, results/README.md)
     "cpu": dict(
         data_flags=[], sizes=["cpu-4l64", "cpu-4l96", "cpu-4l128"], pretrain_iters={}, sft_iters=None,
-        sft_seeds=[0, 1, 2], full_sizes=["cpu-4l128"], replay=True, num_samples=100,
+        sft_seeds=[0, 1, 2], full_sizes=["cpu-4l128"], replay=True, anchor_kl=True, num_samples=100,
         temperatures=[0.6, 0.8, 1.0, 1.1], sweep_sampling=":top_p=1.0:no_repeat_ngram=0",
         study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-4l64", ablation_sizes=["cpu-4l128"], ablations=["plain_base"],
         extra_pretrain=[], extra_sft=["--n_sft_examples", "10000", "--lr", "1e-3"],
@@ -119,7 +120,7 @@ PRESETS = {
     # whole and killed mid-job; a check of the plumbing, not a result)
     "test": dict(
         data_flags=["--n_stories", "1500", "--n_sft", "100", "--n_sft_val", "20"], sizes=["tiny"],
-        pretrain_iters={"tiny": 30}, sft_iters=20, sft_seeds=[0], replay=False, num_samples=4, temperatures=[0.6],
+        pretrain_iters={"tiny": 30}, sft_iters=20, sft_seeds=[0], replay=False, anchor_kl=True, num_samples=4, temperatures=[0.6],
         study_narrowness=[0.5, 0.95], study_size="tiny",
         extra_pretrain="--n_layer 1 --n_head 2 --n_embd 32 --batch_size 2 --device cpu --eval_interval 5 --eval_iters 1".split(),
         extra_sft="--batch_size 2 --device cpu --eval_interval 4 --eval_iters 1".split(),
@@ -173,7 +174,7 @@ def post_training(size, runs, cfg, ablations):
         arms["sft"].append(std)
         arms["anchored"].append(anc)
     std0, anc0, seed0 = arms["sft"][0], arms["anchored"][0], str(seeds[0])
-    if full:  # the extras: sweep, pinned, replay, pretraining mix
+    if full:  # the extras: sweep, pinned, replay, anchor KL, pretraining mix
         if cfg["temperatures"]:  # the first seed at other story temperatures (its annotation stays at T = 1)
             sweep = ":temperature=" + ",".join(str(t) for t in cfg["temperatures"])
             sweep += cfg.get("sweep_sampling", "")  # e.g. plain sampling under the other rows' --top_p
@@ -183,6 +184,10 @@ def post_training(size, runs, cfg, ablations):
             sfts.append(sft(f"sft {size} anchored_replay", ann, "anchored", d / "sft_anchored_replay", cfg,
                             "--replay", "1", "--seed", seed0))
             arms["anchored_replay"] = [d / "sft_anchored_replay"]
+        if cfg.get("anchor_kl"):  # another: a KL term toward the frozen base at the free annotation values
+            sfts.append(sft(f"sft {size} anchored_kl", ann, "anchored", d / "sft_anchored_kl", cfg,
+                            "--anchor_kl", "1", "--seed", seed0))
+            arms["anchored_kl"] = [d / "sft_anchored_kl"]
         if cfg.get("pretrain_mix"):  # another: the base's own pretraining documents mixed into SFT
             sfts.append(sft(f"sft {size} anchored_pretrain_mix", ann, "anchored", d / "sft_anchored_pretrain_mix", cfg,
                             "--pretrain_mix", "1", "--seed", seed0))

@@ -248,7 +248,7 @@ def test_recipe_end_to_end(uninterrupted):
         assert (res / name).exists(), name
     summary = json.loads((res / "tiny" / "summary.json").read_text())
     rows = {r["row"] for r in summary["rows"]}
-    for row in ("base", "base_annotated", "sft", "anchored", "sft_sweep", "anchored_sweep", "anchored_pinned",
+    for row in ("base", "base_annotated", "sft", "anchored", "anchored_kl", "sft_sweep", "anchored_sweep", "anchored_pinned",
                 "anchored_no_annotation", "anchored_plain_base", "anchored_unmasked", "anchored_strict",
                 "pretrain_data", "sft_data"):
         assert row in rows, row
@@ -342,7 +342,10 @@ def test_the_cpu_ladder_puts_seeds_and_extras_at_its_top_size_only(tmp_path):
     post = {j.name for j in reproduce.recipe(cfg, tmp_path)[2]}
     assert {"sft cpu-4l64 standard seed 0", "sft cpu-4l64 anchored seed 0", "sft cpu-4l96 anchored seed 0"} <= post
     assert not any(n.startswith(("sft cpu-4l64", "sft cpu-4l96")) and ("seed 1" in n or "replay" in n) for n in post)
-    assert {"sft cpu-4l128 anchored seed 2", "sft cpu-4l128 anchored_replay", "sft cpu-4l128 anchored on plain base"} <= post
+    assert {"sft cpu-4l128 anchored seed 2", "sft cpu-4l128 anchored_replay", "sft cpu-4l128 anchored_kl",
+            "sft cpu-4l128 anchored on plain base"} <= post
+    kl = next(j for j in reproduce.recipe(cfg, tmp_path)[2] if j.name == "sft cpu-4l128 anchored_kl")
+    assert kl.cmd[kl.cmd.index("--anchor_kl") + 1] == "1" and "base_ann" in str(kl.cmd)
     assert not any("unmasked" in n or "strict" in n or "pretrain_mix" in n for n in post)
     assert any(n.startswith("study cpu-4l64") for n in post)
     mixed = [j for j in reproduce.recipe({**cfg, "pretrain_mix": True}, tmp_path)[2] if "pretrain_mix" in j.name]
@@ -411,8 +414,8 @@ def test_plan_estimate_is_work_over_throughput(tmp_path, monkeypatch):
     cuda = plan.THROUGHPUT["cuda"]
     job = next(s for s in evaluation if s.name == "eval cpu-4l128")
     # the full size: base + base_annotated once each; per prompt type, sft and anchored x 3 seeds,
-    # 2 sweeps x 4 T, pinned, replay, no annotation, plain base
-    samples = 100 * (2 + 4 * (3 + 3 + 2 * 4 + 1 + 1 + 1 + 1))
+    # 2 sweeps x 4 T, pinned, replay, anchor KL, no annotation, plain base
+    samples = 100 * (2 + 4 * (3 + 3 + 2 * 4 + 1 + 1 + 1 + 1 + 1))
     assert plan.job_work(job) == ("sample", "cpu-4l128", samples)
     assert estimate(job, cuda) == pytest.approx(samples / cuda["samples_s"] + cuda["startup_s"])
     # a smaller size: the two bases and the two paper arms once (the trend needs no more)
