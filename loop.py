@@ -12,7 +12,7 @@ The one training loop of nanoanchor, used by pretrain.py and sft.py; only their 
   3. what a run leaves: log.jsonl (one JSON object per logged step), loss.png (plot_log), the
      last lines that say where the checkpoint is (say_next), and the process group (run_distributed)
 
-The data is an object with .get(start, n) -> (x, y) and .n_rows (pretrain.TokenRows, sft.PackedRows):
+The data is an object with .get(start, n) -> (x, y, ...) and .n_rows (pretrain.TokenRows, sft.PackedRows):
 rows are addressed by a global row number, so where the run is in its data is one integer,
 data_pos, the number of rows consumed so far.
 """

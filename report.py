@@ -185,7 +185,7 @@ ARM_STYLE = {
     "base": ("#000000", "o"), "base_annotated": ("#7f7f7f", "s"),
     "sft": ("#d62728", "v"), "sft_sweep": ("#d62728", "<"),
     "anchored": ("#1f77b4", "^"), "anchored_sweep": ("#1f77b4", ">"),
-    "anchored_replay": ("#17becf", "D"), "anchored_kl": ("#2f4f4f", "o"), "anchored_pretrain_mix": ("#393b79", "8"), "anchored_pinned": ("#9467bd", "P"),
+    "anchored_replay": ("#17becf", "D"), "anchored_kl": ("#8c6d31", "x"), "anchored_pretrain_mix": ("#393b79", "8"), "anchored_pinned": ("#9467bd", "P"),
     "anchored_plain_base": ("#ff7f0e", "d"), "anchored_no_annotation": ("#8c564b", "X"),
     "anchored_strict": ("#2ca02c", "*"), "anchored_unmasked": ("#e377c2", "h"),
     "pretrain_data": ("#bcbd22", "p"), "sft_data": ("#f7b6d2", "H"),

@@ -334,7 +334,11 @@ def test_an_sft_run_with_the_pretrain_mix_trains_on_both(tiny_base_dirs, tmp_pat
 
 def _kl_rows(enc, examples):
     x, y = sft.pack_examples(enc, examples, "anchored", block_size=512)
-    return x, y, sft.free_value_positions(x, y, *(enc.encode_single_token(t) for t in ("<|ann|>", "<|story|>")))
+    return x, y, sft.free_value_positions(x, y, *_markers(enc))
+
+
+def _markers(enc):
+    return [enc.encode_single_token(t) for t in ("<|ann|>", "<|story|>", "<|bos|>")]
 
 
 def test_the_free_value_positions_are_the_annotation_values_anchored_sft_leaves_untrained(tiny_data_dir):
@@ -351,7 +355,52 @@ def test_the_free_value_positions_are_the_annotation_values_anchored_sft_leaves_
     assert not free[0, n_first - 1:].any()  # the replay example trains its whole annotation: no free value
     assert (y[free] == -1).all()
     xs, ys = sft.pack_examples(enc, [pinned], "standard", block_size=512)
-    assert not sft.free_value_positions(xs, ys, enc.encode_single_token("<|ann|>"), enc.encode_single_token("<|story|>")).any()
+    assert not sft.free_value_positions(xs, ys, *_markers(enc)).any()
+    # a plain document before them (a pretraining-mix row on a plain base) changes nothing after it
+    plain = {"story": "Once upon a time there was a cat.", "annotation": None, "format": "plain"}
+    x2, y2 = sft.pack_examples(enc, [plain, pinned, replay], "anchored", block_size=512)
+    n_plain = len(tokenizer.encode_example(enc, plain, "plain")[0])
+    free2 = sft.free_value_positions(x2, y2, *_markers(enc))
+    assert torch.equal(free2[0, n_plain:n_plain + n_first], free[0, :n_first]) and not free2[0, :n_plain].any()
+
+
+class ContextHashBase(torch.nn.Module):
+    """A stand-in base whose next-token distribution at each position names one token, a hash of
+    everything it has read so far (the sum of the ids, mod V): two positions get the same one only
+    by chance, so a distribution used at the wrong position shows."""
+
+    def __init__(self, n_vocab):
+        super().__init__()
+        self.n_vocab, self.dummy = n_vocab, torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, idx, targets=None):
+        return torch.nn.functional.one_hot(idx.cumsum(1) % self.n_vocab, self.n_vocab).float() * 30.0, None
+
+
+def test_each_free_position_gets_its_own_base_distribution_through_packing_and_batching(tiny_data_dir):
+    """Every stored distribution, in base_value_targets' order and in every batch PackedRows makes of
+    shuffled, wrapped-around and repeated rows, belongs to the position it is used at: the base's
+    reading of <|bos|><|ann|> and that annotation up to there."""
+    enc = tokenizer.load_tokenizer(str(tiny_data_dir))
+    ann_id, _, bos_id = _markers(enc)
+    examples = [json.loads(line) for line in open(tiny_data_dir / "sft_train.jsonl").readlines()[:30]]
+    x, y, free = _kl_rows(enc, examples + sft.make_replay_examples(5, seed=1))
+    free_again, p_base = sft.base_value_targets(ContextHashBase(enc.n_vocab), x, y, enc, chunk=3)
+    assert torch.equal(free, free_again) and x.size(0) > 3 and len(p_base) > 50
+
+    def expected(row, t):  # the hash of <|bos|><|ann|> and the row's annotation up to column t
+        a = max(i for i in range(t + 1) if row[i] == ann_id)
+        return (bos_id + int(row[a:t + 1].sum())) % enc.n_vocab
+
+    rows, cols = free.nonzero(as_tuple=True)
+    assert p_base.float().argmax(-1).tolist() == [expected(x[r], t) for r, t in zip(rows.tolist(), cols.tolist())]
+    assert len(set(p_base.float().argmax(-1).tolist())) > len(p_base) // 2  # the hash tells positions apart
+    packed = sft.PackedRows(x, y, seed=3, base_targets=(free, p_base))
+    n = packed.n_rows
+    for start, count in ((0, 3), (n - 2, 5), (3 * n - 1, 2 * n + 3)):
+        bx, by, brows, bcols, bp = packed.get(start, count)
+        assert len(bp) == len(brows) == int((by[brows, bcols] == -1).sum())
+        assert bp.float().argmax(-1).tolist() == [expected(bx[r], t) for r, t in zip(brows.tolist(), bcols.tolist())]
 
 
 def test_base_value_targets_are_the_bases_distribution_in_its_own_format(tiny_data_dir, tiny_base_dirs):
@@ -390,6 +439,15 @@ def test_the_anchor_kl_is_zero_at_the_models_own_distribution_and_positive_elsew
         expected = ce - 5.0 * own[:, 7].log().sum() / (y != -1).sum()
         assert loss(gpt, (x, y, rows, cols, one_hot)).item() == pytest.approx(expected.item(), rel=1e-5)
         assert expected > ce + 1.0
+    # with the base's dead tokens at -inf in the student too, as in a real run: finite, and a gradient
+    student, _, _ = checkpoint.load_model(tiny_base_dirs["annotated"])
+    _, p_base = sft.base_value_targets(student, x, y, enc)
+    assert (p_base[:, list(student.config.dead_tokens)] == 0).all()
+    student.train()
+    live = y.masked_fill(y >= 0, enc.encode_single_token("<|eos|>"))  # a target the base never had dead
+    loss = sft.anchor_kl_loss(1.0)(student, (x, live, rows, cols, p_base))
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)
 
 
 def test_an_sft_run_with_the_anchor_kl_stays_nearer_the_base_at_the_free_values(tiny_base_dirs, tmp_path, capsys, one_thread):
