@@ -46,8 +46,8 @@ from checkpoint import write_atomic
 from grammar import render_story
 from tokenizer import (MIN_VOCAB_SIZE, PAT_STR, SPECIAL_TOKENS, TOKENIZER_FILE, encode_example, load_tokenizer,
                        special_ids, tokenizer_file, tokenizer_hash, train_tokenizer)
-from world import (DEFAULT_NARROWNESS, EVAL_PROMPTS, FIELDS, corrupt, format_annotation, make_sft_example,
-                   make_sft_examples, mean_free_entropy, prior_entropy, sample_annotation,
+from world import (DEFAULT_NARROWNESS, EVAL_PROMPTS, FIELDS, TITLE_PREFIX, corrupt, format_annotation,
+                   make_sft_example, make_sft_examples, make_title, mean_free_entropy, prior_entropy, sample_annotation,
                    sft_distribution, sft_entropy)
 
 
@@ -57,8 +57,10 @@ DATA_VERSION = 3  # bump when the generator code changes (edits to the template 
 # -----------------------------------------------------------------------------
 # Building the dataset on disk
 
-DEFAULTS = dict(n_stories=100_000, seed=1337, noise=0.2, narrowness=DEFAULT_NARROWNESS, vocab_size=2048,
+DEFAULTS = dict(n_stories=100_000, seed=1337, noise=0.2, titled=0.0, narrowness=DEFAULT_NARROWNESS, vocab_size=2048,
                 n_sft=20_000, n_sft_val=1_000, val_frac=0.02, tokenizer_docs=20_000)
+# options added after builds were made: a meta.json without one was built with this value
+ADDED_LATER = dict(titled=0.0)
 OUTPUT_FILES = [TOKENIZER_FILE, "pretrain_plain_train.bin", "pretrain_plain_val.bin",
                 "pretrain_annotated_train.bin", "pretrain_annotated_val.bin", "sft_train.jsonl", "sft_val.jsonl",
                 "eval_prompts.json", "meta.json"]
@@ -75,8 +77,11 @@ def _put(out_dir, name, data, files):
         files[name]["sha256"] = hashlib.sha256(data).hexdigest()[:16]
 
 
-def generate_pretraining_docs(n, seed, noise, progress=True):
-    """n docs: (story text, true annotation, corruption defect or None). A `noise` fraction is corrupted."""
+def generate_pretraining_docs(n, seed, noise, titled=0.0, progress=True):
+    """n docs: (story text, true annotation, corruption defect or None). A `noise` fraction is corrupted.
+    A `titled` fraction opens with the house title line (world.make_title, no closing line), as web
+    text carries titles: the base then learns to title what it annotates, and SFT has only the house
+    format left to teach. titled=0 draws the same docs as before the option existed."""
     rng = random.Random(seed)
     docs = []
     for _ in tqdm(range(n), desc="stories", disable=not progress, mininterval=1.0):
@@ -85,6 +90,8 @@ def generate_pretraining_docs(n, seed, noise, progress=True):
         defect = None
         if rng.random() < noise:
             story, defect = corrupt(story, ann, rng)
+        if titled and rng.random() < titled:
+            story = f"{TITLE_PREFIX}{make_title(ann, rng)}\n\n{story}"
         docs.append((story, ann, defect))
     return docs
 
@@ -126,8 +133,9 @@ def _resolve_options(options):
     if unknown:
         raise ValueError(f"unknown dataset option(s) {sorted(unknown)}; valid: {sorted(DEFAULTS)}")
     opts = dict(DEFAULTS, **options)
-    if not 0.0 <= opts["noise"] <= 1.0:
-        raise ValueError(f"noise={opts['noise']} must be in [0, 1]")
+    for name in ("noise", "titled"):
+        if not 0.0 <= opts[name] <= 1.0:
+            raise ValueError(f"{name}={opts[name]} must be in [0, 1]")
     if not MIN_VOCAB_SIZE <= opts["vocab_size"] <= 65535:
         raise ValueError(f"vocab_size={opts['vocab_size']} must be in [{MIN_VOCAB_SIZE}, 65535] (256 bytes, the "
                          f"special tokens and a merge at least; at most what the uint16 token shards hold)")
@@ -148,7 +156,7 @@ def build_dataset(out_dir, opts, progress=True):
     meta_path = os.path.join(out_dir, "meta.json")
     if os.path.exists(meta_path):
         os.remove(meta_path)  # meta.json is written last: its presence marks a complete build
-    docs = generate_pretraining_docs(opts["n_stories"], opts["seed"], opts["noise"], progress)
+    docs = generate_pretraining_docs(opts["n_stories"], opts["seed"], opts["noise"], opts["titled"], progress)
     sft_train = make_sft_examples(opts["n_sft"], opts["narrowness"], opts["seed"] + 1)
     sft_val = make_sft_examples(opts["n_sft_val"], opts["narrowness"], opts["seed"] + 2)
     # tokenizer: trained on the first docs (annotated layout) and some SFT text
@@ -204,7 +212,7 @@ class DatasetError(ValueError):
         super().__init__(f"{problem}; rebuild the dataset: {rebuild_command(data_dir, options or {})}")
 
 
-CLI_OPTIONS = ("n_stories", "seed", "noise", "narrowness", "vocab_size", "n_sft", "n_sft_val")  # main()'s flags
+CLI_OPTIONS = ("n_stories", "seed", "noise", "titled", "narrowness", "vocab_size", "n_sft", "n_sft_val")  # main()'s flags
 
 
 def rebuild_command(data_dir, options):
@@ -288,12 +296,17 @@ def check_dataset(data_dir, names=None, meta=None):
     return meta
 
 
+def built_with(meta):
+    """The options of a build, those added since it was made at the value it was built with."""
+    return dict(ADDED_LATER, **meta["options"])
+
+
 def _reusable(out_dir, opts, repair, quiet=False):
     """The meta of a whole build in out_dir made with exactly `opts`, else None (build it). A damaged
     build: DatasetError, or None (with a line saying so unless quiet) if `repair`."""
     try:
         meta = read_meta(out_dir)
-        return check_dataset(out_dir, meta=meta) if meta is not None and meta["options"] == opts else None
+        return check_dataset(out_dir, meta=meta) if meta is not None and built_with(meta) == opts else None
     except DatasetError as e:
         if not repair:
             raise
@@ -342,8 +355,8 @@ def _say_why(out_dir, opts):
         old = read_meta(out_dir)
     except DatasetError:
         return  # (a damaged meta.json: _reusable said so)
-    if old is not None and old["options"] != opts:
-        diff = {k: (old["options"].get(k), opts[k]) for k in opts if old["options"].get(k) != opts[k]}
+    if old is not None and built_with(old) != opts:
+        diff = {k: (built_with(old).get(k), opts[k]) for k in opts if built_with(old).get(k) != opts[k]}
         print(f"data: {out_dir} was built with other options {diff} (old, new); rebuilding")
     elif old is None and any(os.path.exists(os.path.join(out_dir, n)) for n in OUTPUT_FILES):
         print(f"data: {out_dir} holds an unfinished build (no meta.json: it was stopped); rebuilding")
@@ -420,6 +433,8 @@ def main(argv=None):
     p.add_argument("--n_stories", type=int, default=DEFAULTS["n_stories"])
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     p.add_argument("--noise", type=float, default=DEFAULTS["noise"], help="fraction of corrupted pretraining docs")
+    p.add_argument("--titled", type=float, default=DEFAULTS["titled"],
+                   help="fraction of pretraining docs that open with the house title line")
     p.add_argument("--narrowness", type=float, default=DEFAULTS["narrowness"],
                    help="SFT free-field narrowness in [0,1]: 0 = as broad as the prior, 1 = favourites only")
     p.add_argument("--vocab_size", type=int, default=DEFAULTS["vocab_size"])
@@ -434,7 +449,7 @@ def main(argv=None):
         return
     try:
         meta = ensure_dataset(a.out_dir, repair=True, n_stories=a.n_stories, seed=a.seed, noise=a.noise,
-                              narrowness=a.narrowness, vocab_size=a.vocab_size, n_sft=a.n_sft, n_sft_val=a.n_sft_val)
+                              titled=a.titled, narrowness=a.narrowness, vocab_size=a.vocab_size, n_sft=a.n_sft, n_sft_val=a.n_sft_val)
     except ValueError as e:
         p.error(str(e))
     except OSError as e:

@@ -188,7 +188,8 @@ def make_pretrain_mix(n, meta, base_format):
     options, n_val, n_train = meta["options"], meta["n_docs"]["val"], meta["n_docs"]["train"]
     if n > n_train:
         raise SystemExit(f"error: --pretrain_mix asks for {n:,} pretraining documents; the dataset has {n_train:,}")
-    docs = data.generate_pretraining_docs(n_val + n, options["seed"], options["noise"], progress=False)[n_val:]
+    docs = data.generate_pretraining_docs(n_val + n, options["seed"], options["noise"], data.built_with(meta)["titled"],
+                                          progress=False)[n_val:]
     return [{"story": story, "annotation": ann if base_format == "annotated" else None, "format": base_format}
             for story, ann, _ in docs]
 

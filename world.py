@@ -104,8 +104,9 @@ def sample_annotation(rng):
 # -----------------------------------------------------------------------------
 # 3. The house format of assistant responses, and sentences
 #
-# SFT responses (never pretraining stories) come in the assistant's house format: a title line and
-# a closing line around the story. judge.is_house_format checks it.
+# SFT responses come in the assistant's house format: a title line and a closing line around the
+# story. judge.is_house_format checks it. Pretraining stories never close with it; a `titled` build
+# (data.py) opens some of them with the title line, as web text carries titles.
 
 TITLE_PREFIX = "Title: "
 CLOSING = "The End."

@@ -70,6 +70,26 @@ def test_ensure_dataset_reuse_and_rebuild(tmp_path, capsys):
         data.ensure_dataset(out, n_storys=5)
 
 
+def test_a_build_from_before_an_option_is_reused_at_its_default(tmp_path, capsys):
+    """meta.json of a build made before `titled` existed has no such key: it was built untitled, so
+    it is reused at titled=0 and rebuilt (and said) for another value."""
+    out = str(tmp_path / "old")
+    opts = dict(n_stories=200, n_sft=50, n_sft_val=10, vocab_size=600)
+    data.ensure_dataset(out, progress=False, **opts)
+    path = os.path.join(out, "meta.json")
+    with open(path) as f:
+        meta = json.load(f)
+    del meta["options"]["titled"]
+    with open(path, "w") as f:
+        json.dump(meta, f)
+    stamp = os.path.getmtime(os.path.join(out, "pretrain_plain_train.bin"))
+    assert data.ensure_dataset(out, progress=False, **opts)["options"] == meta["options"]
+    assert os.path.getmtime(os.path.join(out, "pretrain_plain_train.bin")) == stamp
+    m = data.ensure_dataset(out, progress=False, **dict(opts, titled=0.5))
+    assert "'titled': (0.0, 0.5)" in capsys.readouterr().out and m["options"]["titled"] == 0.5
+    assert m["tokens"] != meta["tokens"]
+
+
 def test_ensure_dataset_parallel_callers_build_once(tmp_path, capsys):
     import threading
     out = str(tmp_path / "p")

@@ -318,6 +318,16 @@ def test_pretrain_mix_replays_the_bases_own_documents_every_token_trained(tiny_d
         sft.make_pretrain_mix(10**6, meta, "annotated")
 
 
+def test_pretrain_mix_of_a_titled_build_replays_its_titles(tmp_path):
+    out = str(tmp_path / "titled")
+    meta = data.ensure_dataset(out, progress=False, n_stories=300, n_sft=20, n_sft_val=5, vocab_size=600, titled=0.5)
+    enc = tokenizer.load_tokenizer(out)
+    docs = sft.make_pretrain_mix(8, meta, "annotated")
+    ids = [t for ex in docs for t in tokenizer.encode_example(enc, ex, ex["format"])[0]]
+    shard = np.fromfile(os.path.join(out, "pretrain_annotated_train.bin"), dtype=np.uint16)
+    assert shard[:len(ids)].tolist() == ids and any(d["story"].startswith("Title: ") for d in docs)
+
+
 def test_an_sft_run_with_the_pretrain_mix_trains_on_both(tiny_base_dirs, tmp_path, capsys, one_thread):
     """--pretrain_mix 1 doubles the examples (one document per SFT example) and the run resumes only
     with the same mix."""

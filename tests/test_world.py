@@ -164,6 +164,28 @@ def test_noise_fraction():
     assert all(k is None for _, _, k in data.generate_pretraining_docs(200, seed=1, noise=0.0, progress=False))
 
 
+def test_titled_pretraining_docs():
+    """--titled: a share of docs opens with the house title line of its own annotation; the rest of each
+    doc is the untitled build's, and the judge reads a titled doc as its story."""
+    plain = data.generate_pretraining_docs(600, seed=3, noise=0.2, progress=False)
+    assert data.generate_pretraining_docs(600, seed=3, noise=0.2, titled=0.0, progress=False) == plain
+    titled = data.generate_pretraining_docs(600, seed=3, noise=0.2, titled=0.5, progress=False)
+    heads = [s.startswith(world.TITLE_PREFIX) for s, _, _ in titled]
+    assert 0.4 < np.mean(heads) < 0.6
+    assert [a for _, a, _ in titled][:1] == [a for _, a, _ in plain][:1]  # the same first draw
+    for (s, ann, defect), head in zip(titled, heads):
+        assert not judge.is_house_format(s) and world.CLOSING not in s
+        if not head:
+            continue
+        line, body = s.split("\n\n", 1)
+        assert line[len(world.TITLE_PREFIX):] in {world.make_title(ann, random.Random(k)) for k in range(200)}
+        assert world.split_response(s) == body and judge.quality(s) == judge.quality(body)
+        if defect is None:
+            assert judge.quality(s) and judge.annotate(s) == judge.annotate(body)
+    with pytest.raises(ValueError, match="titled=1.5"):
+        data.ensure_dataset("unused", titled=1.5)
+
+
 def test_house_format():
     exs = world.make_sft_examples(400, world.DEFAULT_NARROWNESS, seed=2)
     for e in exs:
