@@ -212,7 +212,8 @@ class DatasetError(ValueError):
         super().__init__(f"{problem}; rebuild the dataset: {rebuild_command(data_dir, options or {})}")
 
 
-CLI_OPTIONS = ("n_stories", "seed", "noise", "titled", "narrowness", "vocab_size", "n_sft", "n_sft_val")  # main()'s flags
+# main()'s flags
+CLI_OPTIONS = ("n_stories", "seed", "noise", "titled", "narrowness", "vocab_size", "n_sft", "n_sft_val")
 
 
 def rebuild_command(data_dir, options):
@@ -449,7 +450,8 @@ def main(argv=None):
         return
     try:
         meta = ensure_dataset(a.out_dir, repair=True, n_stories=a.n_stories, seed=a.seed, noise=a.noise,
-                              titled=a.titled, narrowness=a.narrowness, vocab_size=a.vocab_size, n_sft=a.n_sft, n_sft_val=a.n_sft_val)
+                              titled=a.titled, narrowness=a.narrowness, vocab_size=a.vocab_size, n_sft=a.n_sft,
+                              n_sft_val=a.n_sft_val)
     except ValueError as e:
         p.error(str(e))
     except OSError as e:
