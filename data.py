@@ -81,7 +81,8 @@ def generate_pretraining_docs(n, seed, noise, titled=0.0, progress=True):
     """n docs: (story text, true annotation, corruption defect or None). A `noise` fraction is corrupted.
     A `titled` fraction opens with the house title line (world.make_title, no closing line), as web
     text carries titles: the base then learns to title what it annotates, and SFT has only the house
-    format left to teach. titled=0 draws the same docs as before the option existed."""
+    format left to teach. titled=0 draws the same docs as before the option existed; titled > 0 takes
+    one more draw per doc, so the stories after the first differ from the untitled build's too."""
     rng = random.Random(seed)
     docs = []
     for _ in tqdm(range(n), desc="stories", disable=not progress, mininterval=1.0):

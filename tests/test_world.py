@@ -165,8 +165,8 @@ def test_noise_fraction():
 
 
 def test_titled_pretraining_docs():
-    """--titled: a share of docs opens with the house title line of its own annotation; the rest of each
-    doc is the untitled build's, and the judge reads a titled doc as its story."""
+    """--titled: a share of docs opens with the house title line of its own annotation, over an ordinary
+    story (corrupted or not), and the judge reads a titled doc as its story."""
     plain = data.generate_pretraining_docs(600, seed=3, noise=0.2, progress=False)
     assert data.generate_pretraining_docs(600, seed=3, noise=0.2, titled=0.0, progress=False) == plain
     titled = data.generate_pretraining_docs(600, seed=3, noise=0.2, titled=0.5, progress=False)
