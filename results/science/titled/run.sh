@@ -34,3 +34,14 @@ python eval_diversity.py --ckpts base=$R/base_plain base_annotated=$R/base_ann s
   --num_samples 100 --top_p 0.9 --no_repeat_ngram 8 --threads 2 --out $R/eval_extras
 # the forced-title check of the previous entry, on this build's anchor-KL arm and paper-literal seed 0
 PYTHONPATH=. python results/science/forced_title/forced_title.py 128 $R/sft_anchored_kl $R/sft_anchored_s0
+# the two smaller sizes, as the cpu preset trains them (one SFT seed), for ladder.md: cpu-4l96/ and cpu-4l64/ here
+for size in cpu-4l96 cpu-4l64; do
+  python pretrain.py --preset $size --data_dir $R/data --out_dir $R/$size/base_ann --annotations    # beside the next
+  python pretrain.py --preset $size --data_dir $R/data --out_dir $R/$size/base_plain --no-annotations
+  python sft.py $S --init_from $R/$size/base_plain --format standard --seed 0 --out_dir $R/$size/sft_standard
+  python sft.py $S --init_from $R/$size/base_ann --format anchored --seed 0 --out_dir $R/$size/sft_anchored
+  python eval_diversity.py --ckpts base=$R/$size/base_plain base_annotated=$R/$size/base_ann \
+    sft=$R/$size/sft_standard anchored=$R/$size/sft_anchored \
+    --base_arm base --annotated_base_arm base_annotated --sft_arm sft --anchored_arm anchored \
+    --num_samples 100 --top_p 0.9 --no_repeat_ngram 8 --threads 1 --out $R/$size/eval
+done
