@@ -357,8 +357,9 @@ def _say_why(out_dir, opts):
         old = read_meta(out_dir)
     except DatasetError:
         return  # (a damaged meta.json: _reusable said so)
-    if old is not None and built_with(old) != opts:
-        diff = {k: (built_with(old).get(k), opts[k]) for k in opts if built_with(old).get(k) != opts[k]}
+    was = built_with(old) if old is not None else None
+    if was is not None and was != opts:
+        diff = {k: (was.get(k), opts[k]) for k in opts if was.get(k) != opts[k]}
         print(f"data: {out_dir} was built with other options {diff} (old, new); rebuilding")
     elif old is None and any(os.path.exists(os.path.join(out_dir, n)) for n in OUTPUT_FILES):
         print(f"data: {out_dir} holds an unfinished build (no meta.json: it was stopped); rebuilding")

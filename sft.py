@@ -185,10 +185,10 @@ def make_pretrain_mix(n, meta, base_format):
     format (plain or annotated): data.py's generator rerun from the dataset's seed rebuilds them
     exactly, so no shard is read back into text. meta: the dataset's meta.json (its options and
     split sizes). encode_example trains every token of them."""
-    options, n_val, n_train = meta["options"], meta["n_docs"]["val"], meta["n_docs"]["train"]
+    options, n_val, n_train = data.built_with(meta), meta["n_docs"]["val"], meta["n_docs"]["train"]
     if n > n_train:
         raise SystemExit(f"error: --pretrain_mix asks for {n:,} pretraining documents; the dataset has {n_train:,}")
-    docs = data.generate_pretraining_docs(n_val + n, options["seed"], options["noise"], data.built_with(meta)["titled"],
+    docs = data.generate_pretraining_docs(n_val + n, options["seed"], options["noise"], options["titled"],
                                           progress=False)[n_val:]
     return [{"story": story, "annotation": ann if base_format == "annotated" else None, "format": base_format}
             for story, ann, _ in docs]
@@ -296,7 +296,7 @@ def base_value_targets(base, x, y, enc, chunk=256):
         probs = torch.softmax(logits.float(), dim=-1).cpu()
         for j, (r, a, s) in enumerate(part):
             ts = free[r, a:s].nonzero().flatten()
-            out[n:n + len(ts)] = probs[j, ts + 1].half()  # row position a + t is base position t + 1
+            out[n:n + len(ts)] = probs[j, ts + len(header) - 1].half()  # the <|ann|> at a sits at len(header) - 1
             n += len(ts)
     assert n == len(out), "a free value outside every annotation span, or inside two"
     return free, out
