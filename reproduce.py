@@ -73,9 +73,11 @@ PRESETS = {
     # and no 8-token run written twice (the shortest run the clean stories almost never repeat, and
     # the small models' commonest defect is a sentence copied: results/README.md). SFT: one epoch of the
     # first 10,000 SFT examples (half cpu-top's), so the ladder plans ~105 minutes, at the peak LR the
-    # SFT validation loss picks for both arms (1e-3 of 1e-4 / 3e-4 / 6e-4 / 1e-3, results/README.md)
+    # SFT validation loss picks for both arms (1e-3 of 1e-4 / 3e-4 / 6e-4 / 1e-3, results/README.md).
+    # The data: half the pretraining documents open with their own title line (data.py --titled), so
+    # the bases learn to title what they write (results/README.md, "titled pretraining")
     "cpu": dict(
-        data_flags=[], sizes=["cpu-4l64", "cpu-4l96", "cpu-4l128"], pretrain_iters={}, sft_iters=None,
+        data_flags=["--titled", "0.5"], sizes=["cpu-4l64", "cpu-4l96", "cpu-4l128"], pretrain_iters={}, sft_iters=None,
         sft_seeds=[0, 1, 2], full_sizes=["cpu-4l128"], replay=True, anchor_kl=True, num_samples=100,
         temperatures=[0.6, 0.8, 1.0, 1.1], sweep_sampling=":top_p=1.0:no_repeat_ngram=0",
         study_narrowness=[0.0, 0.5, 0.95], study_size="cpu-4l64", ablation_sizes=["cpu-4l128"], ablations=["plain_base"],
