@@ -1,5 +1,5 @@
 """The table of results/README.md's entry on the anchor-KL extra: this folder's three seeds beside the
-cpu run's rows of the same bases (results/cpu/cpu-4l128: the paper-literal arm, replay, SFT, and its
+cpu run's rows of the same bases (results/cpu-untitled/cpu-4l128: the paper-literal arm, replay, SFT, and its
 own anchored_kl row, the same checkpoint as seed 0 here, sampled in another evaluation), all
 sampled the same way (the base and SFT rows of both evaluations are the same samples), with the
 prior drift read at 5,000 annotations (prior_drift_5000.txt):
@@ -10,7 +10,7 @@ from pathlib import Path
 import metrics
 
 HERE = Path(__file__).resolve().parent
-rows = {r["row"]: r for r in json.loads((HERE.parent.parent / "cpu" / "cpu-4l128" / "summary.json").read_text())["rows"]}
+rows = {r["row"]: r for r in json.loads((HERE.parent.parent / "cpu-untitled" / "cpu-4l128" / "summary.json").read_text())["rows"]}
 rows.update({r["row"]: r for r in json.loads((HERE / "summary.json").read_text())["rows"] if r["row"].startswith("anchored_kl#")})
 drift = {}
 for line in (HERE / "prior_drift_5000.txt").read_text().splitlines()[1:]:

@@ -1,6 +1,6 @@
 """Quality of the anchored rows by what their house-format title line is (run from the repository
 root with PYTHONPATH=.; reads the committed samples):
-    PYTHONPATH=. python results/science/anchor_kl/titles.py results/science/anchor_kl/samples.jsonl.gz results/cpu/cpu-4l128/samples.jsonl.gz
+    PYTHONPATH=. python results/science/anchor_kl/titles.py results/science/anchor_kl/samples.jsonl.gz results/cpu-untitled/cpu-4l128/samples.jsonl.gz
 A title is one of world.make_title's five patterns; "of its annotation" uses the sampled annotation's
 character, name and quest, "of other values" is title-shaped (capitalised words) with other values,
 "garbled" is neither, "runs on" has no blank line after it, "none" does not start with "Title: "."""

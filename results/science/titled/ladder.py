@@ -1,12 +1,12 @@
 """The size table of results/README.md's titled-pretraining entry: each size's headline.json, untitled
-(results/cpu, the cpu preset) beside titled (this folder: cpu-4l64/ and cpu-4l96/ one SFT seed, as the
+(results/cpu-untitled, the cpu preset) beside titled (this folder: cpu-4l64/ and cpu-4l96/ one SFT seed, as the
 preset trains those sizes; the 4L/128 headline the median of 3 seeds):
     PYTHONPATH=. python results/science/titled/ladder.py > results/science/titled/ladder.md"""
 import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CPU = HERE.parent.parent / "cpu"
+CPU = HERE.parent.parent / "cpu-untitled"
 f = lambda v: "-" if v is None else f"{float(v):.2f}"  # noqa: E731
 
 

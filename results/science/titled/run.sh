@@ -1,6 +1,6 @@
 # Titled pretraining at 4L/128: the cpu preset's 4L/128 recipe (bases, SFT at --n_sft_examples 10000
 # --lr 1e-3, evaluation at K = 100, top-p 0.9, no 8-token run twice) on a build whose pretraining docs
-# open half the time with the house title line, compared with results/cpu (the same recipe, untitled).
+# open half the time with the house title line, compared with results/cpu-untitled (the same recipe, untitled).
 # As run on the 2-core EPYC: two jobs at a time, one thread each (OMP_NUM_THREADS=1); the evaluations
 # alone, on two threads. From the repository root.
 set -e

@@ -1,5 +1,5 @@
 """The tables of results/README.md's entry on titled pretraining, from this folder's summary.json and
-headline.json (the titled build) beside results/cpu/cpu-4l128's (the untitled build, the same recipe):
+headline.json (the titled build) beside results/cpu-untitled/cpu-4l128's (the untitled build, the same recipe):
     PYTHONPATH=. python results/science/titled/table.py > results/science/titled/table.md"""
 import json
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 import metrics
 
 HERE = Path(__file__).resolve().parent
-UNTITLED = HERE.parent.parent / "cpu" / "cpu-4l128"
+UNTITLED = HERE.parent.parent / "cpu-untitled" / "cpu-4l128"
 f = lambda v: "-" if v is None else f"{float(v):.2f}"  # noqa: E731
 
 
