@@ -57,10 +57,10 @@ DATA_VERSION = 3  # bump when the generator code changes (edits to the template 
 # -----------------------------------------------------------------------------
 # Building the dataset on disk
 
-DEFAULTS = dict(n_stories=100_000, seed=1337, noise=0.2, titled=0.0, narrowness=DEFAULT_NARROWNESS, vocab_size=2048,
-                n_sft=20_000, n_sft_val=1_000, val_frac=0.02, tokenizer_docs=20_000)
+DEFAULTS = dict(n_stories=100_000, seed=1337, noise=0.2, titled=0.0, quality_tag=0, narrowness=DEFAULT_NARROWNESS,
+                vocab_size=2048, n_sft=20_000, n_sft_val=1_000, val_frac=0.02, tokenizer_docs=20_000)
 # options added after builds were made: a meta.json without one was built with this value
-ADDED_LATER = dict(titled=0.0)
+ADDED_LATER = dict(titled=0.0, quality_tag=0)
 OUTPUT_FILES = [TOKENIZER_FILE, "pretrain_plain_train.bin", "pretrain_plain_val.bin",
                 "pretrain_annotated_train.bin", "pretrain_annotated_val.bin", "sft_train.jsonl", "sft_val.jsonl",
                 "eval_prompts.json", "meta.json"]
@@ -97,14 +97,21 @@ def generate_pretraining_docs(n, seed, noise, titled=0.0, progress=True):
     return docs
 
 
-def _write_shards(enc, docs, out_dir, split, files, progress=True):
+def doc_annotation(ann, defect, quality_tag):
+    """The annotation an annotated document carries: its nine fields, and with quality_tag its
+    quality (world.quality_tag: 'poor' for a corrupted doc) as the last key."""
+    return {**ann, world.QUALITY: world.quality_tag(defect)} if quality_tag else ann
+
+
+def _write_shards(enc, docs, out_dir, split, files, quality_tag=0, progress=True):
     """pretrain_{plain,annotated}_{split}.bin from the same docs, each story tokenized once."""
     chunks = {"plain": [], "annotated": []}
-    for story, ann, _ in tqdm(docs, desc=f"tokenize {split}", disable=not progress, mininterval=1.0):
+    for story, ann, defect in tqdm(docs, desc=f"tokenize {split}", disable=not progress, mininterval=1.0):
         story_ids = enc.encode_ordinary(story)
         encode = lambda t: story_ids if t is story else enc.encode_ordinary(t)  # noqa: E731
+        example = {"story": story, "annotation": doc_annotation(ann, defect, quality_tag)}
         for format, ch in chunks.items():
-            ids, _ = encode_example(enc, {"story": story, "annotation": ann}, format, encode=encode)
+            ids, _ = encode_example(enc, example, format, encode=encode)
             ch.append(np.asarray(ids, dtype=np.uint16))
     tokens = {}
     for format, ch in chunks.items():
@@ -143,6 +150,9 @@ def _resolve_options(options):
     for name, least in (("n_stories", 2), ("n_sft", 1), ("n_sft_val", 1), ("tokenizer_docs", 1)):
         if opts[name] < least:  # n_stories: at least one validation and one training story
             raise ValueError(f"{name}={opts[name]} must be at least {least}")
+    if opts["quality_tag"] not in (0, 1):
+        raise ValueError(f"quality_tag={opts['quality_tag']} must be 0 (no tag) or 1 (each annotation ends with "
+                         f"its document's quality)")
     if not 0.0 < opts["val_frac"] < 1.0:
         raise ValueError(f"val_frac={opts['val_frac']} must be in (0, 1)")
     sft_distribution("name", opts["narrowness"])  # validates narrowness
@@ -172,7 +182,7 @@ def build_dataset(out_dir, opts, progress=True):
     splits = {"train": docs[n_val:], "val": docs[:n_val]}
     tokens = {}
     for split, ds in splits.items():
-        tokens.update(_write_shards(enc, ds, out_dir, split, files, progress))
+        tokens.update(_write_shards(enc, ds, out_dir, split, files, opts["quality_tag"], progress))
     for name, exs in (("sft_train", sft_train), ("sft_val", sft_val)):
         _put(out_dir, name + ".jsonl", "".join(json.dumps(e) + "\n" for e in exs), files)
     _put(out_dir, "eval_prompts.json", json.dumps(EVAL_PROMPTS, indent=1), files)
@@ -214,7 +224,7 @@ class DatasetError(ValueError):
 
 
 # main()'s flags
-CLI_OPTIONS = ("n_stories", "seed", "noise", "titled", "narrowness", "vocab_size", "n_sft", "n_sft_val")
+CLI_OPTIONS = ("n_stories", "seed", "noise", "titled", "quality_tag", "narrowness", "vocab_size", "n_sft", "n_sft_val")
 
 
 def rebuild_command(data_dir, options):
@@ -438,6 +448,8 @@ def main(argv=None):
     p.add_argument("--noise", type=float, default=DEFAULTS["noise"], help="fraction of corrupted pretraining docs")
     p.add_argument("--titled", type=float, default=DEFAULTS["titled"],
                    help="fraction of pretraining docs that open with the house title line")
+    p.add_argument("--quality_tag", type=int, default=DEFAULTS["quality_tag"],
+                   help="1: each annotated doc's annotation ends with 'quality: good' or 'quality: poor' (corrupted)")
     p.add_argument("--narrowness", type=float, default=DEFAULTS["narrowness"],
                    help="SFT free-field narrowness in [0,1]: 0 = as broad as the prior, 1 = favourites only")
     p.add_argument("--vocab_size", type=int, default=DEFAULTS["vocab_size"])
@@ -452,7 +464,7 @@ def main(argv=None):
         return
     try:
         meta = ensure_dataset(a.out_dir, repair=True, n_stories=a.n_stories, seed=a.seed, noise=a.noise,
-                              titled=a.titled, narrowness=a.narrowness, vocab_size=a.vocab_size, n_sft=a.n_sft,
+                              titled=a.titled, quality_tag=a.quality_tag, narrowness=a.narrowness, vocab_size=a.vocab_size, n_sft=a.n_sft,
                               n_sft_val=a.n_sft_val)
     except ValueError as e:
         p.error(str(e))

@@ -198,11 +198,14 @@ def prior_drift_floor(anchored: dict, base: dict, quantile=0.5, readings=None):
 
 def annotation_parses(text, closed=True) -> bool:
     """Is a sampled annotation well formed: every field once, in FIELDS order, each value in the
-    schema, and closed by the model's own <|story|> (closed)? (SFT can damage a model's annotation
-    writing even with the annotation loss masked.)"""
+    schema, then at most the tags of a quality-tagged build (world.TAGS), and closed by the model's
+    own <|story|> (closed)? (SFT can damage a model's annotation writing even with the annotation
+    loss masked.)"""
     parts = [p.partition(":") for p in (text or "").split("|")]
-    return (bool(closed) and [k.strip() for k, _, _ in parts] == list(world.FIELDS) and
-            all(sep and v.strip() in world.FIELDS[k.strip()] for k, sep, v in parts))
+    keys = [k.strip() for k, _, _ in parts]
+    n = len(world.FIELDS)
+    return (bool(closed) and keys[:n] == list(world.FIELDS) and keys[n:] in ([], list(world.TAGS)) and
+            all(sep and v.strip() in world.KEYS[k.strip()] for k, sep, v in parts))
 
 def annotation_valid(samples):
     """Share of the samples with an annotation whose annotation parses (None: no annotations)."""

@@ -21,7 +21,7 @@ from device import add_device_flags, check_device, make_generator, pick_dtype
 from engine import COMPILE_FLAG, generate
 from tokenizer import (ANNOTATED_FORMATS, BASE_FORMATS, FORMATS, annotation_pieces, prompt_ids,
                        resolve_anchor, separator_ids, special_id, special_ids)
-from world import FIELDS, parse_annotation
+from world import FIELDS, KEYS, TAGS, parse_annotation
 
 ANN_TEMPERATURE = 1.0   # the annotation is sampled at temperature 1, whatever --temperature says
 ANN_MAX_TOKENS = 96     # a full annotation is ~40 tokens; a model that never closes it is cut here
@@ -38,7 +38,8 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False, 
     """Annotation ids for each prefix ending in <|ann|>, ending in <|story|> where the model closed it.
     No pins (and not by_field): the model writes the whole annotation and stops at <|story|>.
     Pins or by_field: built field by field in FIELDS order, batched over rows: pinned fields forced,
-    free fields sampled by the model after a forced 'key:' (so the layout is always well formed)."""
+    free fields sampled by the model after a forced 'key:' (so the layout is always well formed),
+    then a quality tag (world.TAGS) where one is pinned."""
     pad, specials = special_id(enc, "<|pad|>"), set(special_ids(enc).values())
     if not pinned and not by_field:
         # the annotation ends at <|story|>, or at any other special token (then it is cut there)
@@ -49,7 +50,8 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False, 
     stops = separator_ids(enc) | specials
     anns = [[] for _ in prefixes]
     # the pieces come from tokenizer.py, the same ones training masks with: ' | key:' then ' value'
-    for f, key, value in annotation_pieces(enc.encode_ordinary, pinned):
+    keys = [*FIELDS, *(t for t in TAGS if t in pinned)]  # a quality tag only where it is pinned
+    for f, key, value in annotation_pieces(enc.encode_ordinary, pinned, keys):
         for a in anns:
             a += key  # the canonical separator and key, whatever token ended the last value
         if value is not None:
@@ -97,8 +99,8 @@ def sample_many(model, enc, format, prompts, n, *, temperature=1.0, top_k=None, 
         raise ValueError(f"cannot pin annotation fields on this checkpoint: {why} "
                          f"(pinning needs format {' / '.join(ANNOTATED_FORMATS)} with the annotation on)")
     for f, v in pinned.items():
-        if f not in FIELDS or v not in FIELDS[f]:
-            raise ValueError(f"pinned {f}={v!r} is not a field value; fields: {', '.join(FIELDS)}")
+        if f not in KEYS or v not in KEYS[f]:
+            raise ValueError(f"pinned {f}={v!r} is not a field value; fields: {', '.join(KEYS)}")
     block = model.config.block_size
     jobs = [(j, inference_prefix(enc, format, p, use_ann, block)) for j, p in enumerate(prompts) for _ in range(n)]
     story, pad = special_id(enc, "<|story|>"), special_id(enc, "<|pad|>")

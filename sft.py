@@ -190,8 +190,15 @@ def make_pretrain_mix(n, meta, base_format):
         raise SystemExit(f"error: --pretrain_mix asks for {n:,} pretraining documents; the dataset has {n_train:,}")
     docs = data.generate_pretraining_docs(n_val + n, options["seed"], options["noise"], options["titled"],
                                           progress=False)[n_val:]
-    return [{"story": story, "annotation": ann if base_format == "annotated" else None, "format": base_format}
-            for story, ann, _ in docs]
+    return [{"story": story, "annotation": data.doc_annotation(ann, defect, options["quality_tag"])
+             if base_format == "annotated" else None, "format": base_format} for story, ann, defect in docs]
+
+def with_quality_tag(examples):
+    """SFT (and replay) examples of a quality-tagged build (data.py --quality_tag 1): each annotation
+    ends with 'quality: good', as every SFT response is clean. A pretraining document of the mix
+    (it has a "format") carries its own tag already."""
+    return [ex if "format" in ex or ex.get("annotation") is None else
+            {**ex, "annotation": {**ex["annotation"], world.QUALITY: "good"}} for ex in examples]
 
 def pack_examples(enc, examples, format, block_size):
     """Examples into rows of block_size + 1 tokens by the packer pretraining uses (data.pack_rows); a
@@ -366,6 +373,8 @@ def sft(cfg, d, source, start=None):
     n_sft = len(train_ex)  # the extras are counted per SFT example, and shuffled in among its rows
     if cfg.replay:
         train_ex = train_ex + make_replay_examples(round(cfg.replay * n_sft), cfg.seed + 7)
+    if data.built_with(meta)["quality_tag"]:
+        train_ex, val_ex = with_quality_tag(train_ex), with_quality_tag(val_ex)
     if cfg.pretrain_mix:
         train_ex = train_ex + make_pretrain_mix(round(cfg.pretrain_mix * n_sft), meta, base_format)
     x, y = pack_examples(enc, train_ex, cfg.format, block_size)

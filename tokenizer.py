@@ -19,7 +19,7 @@ import numpy as np
 import regex  # tiktoken's pattern syntax (\p{L}) needs the `regex` module, not `re`
 import tiktoken
 
-from world import FIELDS, format_annotation
+from world import FIELDS, KEYS, TAGS, format_annotation
 
 # -----------------------------------------------------------------------------
 # 1. Tokenizer: byte-level BPE trained on word frequencies, stored as a tiktoken rank file
@@ -168,8 +168,9 @@ FORMATS = ("plain", "annotated", "standard", "anchored", "anchored_strict", "anc
 # The three anchored SFT formats share one token layout and differ only in which annotation
 # tokens carry loss (the response and <|eos|> always do):
 #   anchored           every annotation token except the values of the fields the prompt left free
-#                      (the format and the pinned values are determined by the prompt; the free
-#                      values are the model's own choices, and get no gradient)
+#                      (the format and the pinned values are determined by the prompt, a quality tag
+#                      by the SFT data, whose responses are all good; the free values are the model's
+#                      own choices, and get no gradient)
 #   anchored_strict    no annotation token: the paper's recipe taken literally (see README: at toy
 #                      scale the model never learns to write an annotation after a prompt)
 #   anchored_unmasked  every annotation token (the ablation: the annotation collapses too)
@@ -222,8 +223,8 @@ def _segments(enc, format, prompt=None, annotation=None, body=None, anchor=True,
                 if isinstance(annotation, str):  # the free values could not be found to mask them
                     raise ValueError("format='anchored' needs the annotation as a {field: value} dict, not a string")
                 pinned = pinned or {}
-                for f, key, value in annotation_pieces(text, annotation, [f for f in FIELDS if f in annotation]):
-                    segs += [(key, 1), (value, 1 if pinned.get(f) == annotation[f] else 0)]
+                for f, key, value in annotation_pieces(text, annotation, [f for f in KEYS if f in annotation]):
+                    segs += [(key, 1), (value, 1 if f in TAGS or pinned.get(f) == annotation[f] else 0)]
             else:
                 segs.append((text(_ann_text(annotation)), a))
             segs.append((special("<|story|>"), a))

@@ -45,12 +45,26 @@ FIELDS = {
 }
 
 
+# A quality-tagged build (data.py --quality_tag 1) ends each annotation with one more key, after the
+# nine fields: whether the document was corrupted, as annotators of web text rate quality. It is not
+# a semantic field: no diversity measure reads it, and every SFT response is good, so SFT's data
+# fixes its value as a prompt pins a field's (tokenizer.ANCHORED_FORMATS).
+QUALITY = "quality"
+TAGS = {QUALITY: ["good", "poor"]}
+KEYS = {**FIELDS, **TAGS}  # every key an annotation may hold, in its order
+
+
+def quality_tag(defect):
+    """The quality tag of a pretraining document: 'poor' if it was corrupted (world.corrupt), else 'good'."""
+    return "poor" if defect else "good"
+
+
 def format_annotation(ann):
-    """{'character': 'dragon', 'name': 'Mia'} -> 'character: dragon | name: Mia' (FIELDS order)."""
+    """{'character': 'dragon', 'name': 'Mia'} -> 'character: dragon | name: Mia' (KEYS order)."""
     for k in ann:
-        if k not in FIELDS:
-            raise ValueError(f"unknown annotation field {k!r}; valid fields: {', '.join(FIELDS)}")
-    return " | ".join(f"{f}: {ann[f]}" for f in FIELDS if ann.get(f) is not None)
+        if k not in KEYS:
+            raise ValueError(f"unknown annotation field {k!r}; valid fields: {', '.join(KEYS)}")
+    return " | ".join(f"{f}: {ann[f]}" for f in KEYS if ann.get(f) is not None)
 
 
 def parse_annotation(text):
@@ -63,11 +77,11 @@ def parse_annotation(text):
         if ":" not in part:
             raise ValueError(f"annotation part {part!r} is not 'field: value' (e.g. 'name: Mia')")
         field, value = (s.strip() for s in part.split(":", 1))
-        if field not in FIELDS:
-            raise ValueError(f"unknown annotation field {field!r}; valid fields: {', '.join(FIELDS)}")
-        if value not in FIELDS[field]:
+        if field not in KEYS:
+            raise ValueError(f"unknown annotation field {field!r}; valid fields: {', '.join(KEYS)}")
+        if value not in KEYS[field]:
             raise ValueError(f"unknown value {value!r} for field {field!r}; valid choices: "
-                             f"{', '.join(FIELDS[field])}")
+                             f"{', '.join(KEYS[field])}")
         out[field] = value
     return out
 

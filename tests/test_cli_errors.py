@@ -25,6 +25,7 @@ BAD = [
     ("data", "--out_dir {tmp}/d --n_stories 1"),
     ("data", "--out_dir {tmp}/d --noise 1.5"),
     ("data", "--out_dir {tmp}/d --titled -0.5"),
+    ("data", "--out_dir {tmp}/d --quality_tag 2"),
     ("data", "--out_dir {tmp}/d --n_sft -1"),
     ("data", "--out_dir {tmp}/d --n_sft_val 0"),
     ("data", "--out_dir {tmp}/d --show -1"),

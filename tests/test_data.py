@@ -71,15 +71,16 @@ def test_ensure_dataset_reuse_and_rebuild(tmp_path, capsys):
 
 
 def test_a_build_from_before_an_option_is_reused_at_its_default(tmp_path, capsys):
-    """meta.json of a build made before `titled` existed has no such key: it was built untitled, so
-    it is reused at titled=0 and rebuilt (and said) for another value."""
+    """meta.json of a build made before `titled` and `quality_tag` existed has no such keys: it was
+    built untitled and untagged, so it is reused at their defaults and rebuilt (and said) for another value."""
     out = str(tmp_path / "old")
     opts = dict(n_stories=200, n_sft=50, n_sft_val=10, vocab_size=600)
     data.ensure_dataset(out, progress=False, **opts)
     path = os.path.join(out, "meta.json")
     with open(path) as f:
         meta = json.load(f)
-    del meta["options"]["titled"]
+    for option in data.ADDED_LATER:
+        del meta["options"][option]
     with open(path, "w") as f:
         json.dump(meta, f)
     stamp = os.path.getmtime(os.path.join(out, "pretrain_plain_train.bin"))
@@ -88,6 +89,8 @@ def test_a_build_from_before_an_option_is_reused_at_its_default(tmp_path, capsys
     m = data.ensure_dataset(out, progress=False, **dict(opts, titled=0.5))
     assert "'titled': (0.0, 0.5)" in capsys.readouterr().out and m["options"]["titled"] == 0.5
     assert m["tokens"] != meta["tokens"]
+    m = data.ensure_dataset(out, progress=False, **dict(opts, titled=0.5, quality_tag=1))
+    assert "'quality_tag': (0, 1)" in capsys.readouterr().out and m["options"]["quality_tag"] == 1
 
 
 def test_ensure_dataset_parallel_callers_build_once(tmp_path, capsys):
