@@ -197,7 +197,8 @@ def sample_rows(arms, models, prompts, num_samples, seed, batch_size, max_new_to
         kw = dict(temperature=row.temperature, top_k=row.top_k, top_p=row.top_p,
                   no_repeat_ngram=row.no_repeat_ngram, seed=seed + 104729 * si,
                   max_new_tokens=max_new_tokens, anchor=anchor, batch_size=batch_size,
-                  ann_by_field=row.ann == "by_field", dtype=dtype, compile=compile)
+                  ann_by_field=row.ann == "by_field", dtype=dtype, compile=compile,
+                  quality_tag=ckpt.get("quality_tag", 0))
         texts = [None if pi is None else prompts[pi]["prompt"] for pi in pis]
         if row.ann == "prompt":  # the upper bound of constraint carrying: pins written by the sampler
             per_prompt = [sample_many(model, enc, row.format, [text], num_samples,

@@ -251,10 +251,11 @@ def ensure_data(data_dir):
 
 
 def check_data(cfg):
-    """The files this run reads are the ones data.py wrote (sizes, the tokenizer's hash): else exit."""
+    """The files this run reads are the ones data.py wrote (sizes, the tokenizer's hash): else exit.
+    -> the build's meta.json."""
     shard = f"pretrain_{format_of(cfg)}"
     try:
-        data.check_dataset(cfg.data_dir, [TOKENIZER_FILE, f"{shard}_train.bin", f"{shard}_val.bin"])
+        return data.check_dataset(cfg.data_dir, [TOKENIZER_FILE, f"{shard}_train.bin", f"{shard}_val.bin"])
     except data.DatasetError as e:
         raise SystemExit(f"error: {e}")
 
@@ -264,7 +265,7 @@ def pretrain(cfg, d, start=None):
         ensure_data(cfg.data_dir)
     if d.world_size > 1:
         dist.barrier()  # the others wait for rank 0 to make the data
-    check_data(cfg)
+    data_meta = check_data(cfg)
     enc = load_tokenizer(cfg.data_dir)
     if start is not None:
         try:
@@ -296,7 +297,9 @@ def pretrain(cfg, d, start=None):
               f"({train_rows.fill:.1%} of them trained targets, the rest row padding), "
               f"{budget / (train_rows.n_rows * cfg.block_size):.2f} epochs of {shard}_train.bin")
     meta = dict(tokenizer_hash=tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
-                format=format_of(cfg), stage="base", base_format=None)
+                format=format_of(cfg), stage="base", base_format=None,
+                # an annotated base of a tagged build writes a quality tag after its fields (world.TAGS)
+                quality_tag=int(cfg.annotations and data.built_with(data_meta)["quality_tag"]))
     record = train(cfg, model, train_rows, val_rows, d, meta, start)
     sft_format = "anchored" if cfg.annotations else "standard"
     say_next(cfg, d, record, [f"python sft.py --init_from {cfg.out_dir} --format {sft_format}",

@@ -21,7 +21,7 @@ from device import add_device_flags, check_device, make_generator, pick_dtype
 from engine import COMPILE_FLAG, generate
 from tokenizer import (ANNOTATED_FORMATS, BASE_FORMATS, FORMATS, annotation_pieces, prompt_ids,
                        resolve_anchor, separator_ids, special_id, special_ids)
-from world import FIELDS, KEYS, TAGS, parse_annotation
+from world import FIELDS, TAGS, parse_annotation
 
 ANN_TEMPERATURE = 1.0   # the annotation is sampled at temperature 1, whatever --temperature says
 ANN_MAX_TOKENS = 96     # a full annotation is ~40 tokens; a model that never closes it is cut here
@@ -34,12 +34,12 @@ def _strip_stop(ids, stops):
     return ids[:-1] if ids and ids[-1] in stops else ids
 
 def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False, dtype=None,
-                       compile="auto") -> list:
+                       compile="auto", quality_tag=False) -> list:
     """Annotation ids for each prefix ending in <|ann|>, ending in <|story|> where the model closed it.
     No pins (and not by_field): the model writes the whole annotation and stops at <|story|>.
     Pins or by_field: built field by field in FIELDS order, batched over rows: pinned fields forced,
     free fields sampled by the model after a forced 'key:' (so the layout is always well formed),
-    then a quality tag (world.TAGS) where one is pinned."""
+    then, for a model trained with the quality tag (quality_tag), the tag: pinned or sampled."""
     pad, specials = special_id(enc, "<|pad|>"), set(special_ids(enc).values())
     if not pinned and not by_field:
         # the annotation ends at <|story|>, or at any other special token (then it is cut there)
@@ -50,7 +50,7 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False, 
     stops = separator_ids(enc) | specials
     anns = [[] for _ in prefixes]
     # the pieces come from tokenizer.py, the same ones training masks with: ' | key:' then ' value'
-    keys = [*FIELDS, *(t for t in TAGS if t in pinned)]  # a quality tag only where it is pinned
+    keys = [*FIELDS, *(TAGS if quality_tag else ())]
     for f, key, value in annotation_pieces(enc.encode_ordinary, pinned, keys):
         for a in anns:
             a += key  # the canonical separator and key, whatever token ended the last value
@@ -85,22 +85,25 @@ def inference_prefix(enc, format, prompt, use_ann, block) -> list:
 @torch.inference_mode()
 def sample_many(model, enc, format, prompts, n, *, temperature=1.0, top_k=None, top_p=None, seed=0,
                 max_new_tokens=None, anchor=True, pinned=None, batch_size=64, ann_by_field=False,
-                dtype=None, no_repeat_ngram=None, compile="auto") -> list:
+                dtype=None, no_repeat_ngram=None, compile="auto", quality_tag=False) -> list:
     """n samples for each of several prompts, [[sample of prompt 0, ...], ...], drawn in shared
     batches of batch_size rows (prompt 0's n rows, then prompt 1's, ...): one generate call can hold
     several prompts, which a GPU runs about as fast as one. dtype: the autocast dtype of generation
     (device.pick_dtype; None = fp32). no_repeat_ngram: the story's n-gram ban (engine.NoRepeat; the
     annotation is never banned). compile: engine.generate's (auto, on, off: the compiled decode
-    step). See sample_stories for the rest."""
+    step). quality_tag: the checkpoint's (checkpoint key quality_tag): its annotations end with a
+    quality tag, which a built annotation (pins, ann_by_field) then ends with too. See sample_stories
+    for the rest."""
     use_ann = anchor and format in ANNOTATED_FORMATS
     pinned = dict(pinned or {})
     if pinned and not use_ann:
         why = "it is sampled with --anchor off" if format in ANNOTATED_FORMATS else f"its format {format!r} has no annotation"
         raise ValueError(f"cannot pin annotation fields on this checkpoint: {why} "
                          f"(pinning needs format {' / '.join(ANNOTATED_FORMATS)} with the annotation on)")
+    keys = {**FIELDS, **(TAGS if quality_tag else {})}
     for f, v in pinned.items():
-        if f not in KEYS or v not in KEYS[f]:
-            raise ValueError(f"pinned {f}={v!r} is not a field value; fields: {', '.join(KEYS)}")
+        if f not in keys or v not in keys[f]:
+            raise ValueError(f"pinned {f}={v!r} is not a field value of this checkpoint; fields: {', '.join(keys)}")
     block = model.config.block_size
     jobs = [(j, inference_prefix(enc, format, p, use_ann, block)) for j, p in enumerate(prompts) for _ in range(n)]
     story, pad = special_id(enc, "<|story|>"), special_id(enc, "<|pad|>")
@@ -114,7 +117,7 @@ def sample_many(model, enc, format, prompts, n, *, temperature=1.0, top_k=None, 
         anns = [None] * len(batch)
         if use_ann:
             anns = sample_annotations(model, enc, prefixes, pinned, gen, by_field=ann_by_field, dtype=dtype,
-                                      compile=compile)
+                                      compile=compile, quality_tag=quality_tag)
             closed = [a[-1:] == [story] for a in anns]
             anns = [a[:-1] if c else a for a, c in zip(anns, closed)]
             prefixes = [p + a + [story] for p, a in zip(prefixes, anns)]
@@ -209,7 +212,7 @@ def main(argv=None):
                                  seed=args.seed, max_new_tokens=args.max_new_tokens,
                                  anchor=use_ann, pinned=pinned, batch_size=args.batch_size,
                                  ann_by_field=args.ann_by_field, dtype=pick_dtype(device, args.dtype),
-                                 compile=args.compile_sampling)
+                                 compile=args.compile_sampling, quality_tag=ckpt.get("quality_tag", 0))
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"sample.py: error: {e}")
     for i, s in enumerate(samples):

@@ -200,6 +200,32 @@ def with_quality_tag(examples):
     return [ex if "format" in ex or ex.get("annotation") is None else
             {**ex, "annotation": {**ex["annotation"], world.QUALITY: "good"}} for ex in examples]
 
+def quality_tagged(source, meta, cfg):
+    """Whether this run's annotations carry the quality tag: its data's build option (data.py
+    --quality_tag), which must agree with the checkpoint it starts from where that one records it
+    (checkpoints from before the tag record nothing; a plain base reads no annotation)."""
+    tagged = int(data.built_with(meta)["quality_tag"] and cfg.format != "standard")
+    recorded = source.get("quality_tag")
+    if recorded is not None and (source["format"] != "plain") and recorded != tagged:
+        raise SystemExit(f"error: {cfg.init_from or cfg.out_dir} was trained {'with' if recorded else 'without'} the "
+                         f"quality tag, but {cfg.data_dir} was built with --quality_tag {tagged}; post-train it on "
+                         f"the data it was pretrained on")
+    return tagged
+
+def training_examples(cfg, meta, base_format, tagged):
+    """(train, val) examples of a run: the SFT examples, then the extras its flags ask for (counted
+    per SFT example and shuffled in among its rows later), every annotation ending with 'quality:
+    good' on a tagged build (with_quality_tag)."""
+    train_ex, val_ex = load_examples(cfg, meta)
+    n_sft = len(train_ex)
+    if cfg.replay:
+        train_ex = train_ex + make_replay_examples(round(cfg.replay * n_sft), cfg.seed + 7)
+    if tagged:
+        train_ex, val_ex = with_quality_tag(train_ex), with_quality_tag(val_ex)
+    if cfg.pretrain_mix:
+        train_ex = train_ex + make_pretrain_mix(round(cfg.pretrain_mix * n_sft), meta, base_format)
+    return train_ex, val_ex
+
 def pack_examples(enc, examples, format, block_size):
     """Examples into rows of block_size + 1 tokens by the packer pretraining uses (data.pack_rows); a
     row's remaining slots are <|pad|>. Targets across an example boundary are -1 on their own
@@ -368,15 +394,9 @@ def sft(cfg, d, source, start=None):
     except ValueError as e:
         raise SystemExit(f"error: {e}")
     block_size = source["model_args"]["block_size"]
-    train_ex, val_ex = load_examples(cfg, meta)
     base_format = source["base_format"] or source["format"]  # a base, or (resumed) this run's own checkpoint
-    n_sft = len(train_ex)  # the extras are counted per SFT example, and shuffled in among its rows
-    if cfg.replay:
-        train_ex = train_ex + make_replay_examples(round(cfg.replay * n_sft), cfg.seed + 7)
-    if data.built_with(meta)["quality_tag"]:
-        train_ex, val_ex = with_quality_tag(train_ex), with_quality_tag(val_ex)
-    if cfg.pretrain_mix:
-        train_ex = train_ex + make_pretrain_mix(round(cfg.pretrain_mix * n_sft), meta, base_format)
+    tagged = quality_tagged(source, meta, cfg)
+    train_ex, val_ex = training_examples(cfg, meta, base_format, tagged)
     x, y = pack_examples(enc, train_ex, cfg.format, block_size)
     val_x, val_y = pack_examples(enc, val_ex, cfg.format, block_size)
     base_targets = None
@@ -413,7 +433,7 @@ def sft(cfg, d, source, start=None):
             print(f"anchor KL: weight {cfg.anchor_kl:g} at {len(base_targets[1]):,} free annotation values, "
                   f"toward the frozen base {cfg.init_from}")
     ckpt_meta = dict(tokenizer_hash=tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
-                     format=cfg.format, stage="sft", base_format=base_format)
+                     format=cfg.format, stage="sft", base_format=base_format, quality_tag=tagged)
     loss_of = anchor_kl_loss(cfg.anchor_kl) if cfg.anchor_kl else mean_loss
     record = train(cfg, model, train_rows, val_rows, d, ckpt_meta, start, loss_of)
     say_next(cfg, d, record, [f"python sample.py --ckpt {cfg.out_dir} --prompt 'Write a story.'",

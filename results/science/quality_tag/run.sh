@@ -19,5 +19,9 @@ python eval_diversity.py --ckpts base=$R/base_plain base_annotated=$R/base_ann \
   sft=$R/sft_standard_s0,$R/sft_standard_s1,$R/sft_standard_s2 \
   anchored=$R/sft_anchored_s0,$R/sft_anchored_s1,$R/sft_anchored_s2 \
   anchored_kl=$R/sft_anchored_kl \
+  sft_sweep=$R/sft_standard_s0:temperature=0.6,0.8,1.0,1.1:top_p=1.0:no_repeat_ngram=0 \
+  anchored_sweep=$R/sft_anchored_s0:temperature=0.6,0.8,1.0,1.1:top_p=1.0:no_repeat_ngram=0 \
   --base_arm base --annotated_base_arm base_annotated --sft_arm sft --anchored_arm anchored \
   --num_samples 100 --top_p 0.9 --no_repeat_ngram 8 --threads 2 --out $R/eval
+# the base writing with its tag pinned (good / poor) or its own
+PYTHONPATH=. python results/science/quality_tag/base_by_tag.py $R/base_ann 200 > results/science/quality_tag/base_by_tag.txt
