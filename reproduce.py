@@ -61,12 +61,14 @@ PRESETS = {
         sft_seeds=[0], replay=True, num_samples=16, temperatures=[0.6, 1.2], study_narrowness=[0.5, 0.95],
         study_size="cpu-4l64", extra_pretrain=["--batch_size", "4"], extra_sft=["--batch_size", "4"],
         extra_eval=[], jobs=1),
-    # the direction: the middle CPU size, the two paper arms and the replay extra, one seed, T = 1;
-    # SFT: one epoch of the first 5,000 SFT examples, so it fits its 15 minutes
+    # the direction: the middle CPU size, the two paper arms and the replay extra, one seed; the cpu
+    # preset's recipe (titled data, SFT at LR 1e-3, its story setting) with a third of its base's steps
+    # and one epoch of the first 5,000 SFT examples, so it fits its 15 minutes
     "cpu-quick": dict(
-        data_flags=[], sizes=["cpu-4l96"], pretrain_iters={"cpu-4l96": 1200}, sft_iters=None, sft_seeds=[0],
-        replay=True, num_samples=100, temperatures=[], study_narrowness=[], study_size="cpu-4l96", ablation_sizes=[],
-        extra_pretrain=[], extra_sft=["--n_sft_examples", "5000"], extra_eval=["--threads", "1"], jobs=2),
+        data_flags=["--titled", "0.5"], sizes=["cpu-4l96"], pretrain_iters={"cpu-4l96": 1200}, sft_iters=None,
+        sft_seeds=[0], replay=True, num_samples=100, temperatures=[], study_narrowness=[], study_size="cpu-4l96",
+        ablation_sizes=[], extra_pretrain=[], extra_sft=["--n_sft_examples", "5000", "--lr", "1e-3"],
+        extra_eval=["--threads", "1", "--top_p", "0.9", "--no_repeat_ngram", "8"], jobs=2),
     # the CPU ladder of pretrain.py: the two paper arms at every size (the trend), 3 SFT seeds, the
     # replay and anchor-KL extras, the plain-base ablation and the temperature frontier (plain sampling) at the
     # largest, the study at the smallest. Every other row's story at one declared setting: top-p 0.9
