@@ -25,3 +25,11 @@ python eval_diversity.py --ckpts base=$R/base_plain base_annotated=$R/base_ann \
   --num_samples 100 --top_p 0.9 --no_repeat_ngram 8 --threads 2 --out $R/eval
 # the base writing with its tag pinned (good / poor) or its own
 PYTHONPATH=. python results/science/quality_tag/base_by_tag.py $R/base_ann 200 > results/science/quality_tag/base_by_tag.txt
+# two more seeds of the anchor-KL extra, and their evaluation (extras/ in this folder)
+for s in 1 2; do
+  python sft.py $S --init_from $R/base_ann --format anchored --anchor_kl 1 --seed $s --out_dir $R/sft_anchored_kl_s$s
+done
+python eval_diversity.py --ckpts base=$R/base_plain base_annotated=$R/base_ann sft=$R/sft_standard_s0 \
+  anchored_kl=$R/sft_anchored_kl,$R/sft_anchored_kl_s1,$R/sft_anchored_kl_s2 \
+  --base_arm base --annotated_base_arm base_annotated --sft_arm sft --anchored_arm anchored_kl \
+  --num_samples 100 --top_p 0.9 --no_repeat_ngram 8 --threads 2 --out $R/eval_extras

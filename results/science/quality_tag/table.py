@@ -24,7 +24,7 @@ def tags_of(folder):
     with gzip.open(folder / "samples.jsonl.gz", "rt") as fh:
         for line in fh:
             s = json.loads(line)
-            if s.get("annotation") is not None and s["prompt_index"] in (0, 1):
+            if s.get("annotation") is not None and s["prompt_index"] in (0, 1, None):
                 counts[s["row"]][s["annotation"].rpartition("quality:")[2].strip()
                                  if "quality:" in s["annotation"] else "(none)"] += 1
     return {row: c["good"] / sum(c.values()) for row, c in counts.items()}
