@@ -10,6 +10,7 @@ Post-training (SFT): the chapter about which tokens carry the loss.
     python sft.py --init_from out/tiny-ann --format anchored --replay 1          # an extra: annotation replay
     python sft.py --init_from out/tiny-ann --format anchored --pretrain_mix 1    # an extra: pretraining documents
     python sft.py --init_from out/tiny-ann --format anchored --anchor_kl 1       # an extra: KL toward the base
+    python sft.py --init_from out/tiny-ann --format anchored --key_share 0.1     # keys in the loss in 10% of examples
 
 Every example is built by tokenizer.encode_example(enc, example, format), which returns the token
 ids and a loss mask; this file only turns "mask 0" into "target -1" (ignored by the loss). The formats:
@@ -20,6 +21,8 @@ ids and a loss mask; this file only turns "mask 0" into "target -1" (ignored by 
                        loss on: {response}<|eos|>
     anchored           same tokens; loss on the response, <|eos|>, the annotation's format and the
                        values the prompt pins, never the values of the fields it leaves free
+                       (--key_share p: the format only in a share p of the examples, as the paper
+                       keeps its keys in the loss in a small share to keep the format)
     anchored_unmasked  same tokens; loss on <|ann|>{annotation}<|story|>{response}<|eos|>
 
 Standard SFT teaches the narrow response distribution directly, and the model's diversity
@@ -97,6 +100,9 @@ class SFTConfig(LoopConfig):
                                    "(0: none, the paper; the anchored_pretrain_mix arm uses 1), see make_pretrain_mix")
     anchor_kl: float = opt(0.0, "with --format anchored: weight of a KL term toward the frozen base at the "
                                 "annotation's free values (0: none, the paper; the anchored_kl arm uses 1), see base_value_targets")
+    key_share: float = opt(1.0, "with --format anchored: the share of SFT examples whose annotation keys, "
+                                "separators and markers carry loss (1: every one; the paper keeps them in a "
+                                "small share, to keep the format), see with_key_share")
     allow_plain_base: bool = opt(False, "allow an anchored format on a base pretrained without "
                                         "annotations (the paper's ablation)")
 
@@ -222,9 +228,20 @@ def training_examples(cfg, meta, base_format, tagged):
         train_ex = train_ex + make_replay_examples(round(cfg.replay * n_sft), cfg.seed + 7)
     if tagged:
         train_ex, val_ex = with_quality_tag(train_ex), with_quality_tag(val_ex)
+    if cfg.key_share < 1:
+        train_ex, val_ex = with_key_share(train_ex, cfg.key_share, cfg.seed), with_key_share(val_ex, cfg.key_share, cfg.seed + 1)
     if cfg.pretrain_mix:
         train_ex = train_ex + make_pretrain_mix(round(cfg.pretrain_mix * n_sft), meta, base_format)
     return train_ex, val_ex
+
+def with_key_share(examples, share, seed):
+    """The paper's mask: a `share` of the SFT examples (drawn with `seed`) keep the annotation's keys,
+    separators and markers in the loss, to keep the format; the rest train the response and the
+    pinned values only ("train_keys": False, read by tokenizer.encode_example's anchored format).
+    Replay examples, and pretraining documents of the mix, are left as they are."""
+    rng = random.Random(seed)
+    return [{**ex, "train_keys": rng.random() < share} if ex.get("response") is not None and "format" not in ex
+            else ex for ex in examples]
 
 def pack_examples(enc, examples, format, block_size):
     """Examples into rows of block_size + 1 tokens by the packer pretraining uses (data.pack_rows); a
@@ -459,6 +476,9 @@ def check_sft_config(cfg, base=None):
     if cfg.anchor_kl < 0 or (cfg.anchor_kl and cfg.format != "anchored"):
         raise SystemExit(f"error: --anchor_kl={cfg.anchor_kl} needs --format anchored (the format whose free "
                          f"annotation values have no loss) and a value >= 0")
+    if not 0 <= cfg.key_share <= 1 or (cfg.key_share < 1 and (cfg.format != "anchored" or cfg.anchor_kl)):
+        raise SystemExit(f"error: --key_share={cfg.key_share} needs a value in [0, 1], and below 1 --format anchored "
+                         f"without --anchor_kl (whose positions are the free values of a mask that trains the keys)")
     if cfg.pretrain_mix < 0:
         raise SystemExit(f"error: --pretrain_mix={cfg.pretrain_mix} must be >= 0")
     if cfg.n_sft_examples < 0:
@@ -467,7 +487,8 @@ def check_sft_config(cfg, base=None):
         raise SystemExit(f"error: --narrowness={cfg.narrowness} must be in [0, 1] (0 = prior, 1 = favourites only)")
 
 # what an SFT run cannot change when it resumes (its data and the base it started from)
-RESUME_FIXED = ("format", "init_from", "narrowness", "n_sft_examples", "replay", "pretrain_mix", "anchor_kl")
+RESUME_FIXED = ("format", "init_from", "narrowness", "n_sft_examples", "replay", "pretrain_mix", "anchor_kl",
+                "key_share")
 
 def main(argv=None):
     """A fresh run takes its defaults from its base (sft_defaults), a resumed one from its own config."""

@@ -195,9 +195,12 @@ def annotation_pieces(encode, values, fields=FIELDS):
             for i, f in enumerate(fields)]
 
 
-def _segments(enc, format, prompt=None, annotation=None, body=None, anchor=True, encode=None, pinned=None):
+def _segments(enc, format, prompt=None, annotation=None, body=None, anchor=True, encode=None, pinned=None,
+              train_keys=True):
     """Segments (ids, loss flag) of a format, in order. A `body` of None means: stop right where
-    generation starts (the inference prefix). This is the single place the formats live."""
+    generation starts (the inference prefix). This is the single place the formats live.
+    train_keys=False (anchored only): the annotation's keys, separators and markers carry no loss
+    in this example either, as in the paper's mask (sft.py --key_share)."""
     if format not in FORMATS:
         raise ValueError(f"format={format!r} is not one of {FORMATS}")
     special = lambda t: [special_id(enc, t)]  # noqa: E731
@@ -215,7 +218,7 @@ def _segments(enc, format, prompt=None, annotation=None, body=None, anchor=True,
         if format in ANCHORED_FORMATS and anchor:
             # which annotation tokens carry loss: all (unmasked), none (strict), or all but the
             # free choices (anchored: the format and the values the prompt pins, see ANCHORED_FORMATS)
-            a = 0 if format == "anchored_strict" else 1
+            a = 0 if format == "anchored_strict" or (format == "anchored" and not train_keys) else 1
             segs.append((special("<|ann|>"), a))
             if body is None and annotation is None:
                 return segs
@@ -224,7 +227,7 @@ def _segments(enc, format, prompt=None, annotation=None, body=None, anchor=True,
                     raise ValueError("format='anchored' needs the annotation as a {field: value} dict, not a string")
                 pinned = pinned or {}
                 for f, key, value in annotation_pieces(text, annotation, [f for f in KEYS if f in annotation]):
-                    segs += [(key, 1), (value, 1 if f in TAGS or pinned.get(f) == annotation[f] else 0)]
+                    segs += [(key, a), (value, a if f in TAGS else int(pinned.get(f) == annotation[f]))]
             else:
                 segs.append((text(_ann_text(annotation)), a))
             segs.append((special("<|story|>"), a))
@@ -252,7 +255,8 @@ def encode_example(enc, example, format, encode=None):
                          encode=encode)
     else:
         segs = _segments(enc, format, prompt=example["prompt"], annotation=example.get("annotation"),
-                       body=example["response"], encode=encode, pinned=example.get("constraints"))
+                       body=example["response"], encode=encode, pinned=example.get("constraints"),
+                       train_keys=example.get("train_keys", True))
     ids, mask = [], []
     for s, m in segs:
         ids += s

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+import sft
 import tokenizer
 import world
 
@@ -114,6 +115,26 @@ def test_anchored_masks_on_generated_examples(tiny_data):
         untrained = enc.decode([t for t, m in zip(ids, mask) if not m]).split("<|assistant|>")[1]
         free = [ex["annotation"][f] for f in world.free_fields(ex["constraints"])]
         assert untrained.split() == free
+
+
+def test_key_share_masks_the_keys_of_an_example_and_keeps_its_pinned_values(tiny_data):
+    """train_keys=False (sft.py --key_share): in `anchored` the whole annotation but the pinned values
+    carries no loss; the response does; train_keys=True is the default mask. with_key_share marks
+    about its share of the SFT examples, and never a replay example."""
+    _, _, enc = tiny_data
+    rng = random.Random(5)
+    for i in range(100):
+        ex = world.make_sft_example(rng, world.DEFAULT_NARROWNESS, "constrained" if i % 2 else "open")
+        ids, mask = tokenizer.encode_example(enc, ex, "anchored")
+        assert (ids, mask) == tokenizer.encode_example(enc, {**ex, "train_keys": True}, "anchored")
+        ids2, mask2 = tokenizer.encode_example(enc, {**ex, "train_keys": False}, "anchored")
+        trained = enc.decode([t for t, m in zip(ids2, mask2) if m])
+        pinned = "".join(f" {ex['annotation'][f]}" for f in world.FIELDS if f in ex["constraints"])
+        assert ids2 == ids and trained == pinned + ex["response"] + "<|eos|>"
+    examples = world.make_sft_examples(1000, seed=1) + sft.make_replay_examples(50, seed=1)
+    marked = sft.with_key_share(examples, 0.1, seed=0)
+    assert 60 < sum(ex.get("train_keys", False) for ex in marked[:1000]) < 140
+    assert all("train_keys" not in ex for ex in marked[1000:])
 
 
 def test_prompt_ids(tiny_data):
