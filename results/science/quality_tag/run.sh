@@ -33,3 +33,12 @@ python eval_diversity.py --ckpts base=$R/base_plain base_annotated=$R/base_ann s
   anchored_kl=$R/sft_anchored_kl,$R/sft_anchored_kl_s1,$R/sft_anchored_kl_s2 \
   --base_arm base --annotated_base_arm base_annotated --sft_arm sft --anchored_arm anchored_kl \
   --num_samples 100 --top_p 0.9 --no_repeat_ngram 8 --threads 2 --out $R/eval_extras
+# the paper's mask: the annotation's keys in the loss in 10% of the examples (key_share/ in this folder)
+for s in 0 1 2; do
+  python sft.py $S --init_from $R/base_ann --format anchored --key_share 0.1 --seed $s --out_dir $R/sft_anchored_keys0.1_s$s
+done
+python eval_diversity.py --ckpts base=$R/base_plain base_annotated=$R/base_ann \
+  sft=$R/sft_standard_s0,$R/sft_standard_s1,$R/sft_standard_s2 \
+  anchored=$R/sft_anchored_keys0.1_s0,$R/sft_anchored_keys0.1_s1,$R/sft_anchored_keys0.1_s2 \
+  --base_arm base --annotated_base_arm base_annotated --sft_arm sft --anchored_arm anchored \
+  --num_samples 100 --top_p 0.9 --no_repeat_ngram 8 --threads 2 --out $R/eval_keys
