@@ -112,7 +112,7 @@ def check_out_dir(out_dir, flag="--out_dir"):
     """Make the output folder now, so a folder that cannot be written fails before any work."""
     try:
         os.makedirs(out_dir, exist_ok=True)
-        probe = Path(out_dir) / ".write_test"
+        probe = Path(out_dir) / f".write_test.{os.getpid()}"  # one per process: DDP ranks probe together
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:

@@ -261,3 +261,20 @@ def _figure():
     fig, ax = plt.subplots(figsize=(1, 1))
     ax.plot([0, 1])
     return fig
+
+
+def _probe_many(out_dir, n):
+    for _ in range(n):
+        checkpoint.check_out_dir(out_dir)
+
+
+def test_processes_probing_one_out_dir_together_do_not_trip_each_other(tmp_path):
+    """DDP ranks all check the out_dir as they start: each probes with a file of its own."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_probe_many, args=(str(tmp_path), 300)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert [p.exitcode for p in procs] == [0, 0, 0] and not list(tmp_path.iterdir())
