@@ -103,6 +103,8 @@ class SFTConfig(LoopConfig):
     key_share: float = opt(1.0, "with --format anchored: the share of SFT examples whose annotation keys, "
                                 "separators and markers carry loss (1: every one; the paper keeps them in a "
                                 "small share, to keep the format), see with_key_share")
+    pinned_values: bool = opt(True, "with --format anchored: train the annotation values the prompt pins "
+                                    "(off: no value is trained, as in the paper's mask)")
     allow_plain_base: bool = opt(False, "allow an anchored format on a base pretrained without "
                                         "annotations (the paper's ablation)")
 
@@ -230,6 +232,8 @@ def training_examples(cfg, meta, base_format, tagged):
         train_ex, val_ex = with_quality_tag(train_ex), with_quality_tag(val_ex)
     if cfg.key_share < 1:
         train_ex, val_ex = with_key_share(train_ex, cfg.key_share, cfg.seed), with_key_share(val_ex, cfg.key_share, cfg.seed + 1)
+    if not cfg.pinned_values:  # read by tokenizer.encode_example's anchored format
+        train_ex, val_ex = ([{**ex, "train_pinned": False} for ex in exs] for exs in (train_ex, val_ex))
     if cfg.pretrain_mix:
         train_ex = train_ex + make_pretrain_mix(round(cfg.pretrain_mix * n_sft), meta, base_format)
     return train_ex, val_ex
@@ -479,6 +483,8 @@ def check_sft_config(cfg, base=None):
     if not 0 <= cfg.key_share <= 1 or (cfg.key_share < 1 and (cfg.format != "anchored" or cfg.anchor_kl)):
         raise SystemExit(f"error: --key_share={cfg.key_share} needs a value in [0, 1], and below 1 --format anchored "
                          f"without --anchor_kl (whose positions are the free values of a mask that trains the keys)")
+    if not cfg.pinned_values and (cfg.format != "anchored" or cfg.anchor_kl):
+        raise SystemExit("error: --no-pinned_values needs --format anchored without --anchor_kl")
     if cfg.pretrain_mix < 0:
         raise SystemExit(f"error: --pretrain_mix={cfg.pretrain_mix} must be >= 0")
     if cfg.n_sft_examples < 0:
@@ -488,7 +494,7 @@ def check_sft_config(cfg, base=None):
 
 # what an SFT run cannot change when it resumes (its data and the base it started from)
 RESUME_FIXED = ("format", "init_from", "narrowness", "n_sft_examples", "replay", "pretrain_mix", "anchor_kl",
-                "key_share")
+                "key_share", "pinned_values")
 
 def main(argv=None):
     """A fresh run takes its defaults from its base (sft_defaults), a resumed one from its own config."""

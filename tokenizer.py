@@ -196,11 +196,12 @@ def annotation_pieces(encode, values, fields=FIELDS):
 
 
 def _segments(enc, format, prompt=None, annotation=None, body=None, anchor=True, encode=None, pinned=None,
-              train_keys=True):
+              train_keys=True, train_pinned=True):
     """Segments (ids, loss flag) of a format, in order. A `body` of None means: stop right where
     generation starts (the inference prefix). This is the single place the formats live.
     train_keys=False (anchored only): the annotation's keys, separators and markers carry no loss
-    in this example either, as in the paper's mask (sft.py --key_share)."""
+    in this example either, as in the paper's mask (sft.py --key_share); train_pinned=False: neither
+    do the values the prompt pins (sft.py --no-pinned_values)."""
     if format not in FORMATS:
         raise ValueError(f"format={format!r} is not one of {FORMATS}")
     special = lambda t: [special_id(enc, t)]  # noqa: E731
@@ -227,7 +228,7 @@ def _segments(enc, format, prompt=None, annotation=None, body=None, anchor=True,
                     raise ValueError("format='anchored' needs the annotation as a {field: value} dict, not a string")
                 pinned = pinned or {}
                 for f, key, value in annotation_pieces(text, annotation, [f for f in KEYS if f in annotation]):
-                    segs += [(key, a), (value, a if f in TAGS else int(pinned.get(f) == annotation[f]))]
+                    segs += [(key, a), (value, a if f in TAGS else int(train_pinned and pinned.get(f) == annotation[f]))]
             else:
                 segs.append((text(_ann_text(annotation)), a))
             segs.append((special("<|story|>"), a))
@@ -256,7 +257,7 @@ def encode_example(enc, example, format, encode=None):
     else:
         segs = _segments(enc, format, prompt=example["prompt"], annotation=example.get("annotation"),
                        body=example["response"], encode=encode, pinned=example.get("constraints"),
-                       train_keys=example.get("train_keys", True))
+                       train_keys=example.get("train_keys", True), train_pinned=example.get("train_pinned", True))
     ids, mask = [], []
     for s, m in segs:
         ids += s

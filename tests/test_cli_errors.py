@@ -67,6 +67,7 @@ BAD = [
     ("sft", "--init_from {base} --out_dir {tmp}/s --narrowness 2"),
     ("sft", "--init_from {base} --out_dir {tmp}/s --key_share 1.5"),
     ("sft", "--init_from {base} --out_dir {tmp}/s --key_share 0.1 --anchor_kl 1"),
+    ("sft", "--init_from {base} --out_dir {tmp}/s --no-pinned_values --format standard"),
     ("sft", "--init_from {base} --out_dir {tmp}/s --n_sft_examples -1"),
     ("sft", "--init_from {base} --out_dir {tmp}/s --pretrain_mix -1"),
     ("sft", "--init_from {base} --out_dir {tmp}/s --pretrain_mix 1000000"),  # more documents than the data has

@@ -131,6 +131,10 @@ def test_key_share_masks_the_keys_of_an_example_and_keeps_its_pinned_values(tiny
         trained = enc.decode([t for t, m in zip(ids2, mask2) if m])
         pinned = "".join(f" {ex['annotation'][f]}" for f in world.FIELDS if f in ex["constraints"])
         assert ids2 == ids and trained == pinned + ex["response"] + "<|eos|>"
+        ids3, mask3 = tokenizer.encode_example(enc, {**ex, "train_keys": False, "train_pinned": False}, "anchored")
+        assert ids3 == ids and enc.decode([t for t, m in zip(ids3, mask3) if m]) == ex["response"] + "<|eos|>"
+        _, mask4 = tokenizer.encode_example(enc, {**ex, "train_pinned": False}, "anchored")  # the keys only
+        assert sum(mask4) == sum(mask) - len(enc.encode_ordinary(pinned))
     examples = world.make_sft_examples(1000, seed=1) + sft.make_replay_examples(50, seed=1)
     marked = sft.with_key_share(examples, 0.1, seed=0)
     assert 60 < sum(ex.get("train_keys", False) for ex in marked[:1000]) < 140
