@@ -42,3 +42,12 @@ python eval_diversity.py --ckpts base=$R/base_plain base_annotated=$R/base_ann \
   anchored=$R/sft_anchored_keys0.1_s0,$R/sft_anchored_keys0.1_s1,$R/sft_anchored_keys0.1_s2 \
   --base_arm base --annotated_base_arm base_annotated --sft_arm sft --anchored_arm anchored \
   --num_samples 100 --top_p 0.9 --no_repeat_ngram 8 --threads 2 --out $R/eval_keys
+# no annotation value in the loss, the pinned ones included (no_pinned_values/ in this folder)
+for s in 0 1 2; do
+  python sft.py $S --init_from $R/base_ann --format anchored --no-pinned_values --seed $s --out_dir $R/sft_anchored_nopin_s$s
+done
+python eval_diversity.py --ckpts base=$R/base_plain base_annotated=$R/base_ann \
+  sft=$R/sft_standard_s0,$R/sft_standard_s1,$R/sft_standard_s2 \
+  anchored=$R/sft_anchored_nopin_s0,$R/sft_anchored_nopin_s1,$R/sft_anchored_nopin_s2 \
+  --base_arm base --annotated_base_arm base_annotated --sft_arm sft --anchored_arm anchored \
+  --num_samples 100 --top_p 0.9 --no_repeat_ngram 8 --threads 2 --out $R/eval_nopin
