@@ -22,7 +22,8 @@ ids and a loss mask; this file only turns "mask 0" into "target -1" (ignored by 
     anchored           same tokens; loss on the response, <|eos|>, the annotation's format and the
                        values the prompt pins, never the values of the fields it leaves free
                        (--key_share p: the format only in a share p of the examples, as the paper
-                       keeps its keys in the loss in a small share to keep the format)
+                       keeps its keys in the loss in a small share to keep the format;
+                       --no-pinned_values: no value, the pinned ones included)
     anchored_unmasked  same tokens; loss on <|ann|>{annotation}<|story|>{response}<|eos|>
 
 Standard SFT teaches the narrow response distribution directly, and the model's diversity
@@ -222,8 +223,9 @@ def quality_tagged(source, meta, cfg):
 
 def training_examples(cfg, meta, base_format, tagged):
     """(train, val) examples of a run: the SFT examples, then the extras its flags ask for (counted
-    per SFT example and shuffled in among its rows later), every annotation ending with 'quality:
-    good' on a tagged build (with_quality_tag)."""
+    per SFT example and shuffled in among its rows later). On a tagged build every annotation ends
+    with 'quality: good' (with_quality_tag); --key_share and --no-pinned_values mark each example
+    with what of its annotation the anchored format trains (train_keys, train_pinned)."""
     train_ex, val_ex = load_examples(cfg, meta)
     n_sft = len(train_ex)
     if cfg.replay:
