@@ -61,7 +61,8 @@ def test_a_row_D_is_the_statistic_its_intervals_resample():
                                     "science/titled/cpu-4l64", "science/titled/cpu-4l96", "science/quality_tag",
                                     "science/quality_tag/extras",
                                     "science/quality_tag/key_share",
-                                    "science/quality_tag/no_pinned_values"])
+                                    "science/quality_tag/no_pinned_values",
+                                    "science/quality_tag/lr6e-4"])
 def test_summary_md_regenerates_from_a_committed_summary(folder):
     summary = json.loads((RESULTS / folder / "summary.json").read_text())
     assert report.summary_markdown(summary) == (RESULTS / folder / "summary.md").read_text()

@@ -51,3 +51,12 @@ python eval_diversity.py --ckpts base=$R/base_plain base_annotated=$R/base_ann \
   anchored=$R/sft_anchored_nopin_s0,$R/sft_anchored_nopin_s1,$R/sft_anchored_nopin_s2 \
   --base_arm base --annotated_base_arm base_annotated --sft_arm sft --anchored_arm anchored \
   --num_samples 100 --top_p 0.9 --no_repeat_ngram 8 --threads 2 --out $R/eval_nopin
+# the paper-literal arm at a lower SFT LR (lr6e-4/ in this folder)
+for s in 0 1 2; do
+  python sft.py --n_sft_examples 10000 --lr 6e-4 --init_from $R/base_ann --format anchored --seed $s --out_dir $R/sft_anchored_lr6e-4_s$s
+done
+python eval_diversity.py --ckpts base=$R/base_plain base_annotated=$R/base_ann \
+  sft=$R/sft_standard_s0,$R/sft_standard_s1,$R/sft_standard_s2 \
+  anchored=$R/sft_anchored_lr6e-4_s0,$R/sft_anchored_lr6e-4_s1,$R/sft_anchored_lr6e-4_s2 \
+  --base_arm base --annotated_base_arm base_annotated --sft_arm sft --anchored_arm anchored \
+  --num_samples 100 --top_p 0.9 --no_repeat_ngram 8 --threads 2 --out $R/eval_lr6e-4
