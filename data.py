@@ -464,8 +464,8 @@ def main(argv=None):
         return
     try:
         meta = ensure_dataset(a.out_dir, repair=True, n_stories=a.n_stories, seed=a.seed, noise=a.noise,
-                              titled=a.titled, quality_tag=a.quality_tag, narrowness=a.narrowness, vocab_size=a.vocab_size, n_sft=a.n_sft,
-                              n_sft_val=a.n_sft_val)
+                              titled=a.titled, quality_tag=a.quality_tag, narrowness=a.narrowness,
+                              vocab_size=a.vocab_size, n_sft=a.n_sft, n_sft_val=a.n_sft_val)
     except ValueError as e:
         p.error(str(e))
     except OSError as e:

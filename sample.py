@@ -21,7 +21,7 @@ from device import add_device_flags, check_device, make_generator, pick_dtype
 from engine import COMPILE_FLAG, generate
 from tokenizer import (ANNOTATED_FORMATS, BASE_FORMATS, FORMATS, annotation_pieces, prompt_ids,
                        resolve_anchor, separator_ids, special_id, special_ids)
-from world import FIELDS, TAGS, parse_annotation
+from world import annotation_keys, parse_annotation
 
 ANN_TEMPERATURE = 1.0   # the annotation is sampled at temperature 1, whatever --temperature says
 ANN_MAX_TOKENS = 96     # a full annotation is ~40 tokens; a model that never closes it is cut here
@@ -50,8 +50,7 @@ def sample_annotations(model, enc, prefixes, pinned, generator, by_field=False, 
     stops = separator_ids(enc) | specials
     anns = [[] for _ in prefixes]
     # the pieces come from tokenizer.py, the same ones training masks with: ' | key:' then ' value'
-    keys = [*FIELDS, *(TAGS if quality_tag else ())]
-    for f, key, value in annotation_pieces(enc.encode_ordinary, pinned, keys):
+    for f, key, value in annotation_pieces(enc.encode_ordinary, pinned, list(annotation_keys(quality_tag))):
         for a in anns:
             a += key  # the canonical separator and key, whatever token ended the last value
         if value is not None:
@@ -100,7 +99,7 @@ def sample_many(model, enc, format, prompts, n, *, temperature=1.0, top_k=None, 
         why = "it is sampled with --anchor off" if format in ANNOTATED_FORMATS else f"its format {format!r} has no annotation"
         raise ValueError(f"cannot pin annotation fields on this checkpoint: {why} "
                          f"(pinning needs format {' / '.join(ANNOTATED_FORMATS)} with the annotation on)")
-    keys = {**FIELDS, **(TAGS if quality_tag else {})}
+    keys = annotation_keys(quality_tag)
     for f, v in pinned.items():
         if f not in keys or v not in keys[f]:
             raise ValueError(f"pinned {f}={v!r} is not a field value of this checkpoint; fields: {', '.join(keys)}")

@@ -233,7 +233,8 @@ def training_examples(cfg, meta, base_format, tagged):
     if tagged:
         train_ex, val_ex = with_quality_tag(train_ex), with_quality_tag(val_ex)
     if cfg.key_share < 1:
-        train_ex, val_ex = with_key_share(train_ex, cfg.key_share, cfg.seed), with_key_share(val_ex, cfg.key_share, cfg.seed + 1)
+        train_ex, val_ex = (with_key_share(train_ex, cfg.key_share, cfg.seed),
+                            with_key_share(val_ex, cfg.key_share, cfg.seed + 1))
     if not cfg.pinned_values:  # read by tokenizer.encode_example's anchored format
         train_ex, val_ex = ([{**ex, "train_pinned": False} for ex in exs] for exs in (train_ex, val_ex))
     if cfg.pretrain_mix:

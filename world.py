@@ -54,6 +54,12 @@ TAGS = {QUALITY: ["good", "poor"]}
 KEYS = {**FIELDS, **TAGS}  # every key an annotation may hold, in its order
 
 
+def annotation_keys(quality_tag):
+    """{key: values} of the annotations a model writes, in order: FIELDS, then TAGS where it was
+    trained with the quality tag (its checkpoint's quality_tag)."""
+    return KEYS if quality_tag else FIELDS
+
+
 def quality_tag(defect):
     """The quality tag of a pretraining document: 'poor' if it was corrupted (world.corrupt), else 'good'."""
     return "poor" if defect else "good"

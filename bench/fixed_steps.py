@@ -24,6 +24,11 @@ RUNS = {  # name: extra flags
 }
 
 
+def run_dir(out, name):
+    """The folder of one run: its name as a path component ("eager bf16, seed 1" -> eager_bf16_seed_1)."""
+    return Path(out) / name.replace(" ", "_").replace(",", "")
+
+
 def last_val_loss(out_dir):
     """The validation loss of the last record of out_dir/log.jsonl that has one."""
     losses = [r["val_loss"] for r in map(json.loads, open(Path(out_dir) / "log.jsonl")) if "val_loss" in r]
@@ -43,7 +48,7 @@ def main(argv=None):
     for pair in (names[:2], names[2:]):  # two at a time: the 2-core machine's wave
         procs = []
         for name in pair:
-            out_dir = Path(args.out) / name.replace(" ", "_").replace(",", "")
+            out_dir = run_dir(args.out, name)
             cmd = [sys.executable, "pretrain.py", "--preset", args.preset, "--data_dir", args.data_dir,
                    "--out_dir", str(out_dir), "--annotations", "--max_iters", str(args.steps),
                    "--eval_interval", str(args.steps), "--no-resume", *RUNS[name]]
@@ -51,9 +56,9 @@ def main(argv=None):
             procs.append(subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         if any(proc.wait() for proc in procs):
             raise SystemExit("error: a run failed; rerun its command above to see why")
-    ref = last_val_loss(Path(args.out) / "eager_bf16")
+    ref = last_val_loss(run_dir(args.out, names[0]))
     for name in names:
-        loss = last_val_loss(Path(args.out) / name.replace(" ", "_").replace(",", ""))
+        loss = last_val_loss(run_dir(args.out, name))
         print(f"{name:20s} val loss at step {args.steps}: {loss:.4f} ({(loss - ref) / ref:+.2%} against eager bf16)")
 
 
