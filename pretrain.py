@@ -36,7 +36,7 @@ from checkpoint import check_tokenizer
 from device import check_device
 from loop import (LoopConfig, build_parser, check_loop_config, opt, resume_or_fresh, run_distributed, say_next,
                   token_budget, train)
-from model import GPT, GPTConfig
+from model import ATTENTION_PATHS, GPT, GPTConfig
 from tokenizer import TOKENIZER_FILE, dead_tokens, load_tokenizer, special_id, tokenizer_hash
 
 
@@ -55,7 +55,7 @@ class TrainConfig(LoopConfig):
     block_size: int = opt(512, "context length in tokens")
     dropout: float = opt(0.0, "dropout rate")
     attention: str = opt("auto", "attention implementation (auto: model.attention_path)",
-                         choices=("auto", "manual", "sdpa", "docs", "flex"))
+                         choices=ATTENTION_PATHS)
 
 
 MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "attention")

@@ -6,6 +6,8 @@ the dtype autocast gives them (bf16 on a CPU with fast bf16), at the presets' sh
 tokens holding 2-5 documents, head sizes 16-64.
 
     manual    model.manual_attention: scores, -inf mask, softmax (fp32 under autocast), att @ v
+    blocks    model.blocked_attention: manual on blocks of 128 queries, each against the keys up
+              to its own end (the tiles above the diagonal skipped; path 'blocks')
     sdpa      F.scaled_dot_product_attention with the boolean document-causal mask
     per-doc   the row cut at its document starts, manual_attention (plain causal) on each piece
               (model.per_document_attention: path 'docs')
@@ -13,8 +15,10 @@ tokens holding 2-5 documents, head sizes 16-64.
     causal    SDPA is_causal=True over the whole row: wrong for packed rows (documents see each
               other), the floor a fused causal kernel reaches
     flex      FlexAttention compiled for CPU: timed if torch can run its backward there
+    with --compile, also manual and blocks under torch.compile (what a compiled model runs)
 
     python bench/bench_attention.py                       # bf16 if the dtype policy picks it
+    python bench/bench_attention.py --compile --shapes 4x32   # the cpu ladder's largest head shape
     python bench/bench_attention.py --dtype float32 --rounds 10
 """
 
@@ -28,8 +32,8 @@ from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from device import add_device_flags, autocast, pick_dtype  # noqa: E402
-from model import (document_causal_mask, document_layout, document_spans, manual_attention,  # noqa: E402
-                   per_document_attention)
+from model import (blocked_attention, document_causal_mask, document_layout, document_spans,  # noqa: E402
+                   manual_attention, per_document_attention)
 
 # (heads, head size): the presets' 4L/64 (2 x 32), 4L/96 (3 x 32), 4L/128 (4 x 32), and 128 wide
 # cut into 8 x 16 or 2 x 64
@@ -68,11 +72,16 @@ def flex_fn(doc):
     return lambda q, k, v: compiled(q, k, v, block_mask=block_mask)
 
 
-def candidates(starts):
+def candidates(starts, compile):
     doc, _ = document_layout(starts)
     mask, spans = document_causal_mask(doc, doc), document_spans(starts)
+    compiled = {}
+    if compile:  # fresh compiled functions for each shape (torch.compiler.reset in time_shape)
+        compiled = {"manual compiled": torch.compile(manual_attention), "blocks compiled": torch.compile(blocked_attention)}
     return {
         "manual": lambda q, k, v: manual_attention(q, k, v, mask),
+        "blocks": lambda q, k, v: blocked_attention(q, k, v, mask),
+        **{name: (lambda f: lambda q, k, v: f(q, k, v, mask))(f) for name, f in compiled.items()},
         "sdpa": lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
         "per-doc": lambda q, k, v: per_document_attention(q, k, v, spans),
         "per-doc sdpa": lambda q, k, v: per_document_sdpa(q, k, v, spans),
@@ -81,9 +90,10 @@ def candidates(starts):
     }
 
 
-def time_shape(H, hd, n_docs, dtype, rounds, B=4, T=512):
+def time_shape(H, hd, n_docs, dtype, rounds, compile=False, B=4, T=512):
     """Fastest forward+backward of each candidate, in ms; a candidate that fails says why."""
-    fns = candidates(doc_starts(B, T, n_docs))
+    torch.compiler.reset()  # no recompile limit across shapes
+    fns = candidates(doc_starts(B, T, n_docs), compile)
     g = torch.Generator().manual_seed(1)
     q, k, v = (torch.randn(B, H, T, hd, generator=g).to(dtype).requires_grad_() for _ in range(3))
     dy = torch.randn(B, H, T, hd, generator=g).to(dtype)
@@ -114,15 +124,20 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--docs", type=int, nargs="+", default=[2, 3, 5], help="documents per 512-token row")
+    p.add_argument("--shapes", nargs="+", default=[f"{H}x{hd}" for H, hd in SHAPES],
+                   choices=[f"{H}x{hd}" for H, hd in SHAPES], help="heads x head size")
+    p.add_argument("--batch", type=int, default=4, help="rows of 512 tokens")
+    p.add_argument("--compile", action="store_true", help="also manual and blocks under torch.compile")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     dtype = pick_dtype("cpu", args.dtype)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {dtype}, batch 4 x 512, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {dtype}, batch {args.batch} x 512, "
           f"forward + backward, fastest of {args.rounds} alternated rounds; load {os.getloadavg()[0]:.2f}")
     reported = set()
-    for H, hd in SHAPES:
+    for shape in args.shapes:
+        H, hd = map(int, shape.split("x"))
         for n_docs in args.docs:
-            ms, failed = time_shape(H, hd, n_docs, dtype, args.rounds)
+            ms, failed = time_shape(H, hd, n_docs, dtype, args.rounds, args.compile, args.batch)
             for name, why in failed.items():
                 if name not in reported:
                     print(f"  {name}: cannot run here ({why})")

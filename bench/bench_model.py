@@ -45,7 +45,7 @@ from torch.nn import functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from device import add_device_flags, autocast, make_generator, pick_device, pick_dtype  # noqa: E402
 from engine import generate  # noqa: E402
-from model import GPT, GPTConfig  # noqa: E402
+from model import ATTENTION_PATHS, GPT, GPTConfig  # noqa: E402
 
 BOS = 1
 SHAPES = {  # name: (n_layer, n_head, n_embd, vocab, block, batch)
@@ -245,7 +245,7 @@ def bench_training(shape, device, low, n_peak, rounds, compile, baseline=None, a
         tps = B * T / t
         # the reference in the same precision and mode, where it was timed
         same = name.replace("ours", "ref")
-        for tag in (" flex", " manual", " doc-masked", " sdpa-mask", " sdpa", " docs"):
+        for tag in (" flex", " manual", " doc-masked", " sdpa-mask", " sdpa", " blocks", " docs"):
             same = same.replace(tag, "")
         ref = same if same in best else "ref fp32"
         vs_before = f"  x{best['before fp32'] / t:4.2f} before fp32" if baseline else ""
@@ -339,7 +339,7 @@ def main():
     p.add_argument("--batches", type=int, nargs="+", default=[4, 8, 16], help="--only batches: the sizes to compare")
     p.add_argument("--skip_train", action="store_true", help="the same as --only generate")
     p.add_argument("--shapes", nargs="+", default=["4l256", "cpu-m"], choices=list(SHAPES))
-    p.add_argument("--attention", nargs="+", default=["auto"], choices=("auto", "sdpa", "docs", "flex", "manual"),
+    p.add_argument("--attention", nargs="+", default=["auto"], choices=ATTENTION_PATHS,
                    help="our model's attention paths to time (auto: model.attention_path's; flex: CUDA only)")
     p.add_argument("--ref_low", action="store_true",
                    help="also time the reference in the low precision (and compiled, with --compile)")

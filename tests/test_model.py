@@ -83,7 +83,7 @@ def logits_and_grads(model, idx, targets):
     return logits, {n: p.grad for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "docs", "auto"])
+@pytest.mark.parametrize("attention", ["sdpa", "blocks", "docs", "auto"])
 @pytest.mark.parametrize("bos_id", [BOS, None])
 def test_attention_paths_agree(bos_id, attention):
     """'manual' (the reference) and every other CPU path give the same logits and gradients, float32."""
@@ -94,13 +94,33 @@ def test_attention_paths_agree(bos_id, attention):
         torch.testing.assert_close(g1[name], g2[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("block", [1, 5, 16, 48, 100])
+@pytest.mark.parametrize("cached", [0, 7])
+def test_blocked_attention_equals_manual(block, cached):
+    """blocked_attention cut into blocks of any size (one query each, blocks that do not divide
+    the row, one block, one longer than the row) equals manual_attention: outputs and the
+    gradients of q, k, v, with the document mask, and with `cached` keys before the row (S > T)."""
+    from model import blocked_attention, manual_attention
+    g = torch.Generator().manual_seed(block)
+    T, S = 48, 48 + cached
+    q, k, v = (torch.randn(2, 3, n, 8, generator=g, requires_grad=True) for n in (T, S, S))
+    doc, _ = document_layout(torch.cat([torch.zeros(2, cached, dtype=torch.bool), packed_rows(3, T)[:2] == BOS], 1))
+    mask = document_causal_mask(doc[:, cached:], doc, offset=cached)
+    for m in (mask, None):
+        outs = [f(q, k, v, m) for f in (manual_attention, lambda *a: blocked_attention(*a, block=block))]
+        grads = [torch.autograd.grad(o.square().sum(), (q, k, v)) for o in outs]
+        torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+        for a, b in zip(*grads):
+            torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+
+
 def test_cpu_default_attention_matches_manual_bf16():
-    """The CPU's default path (attention_path: 'docs' when eager) under bf16 autocast, at a
-    preset's shape (head size 32, a 512-token row of several documents): logits and gradients
+    """The CPU's default path (attention_path: 'blocks') under bf16 autocast, at a preset's shape
+    (head size 32, a 512-token row of several documents, four blocks): logits and gradients
     within bf16 rounding of the manual reference run the same way."""
     from device import autocast
     from model import attention_path
-    assert attention_path("auto", "cpu", compiling=False) == "docs"
+    assert attention_path("auto", "cpu") == "blocks"
     idx = torch.randint(2, 64, (2, 512), generator=torch.Generator().manual_seed(3))
     idx[:, 0] = BOS
     idx[0, [100, 300]], idx[1, [37, 38, 200, 450]] = BOS, BOS
