@@ -21,14 +21,14 @@ Architecture choices, and why:
     'manual' explicit scores, mask and softmax in plain PyTorch: the version to read, the reference;
     'sdpa'   F.scaled_dot_product_attention, is_causal=True when each row is one document, else
              with the boolean document mask;
-    'blocks' 'manual' on blocks of 128 queries, each against the keys up to its own end: the
-             tiles above the diagonal, masked in every row, are never computed (the CPU's
-             default, eager and compiled: bench/bench_attention.py);
+    'tiles'  'manual' on tiles of 128 queries, each against the keys up to its own end: the
+             scores above the diagonal, masked in every row, are never computed (the CPU's
+             training default, eager and compiled: bench/bench_attention.py);
     'docs'   the row cut at its document starts and 'manual' causal attention on each document
              alone: no masked scores are computed, but one small call per document;
     'flex'   FlexAttention with a document-causal block mask, compiled (CUDA only; on CPU it has
              no backward, so it warns once and uses 'sdpa'). It skips fully masked tiles, and has
-             no attention-weight dropout. engine.py's cached generation uses sdpa (or manual).
+             no attention-weight dropout. engine.py's cached generation uses sdpa, or manual compiled.
 - Precision: the model is fp32; callers run it under device.autocast (bf16 where the device
   runs it fast, see device.py), and engine.generate(dtype=...) does the same for sampling.
 - Save the raw module: torch.compile wraps the model and prefixes its state dict keys with
@@ -37,7 +37,7 @@ Architecture choices, and why:
   against the plain version it must equal: ReLUSquared's hand-written backward (plain:
   relu(x)**2 under autograd), apply_rotary's roll + addcmul (plain: the rotation formula),
   sdpa's is_causal path for one-document rows (plain: the document mask), the compiled
-  'flex' kernel (plain: 'manual'), 'blocks' and 'docs' attention (plain: 'manual') and the
+  'flex' kernel (plain: 'manual'), 'tiles' and 'docs' attention (plain: 'manual') and the
   loss's cast left to autocast (plain: logits.float()). Their timings are in bench/README.md.
 """
 
@@ -50,7 +50,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 
-ATTENTION_PATHS = ("auto", "manual", "sdpa", "blocks", "docs", "flex")
+ATTENTION_PATHS = ("auto", "manual", "sdpa", "tiles", "docs", "flex")
 
 
 @dataclass
@@ -134,15 +134,21 @@ def flex_attention(q, k, v, block_mask):
     return _flex_attention(q, k, v, block_mask=block_mask)
 
 
-def attention_path(name, device_type):
-    """The path a training forward takes for rows of several documents: config.attention, with
-    'auto' resolved here, the one place, by what bench/README.md measured. On a CPU, 'blocks',
-    eager or compiled (it beat the masked row by SDPA or by hand, and 'docs', whose document
-    lengths would also break a compiled graph). On a GPU, 'sdpa' (fused kernels with a mask;
-    'flex' skips masked tiles but compiles first)."""
+def attention_path(name, device_type, compiling=False, cached=False):
+    """The path attention takes: config.attention, with 'auto' resolved here, the one place, by
+    what bench/README.md measured. On a GPU, 'sdpa' (fused kernels with a mask; 'flex' skips
+    masked tiles but compiles first). On a CPU, training and scoring rows (one document or
+    several) take 'tiles', eager or compiled (it beat the masked row by SDPA or by hand, and
+    'docs', whose document lengths would also break a compiled graph); generation's few queries
+    a step over a KV cache (`cached`) take 'sdpa', or 'manual' in the compiled decode step
+    (inductor fuses its mask and softmax around the matmuls)."""
     if name != "auto":
         return name
-    return "blocks" if device_type == "cpu" else "sdpa"
+    if device_type != "cpu":
+        return "sdpa"
+    if cached:
+        return "manual" if compiling else "sdpa"
+    return "tiles"
 
 
 def document_spans(starts):
@@ -230,20 +236,20 @@ def manual_attention(q, k, v, mask, dropout_p=0.0):
     return att @ v                                              # (B,H,T,hd)
 
 
-def blocked_attention(q, k, v, mask, dropout_p=0.0, block=128):
-    """Speed trick (plain version: manual_attention; test_attention_paths_agree,
-    test_cpu_default_attention_matches_manual_bf16). Causal attention masks every score above the
-    diagonal, whatever the documents. So cut the queries into blocks of `block` and give each
-    block only the keys up to its own last query: manual_attention (mask included) on each, and
-    the tiles above the diagonal are never computed (at 512 tokens, 10 of 16). The shapes do not
-    depend on the data, so torch.compile keeps it one graph."""
+def tiled_attention(q, k, v, mask, dropout_p=0.0, tile=128):
+    """Speed trick (plain version: manual_attention; test_tiled_attention_equals_manual,
+    test_attention_paths_agree). Causal attention masks every score above the diagonal, whatever
+    the documents. So cut the queries into tiles of `tile` and give each tile only the keys up to
+    its own last query: manual_attention (mask included) on each, and the tiles of scores above
+    the diagonal are never computed (at 512 tokens, 10 of 16). The shapes do not depend on the
+    data, so torch.compile keeps it one graph."""
     T, S = q.size(-2), k.size(-2)
     if mask is None:
         mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
     outs = []
-    for start in range(0, T, block):
-        end = min(start + block, T)
-        keys = S - T + end  # the keys this block's last query may see (S > T: a cache before the row)
+    for start in range(0, T, tile):
+        end = min(start + tile, T)
+        keys = S - T + end  # the keys this tile's last query may see (S > T: a cache before the row)
         outs.append(manual_attention(q[..., start:end, :], k[..., :keys, :], v[..., :keys, :],
                                      mask[..., start:end, :keys], dropout_p))
     return torch.cat(outs, dim=-2)
@@ -288,10 +294,11 @@ class CausalSelfAttention(nn.Module):
             y = per_document_attention(q, k, v, mask, dropout_p)
         elif mask is not None and not isinstance(mask, torch.Tensor):  # a flex BlockMask
             y = flex_attention(q, k, v, block_mask=mask)
-        elif (path := attention_path(self.attention, q.device.type)) == "manual":
+        elif (path := attention_path(self.attention, q.device.type, torch.compiler.is_compiling(),
+                                     cached=cache is not None)) == "manual":
             y = manual_attention(q, k, v, mask, dropout_p)
-        elif path == "blocks" and cache is None:  # generation's few queries: sdpa, below
-            y = blocked_attention(q, k, v, mask, dropout_p)
+        elif path == "tiles" and cache is None:  # a cache's few queries gain nothing: sdpa, below
+            y = tiled_attention(q, k, v, mask, dropout_p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
                                                is_causal=mask is None)

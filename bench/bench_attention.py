@@ -6,8 +6,8 @@ the dtype autocast gives them (bf16 on a CPU with fast bf16), at the presets' sh
 tokens holding 2-5 documents, head sizes 16-64.
 
     manual    model.manual_attention: scores, -inf mask, softmax (fp32 under autocast), att @ v
-    blocks    model.blocked_attention: manual on blocks of 128 queries, each against the keys up
-              to its own end (the tiles above the diagonal skipped; path 'blocks')
+    tiles     model.tiled_attention: manual on tiles of 128 queries (--tile), each against the
+              keys up to its own end, the scores above the diagonal skipped (path 'tiles')
     sdpa      F.scaled_dot_product_attention with the boolean document-causal mask
     per-doc   the row cut at its document starts, manual_attention (plain causal) on each piece
               (model.per_document_attention: path 'docs')
@@ -15,10 +15,11 @@ tokens holding 2-5 documents, head sizes 16-64.
     causal    SDPA is_causal=True over the whole row: wrong for packed rows (documents see each
               other), the floor a fused causal kernel reaches
     flex      FlexAttention compiled for CPU: timed if torch can run its backward there
-    with --compile, also manual and blocks under torch.compile (what a compiled model runs)
+    with --compile, also under torch.compile: tiles (what a compiled model runs on a CPU) and
+              manual (what it ran before 'tiles')
 
     python bench/bench_attention.py                       # bf16 if the dtype policy picks it
-    python bench/bench_attention.py --compile --shapes 4x32   # the cpu ladder's largest head shape
+    python bench/bench_attention.py --compile --shapes 4x32   # the shape of the ladder's largest model (4L/128)
     python bench/bench_attention.py --dtype float32 --rounds 10
 """
 
@@ -32,8 +33,8 @@ from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from device import add_device_flags, autocast, pick_dtype  # noqa: E402
-from model import (blocked_attention, document_causal_mask, document_layout, document_spans,  # noqa: E402
-                   manual_attention, per_document_attention)
+from model import (document_causal_mask, document_layout, document_spans, manual_attention,  # noqa: E402
+                   per_document_attention, tiled_attention)
 
 # (heads, head size): the presets' 4L/64 (2 x 32), 4L/96 (3 x 32), 4L/128 (4 x 32), and 128 wide
 # cut into 8 x 16 or 2 x 64
@@ -72,16 +73,18 @@ def flex_fn(doc):
     return lambda q, k, v: compiled(q, k, v, block_mask=block_mask)
 
 
-def candidates(starts, compile):
+def candidates(starts, compile, tile):
     doc, _ = document_layout(starts)
     mask, spans = document_causal_mask(doc, doc), document_spans(starts)
-    compiled = {}
-    if compile:  # fresh compiled functions for each shape (torch.compiler.reset in time_shape)
-        compiled = {"manual compiled": torch.compile(manual_attention), "blocks compiled": torch.compile(blocked_attention)}
-    return {
+    fns = {
         "manual": lambda q, k, v: manual_attention(q, k, v, mask),
-        "blocks": lambda q, k, v: blocked_attention(q, k, v, mask),
-        **{name: (lambda f: lambda q, k, v: f(q, k, v, mask))(f) for name, f in compiled.items()},
+        "tiles": lambda q, k, v: tiled_attention(q, k, v, mask, tile=tile),
+    }
+    if compile:  # compiled afresh for each shape (time_shape resets torch.compile first)
+        manual_compiled, tiled_compiled = torch.compile(manual_attention), torch.compile(tiled_attention)
+        fns["manual compiled"] = lambda q, k, v: manual_compiled(q, k, v, mask)
+        fns["tiles compiled"] = lambda q, k, v: tiled_compiled(q, k, v, mask, tile=tile)
+    return fns | {
         "sdpa": lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
         "per-doc": lambda q, k, v: per_document_attention(q, k, v, spans),
         "per-doc sdpa": lambda q, k, v: per_document_sdpa(q, k, v, spans),
@@ -90,10 +93,10 @@ def candidates(starts, compile):
     }
 
 
-def time_shape(H, hd, n_docs, dtype, rounds, compile=False, B=4, T=512):
+def time_shape(H, hd, n_docs, dtype, rounds, compile=False, B=4, T=512, tile=128):
     """Fastest forward+backward of each candidate, in ms; a candidate that fails says why."""
     torch.compiler.reset()  # no recompile limit across shapes
-    fns = candidates(doc_starts(B, T, n_docs), compile)
+    fns = candidates(doc_starts(B, T, n_docs), compile, tile)
     g = torch.Generator().manual_seed(1)
     q, k, v = (torch.randn(B, H, T, hd, generator=g).to(dtype).requires_grad_() for _ in range(3))
     dy = torch.randn(B, H, T, hd, generator=g).to(dtype)
@@ -127,7 +130,8 @@ def main():
     p.add_argument("--shapes", nargs="+", default=[f"{H}x{hd}" for H, hd in SHAPES],
                    choices=[f"{H}x{hd}" for H, hd in SHAPES], help="heads x head size")
     p.add_argument("--batch", type=int, default=4, help="rows of 512 tokens")
-    p.add_argument("--compile", action="store_true", help="also manual and blocks under torch.compile")
+    p.add_argument("--compile", action="store_true", help="also manual and tiles under torch.compile")
+    p.add_argument("--tile", type=int, default=128, help="queries a tile of 'tiles' (model.tiled_attention's default)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     dtype = pick_dtype("cpu", args.dtype)
@@ -137,7 +141,7 @@ def main():
     for shape in args.shapes:
         H, hd = map(int, shape.split("x"))
         for n_docs in args.docs:
-            ms, failed = time_shape(H, hd, n_docs, dtype, args.rounds, args.compile, args.batch)
+            ms, failed = time_shape(H, hd, n_docs, dtype, args.rounds, args.compile, args.batch, tile=args.tile)
             for name, why in failed.items():
                 if name not in reported:
                     print(f"  {name}: cannot run here ({why})")

@@ -245,7 +245,7 @@ def bench_training(shape, device, low, n_peak, rounds, compile, baseline=None, a
         tps = B * T / t
         # the reference in the same precision and mode, where it was timed
         same = name.replace("ours", "ref")
-        for tag in (" flex", " manual", " doc-masked", " sdpa-mask", " sdpa", " blocks", " docs"):
+        for tag in (" flex", " manual", " doc-masked", " sdpa-mask", " sdpa", " tiles", " docs"):
             same = same.replace(tag, "")
         ref = same if same in best else "ref fp32"
         vs_before = f"  x{best['before fp32'] / t:4.2f} before fp32" if baseline else ""

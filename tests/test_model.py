@@ -83,7 +83,7 @@ def logits_and_grads(model, idx, targets):
     return logits, {n: p.grad for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "blocks", "docs", "auto"])
+@pytest.mark.parametrize("attention", ["sdpa", "tiles", "docs", "auto"])
 @pytest.mark.parametrize("bos_id", [BOS, None])
 def test_attention_paths_agree(bos_id, attention):
     """'manual' (the reference) and every other CPU path give the same logits and gradients, float32."""
@@ -94,33 +94,58 @@ def test_attention_paths_agree(bos_id, attention):
         torch.testing.assert_close(g1[name], g2[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize("block", [1, 5, 16, 48, 100])
+@pytest.mark.parametrize("tile", [1, 5, 16, 48, 100])
 @pytest.mark.parametrize("cached", [0, 7])
-def test_blocked_attention_equals_manual(block, cached):
-    """blocked_attention cut into blocks of any size (one query each, blocks that do not divide
-    the row, one block, one longer than the row) equals manual_attention: outputs and the
-    gradients of q, k, v, with the document mask, and with `cached` keys before the row (S > T)."""
-    from model import blocked_attention, manual_attention
-    g = torch.Generator().manual_seed(block)
+def test_tiled_attention_equals_manual(tile, cached):
+    """tiled_attention cut into tiles of any size (one query each, tiles that do not divide the
+    row, one tile, one longer than the row) equals manual_attention: outputs and the gradients of
+    q, k, v, with the document mask and with none (plain causal), and with `cached` keys before
+    the row (S > T; under the document mask they are a document of their own, so only the plain
+    causal case attends to them)."""
+    from model import tiled_attention
+    g = torch.Generator().manual_seed(tile)
     T, S = 48, 48 + cached
     q, k, v = (torch.randn(2, 3, n, 8, generator=g, requires_grad=True) for n in (T, S, S))
     doc, _ = document_layout(torch.cat([torch.zeros(2, cached, dtype=torch.bool), packed_rows(3, T)[:2] == BOS], 1))
     mask = document_causal_mask(doc[:, cached:], doc, offset=cached)
     for m in (mask, None):
-        outs = [f(q, k, v, m) for f in (manual_attention, lambda *a: blocked_attention(*a, block=block))]
+        outs = [f(q, k, v, m) for f in (manual_attention, lambda *a: tiled_attention(*a, tile=tile))]
         grads = [torch.autograd.grad(o.square().sum(), (q, k, v)) for o in outs]
         torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
         for a, b in zip(*grads):
             torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
 
 
+def test_attention_path_rule():
+    """'auto' on a CPU: 'tiles' for training and scoring rows, eager or compiled; over a KV cache
+    'sdpa' eagerly and 'manual' in the compiled decode step; on a GPU 'sdpa'. A path named by
+    hand is kept."""
+    from model import attention_path
+    assert attention_path("auto", "cpu") == attention_path("auto", "cpu", compiling=True) == "tiles"
+    assert attention_path("auto", "cpu", cached=True) == "sdpa"
+    assert attention_path("auto", "cpu", compiling=True, cached=True) == "manual"
+    assert attention_path("auto", "cuda", compiling=True, cached=True) == attention_path("auto", "cuda") == "sdpa"
+    assert attention_path("docs", "cpu", compiling=True) == "docs"
+
+
+@pytest.mark.parametrize("attention", ["tiles", "auto"])
+def test_rows_of_several_tiles_equal_manual(attention):
+    """The CPU's default path on rows longer than one tile (300 tokens: tiles of 128, 128, 44),
+    float32: logits and every gradient equal the manual reference's."""
+    idx = torch.randint(2, 64, (2, 300), generator=torch.Generator().manual_seed(4))
+    idx[:, 0] = BOS
+    idx[0, [100, 130, 250]], idx[1, 200] = BOS, BOS
+    (l1, g1), (l2, g2) = (logits_and_grads(tiny(a, block_size=300), idx, idx) for a in ("manual", attention))
+    torch.testing.assert_close(l2, l1, atol=1e-5, rtol=1e-5)
+    for name in g1:
+        torch.testing.assert_close(g2[name], g1[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
 def test_cpu_default_attention_matches_manual_bf16():
-    """The CPU's default path (attention_path: 'blocks') under bf16 autocast, at a preset's shape
-    (head size 32, a 512-token row of several documents, four blocks): logits and gradients
+    """The CPU's default path (attention_path: 'tiles') under bf16 autocast, at a preset's shape
+    (head size 32, a 512-token row of several documents, four tiles): logits and gradients
     within bf16 rounding of the manual reference run the same way."""
     from device import autocast
-    from model import attention_path
-    assert attention_path("auto", "cpu") == "blocks"
     idx = torch.randint(2, 64, (2, 512), generator=torch.Generator().manual_seed(3))
     idx[:, 0] = BOS
     idx[0, [100, 300]], idx[1, [37, 38, 200, 450]] = BOS, BOS
@@ -176,14 +201,15 @@ def test_flex_matches_manual_cuda():
         torch.testing.assert_close(g1[name], g2[name], atol=1e-4, rtol=1e-3, msg=name)
 
 
-@pytest.mark.parametrize("attention", ["manual", "sdpa", "docs"])
+@pytest.mark.parametrize("attention", ["manual", "sdpa", "tiles", "docs"])
 def test_packed_row_equals_documents_alone(attention):
     """Three documents packed in one row give, token by token, the logits of each one alone:
-    nothing leaks across <|bos|>, and positions restart at every document."""
-    model = tiny(attention)
+    nothing leaks across <|bos|>, and positions restart at every document (the row is longer
+    than one of 'tiles'' tiles, and a document crosses from one tile into the next)."""
+    model = tiny(attention, block_size=256)
     g = torch.Generator().manual_seed(2)
     docs = [torch.cat([torch.tensor([BOS]), torch.randint(2, 64, (n,), generator=g)])
-            for n in (9, 20, 14)]
+            for n in (9, 150, 14)]
     row = torch.cat(docs)[None]
     packed, _ = model(row, row)  # targets only to get logits at every position
     start = 0
@@ -389,12 +415,12 @@ def test_loss_ignores_minus_one():
 @pytest.mark.parametrize("attention", ["sdpa", "auto"])
 def test_compile_fullgraph_and_state_dict(attention):
     """The training forward traces with no graph break (document mask included; 'auto' on a CPU:
-    the manual path when compiled). The compiled wrapper's state dict prefixes "_orig_mod.", which
-    is why loop.py saves the raw module's. The aot_eager backend traces forward and backward like
-    inductor but skips C++ code generation, which takes minutes on 2 cores."""
-    model = tiny(attention)
+    'tiles', on rows of three tiles). The compiled wrapper's state dict prefixes "_orig_mod.",
+    which is why loop.py saves the raw module's. The aot_eager backend traces forward and backward
+    like inductor but skips C++ code generation, which takes minutes on 2 cores."""
+    model = tiny(attention, block_size=300)
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
-    idx = packed_rows()
+    idx = packed_rows(T=300)
     logits, loss = compiled(idx, idx)
     loss.backward()
     torch.testing.assert_close(logits, model(idx, idx)[0])
@@ -486,7 +512,8 @@ def test_bf16_generation_runs_with_a_bf16_cache():
 
 # -----------------------------------------------------------------------------
 # speed tricks against their plain versions (the attention paths, the one-document fast path and
-# the loss's cast are checked above: test_attention_paths_agree, test_flex_*,
+# the loss's cast are checked above: test_attention_paths_agree, test_tiled_attention_equals_manual,
+# test_rows_of_several_tiles_equal_manual, test_flex_*,
 # test_single_document_fast_path_*, test_bf16_loss_matches_fp32)
 
 
@@ -562,10 +589,11 @@ def test_compiled_decode_equals_eager_greedy_fp32(no_repeat_ngram, compactions):
 
 
 @needs_compiler
-def test_compiled_decode_equals_eager_seeded_sampling_fp32(compactions):
+@pytest.mark.parametrize("attention", ["sdpa", "auto"])
+def test_compiled_decode_equals_eager_seeded_sampling_fp32(attention, compactions):
     """fp32, seeded sampling (temperature, top-k, top-p), stop tokens and the ban: same seed,
-    same samples from both steps."""
-    model = chaotic(tiny(), std=0.1)
+    same samples from both steps (with 'auto', the CPU's: SDPA eagerly, manual compiled)."""
+    model = chaotic(tiny(attention), std=0.1)
     kw = dict(temperature=1.0, top_k=20, top_p=0.9, stop_ids=[3, 17, 29], no_repeat_ngram=3)
     eager = generate(model, PROMPTS * 4, 40, generator=torch.Generator().manual_seed(0), compile="off", **kw)
     compactions.clear()
