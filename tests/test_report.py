@@ -62,13 +62,14 @@ def test_a_row_D_is_the_statistic_its_intervals_resample():
                                     "science/quality_tag/extras",
                                     "science/quality_tag/key_share",
                                     "science/quality_tag/no_pinned_values",
-                                    "science/quality_tag/lr6e-4"])
+                                    "science/quality_tag/lr6e-4", "cpu-2026-12-07/cpu-4l128"])
 def test_summary_md_regenerates_from_a_committed_summary(folder):
     summary = json.loads((RESULTS / folder / "summary.json").read_text())
     assert report.summary_markdown(summary) == (RESULTS / folder / "summary.md").read_text()
 
 
-@pytest.mark.parametrize("preset", ["cpu-top", "cpu-quick", "cpu-2026-12-02", "cpu-2026-12-03", "cpu-untitled", "cpu"])
+@pytest.mark.parametrize("preset", ["cpu-top", "cpu-quick", "cpu-2026-12-02", "cpu-2026-12-03", "cpu-untitled", "cpu",
+                                    "cpu-2026-12-07"])
 def test_results_md_regenerates_from_committed_summaries(preset):
     """results.md reads every D from the rows (older summaries also hold a second copy under
     "derived"; the tables match the committed ones made from that copy). The study's summaries
