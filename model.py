@@ -244,20 +244,20 @@ def tiled_attention(q, k, v, mask, dropout_p=0.0, tile=128):
     the diagonal are never computed (at 512 tokens, 10 of 16). The shapes do not depend on the
     data, so torch.compile keeps it one graph."""
     T, S = q.size(-2), k.size(-2)
-    if mask is None:
-        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
     outs = []
     for start in range(0, T, tile):
         end = min(start + tile, T)
         keys = S - T + end  # the keys this tile's last query may see (S > T: a cache before the row)
-        outs.append(manual_attention(q[..., start:end, :], k[..., :keys, :], v[..., :keys, :],
-                                     mask[..., start:end, :keys], dropout_p))
+        # mask None: manual_attention's own causal mask of the tile, aligned to its last key, is the row's
+        tile_mask = None if mask is None else mask[..., start:end, :keys]
+        outs.append(manual_attention(q[..., start:end, :], k[..., :keys, :], v[..., :keys, :], tile_mask,
+                                     dropout_p))
     return torch.cat(outs, dim=-2)
 
 
 def per_document_attention(q, k, v, spans, dropout_p=0.0):
     """Speed trick (plain version: manual_attention with document_causal_mask;
-    test_attention_paths_agree, test_cpu_default_attention_matches_manual_bf16). Document-causal
+    test_attention_paths_agree, test_packed_row_equals_documents_alone). Document-causal
     attention as plain causal attention on each document alone: row b of q, k, v (B,H,T,hd) is cut
     into spans[b] (document_spans) and manual_attention runs causal on every piece. The same result
     as the document mask, without the scores the mask throws away (a row of n equal documents
