@@ -331,12 +331,13 @@ def mean_loss(model, batch):
     """The training loss of a micro-batch (x, y, ...): the model's mean cross-entropy."""
     return model(batch[0], batch[1])[1]
 
-def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None, loss_of=mean_loss):
+def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None, loss_of=mean_loss, val_parts=None):
     """Train `model` (the raw GPT, on d.device) for cfg.max_iters optimizer steps; resume from
     checkpoint `start` if given. Rows: .get(start, n) -> (x, y, ...) and .n_rows; loss_of(model,
     batch) -> the micro-batch's loss per target of y (an SFT extra adds a term to it); validation
-    is always the plain mean_loss. ckpt_meta: the checkpoint keys the caller owns. Only rank 0
-    writes files. Returns the last logged record."""
+    is always the plain mean_loss. val_parts {name: rows}: more validation sets, each logged as
+    val_loss_<name> (SFT's: the loss on the pinned values alone). ckpt_meta: the checkpoint keys
+    the caller owns. Only rank 0 writes files. Returns the last logged record."""
     out_dir, raw = Path(cfg.out_dir), model  # raw: the plain GPT, the one checkpoints hold
     log_path, ckpt_path = out_dir / "log.jsonl", out_dir / "ckpt.pt"
     if d.master:
@@ -349,9 +350,17 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None, loss_of=me
         model = DDP(model, device_ids=[d.local_rank] if d.device.startswith("cuda") else None)
     B, A, W = cfg.batch_size, cfg.grad_accum, d.world_size
     row_len = train_rows.get(0, 1)[0].size(1)  # tokens per row (block_size)
+    val_parts = val_parts or {}
+
+    def validate():
+        record = {"val_loss": round(evaluate(raw, val_rows, cfg, d, dtype), 5)}
+        for name, rows in val_parts.items():
+            record[f"val_loss_{name}"] = round(evaluate(raw, rows, cfg, d, dtype), 5)
+        return record
+
     last = {}
     if step == 0 and cfg.max_iters > 0:  # the loss before training: the curve's first point
-        last = {"step": 0, "val_loss": round(evaluate(raw, val_rows, cfg, d, dtype), 5)}
+        last = {"step": 0, **validate()}
         append_log(log_path, last, d)
     bar = tqdm(total=cfg.max_iters, initial=step, disable=not d.master, dynamic_ncols=True,
                desc=out_dir.name, unit="step")
@@ -408,8 +417,9 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None, loss_of=me
                     slots_per_s=round(slots / (time.time() - clock)))
                 bar.set_postfix(loss=f"{train_loss:.3f}", slots_s=f"{record['slots_per_s']:,}")
             if (cfg.eval_interval and step % cfg.eval_interval == 0) or done:  # validate and save
-                record["val_loss"] = round(evaluate(raw, val_rows, cfg, d, dtype), 5)
-                bar.write(f"step {step}: train loss {train_loss:.4f}, val loss {record['val_loss']:.4f}")
+                record.update(validate())
+                parts = "".join(f", val loss on {name} {record[f'val_loss_{name}']:.4f}" for name in val_parts)
+                bar.write(f"step {step}: train loss {train_loss:.4f}, val loss {record['val_loss']:.4f}{parts}")
                 save(ckpt_path, cfg, raw, optimizer, scaler, step, data_pos, d, ckpt_meta, record["val_loss"])
             if len(record) > 1:  # logged, validated or both: the throughput window starts again
                 last = record
@@ -430,7 +440,7 @@ def train(cfg, model, train_rows, val_rows, d, ckpt_meta, start=None, loss_of=me
 
 
 def plot_log(log_path, png_path):
-    """Train and validation loss against the step, from log.jsonl."""
+    """Train and validation loss against the step, from log.jsonl (and any val_loss_<part>)."""
     plt = pyplot()
     records = [json.loads(ln) for ln in Path(log_path).read_text().splitlines()] \
         if Path(log_path).exists() else []
@@ -441,6 +451,9 @@ def plot_log(log_path, png_path):
         ax.plot(*zip(*train), label="train", lw=1)
     if val:
         ax.plot(*zip(*val), "o-", label="validation", ms=3)
+    for part in sorted({k for r in records for k in r if k.startswith("val_loss_")}):
+        points = [(r["step"], r[part]) for r in records if part in r]
+        ax.plot(*zip(*points), "s--", label="validation: " + part[len("val_loss_"):].replace("_", " "), ms=3)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
     ax.set_yscale("log")  # the tail matters: the first steps fall from ~7.6 to ~2

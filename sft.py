@@ -34,6 +34,8 @@ response for a given annotation. Unmask the whole annotation and it collapses ag
 How much and how hot: as in the paper, one epoch of the SFT set by default (--epochs, or
 --max_iters), at the rows per step of the base and a peak LR equal to the LR the base ended at
 (sft_defaults: every default comes from the base checkpoint's own config; --lr overrides it).
+Anchored SFT validates the pinned values on their own as well (pinned_value_rows), since the mean
+validation loss cannot show whether the model has learnt to copy the prompt's constraint.
 
 An extra beside the paper (its own arm, anchored_replay): --replay mixes in annotation replay
 examples, `prompt || <|ann|>{annotation}<|story|>` with the free values drawn from the pretraining
@@ -272,6 +274,18 @@ def pack_examples(enc, examples, format, block_size):
         masks[r, :len(mask)] = torch.tensor(mask, dtype=torch.bool)
     return tokens[:, :-1], torch.where(masks[:, 1:], tokens[:, 1:], -1)
 
+def pinned_value_rows(enc, examples, block_size):
+    """The anchored rows of `examples` with only the pinned annotation values as targets, and only
+    the rows that hold one -> x, y. Validated on their own, they say whether SFT has learnt to copy
+    the prompt's constraint into the annotation: a few hundred tokens of a set of ~100,000, which
+    the mean validation loss cannot show (results/science/pinned_copy: the copy of each field is
+    learnt in a jump, late or not at all in one epoch on some bases)."""
+    x, y = pack_examples(enc, examples, "anchored", block_size)
+    _, y_unpinned = pack_examples(enc, [{**ex, "train_pinned": False} for ex in examples], "anchored", block_size)
+    y = torch.where(y_unpinned == -1, y, -1)  # same packing: the lengths are the same
+    keep = (y != -1).any(dim=1)
+    return x[keep], y[keep]
+
 class PackedRows:
     """Packed SFT rows addressed by a global row number, like pretrain.TokenRows: row i is row
     perm_e[i mod n] of epoch e = i // n, a permutation seeded by (seed, e), so the data position
@@ -432,6 +446,10 @@ def sft(cfg, d, source, start=None):
         del base
     train_rows = PackedRows(x, y, cfg.seed, base_targets=base_targets)
     val_rows = PackedRows(val_x, val_y, cfg.seed, shuffle=False)
+    val_parts = {}  # the pinned values alone, beside the mean: whether the copy of the constraint is learnt
+    pinned_x, pinned_y = pinned_value_rows(enc, val_ex, block_size) if cfg.format == "anchored" else (val_x[:0],) * 2
+    if cfg.pinned_values and len(pinned_x):
+        val_parts["pinned_values"] = PackedRows(pinned_x, pinned_y, cfg.seed, shuffle=False)
     cfg.max_iters = sft_steps(cfg, len(x), d.world_size)
     cfg.eval_interval = cfg.eval_interval or max(1, cfg.max_iters // 8)
 
@@ -459,7 +477,7 @@ def sft(cfg, d, source, start=None):
     ckpt_meta = dict(tokenizer_hash=tokenizer_hash(enc), data_dir=str(Path(cfg.data_dir).resolve()),
                      format=cfg.format, stage="sft", base_format=base_format, quality_tag=tagged)
     loss_of = anchor_kl_loss(cfg.anchor_kl) if cfg.anchor_kl else mean_loss
-    record = train(cfg, model, train_rows, val_rows, d, ckpt_meta, start, loss_of)
+    record = train(cfg, model, train_rows, val_rows, d, ckpt_meta, start, loss_of, val_parts)
     say_next(cfg, d, record, [f"python sample.py --ckpt {cfg.out_dir} --prompt 'Write a story.'",
                               f"python eval_diversity.py --ckpts base={cfg.init_from} "
                               f"{'sft' if cfg.format == 'standard' else 'anchored'}={cfg.out_dir} --out {cfg.out_dir}/eval"])

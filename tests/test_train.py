@@ -287,6 +287,33 @@ def test_sft_targets_are_exactly_what_the_mode_says(tiny_data_dir):
         sft.pack_examples(enc, [{**ex, "response": "Hi."}, ex], "anchored", block_size=len(ids) - 2)
 
 
+def test_the_pinned_value_rows_hold_the_values_the_prompt_pins_and_nothing_else(tiny_data_dir):
+    enc = tokenizer.load_tokenizer(tiny_data_dir)
+    ann = {f: values[1] for f, values in world.FIELDS.items()}
+    base = {"prompt": "Write a story.", "annotation": ann, "response": "Title: A\n\nMia went to the sea.\n\nThe End."}
+    pins = [{}, {"character": ann["character"]}, {"setting": ann["setting"], "theme": ann["theme"]}]
+    examples = [{**base, "kind": "constrained" if p else "open", "constraints": p} for p in pins]
+    for block_size in (100, 1000):  # one example a row (the open one's row dropped), and all in one row
+        x, y = sft.pinned_value_rows(enc, examples, block_size)
+        assert len(x) == (2 if block_size == 100 else 1)
+        targets = [t for t in y.flatten().tolist() if t != -1]
+        assert enc.decode(targets) == "".join(" " + ann[f] for f in ("character", "setting", "theme"))
+
+
+def test_anchored_sft_validates_the_pinned_values_on_their_own(tiny_base_dirs, tmp_path, one_thread):
+    for format in ("anchored", "standard"):
+        base = tiny_base_dirs["annotated" if format == "anchored" else "plain"]
+        sft.main(["--init_from", str(base), "--format", format, "--max_iters", "2", "--batch_size", "1",
+                  "--eval_iters", "2", "--out_dir", str(tmp_path / format)])
+        validated = [r for r in log_of(tmp_path / format) if "val_loss" in r]
+        assert [r["step"] for r in validated] == [0, 1, 2]
+        if format == "anchored":  # a base that never saw a prompt has not learnt to copy from it
+            assert all(r["val_loss_pinned_values"] > 0 for r in validated)
+            assert validated[0]["val_loss_pinned_values"] > validated[0]["val_loss"]
+        else:
+            assert not any("val_loss_pinned_values" in r for r in validated)
+
+
 def test_replay_examples_train_the_whole_annotation_and_nothing_else(tiny_data_dir):
     enc = tokenizer.load_tokenizer(str(tiny_data_dir))
     ann_id, story_id = enc.encode_single_token("<|ann|>"), enc.encode_single_token("<|story|>")
