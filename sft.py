@@ -277,9 +277,9 @@ def pack_examples(enc, examples, format, block_size):
 def pinned_value_rows(enc, examples, block_size):
     """The anchored rows of `examples` with only the pinned annotation values as targets, and only
     the rows that hold one -> x, y. Validated on their own, they say whether SFT has learnt to copy
-    the prompt's constraint into the annotation: a few hundred tokens of a set of ~100,000, which
-    the mean validation loss cannot show (results/science/pinned_copy: the copy of each field is
-    learnt in a jump, late or not at all in one epoch on some bases)."""
+    the prompt's constraint into the annotation: a token or two of a ~250-token example, which the
+    mean validation loss cannot show (results/science/pinned_copy: the copy of each field is learnt
+    in a jump, late or not at all in one epoch on some bases)."""
     x, y = pack_examples(enc, examples, "anchored", block_size)
     _, y_unpinned = pack_examples(enc, [{**ex, "train_pinned": False} for ex in examples], "anchored", block_size)
     y = torch.where(y_unpinned == -1, y, -1)  # same packing: the lengths are the same
@@ -447,9 +447,10 @@ def sft(cfg, d, source, start=None):
     train_rows = PackedRows(x, y, cfg.seed, base_targets=base_targets)
     val_rows = PackedRows(val_x, val_y, cfg.seed, shuffle=False)
     val_parts = {}  # the pinned values alone, beside the mean: whether the copy of the constraint is learnt
-    pinned_x, pinned_y = pinned_value_rows(enc, val_ex, block_size) if cfg.format == "anchored" else (val_x[:0],) * 2
-    if cfg.pinned_values and len(pinned_x):
-        val_parts["pinned_values"] = PackedRows(pinned_x, pinned_y, cfg.seed, shuffle=False)
+    if cfg.format == "anchored" and cfg.pinned_values:
+        pinned_x, pinned_y = pinned_value_rows(enc, val_ex, block_size)
+        if len(pinned_x):
+            val_parts["pinned_values"] = PackedRows(pinned_x, pinned_y, cfg.seed, shuffle=False)
     cfg.max_iters = sft_steps(cfg, len(x), d.world_size)
     cfg.eval_interval = cfg.eval_interval or max(1, cfg.max_iters // 8)
 
