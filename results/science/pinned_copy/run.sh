@@ -54,3 +54,11 @@ python eval_diversity.py --ckpts base=$P base_annotated=$A \
 python eval_diversity.py --ckpts base=$P base_annotated=$B \
   sft=runs/cpu/cpu-4l128/sft_standard,runs/cpu/cpu-4l128/sft_standard_seed1,runs/cpu/cpu-4l128/sft_standard_seed2 \
   anchored=runs/curve/ann_s1338_sft0 anchored_lr3e-3=runs/lr3/baseB_anchored_s0 --out runs/baseB/eval $EVAL  # committed as eval_baseB
+
+# the anchor-KL extra at 3e-3 at the smaller sizes (from the worktree at 95959ce, after
+# results/cpu-lr3e-3's run, whose runs/cpu/<size>/sft_standard are its SFT runs at 3e-3)
+for size in cpu-4l64 cpu-4l96; do
+  python sft.py --init_from runs/cpu/$size/base_ann --format anchored --out_dir runs/klladder/$size-kl --n_sft_examples 10000 --lr 3e-3 --anchor_kl 1 --seed 0
+  python eval_diversity.py --ckpts base=runs/cpu/$size/base_plain base_annotated=runs/cpu/$size/base_ann \
+    sft=runs/cpu/$size/sft_standard anchored=runs/klladder/$size-kl --out runs/klladder/$size-eval $EVAL  # committed as eval_lr3e-3_kl_$size
+done
