@@ -141,7 +141,10 @@ def attention_path(name, device_type, compiling=False, cached=False):
     several) take 'tiles', eager or compiled (it beat the masked row by SDPA or by hand, and
     'docs', whose document lengths would also break a compiled graph); generation's few queries
     a step over a KV cache (`cached`) take 'sdpa', or 'manual' in the compiled decode step
-    (inductor fuses its mask and softmax around the matmuls)."""
+    (inductor fuses its mask and softmax around the matmuls). A path named by hand is kept, but
+    'tiles' over a KV cache is 'sdpa'."""
+    if name == "tiles" and cached:  # a cache's few queries a step gain nothing from tiles
+        return "sdpa"
     if name != "auto":
         return name
     if device_type != "cpu":
@@ -297,7 +300,7 @@ class CausalSelfAttention(nn.Module):
         elif (path := attention_path(self.attention, q.device.type, torch.compiler.is_compiling(),
                                      cached=cache is not None)) == "manual":
             y = manual_attention(q, k, v, mask, dropout_p)
-        elif path == "tiles" and cache is None:  # a cache's few queries gain nothing: sdpa, below
+        elif path == "tiles":
             y = tiled_attention(q, k, v, mask, dropout_p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,

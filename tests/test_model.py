@@ -121,13 +121,14 @@ def test_tiled_attention_equals_manual(tile, cached):
 def test_attention_path_rule():
     """'auto' on a CPU: 'tiles' for training and scoring rows, eager or compiled; over a KV cache
     'sdpa' eagerly and 'manual' in the compiled decode step; on a GPU 'sdpa'. A path named by
-    hand is kept."""
+    hand is kept, but 'tiles' over a KV cache is 'sdpa' (a step's few queries make one tile)."""
     from model import attention_path
     assert attention_path("auto", "cpu") == attention_path("auto", "cpu", compiling=True) == "tiles"
     assert attention_path("auto", "cpu", cached=True) == "sdpa"
     assert attention_path("auto", "cpu", compiling=True, cached=True) == "manual"
     assert attention_path("auto", "cuda", compiling=True, cached=True) == attention_path("auto", "cuda") == "sdpa"
     assert attention_path("docs", "cpu", compiling=True) == "docs"
+    assert attention_path("tiles", "cpu") == "tiles" and attention_path("tiles", "cpu", cached=True) == "sdpa"
 
 
 def test_cpu_default_attention_matches_manual_bf16():
