@@ -1,0 +1,77 @@
+#!/bin/bash
+# The commands behind results/science/next_size: the cpu preset's recipe at a fourth, larger size
+# (4L/192, 6 heads of 32: 2.16M parameters, 2.1x the 4L/128 base) on the data of
+# results/cpu-2026-12-07 (runs/cpu/data), at the 4L/128 base's tokens (5,400 steps of 8 x 512) and
+# a peak LR of 2.5e-3 (the ladder's 4e-3 / 3.5e-3 / 3e-3 continued). One thread a job, two jobs at
+# a time, on the 2-core AMX Xeon. From the repository root:  bash results/science/next_size/run.sh bases sfts evals
+set -e
+export OMP_NUM_THREADS=1
+R=${RUNS:-/work/run/runs}; D=$R/cpu/data; N=$R/next
+SFT="--n_sft_examples 10000 --data_dir $D --lr 1e-3"   # the cpu preset's SFT (reproduce.py)
+EVAL="--num_samples 100 --base_arm base --annotated_base_arm base_annotated --threads 1 --top_p 0.9 --no_repeat_ngram 8"
+
+bases() {  # ~40 min side by side
+  python pretrain.py --preset cpu-4l128 --n_embd 192 --n_head 6 --lr 2.5e-3 --data_dir $D --out_dir $N/base_ann --annotations &
+  python pretrain.py --preset cpu-4l128 --n_embd 192 --n_head 6 --lr 2.5e-3 --data_dir $D --out_dir $N/base_plain --no-annotations &
+  wait
+}
+
+sfts() {  # the paper's arms (anchored over 3 seeds), two at a time
+  python sft.py --init_from $N/base_plain --format standard --out_dir $N/sft_standard $SFT --seed 0 > $N/sft_standard.log 2>&1 &
+  python sft.py --init_from $N/base_ann --format anchored --out_dir $N/sft_anchored $SFT --seed 0 > $N/sft_anchored.log 2>&1 &
+  wait
+  for s in 1 2; do
+    python sft.py --init_from $N/base_ann --format anchored --out_dir $N/sft_anchored_seed$s $SFT --seed $s > $N/sft_anchored_seed$s.log 2>&1 &
+  done
+  wait
+}
+
+evals() {  # the cpu preset's evaluation settings, beside the anchor-KL extra's SFT; then the extra
+           # at SFT LR 3e-3 (the best arm at 4L/128, results/science/pinned_copy) with standard SFT at
+           # the same LR; each extra in the anchored column of its own evaluation
+  python eval_diversity.py --ckpts base=$N/base_plain base_annotated=$N/base_ann sft=$N/sft_standard \
+    anchored=$N/sft_anchored,$N/sft_anchored_seed1,$N/sft_anchored_seed2 --out $N/eval $EVAL > $N/eval.log 2>&1 &
+  python sft.py --init_from $N/base_ann --format anchored --out_dir $N/sft_anchored_kl $SFT --anchor_kl 1 --seed 0 > $N/sft_anchored_kl.log 2>&1 &
+  wait
+  python sft.py --init_from $N/base_plain --format standard --out_dir $N/sft_standard_lr3e-3 $SFT --lr 3e-3 --seed 0 > $N/sft_standard_lr3e-3.log 2>&1 &
+  python sft.py --init_from $N/base_ann --format anchored --out_dir $N/sft_anchored_kl_lr3e-3 $SFT --lr 3e-3 --anchor_kl 1 --seed 0 > $N/sft_anchored_kl_lr3e-3.log 2>&1 &
+  wait
+  python eval_diversity.py --ckpts base=$N/base_plain base_annotated=$N/base_ann sft=$N/sft_standard \
+    anchored=$N/sft_anchored_kl --out $N/eval_kl $EVAL > $N/eval_kl.log 2>&1 &
+  python eval_diversity.py --ckpts base=$N/base_plain base_annotated=$N/base_ann sft=$N/sft_standard_lr3e-3 \
+    anchored=$N/sft_anchored_kl_lr3e-3 --out $N/eval_kl_lr3e-3 $EVAL > $N/eval_kl_lr3e-3.log 2>&1 &
+  wait
+}
+
+seeds() {  # the anchor-KL extra at the preset's LR and standard SFT over 3 seeds; both evaluations again
+           # with the 3 SFT seeds (eval and eval_kl above hold seed 0 of standard SFT only)
+  for s in 1 2; do
+    python sft.py --init_from $N/base_ann --format anchored --out_dir $N/sft_anchored_kl_seed$s $SFT --anchor_kl 1 --seed $s > $N/sft_anchored_kl_seed$s.log 2>&1 &
+  done
+  wait
+  for s in 1 2; do
+    python sft.py --init_from $N/base_plain --format standard --out_dir $N/sft_standard_seed$s $SFT --seed $s > $N/sft_standard_seed$s.log 2>&1 &
+  done
+  wait
+  STD=$N/sft_standard,$N/sft_standard_seed1,$N/sft_standard_seed2
+  python eval_diversity.py --ckpts base=$N/base_plain base_annotated=$N/base_ann sft=$STD \
+    anchored=$N/sft_anchored,$N/sft_anchored_seed1,$N/sft_anchored_seed2 --out $N/eval_3seeds $EVAL > $N/eval_3seeds.log 2>&1 &
+  python eval_diversity.py --ckpts base=$N/base_plain base_annotated=$N/base_ann sft=$STD \
+    anchored=$N/sft_anchored_kl,$N/sft_anchored_kl_seed1,$N/sft_anchored_kl_seed2 --out $N/eval_kl_3seeds $EVAL > $N/eval_kl_3seeds.log 2>&1 &
+  wait
+}
+
+for stage in "$@"; do "$stage"; done
+
+# The table and the plot (results/science/next_size/table.md, ladder.png), from the repository root:
+#   D=results/science/next_size; python $D/table.py --png $D/ladder.png \
+#     "paper arm@4L/64=results/cpu-2026-12-07/cpu-4l64:anchored" "paper arm@4L/96=results/cpu-2026-12-07/cpu-4l96:anchored" \
+#     "paper arm@4L/128=results/cpu-2026-12-07/cpu-4l128:anchored" "paper arm@4L/192=$D/eval_3seeds:anchored" \
+#     "anchor KL, LR 3e-3@4L/64=results/science/pinned_copy/eval_lr3e-3_kl_cpu-4l64:anchored" \
+#     "anchor KL, LR 3e-3@4L/96=results/science/pinned_copy/eval_lr3e-3_kl_cpu-4l96:anchored" \
+#     "anchor KL, LR 3e-3@4L/128=results/science/pinned_copy/eval_lr3e-3_kl:anchored" \
+#     "anchor KL, LR 3e-3@4L/192=$D/eval_kl_lr3e-3:anchored" \
+#     "anchor KL, LR 1e-3@4L/128=results/cpu-2026-12-07/cpu-4l128:anchored_kl" \
+#     "anchor KL, LR 1e-3@4L/192=$D/eval_kl_3seeds:anchored" > $D/table.md
+# The evaluations committed here: eval_3seeds, eval_kl_3seeds and eval_kl_lr3e-3 (eval and eval_kl, the
+# first evaluations with one standard SFT seed, are superseded by the _3seeds ones and not committed).
