@@ -26,9 +26,10 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_model import BOS, train_step  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 
-BOS = 1
 GROUPS = ("linear layers", "attention matmuls", "softmax forward", "softmax backward", "loss", "optimizer",
           "everything else")
 
@@ -52,26 +53,15 @@ def group_of(name):
 
 
 def make_step(args):
-    """A training step as loop.py takes one (bf16 autocast, backward, clip, AdamW) on fixed rows."""
+    """A training step as bench_model.py times it (bf16 autocast, backward, clip, AdamW) on fixed rows."""
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=args.vocab, block_size=args.block, n_layer=args.n_layer, n_head=args.n_head,
                     n_embd=args.n_embd, bos_id=BOS)
-    model = GPT(cfg)
     g = torch.Generator().manual_seed(0)
     idx = torch.randint(3, args.vocab, (args.batch, args.block), generator=g)
     idx[:, [args.block * i // args.docs for i in range(args.docs)]] = BOS  # documents of equal length
     targets = torch.randint(3, args.vocab, (args.batch, args.block), generator=g)
-    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")
-    run = torch.compile(model) if args.compile == "on" else model
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            _, loss = run(idx, targets)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return step
+    return train_step(GPT(cfg), idx, targets, "cpu", torch.bfloat16, compile=args.compile == "on")
 
 
 def main(argv=None):
