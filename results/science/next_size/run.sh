@@ -3,7 +3,8 @@
 # (4L/192, 6 heads of 32: 2.16M parameters, 2.1x the 4L/128 base) on the data of
 # results/cpu-2026-12-07 (runs/cpu/data), at the 4L/128 base's tokens (5,400 steps of 8 x 512) and
 # a peak LR of 2.5e-3 (the ladder's 4e-3 / 3.5e-3 / 3e-3 continued). One thread a job, two jobs at
-# a time, on the 2-core AMX Xeon. From the repository root:  bash results/science/next_size/run.sh bases sfts evals
+# a time, on the 2-core AMX Xeon. From the repository root:
+#   bash results/science/next_size/run.sh bases sfts evals seeds bases_k300 bases_k100_seeds
 set -e
 export OMP_NUM_THREADS=1
 R=${RUNS:-/work/run/runs}; D=$R/cpu/data; N=$R/next
@@ -61,7 +62,6 @@ seeds() {  # the anchor-KL extra at the preset's LR and standard SFT over 3 seed
   wait
 }
 
-for stage in "$@"; do "$stage"; done
 
 # The table and the plot (results/science/next_size/table.md, ladder.png), from the repository root:
 #   D=results/science/next_size; python $D/table.py --png $D/ladder.png \
@@ -75,3 +75,23 @@ for stage in "$@"; do "$stage"; done
 #     "anchor KL, LR 1e-3@4L/192=$D/eval_kl_3seeds:anchored" > $D/table.md
 # The evaluations committed here: eval_3seeds, eval_kl_3seeds and eval_kl_lr3e-3 (eval and eval_kl, the
 # first evaluations with one standard SFT seed, are superseded by the _3seeds ones and not committed).
+
+bases_k300() {  # both sizes' bases read at K = 300 (the gate's 30 samples a field; one standard error ~0.02)
+  C=$R/cpu/cpu-4l128
+  python eval_diversity.py --ckpts base=$N/base_plain base_annotated=$N/base_ann --num_samples 300 --top_p 0.9 \
+    --no_repeat_ngram 8 --threads 1 --annotated_base_arm base_annotated --base_arm base --out $N/bases_k300_4l192 &
+  python eval_diversity.py --ckpts base=$C/base_plain base_annotated=$C/base_ann --num_samples 300 --top_p 0.9 \
+    --no_repeat_ngram 8 --threads 1 --annotated_base_arm base_annotated --base_arm base --out $N/bases_k300_4l128 &
+  wait
+}
+
+bases_k100_seeds() {  # the 4L/128 bases at K = 100 under two other sampling seeds (the evaluations' is 1337)
+  C=$R/cpu/cpu-4l128
+  for s in 1 2; do
+    python eval_diversity.py --ckpts base=$C/base_plain base_annotated=$C/base_ann --seed $s --num_samples 100 --top_p 0.9 \
+      --no_repeat_ngram 8 --threads 1 --annotated_base_arm base_annotated --base_arm base --out $N/bases_k100_4l128_seed$s &
+  done
+  wait
+}
+
+for stage in "$@"; do "$stage"; done
