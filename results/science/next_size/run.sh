@@ -4,7 +4,7 @@
 # results/cpu-2026-12-07 (runs/cpu/data), at the 4L/128 base's tokens (5,400 steps of 8 x 512) and
 # a peak LR of 2.5e-3 (the ladder's 4e-3 / 3.5e-3 / 3e-3 continued). One thread a job, two jobs at
 # a time, on the 2-core AMX Xeon. From the repository root:
-#   bash results/science/next_size/run.sh bases sfts evals seeds bases_k300 bases_k100_seeds
+#   bash results/science/next_size/run.sh bases sfts evals seeds bases_k300 bases_k100_seeds second_base
 set -e
 export OMP_NUM_THREADS=1
 R=${RUNS:-/work/run/runs}; D=$R/cpu/data; N=$R/next
@@ -92,6 +92,17 @@ bases_k100_seeds() {  # the 4L/128 bases at K = 100 under two other sampling see
       --no_repeat_ngram 8 --threads 1 --annotated_base_arm base_annotated --base_arm base --out $N/bases_k100_4l128_seed$s &
   done
   wait
+}
+
+second_base() {  # the copy's robustness: a second annotated 4L/192 base (init seed 1338), one paper-arm SFT
+                 # seed on it; two threads for the one job
+  export OMP_NUM_THREADS=2
+  python pretrain.py --preset cpu-4l128 --n_embd 192 --n_head 6 --lr 2.5e-3 --data_dir $D --out_dir $N/base_ann_s1338 \
+    --annotations --seed 1338 > $N/base_ann_s1338.log 2>&1
+  python sft.py --init_from $N/base_ann_s1338 --format anchored --out_dir $N/sft_anchored_base1338 $SFT --seed 0 \
+    > $N/sft_anchored_base1338.log 2>&1
+  python eval_diversity.py --ckpts base=$N/base_plain base_annotated=$N/base_ann_s1338 sft=$N/sft_standard \
+    anchored=$N/sft_anchored_base1338 --out $N/eval_base1338 $EVAL --threads 2 > $N/eval_base1338.log 2>&1
 }
 
 for stage in "$@"; do "$stage"; done
