@@ -17,7 +17,7 @@ from collections import defaultdict
 from statistics import median
 
 sys.path.insert(0, ".")
-from metrics import prior_drift_max  # noqa: E402
+from metrics import agreement_min, gap_closed, prior_drift_max  # noqa: E402
 
 
 def by_row(summary):
@@ -29,8 +29,8 @@ def kind(row, k, key):
 
 
 def gap(base, sft, arm, key):
-    db, ds, da = (kind(r, "open", key) for r in (base, sft, arm))
-    return None if None in (db, ds, da) or db == ds else 1 - (db - da) / (db - ds)
+    d = [kind(r, "open", key) for r in (base, sft, arm)]
+    return None if None in d else gap_closed(*d)
 
 
 def fmt(x):
@@ -51,29 +51,28 @@ for arg in sys.argv[1:]:
     base, abase = rows["base"], rows["base_annotated"]
     sft = rows.get("sft#s0") or rows["sft"]
     arms = [r for name, r in rows.items() if r["arm"] == arm]
-    gate = min(v["share"] for v in abase["gate"].values() if v["share"] is not None)
+    gate = agreement_min(abase["gate"])
 
     def med(f):
         values = [f(r) for r in arms]
         values = [v for v in values if v is not None]
         return median(values) if values else None
-    gaps = " / ".join(fmt(med(lambda r: gap(base, sft, r, key))) for key in ("D", "D_known", "D_good"))
+    quality, following = med(lambda r: kind(r, "open", "quality_and_house")), \
+        med(lambda r: kind(r, "constrained", "instruction_following"))
+    sft_quality, sft_following = kind(sft, "open", "quality_and_house"), kind(sft, "constrained", "instruction_following")
+    gaps = [med(lambda r: gap(base, sft, r, key)) for key in ("D", "D_known", "D_good")]
+    parses = med(lambda r: kind(r, "open", "annotation_valid"))
     drift = med(lambda r: prior_drift_max(r["annotation_prior"], abase["annotation_prior"]))
     cells = [f"{label}: {arm} ({len(arms)})",
              f"{fmt(kind(base, 'open', 'quality'))} / {fmt(kind(abase, 'open', 'quality'))}", f"{gate:.2f}",
-             f"{fmt(kind(sft, 'open', 'quality_and_house'))} / {fmt(kind(sft, 'constrained', 'instruction_following'))}",
-             f"{fmt(med(lambda r: kind(r, 'open', 'quality_and_house')))} / "
-             f"{fmt(med(lambda r: kind(r, 'constrained', 'instruction_following')))}",
-             fmt(med(lambda r: kind(r, "constrained", "annotation_carries"))),
-             fmt(med(lambda r: kind(r, "open", "annotation_valid"))), gaps, fmt(drift)]
+             f"{fmt(sft_quality)} / {fmt(sft_following)}", f"{fmt(quality)} / {fmt(following)}",
+             fmt(med(lambda r: kind(r, "constrained", "annotation_carries"))), fmt(parses),
+             " / ".join(map(fmt, gaps)), fmt(drift)]
     print("| " + " | ".join(cells) + " |")
     ratio = lambda a, b: None if a is None or not b else a / b
     series[label.split("@")[0]].append((label.split("@")[-1], {
-        "quality / SFT's": ratio(med(lambda r: kind(r, "open", "quality_and_house")), kind(sft, "open", "quality_and_house")),
-        "instruction following / SFT's": ratio(med(lambda r: kind(r, "constrained", "instruction_following")),
-                                               kind(sft, "constrained", "instruction_following")),
-        "annotations parse": med(lambda r: kind(r, "open", "annotation_valid")),
-        "gap closed": med(lambda r: gap(base, sft, r, "D")), "prior drift max": drift}))
+        "quality / SFT's": ratio(quality, sft_quality), "instruction following / SFT's": ratio(following, sft_following),
+        "annotations parse": parses, "gap closed": gaps[0], "prior drift max": drift}))
 
 if png:
     import matplotlib
