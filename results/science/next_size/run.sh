@@ -4,7 +4,7 @@
 # results/cpu-2026-12-07 (runs/cpu/data), at the 4L/128 base's tokens (5,400 steps of 8 x 512) and
 # a peak LR of 2.5e-3 (the ladder's 4e-3 / 3.5e-3 / 3e-3 continued). One thread a job, two jobs at
 # a time, on the 2-core AMX Xeon. From the repository root:
-#   bash results/science/next_size/run.sh bases sfts evals seeds bases_k300 bases_k100_seeds second_base
+#   bash results/science/next_size/run.sh bases sfts evals seeds bases_k300 bases_k100_seeds second_base bases_x2 sfts_x2
 set -e
 export OMP_NUM_THREADS=1
 R=${RUNS:-/work/run/runs}; D=$R/cpu/data; N=$R/next
@@ -103,6 +103,28 @@ second_base() {  # the copy's robustness: a second annotated 4L/192 base (init s
     > $N/sft_anchored_base1338.log 2>&1
   python eval_diversity.py --ckpts base=$N/base_plain base_annotated=$N/base_ann_s1338 sft=$N/sft_standard \
     anchored=$N/sft_anchored_base1338 --out $N/eval_base1338 $EVAL --threads 2 > $N/eval_base1338.log 2>&1
+}
+
+bases_x2() {  # the next factor of tokens at this width: both 4L/192 bases on twice the tokens (10,800 steps
+              # of 8 x 512, 44.2M slots, 20 per parameter), the same peak LR; then the paper arm, the
+              # anchor-KL extra and standard SFT, one seed each, and one evaluation of them
+  python pretrain.py --preset cpu-4l128 --n_embd 192 --n_head 6 --lr 2.5e-3 --max_iters 10800 --eval_interval 1800 \
+    --data_dir $D --out_dir $N/base_ann_x2 --annotations > $N/base_ann_x2.log 2>&1 &
+  python pretrain.py --preset cpu-4l128 --n_embd 192 --n_head 6 --lr 2.5e-3 --max_iters 10800 --eval_interval 1800 \
+    --data_dir $D --out_dir $N/base_plain_x2 --no-annotations > $N/base_plain_x2.log 2>&1 &
+  wait
+}
+
+sfts_x2() {
+  python sft.py --init_from $N/base_plain_x2 --format standard --out_dir $N/sft_standard_x2 $SFT --seed 0 > $N/sft_standard_x2.log 2>&1 &
+  python sft.py --init_from $N/base_ann_x2 --format anchored --out_dir $N/sft_anchored_x2 $SFT --seed 0 > $N/sft_anchored_x2.log 2>&1 &
+  wait
+  python sft.py --init_from $N/base_ann_x2 --format anchored --out_dir $N/sft_anchored_kl_x2 $SFT --anchor_kl 1 --seed 0 > $N/sft_anchored_kl_x2.log 2>&1 &
+  python eval_diversity.py --ckpts base=$N/base_plain_x2 base_annotated=$N/base_ann_x2 --num_samples 300 --top_p 0.9 \
+    --no_repeat_ngram 8 --threads 1 --annotated_base_arm base_annotated --base_arm base --out $N/bases_k300_4l192_x2 > $N/bases_k300_4l192_x2.log 2>&1 &
+  wait
+  python eval_diversity.py --ckpts base=$N/base_plain_x2 base_annotated=$N/base_ann_x2 sft=$N/sft_standard_x2 \
+    anchored=$N/sft_anchored_x2 anchored_kl=$N/sft_anchored_kl_x2 --out $N/eval_x2 $EVAL --threads 2 > $N/eval_x2.log 2>&1
 }
 
 for stage in "$@"; do "$stage"; done
