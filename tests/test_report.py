@@ -71,7 +71,8 @@ def test_a_row_D_is_the_statistic_its_intervals_resample():
                                     "science/next_size/eval_kl_lr3e-3", "science/next_size/bases_k300_4l128",
                                     "science/next_size/bases_k300_4l192", "science/next_size/bases_k100_4l128_seed1",
                                     "science/next_size/bases_k100_4l128_seed2", "science/next_size/eval_base1338",
-                                    "science/next_size/eval_x2_3seeds", "science/next_size/bases_k300_4l192_x2"])
+                                    "science/next_size/eval_x2_3seeds", "science/next_size/bases_k300_4l192_x2",
+                                    "science/next_size/bases_k300_4l192_x2_seed1", "science/next_size/bases_k300_4l192_x2_seed2"])
 def test_summary_md_regenerates_from_a_committed_summary(folder):
     summary = json.loads((RESULTS / folder / "summary.json").read_text())
     assert report.summary_markdown(summary) == (RESULTS / folder / "summary.md").read_text()

@@ -4,7 +4,7 @@
 # results/cpu-2026-12-07 (runs/cpu/data), at the 4L/128 base's tokens (5,400 steps of 8 x 512) and
 # a peak LR of 2.5e-3 (the ladder's 4e-3 / 3.5e-3 / 3e-3 continued). One thread a job, two jobs at
 # a time, on the 2-core AMX Xeon. From the repository root:
-#   bash results/science/next_size/run.sh bases sfts evals seeds bases_k300 bases_k100_seeds second_base bases_x2 sfts_x2 seeds_x2
+#   bash results/science/next_size/run.sh bases sfts evals seeds bases_k300 bases_k100_seeds second_base bases_x2 sfts_x2 seeds_x2 bases_x2_seeds
 set -e
 export OMP_NUM_THREADS=1
 R=${RUNS:-/work/run/runs}; D=$R/cpu/data; N=$R/next
@@ -141,6 +141,15 @@ seeds_x2() {  # seeds 1 and 2 of the paper arm and the anchor-KL extra on the 2x
     anchored=$N/sft_anchored_x2,$N/sft_anchored_x2_seed1,$N/sft_anchored_x2_seed2 \
     anchored_kl=$N/sft_anchored_kl_x2,$N/sft_anchored_kl_x2_seed1,$N/sft_anchored_kl_x2_seed2 \
     --out $N/eval_x2_3seeds $EVAL --threads 2 > $N/eval_x2_3seeds.log 2>&1
+}
+
+bases_x2_seeds() {  # the 2x bases read again at K = 300 under two other sampling seeds (the evaluations' is 1337)
+  for s in 1 2; do
+    python eval_diversity.py --ckpts base=$N/base_plain_x2 base_annotated=$N/base_ann_x2 --seed $s --num_samples 300 --top_p 0.9 \
+      --no_repeat_ngram 8 --threads 1 --annotated_base_arm base_annotated --base_arm base --out $N/bases_k300_4l192_x2_seed$s \
+      > $N/bases_k300_4l192_x2_seed$s.log 2>&1 &
+  done
+  wait
 }
 
 for stage in "$@"; do "$stage"; done
