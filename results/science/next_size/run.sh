@@ -9,7 +9,12 @@ set -e
 export OMP_NUM_THREADS=1
 R=${RUNS:-/work/run/runs}; D=$R/cpu/data; N=$R/next
 SFT="--n_sft_examples 10000 --data_dir $D --lr 1e-3"   # the cpu preset's SFT (reproduce.py)
-EVAL="--num_samples 100 --base_arm base --annotated_base_arm base_annotated --threads 1 --top_p 0.9 --no_repeat_ngram 8"
+STORY="--base_arm base --annotated_base_arm base_annotated --threads 1 --top_p 0.9 --no_repeat_ngram 8"  # the preset's story setting
+EVAL="--num_samples 100 $STORY"
+
+read_bases() {  # read_bases PLAIN ANNOTATED OUT K [flags]: the two bases alone, K samples a prompt
+  python eval_diversity.py --ckpts base=$1 base_annotated=$2 --num_samples $4 --out $3 $STORY "${@:5}"
+}
 
 bases() {  # ~40 min side by side
   python pretrain.py --preset cpu-4l128 --n_embd 192 --n_head 6 --lr 2.5e-3 --data_dir $D --out_dir $N/base_ann --annotations &
@@ -78,18 +83,15 @@ seeds() {  # the anchor-KL extra at the preset's LR and standard SFT over 3 seed
 
 bases_k300() {  # both sizes' bases read at K = 300 (the gate's 30 samples a field; one standard error ~0.02)
   C=$R/cpu/cpu-4l128
-  python eval_diversity.py --ckpts base=$N/base_plain base_annotated=$N/base_ann --num_samples 300 --top_p 0.9 \
-    --no_repeat_ngram 8 --threads 1 --annotated_base_arm base_annotated --base_arm base --out $N/bases_k300_4l192 &
-  python eval_diversity.py --ckpts base=$C/base_plain base_annotated=$C/base_ann --num_samples 300 --top_p 0.9 \
-    --no_repeat_ngram 8 --threads 1 --annotated_base_arm base_annotated --base_arm base --out $N/bases_k300_4l128 &
+  read_bases $N/base_plain $N/base_ann $N/bases_k300_4l192 300 &
+  read_bases $C/base_plain $C/base_ann $N/bases_k300_4l128 300 &
   wait
 }
 
 bases_k100_seeds() {  # the 4L/128 bases at K = 100 under two other sampling seeds (the evaluations' is 1337)
   C=$R/cpu/cpu-4l128
   for s in 1 2; do
-    python eval_diversity.py --ckpts base=$C/base_plain base_annotated=$C/base_ann --seed $s --num_samples 100 --top_p 0.9 \
-      --no_repeat_ngram 8 --threads 1 --annotated_base_arm base_annotated --base_arm base --out $N/bases_k100_4l128_seed$s &
+    read_bases $C/base_plain $C/base_ann $N/bases_k100_4l128_seed$s 100 --seed $s &
   done
   wait
 }
@@ -120,8 +122,7 @@ sfts_x2() {
   python sft.py --init_from $N/base_ann_x2 --format anchored --out_dir $N/sft_anchored_x2 $SFT --seed 0 > $N/sft_anchored_x2.log 2>&1 &
   wait
   python sft.py --init_from $N/base_ann_x2 --format anchored --out_dir $N/sft_anchored_kl_x2 $SFT --anchor_kl 1 --seed 0 > $N/sft_anchored_kl_x2.log 2>&1 &
-  python eval_diversity.py --ckpts base=$N/base_plain_x2 base_annotated=$N/base_ann_x2 --num_samples 300 --top_p 0.9 \
-    --no_repeat_ngram 8 --threads 1 --annotated_base_arm base_annotated --base_arm base --out $N/bases_k300_4l192_x2 > $N/bases_k300_4l192_x2.log 2>&1 &
+  read_bases $N/base_plain_x2 $N/base_ann_x2 $N/bases_k300_4l192_x2 300 > $N/bases_k300_4l192_x2.log 2>&1 &
   wait
   python eval_diversity.py --ckpts base=$N/base_plain_x2 base_annotated=$N/base_ann_x2 sft=$N/sft_standard_x2 \
     anchored=$N/sft_anchored_x2 anchored_kl=$N/sft_anchored_kl_x2 --out $N/eval_x2 $EVAL --threads 2 > $N/eval_x2.log 2>&1
@@ -145,9 +146,7 @@ seeds_x2() {  # seeds 1 and 2 of the paper arm and the anchor-KL extra on the 2x
 
 bases_x2_seeds() {  # the 2x bases read again at K = 300 under two other sampling seeds (the evaluations' is 1337)
   for s in 1 2; do
-    python eval_diversity.py --ckpts base=$N/base_plain_x2 base_annotated=$N/base_ann_x2 --seed $s --num_samples 300 --top_p 0.9 \
-      --no_repeat_ngram 8 --threads 1 --annotated_base_arm base_annotated --base_arm base --out $N/bases_k300_4l192_x2_seed$s \
-      > $N/bases_k300_4l192_x2_seed$s.log 2>&1 &
+    read_bases $N/base_plain_x2 $N/base_ann_x2 $N/bases_k300_4l192_x2_seed$s 300 --seed $s > $N/bases_k300_4l192_x2_seed$s.log 2>&1 &
   done
   wait
 }
