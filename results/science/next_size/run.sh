@@ -9,8 +9,15 @@ set -e
 export OMP_NUM_THREADS=1
 R=${RUNS:-/work/run/runs}; D=$R/cpu/data; N=$R/next
 SFT="--n_sft_examples 10000 --data_dir $D --lr 1e-3"   # the cpu preset's SFT (reproduce.py)
-STORY="--base_arm base --annotated_base_arm base_annotated --threads 1 --top_p 0.9 --no_repeat_ngram 8"  # the preset's story setting
+STORY="--base_arm base --annotated_base_arm base_annotated --threads 1 --top_p 0.9 --no_repeat_ngram 8"  # arms, threads, the preset's story setting
 EVAL="--num_samples 100 $STORY"
+
+two_seeds() {  # two_seeds BASE NAME FORMAT [flags]: SFT seeds 1 and 2 side by side, into $N/NAME_seed1 and _seed2
+  for s in 1 2; do
+    python sft.py --init_from $1 --format $3 --out_dir $N/${2}_seed$s $SFT "${@:4}" --seed $s > $N/${2}_seed$s.log 2>&1 &
+  done
+  wait
+}
 
 read_bases() {  # read_bases PLAIN ANNOTATED OUT K [flags]: the two bases alone, K samples a prompt
   python eval_diversity.py --ckpts base=$1 base_annotated=$2 --num_samples $4 --out $3 $STORY "${@:5}"
@@ -26,10 +33,7 @@ sfts() {  # the paper's arms (anchored over 3 seeds), two at a time
   python sft.py --init_from $N/base_plain --format standard --out_dir $N/sft_standard $SFT --seed 0 > $N/sft_standard.log 2>&1 &
   python sft.py --init_from $N/base_ann --format anchored --out_dir $N/sft_anchored $SFT --seed 0 > $N/sft_anchored.log 2>&1 &
   wait
-  for s in 1 2; do
-    python sft.py --init_from $N/base_ann --format anchored --out_dir $N/sft_anchored_seed$s $SFT --seed $s > $N/sft_anchored_seed$s.log 2>&1 &
-  done
-  wait
+  two_seeds $N/base_ann sft_anchored anchored
 }
 
 evals() {  # the cpu preset's evaluation settings, beside the anchor-KL extra's SFT; then the extra
@@ -51,14 +55,8 @@ evals() {  # the cpu preset's evaluation settings, beside the anchor-KL extra's 
 
 seeds() {  # the anchor-KL extra at the preset's LR and standard SFT over 3 seeds; both evaluations again
            # with the 3 SFT seeds (eval and eval_kl above hold seed 0 of standard SFT only)
-  for s in 1 2; do
-    python sft.py --init_from $N/base_ann --format anchored --out_dir $N/sft_anchored_kl_seed$s $SFT --anchor_kl 1 --seed $s > $N/sft_anchored_kl_seed$s.log 2>&1 &
-  done
-  wait
-  for s in 1 2; do
-    python sft.py --init_from $N/base_plain --format standard --out_dir $N/sft_standard_seed$s $SFT --seed $s > $N/sft_standard_seed$s.log 2>&1 &
-  done
-  wait
+  two_seeds $N/base_ann sft_anchored_kl anchored --anchor_kl 1
+  two_seeds $N/base_plain sft_standard standard
   STD=$N/sft_standard,$N/sft_standard_seed1,$N/sft_standard_seed2
   python eval_diversity.py --ckpts base=$N/base_plain base_annotated=$N/base_ann sft=$STD \
     anchored=$N/sft_anchored,$N/sft_anchored_seed1,$N/sft_anchored_seed2 --out $N/eval_3seeds $EVAL > $N/eval_3seeds.log 2>&1 &
@@ -130,14 +128,8 @@ sfts_x2() {
 
 seeds_x2() {  # seeds 1 and 2 of the paper arm and the anchor-KL extra on the 2x base; one evaluation of all three
               # seeds (eval_x2_3seeds, committed; sfts_x2's eval_x2, seed 0 alone, is superseded by it)
-  for s in 1 2; do
-    python sft.py --init_from $N/base_ann_x2 --format anchored --out_dir $N/sft_anchored_kl_x2_seed$s $SFT --anchor_kl 1 --seed $s > $N/sft_anchored_kl_x2_seed$s.log 2>&1 &
-  done
-  wait
-  for s in 1 2; do
-    python sft.py --init_from $N/base_ann_x2 --format anchored --out_dir $N/sft_anchored_x2_seed$s $SFT --seed $s > $N/sft_anchored_x2_seed$s.log 2>&1 &
-  done
-  wait
+  two_seeds $N/base_ann_x2 sft_anchored_kl_x2 anchored --anchor_kl 1
+  two_seeds $N/base_ann_x2 sft_anchored_x2 anchored
   python eval_diversity.py --ckpts base=$N/base_plain_x2 base_annotated=$N/base_ann_x2 sft=$N/sft_standard_x2 \
     anchored=$N/sft_anchored_x2,$N/sft_anchored_x2_seed1,$N/sft_anchored_x2_seed2 \
     anchored_kl=$N/sft_anchored_kl_x2,$N/sft_anchored_kl_x2_seed1,$N/sft_anchored_kl_x2_seed2 \
